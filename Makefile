@@ -1,0 +1,39 @@
+# `make demo` runs the whole example; `make test` runs the test suite. Both work on a fresh
+# machine: they create .venv (and .venv-feast for the Feast comparisons) and install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+FEAST_VENV := .venv-feast
+SCALE ?= 1
+
+.PHONY: demo test lint install feast bench clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+feast: $(FEAST_VENV)/.installed
+$(FEAST_VENV)/.installed: tests/feast_requirements.txt
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install --quiet --upgrade pip
+	$(FEAST_VENV)/bin/pip install --quiet -r tests/feast_requirements.txt
+	touch $@
+
+demo: install
+	$(BIN)/python feature_repo/generate.py --scale $(SCALE)
+	$(BIN)/featurestore apply --repo feature_repo
+	$(BIN)/featurestore list --repo feature_repo
+
+test: install feast
+	$(BIN)/ruff check .
+	FEATURESTORE_FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m pytest -n 2 -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) $(FEAST_VENV) feature_repo/data

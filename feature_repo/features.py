@@ -1,0 +1,80 @@
+"""Fraud-detection features: user profiles, merchant statistics and user activity.
+
+The data comes from ``generate.py`` (``python feature_repo/generate.py``).
+"""
+
+from datetime import timedelta
+
+from entities import merchant, user
+
+from featurestore import FeatureService, FeatureView, Field, FileSource
+from featurestore.types import Bool, Float32, Float64, Int32, Int64, String
+
+user_profile = FeatureView(
+    name="user_profile",
+    entities=[user],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(name="account_age_days", dtype=Int64),
+        Field(name="credit_limit", dtype=Float64),
+        Field(name="country", dtype=String),
+        Field(name="is_verified", dtype=Bool),
+    ],
+    source=FileSource(
+        path="data/user_profile.parquet",
+        timestamp_field="snapshot_ts",
+        created_timestamp_column="created_ts",
+    ),
+    description="Daily snapshot of each user's account.",
+    owner="risk-team@example.com",
+)
+
+merchant_stats = FeatureView(
+    name="merchant_stats",
+    entities=[merchant],
+    ttl=timedelta(days=3),
+    schema=[
+        Field(name="merchant_id", dtype=Int64),
+        Field(name="category", dtype=String),
+        Field(name="fraud_rate_7d", dtype=Float32),
+        Field(name="avg_amount_30d", dtype=Float64),
+        Field(name="n_tx_7d", dtype=Int64),
+    ],
+    source=FileSource(
+        path="data/merchant_stats.parquet",
+        timestamp_field="event_ts",
+        created_timestamp_column="created_ts",
+    ),
+    description="Daily merchant statistics; some days are corrected late (same event time, "
+    "later created time).",
+    owner="risk-team@example.com",
+)
+
+user_activity = FeatureView(
+    name="user_activity",
+    entities=[user],
+    ttl=timedelta(hours=12),
+    schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(name="tx_count_1h", dtype=Int32),
+        Field(name="tx_count_24h", dtype=Int32),
+        Field(name="amount_sum_24h", dtype=Float64),
+        Field(name="amount_max_7d", dtype=Float64),
+        Field(name="distinct_merchants_24h", dtype=Int32),
+    ],
+    source=FileSource(
+        path="data/user_activity.parquet",
+        timestamp_field="event_ts",
+        created_timestamp_column="created_ts",
+    ),
+    description="Rolling per-user activity, computed from transactions strictly before each "
+    "event time (no future leakage).",
+    owner="risk-team@example.com",
+)
+
+fraud_v1 = FeatureService(
+    name="fraud_v1",
+    features=[user_profile, merchant_stats, user_activity],
+    description="Features of the first fraud model.",
+)

@@ -1,0 +1,197 @@
+"""The ``featurestore`` command: thin commands over the library.
+
+Heavy libraries are imported inside commands so ``featurestore --help`` stays instant.
+Domain errors print as one clear line and exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from featurestore.errors import FeatureStoreError
+
+REPO_OPTION = click.option(
+    "--repo",
+    "repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default="the current folder",
+    help="The feature repo folder (holds featurestore.yaml).",
+)
+
+
+def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Show domain errors as one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FeatureStoreError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _store(repo: Path):  # type: ignore[no-untyped-def]
+    from featurestore.store import FeatureStore
+
+    return FeatureStore(repo)
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.version_option(package_name="featurestore")
+def main(verbose: bool) -> None:
+    """Feature store with train/serve parity: define features in Python, build
+    point-in-time-correct training sets, materialize them online and serve them.
+
+    Start with 'featurestore init DIR', then 'featurestore apply --repo DIR'.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--project", default=None, help="Project name (default: the folder's name).")
+@friendly_errors
+def init(directory: Path, project: str | None) -> None:
+    """Scaffold a working feature repo in DIRECTORY, with example data."""
+    from featurestore.scaffold import scaffold
+
+    created = scaffold(directory, project)
+    click.echo(f"Created feature repo {directory} ({len(created)} files):")
+    for path in created:
+        click.echo(f"  {path}")
+    click.echo(f"Next: featurestore apply --repo {directory}")
+
+
+def _print_plan(result, applied: bool) -> None:  # type: ignore[no-untyped-def]
+    if result.is_empty:
+        click.echo("No changes: the registry matches the repo.")
+        return
+    colors = {"added": "green", "changed": "yellow", "removed": "red"}
+    signs = {"added": "+", "changed": "~", "removed": "-"}
+    for c in result.changes:
+        line = f"{signs[c.action]} {c.kind} {c.name} ({c.action})"
+        click.secho(line, fg=colors[c.action])
+        for detail in c.details:
+            click.echo(f"    {detail}")
+    reset = result.views_to_reset()
+    if reset:
+        verb = "were" if applied else "will be"
+        click.echo(
+            f"Online data and watermarks of {', '.join(reset)} {verb} dropped: "
+            "materialize them again."
+        )
+
+
+@main.command()
+@REPO_OPTION
+@friendly_errors
+def plan(repo: Path) -> None:
+    """Show what 'apply' would add, change or remove (and which attributes changed)."""
+    _print_plan(_store(repo).plan(), applied=False)
+
+
+@main.command()
+@REPO_OPTION
+@friendly_errors
+def apply(repo: Path) -> None:
+    """Register the repo's definitions (after checking them against the sources' schemas)."""
+    store = _store(repo)
+    result = store.apply()
+    _print_plan(result, applied=True)
+    state = store.state
+    click.echo(
+        f"Registered {len(state.entities)} entities, {len(state.views)} feature views, "
+        f"{len(state.services)} feature services in {store.registry.path}"
+    )
+
+
+@main.command("list")
+@REPO_OPTION
+@friendly_errors
+def list_(repo: Path) -> None:
+    """List applied entities, feature views and feature services with fingerprints."""
+    from rich.table import Table
+
+    from featurestore.fingerprint import entity_fingerprint
+
+    state = _store(repo).state
+    table = Table(title=f"project {state.project}", show_lines=False)
+    for column in ("kind", "name", "details", "version", "fingerprint"):
+        table.add_column(column)
+    for name, entity in sorted(state.entities.items()):
+        table.add_row(
+            "entity",
+            name,
+            "keys: " + ", ".join(entity.join_keys),
+            "",
+            entity_fingerprint(entity)[:12],
+        )
+    for name, record in sorted(state.views.items()):
+        ttl = record.view.ttl or "none"
+        details = f"{len(record.view.features)} features, ttl {ttl}"
+        table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
+    for name, srecord in sorted(state.services.items()):
+        details = (
+            f"{len(srecord.service.refs)} features from {len(srecord.service.projections)} views"
+        )
+        table.add_row(
+            "feature service", name, details, str(len(srecord.versions)), srecord.fingerprint[:12]
+        )
+    _console().print(table)
+
+
+@main.command()
+@click.argument("name")
+@REPO_OPTION
+@friendly_errors
+def describe(name: str, repo: Path) -> None:
+    """Show one applied entity, feature view or feature service in full."""
+    import json
+
+    from featurestore.definitions import entity_to_dict
+    from featurestore.fingerprint import entity_fingerprint
+
+    state = _store(repo).state
+    data: dict[str, Any]
+    if name in state.views:
+        data = state.to_json()["feature_views"][name]
+        kind = "feature view"
+    elif name in state.services:
+        data = state.to_json()["feature_services"][name]
+        kind = "feature service"
+    elif name in state.entities:
+        entity = state.entities[name]
+        data = {"definition": entity_to_dict(entity), "fingerprint": entity_fingerprint(entity)}
+        kind = "entity"
+    else:
+        from featurestore.definitions import suggest
+
+        names = [*state.views, *state.services, *state.entities]
+        raise click.ClickException(f"nothing named {name!r} was applied{suggest(name, names)}")
+    click.secho(f"{kind} {name}", bold=True)
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Feature definitions, shaped like Feast's: frozen, keyword-only, validated on construction.
+
+A repo declares ``Entity``, ``FileSource`` / ``BigQuerySource``, ``FeatureView`` and
+``FeatureService`` objects in Python; ``featurestore apply`` records them in the registry.
+Every problem found here raises ``DefinitionError`` naming the definition at fault.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from featurestore.errors import DefinitionError
+from featurestore.types import DType, dtype_by_name
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(name: object, what: str) -> str:
+    """Reject names that are not plain identifiers: they reach SQL, Redis keys and columns."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f"{what} name {name!r} is not a valid name: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    return name
+
+
+def suggest(name: str, candidates: Sequence[str]) -> str:
+    """A ' (did you mean ...?)' hint listing close matches, or ''."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _freeze(obj: Any, attr: str, value: Any) -> None:
+    object.__setattr__(obj, attr, value)
+
+
+@dataclass(frozen=True, kw_only=True, eq=True)
+class Entity:
+    """A business object features are keyed by, e.g. ``Entity(name="user", join_keys=["user_id"])``.
+
+    ``join_keys`` defaults to ``[name]``. A key's dtype comes from a ``Field`` of the same name
+    in a view's schema (as in Feast), or else from the source's Parquet schema at apply.
+    """
+
+    name: str
+    join_keys: Sequence[str] = ()
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "entity")
+        keys = tuple(self.join_keys) if self.join_keys else (self.name,)
+        if isinstance(self.join_keys, str):
+            keys = (self.join_keys,)
+        for key in keys:
+            check_name(key, f"entity {self.name!r}: join key")
+        if len(set(keys)) != len(keys):
+            raise DefinitionError(f"entity {self.name!r}: a join key is listed twice in {keys}")
+        _freeze(self, "join_keys", keys)
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Field:
+    """A typed column of a feature view: ``Field(name="amount", dtype=Float64)``."""
+
+    name: str
+    dtype: DType
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "field")
+        if not isinstance(self.dtype, DType):
+            raise DefinitionError(
+                f"field {self.name!r}: unsupported dtype {self.dtype!r}; "
+                "use a type from featurestore.types (Int32, Int64, Float32, Float64, String, "
+                "Bool, UnixTimestamp)"
+            )
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSource:
+    """Parquet files (a file, a folder or a glob) with an event time and maybe a created time.
+
+    A relative ``path`` is resolved against the repo folder, so a clone elsewhere reads the
+    same data and keeps the same fingerprints.
+    """
+
+    path: str
+    timestamp_field: str
+    created_timestamp_column: str | None = None
+    name: str | None = None
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise DefinitionError(f"FileSource {self.name or ''}: path must be a non-empty string")
+        check_name(self.timestamp_field, f"source {self.path!r}: timestamp_field")
+        if self.created_timestamp_column is not None:
+            check_name(self.created_timestamp_column, f"source {self.path!r}: created column")
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BigQuerySource:
+    """A BigQuery table (``project.dataset.table``) or query, with its timestamp columns."""
+
+    timestamp_field: str
+    table: str | None = None
+    query: str | None = None
+    created_timestamp_column: str | None = None
+    name: str | None = None
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.table is None) == (self.query is None):
+            raise DefinitionError(
+                f"BigQuerySource {self.name or ''}: give exactly one of table= or query="
+            )
+        if self.table is not None and not re.match(
+            r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$", self.table
+        ):
+            raise DefinitionError(
+                f"BigQuerySource: table {self.table!r} is not of the form "
+                "project.dataset.table or dataset.table"
+            )
+        check_name(self.timestamp_field, "BigQuerySource: timestamp_field")
+        if self.created_timestamp_column is not None:
+            check_name(self.created_timestamp_column, "BigQuerySource: created column")
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Source = FileSource | BigQuerySource
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureView:
+    """A group of features read from one source and keyed by one or more entities.
+
+    ``ttl`` bounds how old a value may be: for an entity row at time ``t`` only source rows
+    with ``t - ttl <= event_ts <= t`` count. ``ttl=None`` or ``timedelta(0)`` means no bound.
+    Schema fields named like a join key declare that key's dtype and are not features.
+    """
+
+    name: str
+    entities: Sequence[Entity]
+    schema: Sequence[Field]
+    source: Source
+    ttl: timedelta | None = None
+    online: bool = True
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "feature view")
+        entities = tuple(self.entities)
+        if not entities:
+            raise DefinitionError(f"feature view {self.name!r}: needs at least one entity")
+        for entity in entities:
+            if not isinstance(entity, Entity):
+                raise DefinitionError(
+                    f"feature view {self.name!r}: entities must be Entity objects, got {entity!r}"
+                )
+        schema = tuple(self.schema)
+        seen: set[str] = set()
+        for f in schema:
+            if not isinstance(f, Field):
+                raise DefinitionError(
+                    f"feature view {self.name!r}: schema must hold Field objects, got {f!r}"
+                )
+            if f.name in seen:
+                raise DefinitionError(
+                    f"feature view {self.name!r}: field {f.name!r} is declared twice"
+                )
+            seen.add(f.name)
+        keys = [k for e in entities for k in e.join_keys]
+        if len(set(keys)) != len(keys):
+            raise DefinitionError(f"feature view {self.name!r}: join keys repeat: {keys}")
+        if not isinstance(self.source, (FileSource, BigQuerySource)):
+            raise DefinitionError(
+                f"feature view {self.name!r}: source must be a FileSource or BigQuerySource"
+            )
+        if self.ttl is not None:
+            if not isinstance(self.ttl, timedelta):
+                raise DefinitionError(
+                    f"feature view {self.name!r}: ttl must be a timedelta or None, got {self.ttl!r}"
+                )
+            if self.ttl < timedelta(0):
+                raise DefinitionError(f"feature view {self.name!r}: ttl {self.ttl} is negative")
+        reserved = {self.source.timestamp_field, self.source.created_timestamp_column}
+        for f in schema:
+            if f.name in reserved and f.name not in keys:
+                raise DefinitionError(
+                    f"feature view {self.name!r}: field {f.name!r} is the source's timestamp "
+                    "column, not a feature"
+                )
+        if not any(f.name not in keys for f in schema):
+            raise DefinitionError(f"feature view {self.name!r}: declares no features")
+        _freeze(self, "entities", entities)
+        _freeze(self, "schema", schema)
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def join_keys(self) -> tuple[str, ...]:
+        """The view's join keys, entity by entity, in declaration order."""
+        return tuple(k for e in self.entities for k in e.join_keys)
+
+    @property
+    def features(self) -> tuple[Field, ...]:
+        """The schema's feature fields (fields named like a join key are not features)."""
+        keys = set(self.join_keys)
+        return tuple(f for f in self.schema if f.name not in keys)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def declared_key_dtypes(self) -> dict[str, DType]:
+        """Key dtypes declared by schema fields named like a join key."""
+        keys = set(self.join_keys)
+        return {f.name: f.dtype for f in self.schema if f.name in keys}
+
+    @property
+    def ttl_microseconds(self) -> int | None:
+        """The ttl in microseconds, or None when there is no ttl (None or zero)."""
+        if self.ttl is None or self.ttl == timedelta(0):
+            return None
+        return self.ttl // timedelta(microseconds=1)
+
+    def feature(self, name: str) -> Field:
+        """The feature field called ``name``; a DefinitionError suggests close names."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise DefinitionError(
+            f"feature view {self.name!r} has no feature {name!r}{suggest(name, self.feature_names)}"
+        )
+
+    def __getitem__(self, names: Sequence[str]) -> FeatureViewProjection:
+        """``view[["f1", "f2"]]``: a projection of some of the view's features."""
+        if isinstance(names, str):
+            names = [names]
+        for n in names:
+            self.feature(n)
+        return FeatureViewProjection(view=self, features=tuple(names))
+
+    def projection(self) -> FeatureViewProjection:
+        """All of the view's features, as a projection."""
+        return FeatureViewProjection(view=self, features=self.feature_names)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureViewProjection:
+    """Some features of one view, in the order they were asked for."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise DefinitionError(f"projection of {self.view.name!r} selects no features")
+        if len(set(self.features)) != len(self.features):
+            raise DefinitionError(f"projection of {self.view.name!r} repeats a feature")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def refs(self) -> list[str]:
+        """Feature references, ``"view:feature"``."""
+        return [f"{self.view.name}:{f}" for f in self.features]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureService:
+    """A named set of features a model consumes: ``FeatureService(name, features=[v, v[["f"]]])``."""
+
+    name: str
+    features: Sequence[FeatureView | FeatureViewProjection]
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "feature service")
+        projections = []
+        for item in self.features:
+            if isinstance(item, FeatureView):
+                projections.append(item.projection())
+            elif isinstance(item, FeatureViewProjection):
+                projections.append(item)
+            else:
+                raise DefinitionError(
+                    f"feature service {self.name!r}: features must be feature views or "
+                    f"projections like view[['f1']], got {item!r}"
+                )
+        if not projections:
+            raise DefinitionError(f"feature service {self.name!r}: lists no features")
+        names = [p.view.name for p in projections]
+        if len(set(names)) != len(names):
+            raise DefinitionError(
+                f"feature service {self.name!r}: view listed twice; "
+                "select all its features in one projection"
+            )
+        _freeze(self, "features", tuple(projections))
+        _freeze(self, "tags", dict(self.tags))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def projections(self) -> tuple[FeatureViewProjection, ...]:
+        return self.features  # type: ignore[return-value]
+
+    @property
+    def refs(self) -> list[str]:
+        """Every feature reference the service serves, in order."""
+        return [ref for p in self.projections for ref in p.refs]
+
+
+# --- serialization (the registry stores definitions as JSON) ---------------------------
+
+
+def source_to_dict(source: Source) -> dict[str, Any]:
+    if isinstance(source, FileSource):
+        return {
+            "type": "file",
+            "path": source.path,
+            "timestamp_field": source.timestamp_field,
+            "created_timestamp_column": source.created_timestamp_column,
+            "name": source.name,
+            "description": source.description,
+            "tags": dict(source.tags),
+            "owner": source.owner,
+        }
+    return {
+        "type": "bigquery",
+        "table": source.table,
+        "query": source.query,
+        "timestamp_field": source.timestamp_field,
+        "created_timestamp_column": source.created_timestamp_column,
+        "name": source.name,
+        "description": source.description,
+        "tags": dict(source.tags),
+        "owner": source.owner,
+    }
+
+
+def source_from_dict(d: Mapping[str, Any]) -> Source:
+    d = dict(d)
+    kind = d.pop("type")
+    return FileSource(**d) if kind == "file" else BigQuerySource(**d)
+
+
+def entity_to_dict(e: Entity) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "join_keys": list(e.join_keys),
+        "description": e.description,
+        "tags": dict(e.tags),
+        "owner": e.owner,
+    }
+
+
+def entity_from_dict(d: Mapping[str, Any]) -> Entity:
+    return Entity(**d)
+
+
+def view_to_dict(v: FeatureView) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "entities": [e.name for e in v.entities],
+        "schema": [
+            {
+                "name": f.name,
+                "dtype": f.dtype.name,
+                "description": f.description,
+                "tags": dict(f.tags),
+            }
+            for f in v.schema
+        ],
+        "source": source_to_dict(v.source),
+        "ttl_microseconds": None if v.ttl is None else v.ttl // timedelta(microseconds=1),
+        "online": v.online,
+        "description": v.description,
+        "tags": dict(v.tags),
+        "owner": v.owner,
+    }
+
+
+def view_from_dict(d: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
+    return FeatureView(
+        name=d["name"],
+        entities=[entities[name] for name in d["entities"]],
+        schema=[
+            Field(
+                name=f["name"],
+                dtype=dtype_by_name(f["dtype"]),
+                description=f.get("description", ""),
+                tags=f.get("tags", {}),
+            )
+            for f in d["schema"]
+        ],
+        source=source_from_dict(d["source"]),
+        ttl=None
+        if d["ttl_microseconds"] is None
+        else timedelta(microseconds=d["ttl_microseconds"]),
+        online=d["online"],
+        description=d["description"],
+        tags=d["tags"],
+        owner=d["owner"],
+    )
+
+
+def service_to_dict(s: FeatureService) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "features": [{"view": p.view.name, "features": list(p.features)} for p in s.projections],
+        "description": s.description,
+        "tags": dict(s.tags),
+        "owner": s.owner,
+    }
+
+
+def service_from_dict(d: Mapping[str, Any], views: Mapping[str, FeatureView]) -> FeatureService:
+    return FeatureService(
+        name=d["name"],
+        features=[views[p["view"]][p["features"]] for p in d["features"]],
+        description=d["description"],
+        tags=d["tags"],
+        owner=d["owner"],
+    )

@@ -1,0 +1,64 @@
+"""The error hierarchy. Every error the library raises on purpose is a ``FeatureStoreError``.
+
+::
+
+    FeatureStoreError
+    ├── DefinitionError        a definition is invalid, or a repo's definitions disagree
+    ├── ConfigError            featurestore.yaml is missing or wrong
+    ├── RegistryError          the registry file is missing, unreadable or not applied
+    ├── SchemaMismatchError    a source's columns do not match the declared schema
+    ├── RetrievalError         a historical or online request is malformed
+    │   └── UnknownFeatureError    a feature reference names nothing that was applied
+    ├── OnlineStoreError       the online store failed
+    │   └── OnlineStoreUnavailable the configured online store does not answer
+    ├── MaterializationError   a materialization run failed (watermarks did not move)
+    └── ModelError             a model artifact is missing, tampered with or mismatched
+
+This module imports no web framework: the HTTP layer maps these to status codes.
+"""
+
+from __future__ import annotations
+
+
+class FeatureStoreError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class DefinitionError(FeatureStoreError):
+    """A feature definition is invalid, or the repo's definitions contradict each other."""
+
+
+class ConfigError(FeatureStoreError):
+    """``featurestore.yaml`` is missing, unreadable or holds an invalid setting."""
+
+
+class RegistryError(FeatureStoreError):
+    """The registry is missing, corrupt, or does not hold what was asked for."""
+
+
+class SchemaMismatchError(FeatureStoreError):
+    """A source's actual columns do not match what its feature view declares."""
+
+
+class RetrievalError(FeatureStoreError):
+    """A request for features is malformed (missing key column, wrong key type, ...)."""
+
+
+class UnknownFeatureError(RetrievalError):
+    """A feature reference names a view or feature that has not been applied."""
+
+
+class OnlineStoreError(FeatureStoreError):
+    """The online store failed while reading or writing."""
+
+
+class OnlineStoreUnavailable(OnlineStoreError):
+    """The configured online store does not answer (never silently replaced by another)."""
+
+
+class MaterializationError(FeatureStoreError):
+    """A materialization run failed; the watermarks were left where they were."""
+
+
+class ModelError(FeatureStoreError):
+    """A model artifact is missing, tampered with, or bound to other feature definitions."""

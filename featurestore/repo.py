@@ -1,0 +1,125 @@
+"""Import a repo folder and collect its definitions.
+
+Every ``*.py`` in the folder (not ``_*.py``, not sub-folders) is imported with the folder on
+``sys.path``, so files may import each other. Objects found at module level are collected;
+the same object imported into several files counts once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featurestore.definitions import Entity, FeatureService, FeatureView, suggest
+from featurestore.errors import DefinitionError
+
+_SKIP_FILES = {"setup.py", "conftest.py"}
+
+
+@dataclass
+class RepoContents:
+    """The definitions a repo declares, by name, and the file each came from."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    views: dict[str, FeatureView] = field(default_factory=dict)
+    services: dict[str, FeatureService] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check that the definitions agree: entities exist, services name real features."""
+        for view in self.views.values():
+            where = self.origin.get(f"view:{view.name}", "?")
+            for entity in view.entities:
+                known = self.entities.get(entity.name)
+                if known is None:
+                    raise DefinitionError(
+                        f"feature view {view.name!r} ({where}) uses entity {entity.name!r}, "
+                        "which is not defined at module level in the repo"
+                        f"{suggest(entity.name, list(self.entities))}"
+                    )
+                if known != entity:
+                    raise DefinitionError(
+                        f"feature view {view.name!r} ({where}) uses a different definition of "
+                        f"entity {entity.name!r} than the repo's"
+                    )
+        for service in self.services.values():
+            where = self.origin.get(f"service:{service.name}", "?")
+            for projection in service.projections:
+                view = self.views.get(projection.view.name)
+                if view is None:
+                    raise DefinitionError(
+                        f"feature service {service.name!r} ({where}) uses feature view "
+                        f"{projection.view.name!r}, which is not defined in the repo"
+                        f"{suggest(projection.view.name, list(self.views))}"
+                    )
+                for name in projection.features:
+                    if name not in view.feature_names:
+                        raise DefinitionError(
+                            f"feature service {service.name!r} ({where}) names unknown feature "
+                            f"'{view.name}:{name}'{suggest(name, view.feature_names)}"
+                        )
+
+
+def _add(contents: RepoContents, kind: str, table: dict, obj, where: str) -> None:  # type: ignore[type-arg]
+    existing = table.get(obj.name)
+    if existing is obj or existing == obj:  # the same definition imported by another file
+        return
+    if existing is not None:
+        raise DefinitionError(
+            f"{kind} {obj.name!r} is defined twice: in {contents.origin[f'{kind}:{obj.name}']} "
+            f"and in {where}; rename one of them"
+        )
+    table[obj.name] = obj
+    contents.origin[f"{kind}:{obj.name}"] = where
+
+
+def load_repo(repo_path: str | Path) -> RepoContents:
+    """Import every definition file of a repo and return its validated definitions."""
+    repo = Path(repo_path).resolve()
+    contents = RepoContents()
+    files = sorted(
+        p for p in repo.glob("*.py") if not p.name.startswith("_") and p.name not in _SKIP_FILES
+    )
+    # Repo files may import each other by plain name; forget any same-named module that
+    # another repo loaded earlier in this process, before and after.
+    stems = [p.stem for p in repo.glob("*.py")]
+    _forget(stems)
+    sys.path.insert(0, str(repo))
+    try:
+        for file in files:
+            module = _import(file)
+            for value in vars(module).values():
+                if isinstance(value, Entity):
+                    _add(contents, "entity", contents.entities, value, file.name)
+                elif isinstance(value, FeatureView):
+                    _add(contents, "view", contents.views, value, file.name)
+                elif isinstance(value, FeatureService):
+                    _add(contents, "service", contents.services, value, file.name)
+    finally:
+        sys.path.remove(str(repo))
+        _forget(stems)
+    contents.validate()
+    return contents
+
+
+def _forget(module_names: list[str]) -> None:
+    for name in module_names:
+        sys.modules.pop(name, None)
+
+
+def _import(file: Path):  # type: ignore[no-untyped-def]
+    name = f"featurestore_repo_{abs(hash(str(file.parent)))}_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise DefinitionError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except DefinitionError as exc:
+        raise DefinitionError(f"{file.name}: {exc}") from None
+    except Exception as exc:  # a user's file failed to import: say which and why
+        raise DefinitionError(f"{file.name} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module

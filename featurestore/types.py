@@ -1,0 +1,142 @@
+"""The one dtype table: our types <-> Arrow <-> DuckDB <-> BigQuery <-> pandas.
+
+Parity is defined on Arrow: every feature leaves the store with the Arrow type its
+declared dtype maps to here, and ``to_pandas`` is the only Arrow -> pandas conversion.
+Heavy libraries are imported inside functions so ``import featurestore`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import DefinitionError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class DType:
+    """A feature's value type, as declared in ``Field(name=..., dtype=...)``."""
+
+    name: str
+    duckdb: str
+    bigquery: str
+    pandas: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def to_arrow(self) -> pa.DataType:
+        """The Arrow type every value of this dtype carries."""
+        import pyarrow as pa
+
+        return {
+            "Int32": pa.int32(),
+            "Int64": pa.int64(),
+            "Float32": pa.float32(),
+            "Float64": pa.float64(),
+            "String": pa.string(),
+            "Bool": pa.bool_(),
+            "UnixTimestamp": pa.timestamp("us", tz="UTC"),
+        }[self.name]
+
+
+Int32 = DType("Int32", "INTEGER", "INT64", "Int32")
+Int64 = DType("Int64", "BIGINT", "INT64", "Int64")
+Float32 = DType("Float32", "FLOAT", "FLOAT64", "Float32")
+Float64 = DType("Float64", "DOUBLE", "FLOAT64", "Float64")
+String = DType("String", "VARCHAR", "STRING", "string")
+Bool = DType("Bool", "BOOLEAN", "BOOL", "boolean")
+UnixTimestamp = DType("UnixTimestamp", "TIMESTAMPTZ", "TIMESTAMP", "datetime64[us, UTC]")
+
+ALL_DTYPES: dict[str, DType] = {
+    t.name: t for t in (Int32, Int64, Float32, Float64, String, Bool, UnixTimestamp)
+}
+
+
+def dtype_by_name(name: str) -> DType:
+    """Look a dtype up by its name (``"Int64"``), as stored in the registry."""
+    try:
+        return ALL_DTYPES[name]
+    except KeyError:
+        known = ", ".join(ALL_DTYPES)
+        raise DefinitionError(f"unsupported dtype {name!r}; use one of {known}") from None
+
+
+def dtype_from_arrow(arrow_type: pa.DataType) -> DType | None:
+    """The dtype whose values an Arrow column of this type holds, or None if none fits."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if pt.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pt.is_int8(arrow_type) or pt.is_int16(arrow_type) or pt.is_int32(arrow_type):
+        return Int32
+    if pt.is_integer(arrow_type):
+        return Int64
+    if pt.is_float32(arrow_type) or pt.is_float16(arrow_type):
+        return Float32
+    if pt.is_float64(arrow_type):
+        return Float64
+    if pt.is_string(arrow_type) or pt.is_large_string(arrow_type) or arrow_type == pa.string_view():
+        return String
+    if pt.is_boolean(arrow_type):
+        return Bool
+    if pt.is_timestamp(arrow_type):
+        return UnixTimestamp
+    return None
+
+
+def arrow_compatible(declared: DType, arrow_type: pa.DataType) -> bool:
+    """Whether a source column of ``arrow_type`` can be read losslessly as ``declared``.
+
+    Narrower integers widen (an int32 column may back an Int64 feature), float32 may back
+    Float64; anything else must match exactly.
+    """
+    actual = dtype_from_arrow(arrow_type)
+    if actual is None:
+        return False
+    widening = {(Int32, Int64), (Float32, Float64)}
+    return actual == declared or (actual, declared) in widening
+
+
+def is_timestamp(arrow_type: pa.DataType) -> bool:
+    """Whether an Arrow column can serve as an event or created timestamp."""
+    import pyarrow.types as pt
+
+    return pt.is_timestamp(arrow_type) or pt.is_date(arrow_type)
+
+
+def pandas_dtype(dtype: DType) -> Any:
+    """The pandas (nullable) dtype a feature of ``dtype`` has in ``.to_df()``."""
+    return dtype.pandas
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Convert Arrow to pandas with nullable dtypes: nulls become ``pd.NA``, ints stay ints.
+
+    The one Arrow -> pandas conversion used everywhere (training sets, online responses).
+    Timestamps stay timezone-aware UTC at microsecond precision.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    mapping = {
+        pa.int8(): pd.Int8Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.uint8(): pd.UInt8Dtype(),
+        pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(),
+        pa.uint64(): pd.UInt64Dtype(),
+        pa.float32(): pd.Float32Dtype(),
+        pa.float64(): pd.Float64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+        pa.large_string(): pd.StringDtype(),
+    }
+    return table.to_pandas(types_mapper=mapping.get)
