@@ -1,0 +1,256 @@
+"""Value encoding for the online store, in one place: entity keys and compact binary rows.
+
+Both online stores (Redis and SQLite) keep, per (view, entity key), one *row*: a bytes value
+holding the row's event and created timestamps and the view's feature values::
+
+    offset  size        content
+    0       8           event_ts  (µs since the epoch, int64 with its sign bit flipped, big-endian)
+    8       8           created_ts (same encoding; 0 when the source has no created time)
+    16      ceil(n/8)   null bitmap: bit j (little-endian bit order) set = feature j is null
+    ...     fixed       one slot per feature, in schema order, big-endian:
+                        Int32 4, Int64 8, Float32 4, Float64 8 (IEEE bits as stored),
+                        Bool 1, UnixTimestamp 8 (µs), String 4 (its UTF-8 length)
+    ...     variable    the String features' UTF-8 bytes, in schema order
+
+Flipping the sign bit makes the first 16 bytes compare, byte by byte, exactly like the pair
+``(event_ts, created_ts)`` compares as integers (a missing created time is the smallest
+value, i.e. sorts oldest). That is the whole never-regress rule: a store writes a row only
+when its 16-byte prefix is >= the stored one's — a byte loop in the Redis Lua script, a BLOB
+comparison (memcmp) in SQLite. Same code, same order, on both stores.
+
+Values are lossless: floats are copied as their IEEE bits (a NaN is a value, and ``-0.0``
+stays negative), int64 exactly, strings as UTF-8, timestamps to the microsecond, nulls as
+bits in the bitmap (a null's slot holds zeros). On decode a signalling float32 NaN becomes
+the quiet NaN with the same payload (what any conversion to a Python float does).
+
+Entity keys are canonical text, typed so that ``1`` and ``"1"`` differ:
+``user_id=i1001`` or, for several join keys sorted by name, ``merchant=s5:m_001|user_id=i7``
+(``i`` integer in decimal, ``s`` string as ``<length>:<text>``, so the encoding is
+injective whatever the text holds).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import OnlineStoreError
+from featurestore.types import DType
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featurestore.definitions import Field
+
+HEADER_SIZE = 16
+SIGN = 1 << 63
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEADER = struct.Struct(">QQ")
+
+# dtype name -> (struct code on decode, numpy slot dtype on encode)
+_SLOTS: dict[str, tuple[str, str]] = {
+    "Int32": ("i", ">i4"),
+    "Int64": ("q", ">i8"),
+    "Float32": ("f", ">u4"),  # floats are copied as their bits, see _column_slots
+    "Float64": ("d", ">u8"),
+    "Bool": ("?", "u1"),
+    "UnixTimestamp": ("q", ">i8"),
+    "String": ("I", ">u4"),
+}
+
+KEY_DTYPES = ("Int32", "Int64", "String")
+
+
+def timestamp_us(ts: datetime) -> int:
+    """Microseconds since the epoch of an aware (or naive = UTC) datetime, exactly."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """The UTC datetime ``us`` microseconds after the epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def version_prefix(event_us: int, created_us: int | None) -> bytes:
+    """The 16 bytes that order rows: compare them bytewise to compare (event, created)."""
+    return _HEADER.pack(event_us + SIGN, 0 if created_us is None else created_us + SIGN)
+
+
+def key_text(dtype: DType, value: Any) -> str:
+    """One join key value in the entity-key text (the caller checked its type)."""
+    if dtype.name == "String":
+        return f"s{len(value)}:{value}"
+    return f"i{value}"
+
+
+def entity_key(parts: Sequence[tuple[str, DType, Any]]) -> str:
+    """The canonical entity key of (join key name, dtype, value) triples, sorted by name."""
+    return "|".join(f"{name}={key_text(dtype, value)}" for name, dtype, value in sorted(parts))
+
+
+def check_key_dtype(view: str, name: str, dtype: DType) -> None:
+    """Only integer and string join keys can address online rows."""
+    if dtype.name not in KEY_DTYPES:
+        raise OnlineStoreError(
+            f"feature view {view!r}: join key {name!r} has dtype {dtype.name}; online rows "
+            f"are keyed by {', '.join(KEY_DTYPES)} keys only"
+        )
+
+
+def entity_keys(batch: pa.RecordBatch, join_keys: Sequence[str]) -> list[str]:
+    """The entity key of every row of ``batch``, from its join-key columns (no nulls).
+
+    A key column's Arrow type says its tag: integers ``i``, strings ``s``.
+    """
+    import pyarrow.types as pt
+
+    columns = []
+    for name in sorted(join_keys):
+        column = batch.column(name)
+        if column.null_count:
+            raise OnlineStoreError(f"join key column {name!r} holds nulls; they cannot be keys")
+        values = column.to_pylist()
+        if pt.is_integer(column.type):
+            columns.append([f"{name}=i{v}" for v in values])
+        elif pt.is_string(column.type) or pt.is_large_string(column.type):
+            columns.append([f"{name}=s{len(v)}:{v}" for v in values])
+        else:
+            raise OnlineStoreError(
+                f"join key column {name!r} has Arrow type {column.type}; online rows are "
+                f"keyed by {', '.join(KEY_DTYPES)} keys only"
+            )
+    if len(columns) == 1:
+        return columns[0]
+    return ["|".join(parts) for parts in zip(*columns, strict=True)]
+
+
+class RowCodec:
+    """Encodes and decodes one view's rows (see the module docstring for the layout).
+
+    ``features`` is the view's full feature list in schema order; a stored row always holds
+    all of them, whatever a request projects.
+    """
+
+    def __init__(self, features: Sequence[Field]) -> None:
+        self.features = tuple(features)
+        self.dtypes = tuple(f.dtype for f in self.features)
+        self.bitmap_size = (len(self.features) + 7) // 8
+        codes = "".join(_SLOTS[d.name][0] for d in self.dtypes)
+        self._fixed = struct.Struct(">QQ" + f"{self.bitmap_size}s" + codes)
+        self.strings = tuple(i for i, d in enumerate(self.dtypes) if d.name == "String")
+        self.timestamps = tuple(i for i, d in enumerate(self.dtypes) if d.name == "UnixTimestamp")
+        self._no_nulls = bytes(self.bitmap_size)
+
+    # --- encode (materialization: whole Arrow batches at once) ------------------------
+
+    def encode_batch(self, batch: pa.RecordBatch) -> list[bytes]:
+        """One row per record: the features by name, plus ``event_ts`` and ``created_ts``.
+
+        ``event_ts`` must have no nulls; ``created_ts`` may be absent or null (sorts oldest).
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = batch.num_rows
+        names = [f"f{i}" for i in range(len(self.features))]
+        layout = np.dtype(
+            [("event", ">u8"), ("created", ">u8"), ("nulls", "u1", (self.bitmap_size,))]
+            + [(name, _SLOTS[d.name][1]) for name, d in zip(names, self.dtypes, strict=True)]
+        )
+        out = np.zeros(n, dtype=layout)
+        out["event"] = _timestamp_column(batch.column("event_ts"), "event_ts", n).view(
+            "u8"
+        ) ^ np.uint64(SIGN)
+        if "created_ts" in batch.schema.names:
+            created = batch.column("created_ts")
+            valid = ~np.asarray(created.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            flipped = _timestamp_column(created, None, n).view("u8") ^ np.uint64(SIGN)
+            out["created"] = np.where(valid, flipped, np.uint64(0))
+        nulls = np.zeros((n, max(len(self.features), 1)), dtype=bool)
+        texts: list[list[bytes]] = []
+        for j, (f, name) in enumerate(zip(self.features, names, strict=True)):
+            column = batch.column(f.name)
+            if column.type != f.dtype.to_arrow():
+                column = column.cast(f.dtype.to_arrow())
+            if column.null_count:
+                nulls[:, j] = column.is_null().to_numpy(zero_copy_only=False)
+            if f.dtype.name == "String":
+                encoded = [b"" if v is None else v.encode() for v in column.to_pylist()]
+                texts.append(encoded)
+                out[name] = [len(b) for b in encoded]
+            else:
+                out[name] = _column_slots(column, f.dtype, pa, pc)
+        out["nulls"] = np.packbits(nulls, axis=1, bitorder="little")[:, : self.bitmap_size]
+        size = layout.itemsize
+        buf = out.tobytes()
+        rows = [buf[i * size : (i + 1) * size] for i in range(n)]
+        if texts:
+            rows = [row + b"".join(parts) for row, *parts in zip(rows, *texts, strict=True)]
+        return rows
+
+    def encode(
+        self, event_ts: datetime, created_ts: datetime | None, values: Sequence[Any]
+    ) -> bytes:
+        """One row from Python values (``None`` = null); for tests and single writes."""
+        import pyarrow as pa
+
+        columns = {
+            f.name: pa.array([v], f.dtype.to_arrow())
+            for f, v in zip(self.features, values, strict=True)
+        }
+        columns["event_ts"] = pa.array([event_ts], pa.timestamp("us", tz="UTC"))
+        columns["created_ts"] = pa.array([created_ts], pa.timestamp("us", tz="UTC"))
+        return self.encode_batch(pa.RecordBatch.from_pydict(columns))[0]
+
+    # --- decode (the read path: plain Python, one struct call per row) -----------------
+
+    def decode(self, row: bytes) -> tuple[int, int | None, list[Any]]:
+        """``(event_us, created_us or None, values)``: values in schema order, None = null."""
+        event, created, bitmap, *values = self._fixed.unpack_from(row)
+        if self.strings:
+            offset = self._fixed.size
+            for i in self.strings:
+                size = values[i]
+                values[i] = row[offset : offset + size].decode()
+                offset += size
+        for i in self.timestamps:
+            values[i] = from_us(values[i])
+        if bitmap != self._no_nulls:
+            for i in range(len(values)):
+                if bitmap[i >> 3] >> (i & 7) & 1:
+                    values[i] = None
+        return event - SIGN, (created - SIGN if created else None), values
+
+
+def decode_version(row: bytes) -> tuple[int, int | None]:
+    """``(event_us, created_us or None)`` of a stored row, from its 16-byte prefix."""
+    event, created = _HEADER.unpack_from(row)
+    return event - SIGN, (created - SIGN if created else None)
+
+
+def _timestamp_column(column: pa.Array, name: str | None, n: int) -> Any:
+    """A timestamp column as int64 µs in numpy (nulls as 0); ``name`` set = nulls forbidden."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if name is not None and column.null_count:
+        raise OnlineStoreError(f"column {name!r} holds nulls; every online row needs one")
+    if column.type != pa.timestamp("us", tz="UTC"):
+        column = column.cast(pa.timestamp("us", tz="UTC"))
+    return pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+
+
+def _column_slots(column: pa.Array, dtype: DType, pa: Any, pc: Any) -> Any:
+    """A fixed-width column as the numpy values its slots hold (nulls as zeros)."""
+    if dtype.name in ("Float32", "Float64"):
+        bits = pa.uint32() if dtype.name == "Float32" else pa.uint64()
+        column = column.view(bits)  # the IEEE bits, untouched: NaN payloads and -0.0 survive
+    elif dtype.name == "UnixTimestamp":
+        column = column.cast(pa.int64())
+    zero = False if dtype.name == "Bool" else 0
+    return pc.fill_null(column, zero).to_numpy(zero_copy_only=False)

@@ -1,0 +1,264 @@
+"""The Redis online store: one hash per (project, entity key), one field per view.
+
+Layout::
+
+    <project>|<entity key>      HASH   <view> -> codec row (event_ts, created_ts, values)
+    <project>#watermarks        HASH   <view> -> "<end µs>:<max created µs or empty>"
+
+e.g. ``fraud|user_id=i1001`` holds ``user_stats`` and ``user_risk``; a view keyed by two
+entities lives in the hash of their combined key (``merchant=s5:m_001|user_id=i7``). Why:
+
+- **One round trip per request.** A read of N entities x several views is one EVALSHA of
+  a read-only Lua script doing one HMGET per distinct hash (all views of an entity in one
+  call); a request whose views use different entities sends both sets of keys in the same
+  call. (Pipelining N HMGETs costs more Python per command than the whole server work.)
+- **Little memory.** A view's features are one compact binary field (codec.py), not one
+  field per feature plus a ``_ts:<view>`` field as in Feast; small hashes stay in Redis'
+  listpack encoding. Measured (``redis-cli MEMORY USAGE`` / ``INFO memory``, 6 features in
+  2 views, see benchmarks/bench_materialize.py for the end-to-end figure): see
+  ``MEMORY_NOTE`` below. A row longer than the server's ``hash-max-listpack-value`` (64 bytes
+  by default, ~5 numeric features per view) turns that hash into a real hash table, which
+  costs ~100 bytes more per entity; raise that setting for wide views.
+- **Never regress, atomically.** Writes go through a Lua script (registered once, called
+  by SHA, re-loaded after a NOSCRIPT from a restarted server) that, per key, compares the
+  stored row's 16-byte (event, created) prefix with the new one and writes only when the
+  new one is >= — batches of keys per call, several calls per pipeline.
+- **Dropping a view** on a large store is a cursor SCAN over ``<project>|*`` (COUNT 1000 per
+  step, so the server never blocks) with one pipelined HDEL per key found: its cost is one
+  pass over the project's keys — O(keys) server work and ~2 round trips per 1,000 keys —
+  whatever the view's size. Hashes left empty disappear by themselves.
+
+Timeouts are always set (``socket_timeout``, also used to connect), with one immediate
+retry (a pooled connection broken by a server restart reconnects once): an unreachable
+server raises ``OnlineStoreUnavailable`` naming the URL (password masked), never hangs.
+Not supported: Redis Cluster (a script's keys would have to share a slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
+from featurestore.online.base import KeyGroup, OnlineStore, Watermark
+from featurestore.online.codec import RowCodec, entity_keys, from_us, timestamp_us
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featurestore.definitions import Field
+
+T = TypeVar("T")
+
+WRITE_BATCH = 1_000  # keys per script call
+CALLS_PER_PIPELINE = 8  # script calls per round trip
+SCAN_COUNT = 1_000
+
+# KEYS: hashes; ARGV[1]: the view (field); ARGV[i + 1]: the row for KEYS[i].
+# Writes a row unless the stored one's 16-byte (event, created) prefix is greater.
+WRITE_SCRIPT = """
+local field = ARGV[1]
+local written = 0
+for i, key in ipairs(KEYS) do
+  local new = ARGV[i + 1]
+  local old = redis.call('HGET', key, field)
+  local newer = true
+  if old then
+    for b = 1, 16 do
+      local x, y = string.byte(new, b), string.byte(old, b)
+      if x ~= y then
+        newer = x > y
+        break
+      end
+    end
+  end
+  if newer then
+    redis.call('HSET', key, field, new)
+    written = written + 1
+  end
+end
+return written
+"""
+
+# ARGV: for each group, its key count, its field count, then its fields; KEYS: the groups'
+# keys in order. Returns one HMGET reply per key.
+READ_SCRIPT = """#!lua flags=no-writes
+local out, k, a = {}, 1, 1
+while a <= #ARGV do
+  local nkeys, nfields = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local fields = {unpack(ARGV, a + 2, a + 1 + nfields)}
+  a = a + 2 + nfields
+  for _ = 1, nkeys do
+    out[k] = redis.call('HMGET', KEYS[k], unpack(fields))
+    k = k + 1
+  end
+end
+return out
+"""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (safe for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisOnlineStore(OnlineStore):
+    """The production online store (layout, costs and guarantees: module docstring)."""
+
+    def __init__(self, url: str, project: str, *, socket_timeout: float = 5.0) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.location = mask_url(url)
+        self.project = project
+        self._prefix = f"{project}|"
+        self._watermarks = f"{project}#watermarks"
+        self._errors: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
+        self._noscript = redis.exceptions.NoScriptError
+        self._response_error = redis.exceptions.ResponseError
+        try:
+            self._client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as exc:
+            raise OnlineStoreError(f"invalid Redis URL {self.location}: {exc}") from None
+        self._write_sha = self._sha(WRITE_SCRIPT)
+        self._read_sha = self._sha(READ_SCRIPT)
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore({self.location!r}, project={self.project!r})"
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _sha(script: str) -> str:
+        import hashlib
+
+        return hashlib.sha1(script.encode()).hexdigest()
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        """Run ``func``, turning connection failures into OnlineStoreUnavailable."""
+        try:
+            return func()
+        except self._errors as exc:
+            raise OnlineStoreUnavailable(
+                f"Redis at {self.location} does not answer ({what}): {str(exc).rstrip('.')}. "
+                "Is the server "
+                "running and the URL (featurestore.yaml or FEATURESTORE_REDIS_URL) right?"
+            ) from None
+        except self._response_error as exc:
+            raise OnlineStoreError(f"Redis at {self.location} refused to {what}: {exc}") from None
+
+    def _load_scripts(self) -> None:
+        self._client.script_load(WRITE_SCRIPT)
+        self._client.script_load(READ_SCRIPT)
+
+    def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except self._noscript:
+            self._load_scripts()  # a new or restarted server: register once, call again
+            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
+    # --- the interface -------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call("answer PING", self._client.ping)
+
+    def write_rows(
+        self, view: str, batch: pa.RecordBatch, join_keys: Sequence[str], features: Sequence[Field]
+    ) -> int:
+        if batch.num_rows == 0:
+            return 0
+        keys = [self._prefix + k for k in entity_keys(batch, join_keys)]
+        rows = RowCodec(features).encode_batch(batch)
+        calls = [
+            (keys[i : i + WRITE_BATCH], rows[i : i + WRITE_BATCH])
+            for i in range(0, len(keys), WRITE_BATCH)
+        ]
+        written = 0
+        for start in range(0, len(calls), CALLS_PER_PIPELINE):
+            chunk = calls[start : start + CALLS_PER_PIPELINE]
+            written += self._call("write rows", lambda chunk=chunk: self._write_chunk(view, chunk))
+        return written
+
+    def _write_chunk(self, view: str, calls: list[tuple[list[str], list[bytes]]]) -> int:
+        """One pipeline of script calls; calls that met NOSCRIPT are sent again once."""
+        pending = calls
+        written = 0
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for keys, rows in pending:
+                pipe.execute_command("EVALSHA", self._write_sha, len(keys), *keys, view, *rows)
+            results = pipe.execute(raise_on_error=False)
+            retry = []
+            for call, result in zip(pending, results, strict=True):
+                if isinstance(result, self._noscript) and attempt == 0:
+                    retry.append(call)
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    written += int(result)
+            if not retry:
+                break
+            self._load_scripts()
+            pending = retry
+        return written
+
+    def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
+        keys: list[str] = []
+        args: list[Any] = []
+        prefix = self._prefix
+        for views, entity_keys_ in groups:
+            keys += [prefix + k for k in entity_keys_]
+            args += [len(entity_keys_), len(views), *views]
+        if not keys:
+            return []
+        return self._call("read rows", lambda: self._evalsha(self._read_sha, keys, args))
+
+    def get_watermark(self, view: str) -> Watermark | None:
+        raw = self._call("read a watermark", lambda: self._client.hget(self._watermarks, view))
+        if raw is None:
+            return None
+        end, created = raw.decode().split(":")
+        return Watermark(from_us(int(end)), from_us(int(created)) if created else None)
+
+    def set_watermark(self, view: str, watermark: Watermark) -> None:
+        created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
+        value = f"{timestamp_us(watermark.end)}:{created}"
+        self._call("write a watermark", lambda: self._client.hset(self._watermarks, view, value))
+
+    def drop_view(self, view: str) -> int:
+        return self._call("drop a view", lambda: self._drop(view))
+
+    def _drop(self, view: str) -> int:
+        removed = 0
+        cursor = 0
+        while True:
+            cursor, keys = self._client.scan(cursor, match=f"{self._prefix}*", count=SCAN_COUNT)
+            if keys:
+                pipe = self._client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hdel(key, view)
+                removed += sum(pipe.execute())
+            if cursor == 0:
+                break
+        self._client.hdel(self._watermarks, view)
+        return removed
+
+    def close(self) -> None:
+        self._client.close()

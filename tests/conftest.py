@@ -1,0 +1,107 @@
+"""Shared fixtures: throwaway redis-server processes on free ports (never the shared 6379).
+
+``redis_server``  (session) the URL of a redis-server started for this test session/worker.
+``redis_url``     (function) the same server, flushed before the test.
+``redis_factory`` (function) start more servers (``redis_factory("--requirepass", "pw")``),
+                  each a ``RedisServer`` that can be stopped and restarted on its port;
+                  all are killed when the test ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server child process on 127.0.0.1, no persistence; only its PID is killed."""
+
+    def __init__(self, *extra_args: str, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self.extra_args = list(extra_args)
+        if password is not None:
+            self.extra_args += ["--requirepass", password]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (or restart, on the same port) the server and wait until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", *self.extra_args]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        """Kill this server's own process (SIGKILL: data is gone, as after a crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a throwaway redis-server for this session (each xdist worker has one)."""
+    server = RedisServer()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's throwaway Redis, flushed: every test starts from an empty store."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Start extra throwaway servers (args pass to redis-server); killed after the test."""
+    servers: list[RedisServer] = []
+
+    def start(*extra_args: str, password: str | None = None) -> RedisServer:
+        server = RedisServer(*extra_args, password=password)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
