@@ -193,5 +193,121 @@ def describe(name: str, repo: Path) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
+# --- models: train, batch prediction, describe ------------------------------------------
+
+
+@main.command()
+@REPO_OPTION
+@click.option("--service", required=True, help="The feature service the model reads.")
+@click.option(
+    "--entities",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Labeled entity rows (.parquet or .csv): join keys, event_timestamp, the label.",
+)
+@click.option("--label", required=True, help="The binary label column (0/1 or true/false).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Artifact folder.",
+)
+@click.option(
+    "--warm-start",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Continue from this artifact (refused unless its feature fingerprint still matches).",
+)
+@click.option("--num-boost-round", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--valid-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Share of the latest entity rows held out for validation (time-based split).",
+)
+@friendly_errors
+def train(
+    repo: Path,
+    service: str,
+    entities: Path,
+    label: str,
+    out: Path,
+    warm_start: Path | None,
+    num_boost_round: int,
+    valid_fraction: float,
+) -> None:
+    """Train a LightGBM model on a feature service's point-in-time training set."""
+    from featurestore import models
+
+    artifact = models.train(
+        repo,
+        service=service,
+        entities=entities,
+        label=label,
+        out=out,
+        warm_start=warm_start,
+        num_boost_round=num_boost_round,
+        valid_fraction=valid_fraction,
+    )
+    m = artifact.metadata
+    click.echo(
+        f"Split at {m.split['time']}: trained on {m.split['train_rows']} rows before it, "
+        f"validated on {m.split['valid_rows']} rows at or after it."
+    )
+    click.echo(
+        f"Validation AUC {m.metrics['valid_auc']:.4f}, log loss {m.metrics['valid_log_loss']:.4f} "
+        f"(base-rate predictor {m.metrics['valid_log_loss_of_base_rate']:.4f}), "
+        f"base rate {m.metrics['valid_base_rate']:.4f}."
+    )
+    parent = f", warm-started from {m.parent['path']}" if m.parent else ""
+    click.echo(
+        f"Wrote {out} ({m.num_trees} trees{parent}), bound to {service} "
+        f"fingerprint {m.service_fingerprint[:12]}."
+    )
+
+
+@main.command("predict-batch")
+@REPO_OPTION
+@click.option(
+    "--model", required=True, type=click.Path(file_okay=False, path_type=Path), help="Artifact."
+)
+@click.option(
+    "--entities",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Entity rows to score (.parquet or .csv): join keys and event_timestamp.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@friendly_errors
+def predict_batch(repo: Path, model: Path, entities: Path, out: Path) -> None:
+    """Score entity rows with a model, features from the offline point-in-time join."""
+    from featurestore import models
+
+    scored = models.predict_batch(model, repo, entities, out)
+    click.echo(f"Scored {len(scored)} rows into {out} (column 'prediction').")
+
+
+@main.group()
+def models() -> None:
+    """Inspect model artifacts."""
+
+
+@models.command("describe")
+@click.argument("model", type=click.Path(file_okay=False, path_type=Path))
+@REPO_OPTION
+@friendly_errors
+def models_describe(model: Path, repo: Path) -> None:
+    """What MODEL was trained on, and whether the registry still matches its fingerprint."""
+    from featurestore import models as models_api
+
+    description = models_api.describe(model, repo)
+    for line in description.trained_lines():
+        click.echo(line)
+    color = "green" if description.binding.matches else "red"
+    for line in description.binding_lines():
+        click.secho(line, fg=color)
+
+
 if __name__ == "__main__":
     main()

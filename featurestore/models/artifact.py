@@ -1,0 +1,227 @@
+"""The model artifact: a folder with the LightGBM model as text and ``metadata.json``.
+
+::
+
+    artifacts/fraud_v1/
+      model.txt       LightGBM's own text format (never pickle)
+      metadata.json   the binding (service, fingerprints, views), the ordered features with
+                      dtypes and category mappings, the split, metrics, label, hyperparameters,
+                      library versions, the training-set manifest, the parent (warm start)
+                      and the model file's sha256
+
+Loading verifies the model file against the checksum before parsing it, from the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import ModelError
+from featurestore.models.binding import Binding, TrainedView, check_binding
+from featurestore.models.matrix import FeatureSpec, build_matrix
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from featurestore.registry import RegistryState
+
+MODEL_FILE = "model.txt"
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """Everything ``metadata.json`` records about a trained model.
+
+    ``split`` holds the split time (ISO, UTC) and the rows and time range on each side;
+    ``metrics`` the validation AUC, log loss and base rate (and the training base rate);
+    ``parent`` the warm-start parent's path, checksum and tree count, or None.
+    """
+
+    feature_service: str
+    service_fingerprint: str
+    service_version: int
+    views: tuple[TrainedView, ...]
+    features: tuple[FeatureSpec, ...]
+    label: str
+    entity_columns: tuple[str, ...]
+    timestamp_column: str
+    as_of: str
+    split: dict[str, Any]
+    metrics: dict[str, float]
+    hyperparameters: dict[str, Any]
+    num_trees: int
+    library_versions: dict[str, str]
+    training_set: dict[str, Any]
+    created_at: str
+    parent: dict[str, Any] | None = None
+    model_sha256: str = ""
+    model_file: str = MODEL_FILE
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+            "feature_service": self.feature_service,
+            "service_fingerprint": self.service_fingerprint,
+            "service_version": self.service_version,
+            "views": [v.to_json() for v in self.views],
+            "features": [f.to_json() for f in self.features],
+            "label": self.label,
+            "entity_columns": list(self.entity_columns),
+            "timestamp_column": self.timestamp_column,
+            "as_of": self.as_of,
+            "split": self.split,
+            "metrics": self.metrics,
+            "hyperparameters": self.hyperparameters,
+            "num_trees": self.num_trees,
+            "library_versions": self.library_versions,
+            "training_set": self.training_set,
+            "parent": self.parent,
+            "model_file": self.model_file,
+            "model_sha256": self.model_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArtifactMetadata:
+        return cls(
+            format_version=data["format_version"],
+            created_at=data["created_at"],
+            feature_service=data["feature_service"],
+            service_fingerprint=data["service_fingerprint"],
+            service_version=data["service_version"],
+            views=tuple(TrainedView.from_json(v) for v in data["views"]),
+            features=tuple(FeatureSpec.from_json(f) for f in data["features"]),
+            label=data["label"],
+            entity_columns=tuple(data["entity_columns"]),
+            timestamp_column=data["timestamp_column"],
+            as_of=data["as_of"],
+            split=dict(data["split"]),
+            metrics=dict(data["metrics"]),
+            hyperparameters=dict(data["hyperparameters"]),
+            num_trees=data["num_trees"],
+            library_versions=dict(data["library_versions"]),
+            training_set=dict(data["training_set"]),
+            parent=data.get("parent"),
+            model_file=data["model_file"],
+            model_sha256=data["model_sha256"],
+        )
+
+
+@dataclass
+class ModelArtifact:
+    """A trained model with its metadata; ``load(path)`` reads one, ``train`` makes one."""
+
+    metadata: ArtifactMetadata
+    booster: lgb.Booster
+    path: Path | None = None
+
+    @property
+    def features(self) -> tuple[FeatureSpec, ...]:
+        """The model's input columns, in order, with dtypes and category mappings."""
+        return self.metadata.features
+
+    def binding(self, state: RegistryState) -> Binding:
+        """Whether the registry still defines the features this model was trained on."""
+        m = self.metadata
+        return check_binding(m.feature_service, m.service_fingerprint, m.views, state)
+
+    def predict_features(
+        self, frame: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]
+    ) -> np.ndarray:
+        """Probabilities of the positive label for a frame holding the feature columns."""
+        return self.booster.predict(build_matrix(frame, self.features))
+
+
+def model_checksum(text: bytes) -> str:
+    return hashlib.sha256(text).hexdigest()
+
+
+def save(
+    booster: lgb.Booster, metadata: ArtifactMetadata, out: str | os.PathLike[str]
+) -> ModelArtifact:
+    """Write ``model.txt`` then ``metadata.json`` (with the model's checksum) into ``out``.
+
+    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    from dataclasses import replace
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = booster.model_to_string().encode()
+    metadata = replace(metadata, model_sha256=model_checksum(text), model_file=MODEL_FILE)
+    _write_atomically(folder / MODEL_FILE, text)
+    body = json.dumps(metadata.to_json(), indent=2, sort_keys=True, default=str)
+    _write_atomically(folder / METADATA_FILE, body.encode())
+    return ModelArtifact(metadata, booster, folder)
+
+
+def load(path: str | os.PathLike[str]) -> ModelArtifact:
+    """Read a model artifact folder, verifying the model file against its recorded checksum.
+
+    Raises ``ModelError`` when the folder, its metadata or its model file is missing,
+    unreadable, or when the model file's sha256 differs from the one in ``metadata.json``.
+    """
+    import lightgbm as lgb
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelError(f"no model artifact at {folder}: the folder does not exist")
+    meta_path = folder / METADATA_FILE
+    if not meta_path.exists():
+        raise ModelError(
+            f"{folder} has no {METADATA_FILE}: it is not a model artifact written by "
+            "'featurestore train' (a bare LightGBM file carries no feature binding)"
+        )
+    try:
+        data = json.loads(meta_path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{meta_path}: format version {data.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; retrain the model with this version of featurestore"
+            )
+        metadata = ArtifactMetadata.from_json(data)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelError(f"{meta_path} is unreadable or incomplete: {exc!r}") from None
+    model_path = folder / metadata.model_file
+    try:
+        text = model_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model file {model_path} cannot be read: {exc}") from None
+    actual = model_checksum(text)
+    if actual != metadata.model_sha256:
+        raise ModelError(
+            f"model file {model_path} does not match the checksum in {METADATA_FILE} "
+            f"(recorded sha256 {metadata.model_sha256[:12]}..., file has {actual[:12]}...): "
+            "it was modified after training; restore it or retrain"
+        )
+    try:
+        booster = lgb.Booster(model_str=text.decode())
+    except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model file {model_path} is not a LightGBM model: {exc}") from None
+    return ModelArtifact(metadata, booster, folder)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,243 @@
+"""A model's binding to the features it was trained on, and whether the registry still agrees.
+
+At training time ``trained_views`` records, per view of the feature service, the projected
+features, the projection's fingerprint (what changes those features' values), the whole
+view's fingerprint and version, and its definition. ``check_binding`` later compares that
+record with the registry: the model is still valid exactly when the service's fingerprint is
+unchanged; otherwise it names each view that changed and how (source, ttl, keys, fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from featurestore.definitions import view_to_dict
+from featurestore.errors import ModelError
+from featurestore.fingerprint import view_fingerprint
+from featurestore.registry import RegistryState
+
+
+@dataclass(frozen=True)
+class TrainedView:
+    """One view of the feature service as it was when the model was trained."""
+
+    name: str
+    features: tuple[str, ...]
+    projection_fingerprint: str
+    view_fingerprint: str
+    view_version: int
+    key_dtypes: dict[str, str]
+    definition: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "features": list(self.features),
+            "projection_fingerprint": self.projection_fingerprint,
+            "view_fingerprint": self.view_fingerprint,
+            "view_version": self.view_version,
+            "key_dtypes": dict(self.key_dtypes),
+            "definition": self.definition,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainedView:
+        return cls(
+            name=data["name"],
+            features=tuple(data["features"]),
+            projection_fingerprint=data["projection_fingerprint"],
+            view_fingerprint=data["view_fingerprint"],
+            view_version=data["view_version"],
+            key_dtypes=dict(data["key_dtypes"]),
+            definition=dict(data["definition"]),
+        )
+
+
+def trained_views(state: RegistryState, service_name: str) -> list[TrainedView]:
+    """What a model trained now on ``service_name`` binds to, view by view."""
+    service = state.service(service_name)
+    views = []
+    for projection in service.projections:
+        record = state.view_record(projection.view.name)
+        views.append(
+            TrainedView(
+                name=record.view.name,
+                features=tuple(projection.features),
+                projection_fingerprint=state.projection_fingerprint(projection),
+                view_fingerprint=record.fingerprint,
+                view_version=record.version,
+                key_dtypes={k: d.name for k, d in record.key_dtypes.items()},
+                definition=view_to_dict(record.view),
+            )
+        )
+    return views
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    """How one view of the service differs from what the model was trained on.
+
+    ``change`` is "changed", "removed from the registry", "removed from the service" or
+    "added to the service"; ``details`` say what changed; versions are the registry's view
+    versions (None when unknown).
+    """
+
+    view: str
+    change: str
+    details: tuple[str, ...] = ()
+    trained_version: int | None = None
+    current_version: int | None = None
+    current_applied_at: str | None = None
+
+    def describe(self) -> str:
+        text = f"{self.view}: {self.change}"
+        if self.trained_version is not None and self.current_version is not None:
+            text += f" (trained on version {self.trained_version}, registry has version "
+            text += f"{self.current_version}"
+            text += f", applied {self.current_applied_at})" if self.current_applied_at else ")"
+        return text
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The result of comparing a model's recorded fingerprints with the registry."""
+
+    service: str
+    trained_fingerprint: str
+    current_fingerprint: str | None
+    changes: tuple[ViewChange, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def matches(self) -> bool:
+        """True when the registry would produce exactly the features the model was trained on."""
+        return self.trained_fingerprint == self.current_fingerprint
+
+    def require(self) -> None:
+        """Raise ``ModelError`` naming the changed views unless the fingerprint matches."""
+        if self.matches:
+            return
+        if self.current_fingerprint is None:
+            raise ModelError(
+                f"the model was trained on feature service {self.service!r}, which is no "
+                "longer applied in this repo; apply it again or retrain"
+            )
+        changed = "; ".join(
+            c.describe() + (f" [{', '.join(c.details)}]" if c.details else "") for c in self.changes
+        )
+        raise ModelError(
+            f"feature service {self.service!r} changed since the model was trained "
+            f"(fingerprint {self.trained_fingerprint[:12]} -> {self.current_fingerprint[:12]}): "
+            f"{changed or 'its projections changed'}; retrain the model on the current features"
+        )
+
+
+def check_binding(
+    service: str, trained_fingerprint: str, views: Sequence[TrainedView], state: RegistryState
+) -> Binding:
+    """Compare a model's recorded binding with the registry's current definitions."""
+    record = state.services.get(service)
+    current_projections = (
+        {p.view.name: p for p in record.service.projections} if record is not None else {}
+    )
+    changes: list[ViewChange] = []
+    notes: list[str] = []
+    for trained in views:
+        view_record = state.views.get(trained.name)
+        if view_record is None:
+            changes.append(ViewChange(trained.name, "removed from the registry"))
+            continue
+        if record is not None and trained.name not in current_projections:
+            changes.append(ViewChange(trained.name, "removed from the service"))
+            continue
+        projection = current_projections.get(trained.name)
+        features = tuple(projection.features) if projection else trained.features
+        current_fp = view_fingerprint(view_record.view, view_record.key_dtypes, features)
+        trained_version = next(
+            (
+                v["version"]
+                for v in view_record.versions
+                if v["fingerprint"] == trained.view_fingerprint
+            ),
+            trained.view_version,
+        )
+        if current_fp != trained.projection_fingerprint:
+            changes.append(
+                ViewChange(
+                    trained.name,
+                    "changed",
+                    _definition_changes(
+                        trained,
+                        view_to_dict(view_record.view),
+                        {k: d.name for k, d in view_record.key_dtypes.items()},
+                        features,
+                    ),
+                    trained_version,
+                    view_record.version,
+                    view_record.versions[-1]["applied_at"] if view_record.versions else None,
+                )
+            )
+        elif view_record.fingerprint != trained.view_fingerprint:
+            notes.append(
+                f"{trained.name}: version {trained_version} -> {view_record.version}, but the "
+                "features the model reads are unchanged"
+            )
+    trained_names = {v.name for v in views}
+    for name in current_projections:
+        if name not in trained_names:
+            changes.append(ViewChange(name, "added to the service"))
+    return Binding(
+        service=service,
+        trained_fingerprint=trained_fingerprint,
+        current_fingerprint=record.fingerprint if record is not None else None,
+        changes=tuple(changes),
+        notes=tuple(notes),
+    )
+
+
+def _definition_changes(
+    trained: TrainedView,
+    current: Mapping[str, Any],
+    current_key_dtypes: Mapping[str, str],
+    current_features: Sequence[str],
+) -> tuple[str, ...]:
+    """What changed in the parts of a view that decide the model's feature values."""
+    old = trained.definition
+    details = []
+    for key in ("type", "path", "table", "query", "timestamp_field", "created_timestamp_column"):
+        before, after = old["source"].get(key), current["source"].get(key)
+        if before != after:
+            details.append(f"source {key} {before!r} -> {after!r}")
+    if old["ttl_microseconds"] != current["ttl_microseconds"]:
+        details.append(
+            f"ttl {_ttl(old['ttl_microseconds'])} -> {_ttl(current['ttl_microseconds'])}"
+        )
+    if old["entities"] != current["entities"]:
+        details.append(f"entities {old['entities']} -> {current['entities']}")
+    for key in sorted(set(trained.key_dtypes) | set(current_key_dtypes)):
+        before, after = trained.key_dtypes.get(key), current_key_dtypes.get(key)
+        if before != after:
+            details.append(f"join key {key} dtype {before} -> {after}")
+    old_dtypes = {f["name"]: f["dtype"] for f in old["schema"]}
+    new_dtypes = {f["name"]: f["dtype"] for f in current["schema"]}
+    for name in trained.features:
+        if name not in new_dtypes:
+            details.append(f"schema: field {name} removed")
+        elif old_dtypes.get(name) != new_dtypes[name]:
+            details.append(f"schema: {name} dtype {old_dtypes.get(name)} -> {new_dtypes[name]}")
+    added = [f for f in current_features if f not in trained.features]
+    dropped = [f for f in trained.features if f not in current_features and f in new_dtypes]
+    if added:
+        details.append(f"service now also reads {', '.join(added)}")
+    if dropped:
+        details.append(f"service no longer reads {', '.join(dropped)}")
+    return tuple(details)
+
+
+def _ttl(microseconds: int | None) -> str:
+    if not microseconds:
+        return "none"
+    return str(timedelta(microseconds=microseconds))

@@ -1,0 +1,337 @@
+"""Train a LightGBM model on a feature service: time-based split, warm start, the artifact.
+
+The training set comes from the offline engine's point-in-time join (``as_of="created"``:
+each row sees only feature values that existed at its timestamp, as serving would have).
+Rows are split by their entity timestamp: those before the split time train, those at or
+after it validate, so no validation row is older than a training row.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import ModelError
+from featurestore.models.artifact import ArtifactMetadata, ModelArtifact, load, save
+from featurestore.models.binding import trained_views
+from featurestore.models.entities import (
+    ENTITY_TIMESTAMP,
+    open_store,
+    read_entities,
+    require_entity_columns,
+)
+from featurestore.models.matrix import FeatureSpec, build_matrix, fit_categories
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from featurestore.registry import RegistryState
+    from featurestore.store import FeatureStore
+
+AS_OF = "created"
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "metric": ["auc", "binary_logloss"],
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "seed": 0,
+    "deterministic": True,
+    "verbose": -1,
+}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Rows before ``time`` train; rows at or after it validate (boolean masks, row order)."""
+
+    time: pd.Timestamp
+    train: np.ndarray
+    valid: np.ndarray
+
+
+def time_split(timestamps: pd.Series, valid_fraction: float) -> TimeSplit:
+    """Split at the timestamp below which ``1 - valid_fraction`` of the rows fall.
+
+    Rows sharing the split timestamp all go to validation, so no timestamp is on both sides.
+    """
+    import pandas as pd
+
+    if not 0.0 < valid_fraction < 1.0:
+        raise ModelError(f"valid fraction must be between 0 and 1, got {valid_fraction}")
+    stamps = pd.to_datetime(timestamps, utc=True)
+    ordered = stamps.sort_values(ignore_index=True)
+    split = ordered.iloc[min(int(len(ordered) * (1.0 - valid_fraction)), len(ordered) - 1)]
+    valid = (stamps >= split).to_numpy()
+    train = ~valid
+    if not train.any():
+        raise ModelError(
+            f"no entity row is earlier than the split time {split.isoformat()}: the rows "
+            "span a single timestamp; give rows over a longer period or a larger valid fraction"
+        )
+    return TimeSplit(split, train, valid)
+
+
+def labels(frame: pd.DataFrame, label: str) -> np.ndarray:
+    """The label column as 0/1 integers; ``ModelError`` unless it is present and binary."""
+    import numpy as np
+
+    if label not in frame.columns:
+        raise ModelError(
+            f"label column {label!r} is not in the entities; it has {list(frame.columns)}"
+        )
+    column = frame[label]
+    if column.isna().any():
+        rows = column.index[column.isna()].tolist()[:5]
+        raise ModelError(f"label column {label!r} has nulls (rows {rows}); drop or label them")
+    values = set(column.unique().tolist())
+    if not values <= {0, 1}:  # True == 1 and False == 0, so bool labels pass
+        shown = sorted(map(repr, values))[:10]
+        raise ModelError(
+            f"label column {label!r} is not binary: found values {', '.join(shown)}; "
+            "a fraud label must be 0/1 or true/false"
+        )
+    return column.to_numpy(dtype=np.int8)
+
+
+def feature_specs(state: RegistryState, service: str) -> list[FeatureSpec]:
+    """The service's features in order, as the columns of a ``full_feature_names`` frame."""
+    specs = []
+    for projection in state.service(service).projections:
+        view = state.view(projection.view.name)
+        for name in projection.features:
+            specs.append(
+                FeatureSpec(
+                    ref=f"{view.name}:{name}",
+                    column=f"{view.name}__{name}",
+                    dtype=view.feature(name).dtype.name,
+                )
+            )
+    return specs
+
+
+def train(
+    store: FeatureStore | str | os.PathLike[str],
+    *,
+    service: str,
+    entities: pd.DataFrame | str | os.PathLike[str],
+    label: str,
+    out: str | os.PathLike[str],
+    warm_start: ModelArtifact | str | os.PathLike[str] | None = None,
+    num_boost_round: int = 200,
+    valid_fraction: float = 0.2,
+    params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> ModelArtifact:
+    """Train a binary LightGBM model on ``service``'s features and write its artifact to ``out``.
+
+    ``entities`` (a DataFrame or a Parquet/CSV path) holds the join keys, ``event_timestamp``
+    and the ``label`` column (0/1 or bool). The training set is built by the offline
+    point-in-time join; rows before the split time train, the rest validate.
+
+    ``warm_start`` continues boosting from a previous artifact (LightGBM ``init_model``) and
+    reuses its category codes and hyperparameters; it is refused with ``ModelError`` naming
+    the changed views unless the service's fingerprint still matches the parent's.
+    ``params`` override LightGBM parameters; ``progress`` shows a progress bar on stderr.
+    """
+    import lightgbm as lgb
+
+    if num_boost_round < 1:
+        raise ModelError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    store = open_store(store)
+    state = store.state
+    service_record = state.service_record(service)
+    parent = _warm_start_parent(warm_start, service, state)
+
+    entity_df = read_entities(entities)
+    y = labels(entity_df, label)
+    require_entity_columns(entity_df, state, service)
+    job = store.get_historical_features(
+        entity_df, feature_service=service, full_feature_names=True, as_of=AS_OF
+    )
+    frame = job.to_df()
+    split = time_split(frame[ENTITY_TIMESTAMP], valid_fraction)
+    for part, mask in (("training", split.train), ("validation", split.valid)):
+        if len(set(y[mask].tolist())) < 2:
+            raise ModelError(
+                f"the {part} rows (split at {split.time.isoformat()}) hold only one label "
+                f"value; both classes are needed; change --valid-fraction or add labeled rows"
+            )
+
+    specs = fit_categories(
+        frame[split.train], feature_specs(state, service), parent.features if parent else ()
+    )
+    x = build_matrix(frame, specs)
+    hyperparameters = {
+        **(parent.metadata.hyperparameters["params"] if parent else DEFAULT_PARAMS),
+        **(params or {}),
+    }
+    categorical = [i for i, s in enumerate(specs) if s.is_categorical]
+    names = [s.column for s in specs]
+    train_set = lgb.Dataset(
+        x[split.train], y[split.train], feature_name=names, categorical_feature=categorical
+    )
+    valid_set = train_set.create_valid(x[split.valid], y[split.valid])
+    history: dict[str, Any] = {}
+    callbacks: list[Callable[..., None]] = [lgb.record_evaluation(history)]
+    with _TrainingProgress(num_boost_round, enabled=progress) as advance:
+        callbacks.append(advance)
+        booster = lgb.train(
+            hyperparameters,
+            train_set,
+            num_boost_round=num_boost_round,
+            valid_sets=[valid_set],
+            valid_names=["valid"],
+            init_model=parent.booster if parent else None,
+            callbacks=callbacks,
+        )
+
+    metadata = ArtifactMetadata(
+        feature_service=service,
+        service_fingerprint=service_record.fingerprint,
+        service_version=len(service_record.versions),
+        views=tuple(trained_views(state, service)),
+        features=tuple(specs),
+        label=label,
+        entity_columns=tuple(str(c) for c in entity_df.columns),
+        timestamp_column=ENTITY_TIMESTAMP,
+        as_of=AS_OF,
+        split=_split_record(split, frame[ENTITY_TIMESTAMP], valid_fraction),
+        metrics=_metrics(history, y, split),
+        hyperparameters={"params": hyperparameters, "num_boost_round": num_boost_round},
+        num_trees=booster.num_trees(),
+        library_versions=library_versions(),
+        training_set=dict(job.manifest),
+        created_at=datetime.now(UTC).isoformat(),
+        parent=_parent_record(parent),
+    )
+    return save(booster, metadata, out)
+
+
+def _warm_start_parent(
+    warm_start: ModelArtifact | str | os.PathLike[str] | None, service: str, state: RegistryState
+) -> ModelArtifact | None:
+    if warm_start is None:
+        return None
+    parent = warm_start if isinstance(warm_start, ModelArtifact) else load(warm_start)
+    if parent.metadata.feature_service != service:
+        raise ModelError(
+            f"cannot warm-start from {parent.path}: it was trained on feature service "
+            f"{parent.metadata.feature_service!r}, not {service!r}"
+        )
+    binding = parent.binding(state)
+    if not binding.matches:
+        try:
+            binding.require()
+        except ModelError as exc:
+            raise ModelError(f"cannot warm-start from {parent.path}: {exc}") from None
+    return parent
+
+
+def _split_record(split: TimeSplit, timestamps: pd.Series, valid_fraction: float) -> dict[str, Any]:
+    import pandas as pd
+
+    stamps = pd.to_datetime(timestamps, utc=True)
+    train, valid = stamps[split.train], stamps[split.valid]
+    return {
+        "time": split.time.isoformat(),
+        "valid_fraction": valid_fraction,
+        "train_rows": int(split.train.sum()),
+        "valid_rows": int(split.valid.sum()),
+        "train_start": train.min().isoformat(),
+        "train_end": train.max().isoformat(),
+        "valid_start": valid.min().isoformat(),
+        "valid_end": valid.max().isoformat(),
+    }
+
+
+def _metrics(history: Mapping[str, Any], y: np.ndarray, split: TimeSplit) -> dict[str, float]:
+    """Validation AUC and log loss (LightGBM's, after the last round) and the base rates."""
+    import numpy as np
+
+    base_rate = float(y[split.train].mean())
+    y_valid = y[split.valid]
+    # The log loss of always predicting the training base rate: what the model must beat.
+    baseline = -float(np.mean(y_valid * np.log(base_rate) + (1 - y_valid) * np.log1p(-base_rate)))
+    valid = history["valid"]
+    return {
+        "valid_auc": float(valid["auc"][-1]),
+        "valid_log_loss": float(valid["binary_logloss"][-1]),
+        "valid_base_rate": float(y_valid.mean()),
+        "train_base_rate": base_rate,
+        "valid_log_loss_of_base_rate": baseline,
+    }
+
+
+def _parent_record(parent: ModelArtifact | None) -> dict[str, Any] | None:
+    if parent is None:
+        return None
+    return {
+        "path": str(parent.path) if parent.path else None,
+        "model_sha256": parent.metadata.model_sha256,
+        "created_at": parent.metadata.created_at,
+        "num_trees": parent.metadata.num_trees,
+        "service_fingerprint": parent.metadata.service_fingerprint,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a model's input and output."""
+    versions = {"python": platform.python_version()}
+    for name in ("featurestore", "lightgbm", "numpy", "pandas", "pyarrow", "duckdb"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class _TrainingProgress:
+    """A rich progress bar on stderr showing the round and the latest validation AUC."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._progress = Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("", total=self.total)
+        return self._advance
+
+    def _advance(self, env: lgb.callback.CallbackEnv) -> None:
+        if self._progress is None:
+            return
+        scores = {r[1]: r[2] for r in env.evaluation_result_list or []}
+        auc = scores.get("auc")
+        description = f"valid auc {auc:.4f}" if auc is not None else ""
+        self._progress.update(
+            self._task,
+            completed=env.iteration - env.begin_iteration + 1,
+            description=description,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
