@@ -272,6 +272,8 @@ def _diff_view(old: ViewRecord, new: ViewRecord) -> tuple[str, ...]:
     for name in sorted(old_fields.keys() & new_fields.keys()):
         if old_fields[name] != new_fields[name]:
             details.append(f"schema: {name} dtype {old_fields[name]} -> {new_fields[name]}")
+    if [n for n in old_fields if n in new_fields] != [n for n in new_fields if n in old_fields]:
+        details.append("schema: field order " + ", ".join(new_fields))
     old_descr = {f.name: (f.description, f.tags) for f in old.view.schema}
     for f in new.view.schema:
         if f.name in old_descr and old_descr[f.name] != (f.description, f.tags):

@@ -62,9 +62,11 @@ class RepoContents:
                         )
 
 
-def _add(contents: RepoContents, kind: str, table: dict, obj, where: str) -> None:  # type: ignore[type-arg]
+def _add(contents: RepoContents, kind: str, table: dict, obj, where: str, defined: bool) -> None:  # type: ignore[type-arg]
     existing = table.get(obj.name)
     if existing is obj or existing == obj:  # the same definition imported by another file
+        if defined:  # the file that assigns it is its origin, not one that imports it
+            contents.origin[f"{kind}:{obj.name}"] = where
         return
     if existing is not None:
         raise DefinitionError(
@@ -90,18 +92,32 @@ def load_repo(repo_path: str | Path) -> RepoContents:
     try:
         for file in files:
             module = _import(file)
-            for value in vars(module).values():
+            assigned = _assigned_names(file)
+            for var, value in vars(module).items():
+                args = (value, file.name, var in assigned)
                 if isinstance(value, Entity):
-                    _add(contents, "entity", contents.entities, value, file.name)
+                    _add(contents, "entity", contents.entities, *args)
                 elif isinstance(value, FeatureView):
-                    _add(contents, "view", contents.views, value, file.name)
+                    _add(contents, "view", contents.views, *args)
                 elif isinstance(value, FeatureService):
-                    _add(contents, "service", contents.services, value, file.name)
+                    _add(contents, "service", contents.services, *args)
     finally:
         sys.path.remove(str(repo))
         _forget(stems)
     contents.validate()
     return contents
+
+
+def _assigned_names(file: Path) -> set[str]:
+    """Names a file assigns at top level (as opposed to names it imports)."""
+    import ast
+
+    tree = ast.parse(file.read_text(), str(file))  # it imported, so it parses
+    names: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
 
 
 def _forget(module_names: list[str]) -> None:

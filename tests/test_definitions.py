@@ -1,0 +1,180 @@
+"""Definitions validate on construction and every error names the definition at fault."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from featurestore import (
+    BigQuerySource,
+    DefinitionError,
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+)
+from featurestore.types import Float32, Float64, Int64, String
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+source = FileSource(path="data/stats.parquet", timestamp_field="event_ts")
+
+
+def view(**overrides: object) -> FeatureView:
+    attrs: dict[str, object] = {
+        "name": "stats",
+        "entities": [driver],
+        "schema": [Field(name="conv_rate", dtype=Float32), Field(name="trips", dtype=Int64)],
+        "source": source,
+        "ttl": timedelta(days=1),
+    }
+    return FeatureView(**{**attrs, **overrides})  # type: ignore[arg-type]
+
+
+def test_a_valid_view_exposes_keys_features_and_ttl() -> None:
+    v = view(schema=[Field(name="driver_id", dtype=Int64), Field(name="conv_rate", dtype=Float32)])
+    assert v.join_keys == ("driver_id",)
+    assert v.feature_names == ("conv_rate",)  # a field named like a key is not a feature
+    assert v.declared_key_dtypes == {"driver_id": Int64}
+    assert v.ttl_microseconds == 86_400_000_000
+
+
+@pytest.mark.parametrize("ttl", [None, timedelta(0)])
+def test_no_ttl_is_none_or_zero(ttl: timedelta | None) -> None:
+    assert view(ttl=ttl).ttl_microseconds is None
+
+
+@pytest.mark.parametrize(
+    ("make", "culprits"),
+    [
+        pytest.param(
+            lambda: view(
+                schema=[Field(name="trips", dtype=Int64), Field(name="trips", dtype=Float64)]
+            ),
+            ["'stats'", "'trips'", "twice"],
+            id="feature twice in one view",
+        ),
+        pytest.param(
+            lambda: Field(name="amount", dtype="float"),
+            ["'amount'", "unsupported dtype", "'float'", "Float64"],
+            id="unsupported dtype (string)",
+        ),
+        pytest.param(
+            lambda: Field(name="amount", dtype=float),
+            ["'amount'", "unsupported dtype"],
+            id="unsupported dtype (python type)",
+        ),
+        pytest.param(
+            lambda: view(ttl=timedelta(hours=-1)),
+            ["'stats'", "ttl", "negative"],
+            id="negative ttl",
+        ),
+        pytest.param(
+            lambda: view(ttl=3600), ["'stats'", "ttl", "timedelta"], id="ttl not a timedelta"
+        ),
+        pytest.param(
+            lambda: view(name="x; DROP TABLE y"),
+            ["feature view", "'x; DROP TABLE y'", "not a valid name"],
+            id="invalid view name",
+        ),
+        pytest.param(
+            lambda: Entity(name="user", join_keys=["id; DROP TABLE y"]),
+            ["'user'", "'id; DROP TABLE y'", "not a valid name"],
+            id="invalid join key",
+        ),
+        pytest.param(
+            lambda: Field(name="a b", dtype=Int64), ["field", "'a b'"], id="invalid field name"
+        ),
+        pytest.param(
+            lambda: FeatureService(name="1service", features=[view()]),
+            ["feature service", "'1service'"],
+            id="invalid service name",
+        ),
+        pytest.param(
+            lambda: FileSource(path="x.parquet", timestamp_field='ts"; --'),
+            ["'x.parquet'", "timestamp_field", "not a valid name"],
+            id="invalid timestamp column",
+        ),
+        pytest.param(
+            lambda: view()[["conv_rate", "nope"]],
+            ["'stats'", "'nope'"],
+            id="projection of an unknown feature",
+        ),
+        pytest.param(
+            lambda: view()[["conv_rat"]], ["'conv_rat'", "did you mean 'conv_rate'"], id="typo"
+        ),
+        pytest.param(lambda: view(entities=[]), ["'stats'", "at least one entity"], id="no entity"),
+        pytest.param(
+            lambda: view(entities=["driver"]), ["'stats'", "Entity"], id="entity not an Entity"
+        ),
+        pytest.param(
+            lambda: view(schema=[Field(name="driver_id", dtype=Int64)]),
+            ["'stats'", "no features"],
+            id="only a key field",
+        ),
+        pytest.param(
+            lambda: view(schema=[Field(name="event_ts", dtype=Int64)]),
+            ["'stats'", "'event_ts'", "timestamp"],
+            id="timestamp column declared as a feature",
+        ),
+        pytest.param(
+            lambda: view(source="data/stats.parquet"),
+            ["'stats'", "FileSource"],
+            id="source not a source",
+        ),
+        pytest.param(
+            lambda: FeatureService(name="svc", features=[view(), view()[["trips"]]]),
+            ["'svc'", "view listed twice"],
+            id="service lists a view twice",
+        ),
+        pytest.param(
+            lambda: FeatureService(name="svc", features=["stats:trips"]),
+            ["'svc'", "projections"],
+            id="service feature not a view",
+        ),
+        pytest.param(
+            lambda: BigQuerySource(table="t", query="select 1", timestamp_field="ts"),
+            ["exactly one of table= or query="],
+            id="bigquery table and query",
+        ),
+        pytest.param(
+            lambda: BigQuerySource(table="a.b; drop", timestamp_field="ts"),
+            ["'a.b; drop'", "project.dataset.table"],
+            id="bigquery table name",
+        ),
+    ],
+)
+def test_invalid_definitions_name_the_culprit(make, culprits: list[str]) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DefinitionError) as info:
+        make()
+    message = str(info.value)
+    for culprit in culprits:
+        assert culprit in message, f"{culprit!r} not in {message!r}"
+
+
+def test_definitions_are_frozen_and_keyword_only() -> None:
+    v = view()
+    with pytest.raises(AttributeError):
+        v.ttl = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Entity("driver", ["driver_id"])  # type: ignore[misc]
+
+
+def test_a_projection_keeps_the_requested_order() -> None:
+    v = view()
+    service = FeatureService(name="svc", features=[v[["trips", "conv_rate"]]])
+    assert service.refs == ["stats:trips", "stats:conv_rate"]
+    assert FeatureService(name="all", features=[v]).refs == ["stats:conv_rate", "stats:trips"]
+
+
+def test_entity_join_keys_default_to_its_name() -> None:
+    assert Entity(name="user").join_keys == ("user",)
+
+
+def test_string_key_fields_are_declared_with_string() -> None:
+    v = view(
+        entities=[Entity(name="city", join_keys=["city"])],
+        schema=[Field(name="city", dtype=String), Field(name="trips", dtype=Int64)],
+    )
+    assert v.declared_key_dtypes == {"city": String}

@@ -1,0 +1,183 @@
+"""Loading a repo folder: which files are imported, and errors naming definition and file."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from featurestore import DefinitionError
+from featurestore.repo import load_repo
+
+HEADER = """\
+from datetime import timedelta
+from featurestore import Entity, FeatureService, FeatureView, Field, FileSource
+from featurestore.types import Float32, Int64
+"""
+
+ENTITY = 'driver = Entity(name="driver", join_keys=["driver_id"])\n'
+
+VIEW = """\
+stats = FeatureView(
+    name="stats",
+    entities=[driver],
+    schema=[Field(name="conv_rate", dtype=Float32), Field(name="trips", dtype=Int64)],
+    source=FileSource(path="data/stats.parquet", timestamp_field="event_ts"),
+    ttl=timedelta(days=1),
+)
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+def error_of(root: Path) -> str:
+    with pytest.raises(DefinitionError) as info:
+        load_repo(root)
+    return str(info.value)
+
+
+def test_files_import_each_other_and_shared_objects_count_once(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "entities.py": HEADER + ENTITY,
+            "views.py": HEADER + "from entities import driver\n" + VIEW,
+            "services.py": HEADER
+            + "from views import stats\n"
+            + 'svc = FeatureService(name="svc", features=[stats[["trips"]]])\n',
+        },
+    )
+    contents = load_repo(repo)
+    assert list(contents.entities) == ["driver"]
+    assert list(contents.views) == ["stats"]
+    assert contents.services["svc"].refs == ["stats:trips"]
+    assert contents.origin["view:stats"] == "views.py"
+
+
+def test_private_and_nested_files_are_not_imported(tmp_path: Path) -> None:
+    broken = "raise RuntimeError('must not be imported')\n"
+    repo = write(
+        tmp_path,
+        {"defs.py": HEADER + ENTITY + VIEW, "_scratch.py": broken, "sub/broken.py": broken},
+    )
+    assert list(load_repo(repo).views) == ["stats"]
+
+
+def test_two_repos_with_same_file_names_load_independently(tmp_path: Path) -> None:
+    a = write(
+        tmp_path / "a",
+        {
+            "entities.py": HEADER + ENTITY,
+            "views.py": HEADER + "from entities import driver\n" + VIEW,
+        },
+    )
+    other_entity = 'driver = Entity(name="driver", join_keys=["driver_key"])\n'
+    b = write(
+        tmp_path / "b",
+        {
+            "entities.py": HEADER + other_entity,
+            "views.py": HEADER + "from entities import driver\n" + VIEW,
+        },
+    )
+    assert load_repo(a).views["stats"].join_keys == ("driver_id",)
+    assert load_repo(b).views["stats"].join_keys == ("driver_key",)
+
+
+def test_a_name_defined_in_two_files_names_both_files(tmp_path: Path) -> None:
+    other = VIEW.replace("ttl=timedelta(days=1)", "ttl=timedelta(days=2)")
+    repo = write(
+        tmp_path,
+        {
+            "entities.py": HEADER + ENTITY,
+            "first.py": HEADER + "from entities import driver\n" + VIEW,
+            "second.py": HEADER + "from entities import driver\n" + other,
+        },
+    )
+    message = error_of(repo)
+    assert "'stats'" in message and "first.py" in message and "second.py" in message
+    assert "defined twice" in message
+
+
+def test_an_entity_defined_twice_names_both_files(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "a.py": HEADER + ENTITY,
+            "b.py": HEADER + 'driver = Entity(name="driver", join_keys=["id"])\n',
+        },
+    )
+    message = error_of(repo)
+    assert "'driver'" in message and "a.py" in message and "b.py" in message
+
+
+def test_a_view_whose_entity_is_not_defined(tmp_path: Path) -> None:
+    inline = VIEW.replace("entities=[driver]", "entities=[Entity(name='driver')]")
+    repo = write(tmp_path, {"defs.py": HEADER + inline})
+    message = error_of(repo)
+    assert "'stats'" in message and "'driver'" in message and "defs.py" in message
+    assert "not defined" in message
+
+
+def test_an_undefined_entity_suggests_close_names(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "defs.py": HEADER
+            + 'drivers = Entity(name="drivers", join_keys=["driver_id"])\n'
+            + 'driver = Entity(name="driver", join_keys=["driver_id"])\n'
+            + VIEW
+            + "del driver\n"
+        },
+    )
+    assert "did you mean 'drivers'" in error_of(repo)
+
+
+def test_a_service_naming_an_unknown_feature(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "defs.py": HEADER
+            + ENTITY
+            + VIEW
+            + 'svc = FeatureService(name="svc", features=[stats[["trips", "speed"]]])\n'
+        },
+    )
+    message = error_of(repo)
+    assert "'stats'" in message and "'speed'" in message and "defs.py" in message
+
+
+def test_a_service_using_a_view_the_repo_does_not_define(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "defs.py": HEADER
+            + ENTITY
+            + VIEW
+            + 'svc = FeatureService(name="svc", features=[stats])\n'
+            + "del stats\n"
+        },
+    )
+    message = error_of(repo)
+    assert "'svc'" in message and "'stats'" in message and "defs.py" in message
+
+
+def test_a_definition_error_inside_a_file_names_the_file(tmp_path: Path) -> None:
+    repo = write(
+        tmp_path,
+        {"defs.py": HEADER + ENTITY + VIEW.replace("timedelta(days=1)", "timedelta(days=-1)")},
+    )
+    message = error_of(repo)
+    assert message.startswith("defs.py: ") and "'stats'" in message and "negative" in message
+
+
+def test_a_file_that_fails_to_import_is_named(tmp_path: Path) -> None:
+    repo = write(tmp_path, {"defs.py": HEADER + ENTITY, "oops.py": "import no_such_module\n"})
+    message = error_of(repo)
+    assert "oops.py" in message and "no_such_module" in message
