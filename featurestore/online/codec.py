@@ -211,7 +211,13 @@ class RowCodec:
 
     def decode(self, row: bytes) -> tuple[int, int | None, list[Any]]:
         """``(event_us, created_us or None, values)``: values in schema order, None = null."""
-        event, created, bitmap, *values = self._fixed.unpack_from(row)
+        created = _HEADER.unpack_from(row)[1]
+        event, values = self.decode_event_values(row)
+        return event, (created - SIGN if created else None), values
+
+    def decode_event_values(self, row: bytes) -> tuple[int, list[Any]]:
+        """``(event_us, values)``, the read path's part of ``decode``."""
+        event, _, bitmap, *values = self._fixed.unpack_from(row)
         if self.strings:
             offset = self._fixed.size
             for i in self.strings:
@@ -224,7 +230,7 @@ class RowCodec:
             for i in range(len(values)):
                 if bitmap[i >> 3] >> (i & 7) & 1:
                     values[i] = None
-        return event - SIGN, (created - SIGN if created else None), values
+        return event - SIGN, values
 
 
 def decode_version(row: bytes) -> tuple[int, int | None]:

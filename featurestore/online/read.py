@@ -1,0 +1,397 @@
+"""Online reads: entity rows + features -> one store round trip -> values with statuses.
+
+Per entity row and requested feature, with the view's ttl ``d`` and ``now`` (default: the
+current time), the stored row (the latest ever materialized for that key) gives:
+
+==================  ===========================================================
+PRESENT             the row exists and ``now - d <= event_ts`` (no ttl: always)
+NULL_VALUE          as PRESENT, but the stored value itself is null
+OUTSIDE_MAX_AGE     the row exists but ``event_ts < now - d``: the value is null
+NOT_FOUND           no row for this key in this view: the value is null
+==================  ===========================================================
+
+This is the offline join's rule read at ``now``, so ``online(now=T)`` equals
+``get_historical_features`` at ``T`` once everything up to ``T`` is materialized. ``now`` only
+moves the ttl check; the store holds the latest row, so a read is never point-in-time.
+
+Speed: what does not depend on the entity rows (resolving references, grouping views by
+their entity keys, the codecs) is compiled once per request shape into a ``ReadPlan`` and
+cached; each call then checks key types, builds keys, makes one store call and decodes rows
+with plain Python (no pandas or Arrow per call; ``to_df``/``to_arrow`` convert on demand).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
+from featurestore.errors import RetrievalError
+from featurestore.online.base import KeyGroup, OnlineStore
+from featurestore.online.codec import RowCodec, check_key_dtype, from_us, timestamp_us
+from featurestore.types import DType
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from featurestore.registry import RegistryState
+
+PRESENT = "PRESENT"
+NULL_VALUE = "NULL_VALUE"
+NOT_FOUND = "NOT_FOUND"
+OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+
+EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """How to turn one view's stored rows into output columns."""
+
+    view: str
+    codec: RowCodec
+    ttl_us: int | None
+    positions: tuple[int, ...]  # requested features' positions in the stored row
+    names: tuple[str, ...]  # their output column names
+    dtypes: tuple[DType, ...]
+
+
+@dataclass(frozen=True)
+class GroupRead:
+    """Views that share one entity key: one key per entity row reads all of them."""
+
+    keys: tuple[tuple[str, DType], ...]  # join keys, sorted by name
+    views: tuple[ViewRead, ...]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Everything about a request that does not depend on its entity rows."""
+
+    join_keys: tuple[tuple[str, DType], ...]  # in order of first use, for the output
+    groups: tuple[GroupRead, ...]
+    feature_names: tuple[str, ...]  # output order: the order features were asked in
+
+
+def compile_plan(
+    state: RegistryState, projections: Sequence[FeatureViewProjection], full_feature_names: bool
+) -> ReadPlan:
+    """Group the projected views by entity key and prepare their codecs."""
+    join_keys: dict[str, DType] = {}
+    groups: dict[tuple[tuple[str, DType], ...], list[ViewRead]] = {}
+    names: list[str] = []
+    for projection in projections:
+        view = state.view(projection.view.name)
+        if not view.online:
+            raise RetrievalError(
+                f"feature view {view.name!r} is not served online (online=False in its "
+                "definition); read it with get_historical_features"
+            )
+        key_dtypes = state.key_dtypes(view.name)
+        for name in view.join_keys:
+            check_key_dtype(view.name, name, key_dtypes[name])
+            join_keys.setdefault(name, key_dtypes[name])
+        order = view.feature_names
+        out = tuple(f"{view.name}__{f}" if full_feature_names else f for f in projection.features)
+        clash = set(out) & set(names)
+        if clash:
+            raise RetrievalError(
+                f"feature name(s) {sorted(clash)} are requested from two views; pass "
+                "full_feature_names=True to name them view__feature"
+            )
+        names += out
+        read = ViewRead(
+            view=view.name,
+            codec=RowCodec(view.features),
+            ttl_us=view.ttl_microseconds,
+            positions=tuple(order.index(f) for f in projection.features),
+            names=out,
+            dtypes=tuple(view.feature(f).dtype for f in projection.features),
+        )
+        group = tuple(sorted((k, key_dtypes[k]) for k in view.join_keys))
+        groups.setdefault(group, []).append(read)
+    return ReadPlan(
+        join_keys=tuple(join_keys.items()),
+        groups=tuple(GroupRead(keys, tuple(views)) for keys, views in groups.items()),
+        feature_names=tuple(names),
+    )
+
+
+class OnlineResponse:
+    """The answer to ``get_online_features``: per output column, one value per entity row.
+
+    ``to_dict()`` is Feast's shape (join keys and features -> lists of values); statuses and
+    event timestamps are in ``statuses`` / ``event_timestamps`` (feature -> list), or in
+    ``to_dict`` as ``<feature>__status`` / ``<feature>__ts`` columns when asked for.
+    """
+
+    def __init__(
+        self,
+        plan: ReadPlan,
+        keys: dict[str, list[Any]],
+        values: dict[str, list[Any]],
+        statuses: dict[str, list[str]],
+        event_us: dict[str, list[int | None]],
+    ) -> None:
+        self._plan = plan
+        self._keys = keys
+        self._values = values
+        self.statuses = statuses
+        self._event_us = event_us
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The output feature columns, in the order they were asked for."""
+        return list(self._plan.feature_names)
+
+    @property
+    def event_timestamps(self) -> dict[str, list[datetime | None]]:
+        """Per feature, the stored row's event time (UTC), None when NOT_FOUND."""
+        return {
+            name: [None if us is None else from_us(us) for us in column]
+            for name, column in self._event_us.items()
+        }
+
+    def to_dict(
+        self, include_event_timestamps: bool = False, include_statuses: bool = False
+    ) -> dict[str, list[Any]]:
+        """Join keys then features -> lists of values (None for null), one per entity row."""
+        out: dict[str, list[Any]] = {**self._keys, **self._values}
+        if include_statuses:
+            out |= {f"{name}__status": column for name, column in self.statuses.items()}
+        if include_event_timestamps:
+            out |= {f"{name}__ts": column for name, column in self.event_timestamps.items()}
+        return out
+
+    def to_arrow(self) -> pa.Table:
+        """Join keys and features with the Arrow types their dtypes declare."""
+        import pyarrow as pa
+
+        columns = {
+            name: pa.array(self._keys[name], d.to_arrow()) for name, d in self._plan.join_keys
+        }
+        for group in self._plan.groups:
+            for view in group.views:
+                for name, dtype in zip(view.names, view.dtypes, strict=True):
+                    columns[name] = pa.array(self._values[name], dtype.to_arrow())
+        return pa.table({name: columns[name] for name in self.to_dict()})
+
+    def to_df(self) -> pd.DataFrame:
+        """``to_arrow()`` as pandas, with the nullable dtypes of ``types.to_pandas``."""
+        from featurestore.types import to_pandas
+
+        return to_pandas(self.to_arrow())
+
+
+def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str, list[Any]]]:
+    """The join-key columns of the request, checked; RetrievalError names what is wrong."""
+    if isinstance(entity_rows, Mapping):
+        lengths = {len(v) for v in entity_rows.values()}
+        if len(lengths) > 1:
+            raise RetrievalError(f"entity columns have different lengths: {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        columns = {}
+        for name, _ in plan.join_keys:
+            if name not in entity_rows:
+                raise RetrievalError(_missing_key(name, list(entity_rows), None))
+            columns[name] = list(entity_rows[name])
+    else:
+        n = len(entity_rows)
+        columns = {name: [None] * n for name, _ in plan.join_keys}
+        for i, row in enumerate(entity_rows):
+            for name, _ in plan.join_keys:
+                try:
+                    columns[name][i] = row[name]
+                except KeyError:
+                    raise RetrievalError(_missing_key(name, list(row), i)) from None
+                except TypeError:
+                    raise RetrievalError(
+                        f"entity row {i} is {type(row).__name__}, not a mapping of join keys"
+                    ) from None
+    for name, dtype in plan.join_keys:
+        _check_key_types(name, dtype, columns[name])
+    return n, columns
+
+
+def _missing_key(name: str, present: list[str], row: int | None) -> str:
+    where = "the entity columns have" if row is None else f"entity row {row} has"
+    return (
+        f"{where} no join key {name!r} (the requested features need it); "
+        f"found {present}{suggest(name, present)}"
+    )
+
+
+def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
+    """Join keys are typed: an int key needs ints (not bools or strings), a string key str."""
+    want: type = str if dtype.name == "String" else int
+    for i, v in enumerate(values):
+        if type(v) is want:
+            continue
+        if want is int and not isinstance(v, bool) and hasattr(v, "__index__"):
+            values[i] = v.__index__()  # numpy integers and the like
+            continue
+        raise RetrievalError(
+            f"entity row {i}: join key {name!r} is {dtype.name} ({want.__name__}), got "
+            f"{v!r} ({type(v).__name__}); keys are typed, so 1 and '1' are different keys"
+        )
+
+
+def _entity_keys(group: GroupRead, columns: dict[str, list[Any]]) -> list[str]:
+    """The codec's canonical entity keys (see codec.entity_key) of every entity row."""
+    parts = []
+    for name, dtype in group.keys:
+        column = columns[name]
+        if dtype.name == "String":
+            parts.append([f"{name}=s{len(v)}:{v}" for v in column])
+        else:
+            parts.append([f"{name}=i{v}" for v in column])
+    if len(parts) == 1:
+        return parts[0]
+    return ["|".join(p) for p in zip(*parts, strict=True)]
+
+
+def read_online(
+    store: OnlineStore, plan: ReadPlan, entity_rows: EntityRows, now: datetime | None
+) -> OnlineResponse:
+    """Read ``plan``'s features for ``entity_rows`` (statuses: module docstring)."""
+    n, columns = _key_columns(plan, entity_rows)
+    now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
+    requests = [
+        KeyGroup(tuple(v.view for v in g.views), _entity_keys(g, columns)) for g in plan.groups
+    ]
+    stored = store.read(requests)
+    values: dict[str, list[Any]] = {}
+    statuses: dict[str, list[str]] = {}
+    event_us: dict[str, list[int | None]] = {}
+    start = 0
+    for group in plan.groups:
+        rows = stored[start : start + n]
+        start += n
+        for j, view in enumerate(group.views):
+            _decode_view(view, [r[j] for r in rows], now_us, values, statuses, event_us)
+    return OnlineResponse(
+        plan,
+        {name: columns[name] for name, _ in plan.join_keys},
+        {name: values[name] for name in plan.feature_names},
+        {name: statuses[name] for name in plan.feature_names},
+        {name: event_us[name] for name in plan.feature_names},
+    )
+
+
+def _decode_view(
+    view: ViewRead,
+    rows: list[bytes | None],
+    now_us: int,
+    values: dict[str, list[Any]],
+    statuses: dict[str, list[str]],
+    event_us: dict[str, list[int | None]],
+) -> None:
+    """Set one view's value, status and event-time columns (one entry per entity row)."""
+    decode = view.codec.decode_event_values
+    decoded = [None if row is None else decode(row) for row in rows]
+    events = [None if d is None else d[0] for d in decoded]
+    oldest = None if view.ttl_us is None else now_us - view.ttl_us
+    # per row: None when the row's values count, else the status every feature gets
+    row_status = [
+        NOT_FOUND if e is None else (OUTSIDE_MAX_AGE if oldest is not None and e < oldest else None)
+        for e in events
+    ]
+    complete = not any(row_status)
+    for position, name in zip(view.positions, view.names, strict=True):
+        if complete:
+            column = [d[1][position] for d in decoded]  # type: ignore[index]
+            status = [NULL_VALUE if v is None else PRESENT for v in column]
+        else:
+            column = [
+                None if s else d[1][position]  # type: ignore[index]
+                for s, d in zip(row_status, decoded, strict=True)
+            ]
+            status = [
+                s or (NULL_VALUE if v is None else PRESENT)
+                for s, v in zip(row_status, column, strict=True)
+            ]
+        values[name] = column
+        statuses[name] = status
+        event_us[name] = events
+
+
+class OnlineReader:
+    """``get_online_features`` for one repo: caches the registry and compiled read plans.
+
+    The applied registry is re-read only when its file changes (size or mtime), so a
+    long-running server sees ``apply`` without paying a JSON parse per request.
+    """
+
+    def __init__(
+        self,
+        store: OnlineStore,
+        registry_path: os.PathLike[str] | str,
+        load_state: Callable[[], RegistryState],
+    ) -> None:
+        self.store = store
+        self._registry_path = registry_path
+        self._load_state = load_state
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._state: RegistryState | None = None
+        self._plans: dict[tuple[Any, ...], tuple[ReadPlan, FeatureService | None]] = {}
+
+    def state(self) -> RegistryState:
+        """The applied registry, reloaded when its file changed."""
+        try:
+            st = os.stat(self._registry_path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp or self._state is None:
+            with self._lock:
+                self._state = self._load_state()
+                self._plans = {}
+                self._stamp = stamp
+        return self._state
+
+    def plan(
+        self,
+        features: Sequence[str] | FeatureService | str,
+        full_feature_names: bool,
+    ) -> tuple[ReadPlan, FeatureService | None]:
+        """The compiled plan for a request shape, and the feature service if one was named."""
+        state = self.state()
+        if isinstance(features, FeatureService):
+            cache_key: tuple[Any, ...] = ("service", features.name, full_feature_names)
+        elif isinstance(features, str):
+            cache_key = ("service", features, full_feature_names)
+        else:
+            cache_key = (*features, full_feature_names)
+        found = self._plans.get(cache_key)
+        if found is None:
+            projections, service = state.resolve(features)
+            found = (compile_plan(state, projections, full_feature_names), service)
+            self._plans[cache_key] = found
+        return found
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | FeatureService | None = None,
+        entity_rows: EntityRows | None = None,
+        *,
+        feature_service: str | FeatureService | None = None,
+        full_feature_names: bool = False,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """See ``FeatureStore.get_online_features``."""
+        if (features is None) == (feature_service is None):
+            raise RetrievalError("pass exactly one of features= or feature_service=")
+        if entity_rows is None:
+            raise RetrievalError("pass entity_rows=[{'<join key>': value, ...}, ...]")
+        plan, _ = self.plan(
+            feature_service if feature_service is not None else features,  # type: ignore[arg-type]
+            full_feature_names,
+        )
+        return read_online(self.store, plan, entity_rows, now)
