@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from featurestore.config import RepoConfig, load_config
+from featurestore.definitions import FeatureService
+from featurestore.errors import RetrievalError
 from featurestore.registry import Plan, Registry, RegistryState
 from featurestore.repo import RepoContents, load_repo
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from featurestore.materialize import MaterializationReport, Progress
+    from featurestore.online.read import EntityRows, OnlineReader, OnlineResponse
+    from featurestore.training import RetrievalJob
 
 log = logging.getLogger("featurestore")
 
@@ -41,13 +52,167 @@ class FeatureStore:
         return self.registry.plan(self.load_definitions(), self.repo_path)
 
     def apply(self) -> Plan:
-        """Register the repo's definitions; returns what changed."""
-        result = self.registry.apply(self.load_definitions(), self.repo_path)
+        """Register the repo's definitions; returns what changed.
+
+        Views removed, or whose fingerprint changed, lose their online data and watermarks
+        first (``Plan.views_to_reset``): they must be materialized again. The drop comes
+        before the registry is written, so a failure leaves the old definitions applied and
+        a re-run repeats the (idempotent) drop.
+        """
+        contents = self.load_definitions()
+        reset = self.registry.plan(contents, self.repo_path).views_to_reset()
+        if reset:
+            self._drop_online_data(reset)
+        result = self.registry.apply(contents, self.repo_path)
         for change in result.changes:
             log.info("%s %s %s", change.action, change.kind, change.name)
         return result
+
+    def _drop_online_data(self, views: Sequence[str]) -> None:
+        from featurestore.errors import OnlineStoreError
+        from featurestore.online.base import open_online_store
+
+        try:
+            with open_online_store(self.config) as online:
+                for view in views:
+                    removed = online.drop_view(view)
+                    log.info("dropped %d online rows and the watermark of %s", removed, view)
+        except OnlineStoreError as exc:
+            raise type(exc)(
+                f"apply must first drop the online data of {', '.join(views)} (changed or "
+                f"removed), and could not: {exc}"
+            ) from exc
 
     @property
     def state(self) -> RegistryState:
         """The applied definitions (RegistryError if nothing was applied)."""
         return self.registry.require()
+
+    def materialize(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> MaterializationReport:
+        """Write online the latest row per entity key with ``start <= event_ts <= end``.
+
+        Both ends inclusive; naive datetimes are UTC. Every online view (or ``views``) in
+        turn: its rows are written through the never-regress write, then its watermark moves
+        to ``end``. A failure raises ``MaterializationError`` naming the view, with its
+        watermark unmoved; re-running is idempotent. See featurestore/materialize.py.
+        """
+        from featurestore.materialize import materialize
+        from featurestore.online.base import open_online_store
+
+        state = self.state
+        with open_online_store(self.config) as online:
+            return materialize(
+                self.config, state, online, start, end, views=views, progress=progress
+            )
+
+    def materialize_incremental(
+        self,
+        end: datetime,
+        *,
+        views: Sequence[str] | None = None,
+        progress: Progress | None = None,
+    ) -> MaterializationReport:
+        """Write what arrived since each view's watermark, up to ``end`` (inclusive).
+
+        Rows with ``event_ts <= end`` that are newer than the last run's end, or created
+        after the greatest created time written (late rows, which Feast skips); a view
+        without a watermark gets everything up to ``end``. Same guarantees as ``materialize``.
+        """
+        from featurestore.materialize import materialize_incremental
+        from featurestore.online.base import open_online_store
+
+        state = self.state
+        with open_online_store(self.config) as online:
+            return materialize_incremental(
+                self.config, state, online, end, views=views, progress=progress
+            )
+
+    def get_historical_features(
+        self,
+        entity_df: Any = None,
+        features: Sequence[str] | FeatureService | None = None,
+        *,
+        feature_service: str | FeatureService | None = None,
+        full_feature_names: bool = False,
+        as_of: Literal["event", "created"] = "event",
+    ) -> RetrievalJob:
+        """A point-in-time-correct training set for ``entity_df`` (see DESIGN.md "Semantics").
+
+        ``entity_df`` (pandas, pyarrow Table, Parquet path or SQL query) holds the join keys
+        and ``event_timestamp``; per row and view, the latest source row with
+        ``t - ttl <= event_ts <= t`` wins (ties: greater created time, then later file and
+        row), and no such row gives nulls. ``as_of="created"`` also requires
+        ``created_ts <= t``. Pass ``features`` (``"view:feature"`` refs or a FeatureService)
+        or ``feature_service`` (a name or object). The join runs on the configured engine
+        when the job's result is first asked for.
+        """
+        if (features is None) == (feature_service is None):
+            raise RetrievalError("pass exactly one of features= or feature_service=")
+        state = self.state
+        projections, service = state.resolve(
+            feature_service if feature_service is not None else features  # type: ignore[arg-type]
+        )
+        from featurestore.offline.duckdb import historical_job
+
+        return historical_job(
+            self.config,
+            state,
+            entity_df,
+            projections,
+            service,
+            full_feature_names=full_feature_names,
+            as_of=as_of,
+        )
+
+    def get_online_features(
+        self,
+        features: Sequence[str] | FeatureService | None = None,
+        entity_rows: EntityRows | None = None,
+        *,
+        feature_service: str | FeatureService | None = None,
+        full_feature_names: bool = False,
+        now: datetime | None = None,
+    ) -> OnlineResponse:
+        """The latest materialized values for ``entity_rows``, with per-feature statuses.
+
+        ``entity_rows``: ``[{"user_id": 1}, ...]`` or ``{"user_id": [1, ...]}``, keys typed
+        as declared (``"1"`` is not an Int64 key). Pass ``features`` (``"view:feature"`` refs
+        or a FeatureService) or ``feature_service`` (a name or object). A value is PRESENT
+        when ``now - ttl <= event_ts`` (NULL_VALUE if the stored value is null), else null
+        with OUTSIDE_MAX_AGE; NOT_FOUND when nothing was materialized for the key. ``now``
+        (default: the current time) only moves that ttl check. One store round trip per
+        call; the store is opened on first use and kept (see ``close``).
+        """
+        return self._online_reader().get_online_features(
+            features,
+            entity_rows,
+            feature_service=feature_service,
+            full_feature_names=full_feature_names,
+            now=now,
+        )
+
+    def _online_reader(self) -> OnlineReader:
+        reader: OnlineReader | None = getattr(self, "_reader", None)
+        if reader is None:
+            from featurestore.online.base import open_online_store
+            from featurestore.online.read import OnlineReader
+
+            store = open_online_store(self.config)
+            reader = self._reader = OnlineReader(
+                store, self.config.registry_path, self.registry.require
+            )
+        return reader
+
+    def close(self) -> None:
+        """Close the online store connection that ``get_online_features`` opened, if any."""
+        reader: OnlineReader | None = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.store.close()
+            self._reader = None

@@ -1,0 +1,214 @@
+"""A JoinPlan rendered as DuckDB SQL: the point-in-time join and "latest row per key".
+
+Both queries share one definition of a view's source rows and one ordering key, so the
+training-set join and materialization break ties identically:
+
+    winner = greatest (event_ts, created_ts with NULL as -infinity, file index, row in file)
+
+Everything here returns SQL text; ``offline/duckdb.py`` runs it.
+"""
+
+from __future__ import annotations
+
+from featurestore.errors import RetrievalError
+from featurestore.offline.plan import FileSourcePlan, JoinPlan, ViewJoin
+from featurestore.types import DType
+
+ENTITIES = "__fs_entities"  # the registered Arrow table: __fs_row, join keys, __fs_t
+ROW = "__fs_row"
+T = "__fs_t"
+EVENT = "__fs_event_ts"
+CREATED = "__fs_created_ts"
+ORDER = "__fs_order"
+
+
+def quote(name: str) -> str:
+    """A DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def join_type(dtype: DType) -> str:
+    """The type keys are compared as: every integer width as BIGINT (1 == 1), strings as is."""
+    return "BIGINT" if dtype.name in ("Int32", "Int64") else dtype.duckdb
+
+
+def feature_alias(view_index: int, feature_index: int) -> str:
+    return f"__fs_v{view_index}_f{feature_index}"
+
+
+def order_key(event: str, created: str, file: str, row: str) -> str:
+    """One comparable value ordering rows by (event, created, file, row), for ASOF and ties.
+
+    ASOF JOIN allows a single inequality, so the tie-break is folded into it: an entity
+    probe of (t, +inf, +inf, +inf) is >= exactly the rows with event_ts <= t, and of
+    those the greatest key is the winner.
+    """
+    return f"struct_pack(e := {event}, c := {created}, f := {file}, r := {row})"
+
+
+def probe_key(t: str) -> str:
+    """The order key an entity row at time ``t`` matches against (NULL t matches nothing)."""
+    top = order_key(t, "'infinity'::TIMESTAMPTZ", "9223372036854775807", "9223372036854775807")
+    return f"CASE WHEN {t} IS NULL THEN NULL ELSE {top} END"
+
+
+def file_source(view: ViewJoin) -> FileSourcePlan:
+    """The view's Parquet source; DuckDB does not read BigQuery tables."""
+    if not isinstance(view.source, FileSourcePlan):
+        raise RetrievalError(
+            f"feature view {view.name!r} reads BigQuery: set offline_store type bigquery "
+            "in featurestore.yaml to build training sets from it"
+        )
+    return view.source
+
+
+def source_rows(view: ViewJoin, view_index: int, where: str = "TRUE") -> str:
+    """The view's usable source rows: typed keys, event/created time, order key, features.
+
+    Rows with a null key or null event time are dropped here (the caller counts them).
+    ``where`` may refer to EVENT and CREATED (e.g. a materialization window).
+    """
+    source = file_source(view)
+    paths = ", ".join(literal(p) for p in source.paths)
+    created = (
+        f"CAST({quote(source.created_column)} AS TIMESTAMPTZ)"
+        if source.created_column
+        else "CAST(NULL AS TIMESTAMPTZ)"
+    )
+    keys = [f"CAST({quote(k.name)} AS {join_type(k.dtype)}) AS {quote(k.name)}" for k in view.keys]
+    features = [
+        f"CAST({quote(f.name)} AS {f.dtype.duckdb}) AS {feature_alias(view_index, j)}"
+        for j, f in enumerate(view.features)
+    ]
+    not_null = " AND ".join(
+        [f"{quote(k.name)} IS NOT NULL" for k in view.keys]
+        + [f"{quote(source.timestamp_column)} IS NOT NULL"]
+    )
+    # Step 1: read only the needed columns, plus DuckDB's file index and row number, which
+    # break complete ties (a later file, then a later row, wins).
+    inner = f"""
+        SELECT {", ".join(keys)},
+               CAST({quote(source.timestamp_column)} AS TIMESTAMPTZ) AS {EVENT},
+               {created} AS {CREATED},
+               CAST(file_index AS BIGINT) AS __fs_file,
+               file_row_number AS __fs_file_row,
+               {", ".join(features)}
+        FROM read_parquet([{paths}], file_row_number = true)
+        WHERE {not_null}"""
+    # Step 2: fold the tie-break into one ordering key (a missing created time sorts oldest).
+    order = order_key(
+        EVENT, f"coalesce({CREATED}, '-infinity'::TIMESTAMPTZ)", "__fs_file", "__fs_file_row"
+    )
+    return f"""
+      SELECT * EXCLUDE (__fs_file, __fs_file_row), {order} AS {ORDER}
+      FROM ({inner}
+      ) WHERE {where}"""
+
+
+def _ttl_condition(view: ViewJoin, alias: str) -> str:
+    if view.ttl_us is None:
+        return "TRUE"
+    return f"{alias}.{EVENT} >= e.{T} - to_microseconds({view.ttl_us})"
+
+
+def render_join(plan: JoinPlan) -> str:
+    """The point-in-time join: one row per entity row, ordered by ``__fs_row``.
+
+    Output columns: ``__fs_row``, then every feature under its output name. The entity
+    table ``__fs_entities`` holds ``__fs_row``, the join keys (typed as ``join_type``) and
+    ``__fs_t`` (TIMESTAMPTZ).
+    """
+    ctes = []
+    joins = []
+    selects = [f"e.{ROW}"]
+    for i, view in enumerate(plan.views):
+        alias = f"v{i}"
+        ctes.append(f"{alias} AS ({source_rows(view, i)}\n    )")
+        keys_equal = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in view.key_names)
+        use_asof = plan.as_of == "event" or view.source.created_column is None
+        if use_asof:
+            # Step 3 (as_of="event"): ASOF JOIN picks, per entity row, the source row with the
+            # greatest order key <= the probe: the latest event_ts <= t, ties broken by
+            # created, file, row. The ttl then nulls a winner older than t - ttl (if the
+            # latest row is too old, every candidate is).
+            joins.append(
+                f"ASOF LEFT JOIN {alias} ON {keys_equal} AND {probe_key('e.' + T)} >= {alias}.{ORDER}"
+            )
+            ttl_ok = _ttl_condition(view, alias)
+            for j, f in enumerate(view.features):
+                value = f"{alias}.{feature_alias(i, j)}"
+                selects.append(
+                    f"CASE WHEN {ttl_ok} THEN {value} END AS {quote(f.output)}"
+                    if view.ttl_us is not None
+                    else f"{value} AS {quote(f.output)}"
+                )
+        else:
+            # Step 3 (as_of="created"): a second inequality (created_ts <= t) that ASOF cannot
+            # take. A range join keeps every candidate in the window known by t, and arg_max
+            # picks the greatest order key per entity row; rows with no candidate get nulls
+            # through the LEFT JOIN. (Filtering an ASOF result instead would give null where
+            # an older-created row exists.)
+            struct = ", ".join(
+                f"{feature_alias(i, j)} := s.{feature_alias(i, j)}"
+                for j in range(len(view.features))
+            )
+            window = " AND ".join(
+                [
+                    f"s.{EVENT} <= e.{T}",
+                    _ttl_condition(view, "s"),
+                    f"coalesce(s.{CREATED}, '-infinity'::TIMESTAMPTZ) <= e.{T}",
+                ]
+            )
+            ctes.append(
+                f"""{alias}_won AS (
+      SELECT e.{ROW}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
+      FROM {ENTITIES} e JOIN {alias} s
+        ON {keys_equal.replace(f"{alias}.", "s.")} AND {window}
+      GROUP BY e.{ROW}
+    )"""
+            )
+            joins.append(f"LEFT JOIN {alias}_won ON {alias}_won.{ROW} = e.{ROW}")
+            for j, f in enumerate(view.features):
+                selects.append(f"{alias}_won.w.{feature_alias(i, j)} AS {quote(f.output)}")
+    # Step 4: back to the caller's row order (row identity is the position, never the keys).
+    return (
+        "WITH\n    "
+        + ",\n    ".join(ctes)
+        + f"\nSELECT {', '.join(selects)}\nFROM {ENTITIES} e\n"
+        + "\n".join(joins)
+        + f"\nORDER BY e.{ROW}"
+    )
+
+
+def render_latest(view: ViewJoin, where: str) -> str:
+    """One row per entity key: the winner by the order key among rows matching ``where``.
+
+    Columns: the join keys, the features under their own names, ``event_ts``, ``created_ts``.
+    """
+    keys = ", ".join(quote(k) for k in view.key_names)
+    fields = [feature_alias(0, j) for j in range(len(view.features))] + [EVENT, CREATED]
+    struct = ", ".join(f"{name} := {name}" for name in fields)
+    outputs = [f"w.{feature_alias(0, j)} AS {quote(f.name)}" for j, f in enumerate(view.features)]
+    return f"""
+    SELECT {keys}, {", ".join(outputs)}, w.{EVENT} AS event_ts, w.{CREATED} AS created_ts
+    FROM (
+      SELECT {keys}, arg_max(struct_pack({struct}), {ORDER}) AS w
+      FROM ({source_rows(view, 0, where)})
+      GROUP BY {keys}
+    )"""
+
+
+def render_skipped_count(view: ViewJoin) -> str:
+    """How many of the view's source rows have a null key or a null event time."""
+    source = file_source(view)
+    paths = ", ".join(literal(p) for p in source.paths)
+    null = " OR ".join(
+        [f"{quote(k.name)} IS NULL" for k in view.keys]
+        + [f"{quote(source.timestamp_column)} IS NULL"]
+    )
+    return f"SELECT count(*) FROM read_parquet([{paths}]) WHERE {null}"

@@ -1,0 +1,274 @@
+"""The point-in-time join, planned: which views, keys, sources, windows and output columns.
+
+A ``JoinPlan`` is engine-neutral: ``offline/duckdb.py`` renders it as DuckDB SQL and
+``offline/bigquery.py`` as BigQuery SQL, so both engines answer the same question.
+Everything a request can get wrong (a missing key or timestamp column, a key of the wrong
+type, two features landing in one output column) is checked here, before any data is read.
+
+The question, for every entity row with keys ``k`` and time ``t`` and every view with ttl
+``d``: among the view's source rows with keys ``k`` and ``t - d <= event_ts <= t`` (no lower
+bound without a ttl; with ``as_of="created"`` also ``created_ts <= t``), the one with the
+greatest ``(event_ts, created_ts, file, row)`` wins (a missing created time sorts oldest);
+no candidate gives nulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from featurestore.definitions import (
+    BigQuerySource,
+    FeatureView,
+    FeatureViewProjection,
+    FileSource,
+)
+from featurestore.errors import RetrievalError
+from featurestore.sources import parquet_files
+from featurestore.types import DType, dtype_from_arrow, is_timestamp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featurestore.registry import RegistryState
+
+AsOf = Literal["event", "created"]
+ENTITY_TIMESTAMP = "event_timestamp"
+RESERVED_PREFIX = "__fs_"
+
+
+class SkippedRowsWarning(UserWarning):
+    """Source rows with a null join key or a null event time were skipped (and counted)."""
+
+
+@dataclass(frozen=True)
+class KeyColumn:
+    """A join key and the dtype the view declares for it."""
+
+    name: str
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """A requested feature: its source column, declared dtype and output column name."""
+
+    name: str
+    dtype: DType
+    output: str
+
+
+@dataclass(frozen=True)
+class FileSourcePlan:
+    """Parquet files, in tie-break order (a later file wins a complete tie)."""
+
+    paths: tuple[str, ...]
+    timestamp_column: str
+    created_column: str | None
+
+
+@dataclass(frozen=True)
+class BigQuerySourcePlan:
+    """A BigQuery table or query (exactly one is set)."""
+
+    table: str | None
+    query: str | None
+    timestamp_column: str
+    created_column: str | None
+
+
+SourcePlan = FileSourcePlan | BigQuerySourcePlan
+
+
+@dataclass(frozen=True)
+class ViewJoin:
+    """One requested view: how to read it, match it and which features it contributes."""
+
+    name: str
+    keys: tuple[KeyColumn, ...]
+    source: SourcePlan
+    ttl_us: int | None
+    features: tuple[FeatureColumn, ...]
+    fingerprint: str
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keys)
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    """The whole request: views in request order and the entity table's columns.
+
+    Output: every entity column in the caller's order, then every view's feature
+    columns in request order.
+    """
+
+    views: tuple[ViewJoin, ...]
+    entity_columns: tuple[str, ...]
+    as_of: AsOf
+    full_feature_names: bool
+    timestamp_column: str = ENTITY_TIMESTAMP
+
+    @property
+    def feature_columns(self) -> tuple[FeatureColumn, ...]:
+        return tuple(f for v in self.views for f in v.features)
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        return self.entity_columns + tuple(f.output for f in self.feature_columns)
+
+    @property
+    def key_dtypes(self) -> dict[str, DType]:
+        """Every join key of the request with its dtype (shared keys agree, as checked)."""
+        return {k.name: k.dtype for v in self.views for k in v.keys}
+
+
+def _source_plan(source: FileSource | BigQuerySource, repo: Path) -> SourcePlan:
+    if isinstance(source, FileSource):
+        return FileSourcePlan(
+            paths=tuple(str(p) for p in parquet_files(source, repo)),
+            timestamp_column=source.timestamp_field,
+            created_column=source.created_timestamp_column,
+        )
+    return BigQuerySourcePlan(
+        table=source.table,
+        query=source.query,
+        timestamp_column=source.timestamp_field,
+        created_column=source.created_timestamp_column,
+    )
+
+
+def plan_view(
+    view: FeatureView,
+    key_dtypes: Mapping[str, DType],
+    features: Sequence[str],
+    *,
+    full_feature_names: bool,
+    repo_path: Path,
+    fingerprint: str = "",
+) -> ViewJoin:
+    """Plan one view's part of a join (or of a latest-per-key read) for ``features``."""
+    by_name = {f.name: f for f in view.features}
+    return ViewJoin(
+        name=view.name,
+        keys=tuple(KeyColumn(k, key_dtypes[k]) for k in view.join_keys),
+        source=_source_plan(view.source, repo_path),
+        ttl_us=view.ttl_microseconds,
+        features=tuple(
+            FeatureColumn(
+                name=name,
+                dtype=by_name[name].dtype,
+                output=f"{view.name}__{name}" if full_feature_names else name,
+            )
+            for name in features
+        ),
+        fingerprint=fingerprint,
+    )
+
+
+def _check_timestamp_column(entity_schema: pa.Schema, views: Sequence[ViewJoin]) -> None:
+    import pyarrow.types as pt
+
+    if ENTITY_TIMESTAMP not in entity_schema.names:
+        raise RetrievalError(
+            f"entity_df has no {ENTITY_TIMESTAMP!r} column, which views "
+            f"{', '.join(v.name for v in views)} need for the point-in-time join; "
+            f"it has {list(entity_schema.names)}"
+        )
+    arrow_type = entity_schema.field(ENTITY_TIMESTAMP).type
+    if not (is_timestamp(arrow_type) or pt.is_string(arrow_type) or pt.is_null(arrow_type)):
+        raise RetrievalError(
+            f"entity_df column {ENTITY_TIMESTAMP!r} has type {arrow_type}; "
+            "give timestamps (or ISO-8601 strings)"
+        )
+
+
+def _check_key(view: ViewJoin, key: KeyColumn, entity_schema: pa.Schema) -> None:
+    import pyarrow.types as pt
+
+    if key.name not in entity_schema.names:
+        raise RetrievalError(
+            f"entity_df has no column {key.name!r}, the join key feature view {view.name!r} "
+            f"needs; it has {list(entity_schema.names)}"
+        )
+    arrow_type = entity_schema.field(key.name).type
+    if pt.is_null(arrow_type):
+        return  # all-null column: no row matches, whatever the type
+    given = dtype_from_arrow(arrow_type)
+    integers = {"Int32", "Int64"}
+    same = given is not None and (
+        given.name == key.dtype.name or {given.name, key.dtype.name} <= integers
+    )
+    if not same:
+        hint = (
+            " (pandas turns an integer column with missing values into float64: use the "
+            "nullable dtype 'Int64')"
+            if given is not None and given.name.startswith("Float") and key.dtype.name in integers
+            else ""
+        )
+        raise RetrievalError(
+            f"feature view {view.name!r}: join key {key.name!r} is {key.dtype} but entity_df "
+            f"holds {arrow_type}; convert the column (keys 1 and '1' are different keys){hint}"
+        )
+
+
+def build_join_plan(
+    state: RegistryState,
+    projections: Sequence[FeatureViewProjection],
+    entity_schema: pa.Schema,
+    full_feature_names: bool,
+    as_of: AsOf,
+    repo_path: Path,
+) -> JoinPlan:
+    """Plan the point-in-time join of ``projections`` onto an entity table of ``entity_schema``.
+
+    Views, keys and dtypes come from the applied registry ``state``. Raises RetrievalError
+    naming the culprit when the entity table lacks a column a view needs, holds a key of
+    the wrong type, or when two output columns would share a name.
+    """
+    if as_of not in ("event", "created"):
+        raise RetrievalError(f"as_of must be 'event' or 'created', got {as_of!r}")
+    reserved = [c for c in entity_schema.names if c.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise RetrievalError(
+            f"entity_df columns {reserved} use the reserved prefix {RESERVED_PREFIX!r}"
+        )
+    views = [
+        plan_view(
+            state.view_record(p.view.name).view,
+            state.key_dtypes(p.view.name),
+            p.features,
+            full_feature_names=full_feature_names,
+            repo_path=repo_path,
+            fingerprint=state.projection_fingerprint(p),
+        )
+        for p in projections
+    ]
+    _check_timestamp_column(entity_schema, views)
+    for view in views:
+        for key in view.keys:
+            _check_key(view, key, entity_schema)
+    plan = JoinPlan(tuple(views), tuple(entity_schema.names), as_of, full_feature_names)
+    _check_output_names(plan)
+    return plan
+
+
+def _check_output_names(plan: JoinPlan) -> None:
+    owner: dict[str, str] = {c: "entity_df" for c in plan.entity_columns}
+    for view in plan.views:
+        for feature in view.features:
+            where = f"feature {view.name}:{feature.name}"
+            if feature.output in owner:
+                hint = (
+                    ""
+                    if plan.full_feature_names
+                    else "; pass full_feature_names=True to get 'view__feature' columns"
+                )
+                raise RetrievalError(
+                    f"{where} would be output as column {feature.output!r}, which "
+                    f"{owner[feature.output]} already has{hint}"
+                )
+            owner[feature.output] = where

@@ -1,0 +1,155 @@
+"""The brute-force reference of the point-in-time rules: the executable specification.
+
+Plain Python over plain rows, written to be obviously right rather than fast. Engines are
+tested against it on random data (tests/strategies.py). DESIGN.md "Semantics":
+
+- candidates for an entity row (keys ``k``, time ``t``) in a view with ttl ``d``: source rows
+  with keys ``k`` (typed: ``1 != "1"``, int widths equal), a non-null key and event time,
+  and ``t - d <= event_ts <= t`` (no lower bound when ``d`` is None or zero); with
+  ``as_of="created"`` also ``created_ts <= t`` (a missing created time counts as known);
+- winner: greatest ``(event_ts, created_ts, file index, row index)``, a missing created
+  time sorting oldest; no candidate (or a null entity key or time) gives nulls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+OLDEST = datetime.min
+
+
+@dataclass
+class SourceRow:
+    """One source row: key values, event and created time (None = missing), feature values."""
+
+    keys: dict[str, Any]
+    event_ts: datetime | None
+    created_ts: datetime | None
+    values: dict[str, Any]
+
+
+@dataclass
+class RefView:
+    """A feature view as the reference sees it: rows per Parquet file, in file order."""
+
+    name: str
+    join_keys: list[str]
+    ttl: timedelta | None
+    features: list[str]
+    files: list[list[SourceRow]] = field(default_factory=list)
+    has_created: bool = True
+
+    @property
+    def ttl_bound(self) -> timedelta | None:
+        return None if not self.ttl else self.ttl
+
+
+def _utc_naive(ts: datetime) -> datetime:
+    from datetime import UTC
+
+    return ts.replace(tzinfo=None) if ts.tzinfo is None else ts.astimezone(UTC).replace(tzinfo=None)
+
+
+def _rank(row: SourceRow, file_index: int, row_index: int) -> tuple[datetime, datetime, int, int]:
+    created = OLDEST if row.created_ts is None else _utc_naive(row.created_ts)
+    assert row.event_ts is not None
+    return (_utc_naive(row.event_ts), created, file_index, row_index)
+
+
+def _usable(row: SourceRow, keys: Sequence[str]) -> bool:
+    return row.event_ts is not None and all(row.keys.get(k) is not None for k in keys)
+
+
+def _same_key(a: Any, b: Any) -> bool:
+    # Typed equality: bool is not an int key, 1 != "1".
+    return type(a) is type(b) and a == b
+
+
+def winner(
+    view: RefView, keys: Mapping[str, Any], t: datetime | None, as_of: str
+) -> SourceRow | None:
+    """The row an entity with ``keys`` at ``t`` gets from ``view``, or None."""
+    if t is None or any(keys.get(k) is None for k in view.join_keys):
+        return None
+    t = _utc_naive(t)
+    best: tuple[tuple[datetime, datetime, int, int], SourceRow] | None = None
+    for file_index, rows in enumerate(view.files):
+        for row_index, row in enumerate(rows):
+            if not _usable(row, view.join_keys):
+                continue
+            if not all(_same_key(row.keys[k], keys[k]) for k in view.join_keys):
+                continue
+            rank = _rank(row, file_index, row_index)
+            event = rank[0]
+            if event > t:
+                continue
+            if view.ttl_bound is not None and event < t - view.ttl_bound:
+                continue
+            if as_of == "created" and row.created_ts is not None and rank[1] > t:
+                continue
+            if best is None or rank > best[0]:
+                best = (rank, row)
+    return None if best is None else best[1]
+
+
+def point_in_time(
+    entity_rows: Sequence[Mapping[str, Any]],
+    views: Sequence[RefView],
+    *,
+    as_of: str = "event",
+    full_feature_names: bool = False,
+    timestamp_column: str = "event_timestamp",
+) -> list[dict[str, Any]]:
+    """Every entity row (all its columns, in order, duplicates kept) plus each feature."""
+    out = []
+    for entity in entity_rows:
+        row = dict(entity)
+        for view in views:
+            won = winner(view, entity, entity.get(timestamp_column), as_of)
+            for feature in view.features:
+                name = f"{view.name}__{feature}" if full_feature_names else feature
+                row[name] = None if won is None else won.values.get(feature)
+        out.append(row)
+    return out
+
+
+def latest(
+    view: RefView,
+    *,
+    end: datetime,
+    start: datetime | None = None,
+    created_after: datetime | None = None,
+) -> dict[tuple[Any, ...], SourceRow]:
+    """Materialization's read: per key, the winner among rows with ``event_ts <= end`` and
+    (``event_ts >= start`` or ``created_ts > created_after``)."""
+    end = _utc_naive(end)
+    best: dict[tuple[Any, ...], tuple[tuple[datetime, datetime, int, int], SourceRow]] = {}
+    for file_index, rows in enumerate(view.files):
+        for row_index, row in enumerate(rows):
+            if not _usable(row, view.join_keys):
+                continue
+            rank = _rank(row, file_index, row_index)
+            in_window = rank[0] <= end and (start is None or rank[0] >= _utc_naive(start))
+            late = (
+                rank[0] <= end
+                and created_after is not None
+                and row.created_ts is not None
+                and rank[1] > _utc_naive(created_after)
+            )
+            if not (in_window or late):
+                continue
+            key = tuple(row.keys[k] for k in view.join_keys)
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, row)
+    return {k: row for k, (_, row) in best.items()}
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality where NaN equals NaN (a NaN stored in a source is a value, not a null)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b if a is not None and b is not None else a is b

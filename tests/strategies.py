@@ -1,0 +1,236 @@
+"""Shared hypothesis generators: feature views with messy sources, and entity tables.
+
+The data is drawn on a coarse grid (whole minutes, a handful of keys) so that what the
+semantics must decide actually happens: duplicate event times, created-time ties and
+complete ties, missing created times, null values and NaN, null keys and null event times,
+late rows (created long after their event), entity times exactly at ``event_ts`` and at
+``t - ttl``, before any data, keys with no data, colliding composite keys (``"1"+"23"`` vs
+``"12"+"3"``), int and string keys, int32-stored keys, several views with different ttls
+including ``ttl=0`` and none, views of different entities in one request.
+
+``build_repo(scenario, path)`` writes a scenario as a real feature repo (Parquet files,
+featurestore.yaml, an applied registry) and returns its ``FeatureStore``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.reference import RefView, SourceRow
+
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def minute(n: int) -> datetime:
+    return BASE + timedelta(minutes=n)
+
+
+# Entities and their key columns: an int key, a string key, and a composite of two strings
+# whose concatenations collide.
+ENTITY_KEYS = {"user": ["user_id"], "merchant": ["merchant"], "pair": ["merchant", "region"]}
+KEY_VALUES: dict[str, list[Any]] = {
+    "user_id": [1, 2, 3, 12],
+    "merchant": ["1", "12", "a"],
+    "region": ["23", "3", ""],
+}
+# Feature kinds: (dtype name, value strategy).
+FEATURE_KINDS: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
+    "count": ("Int64", st.integers(-(2**40), 2**40)),
+    "small": ("Int32", st.integers(-1000, 1000)),
+    "amount": ("Float64", st.floats(allow_infinity=False) | st.just(float("nan"))),
+    "rate": ("Float32", st.sampled_from([0.5, -1.25, 3.0, 0.0]) | st.just(float("nan"))),
+    "label": ("String", st.text(max_size=3)),
+    "flag": ("Bool", st.booleans()),
+}
+
+
+@dataclass
+class ViewCase:
+    """A generated view: the reference's view plus how its files are physically written."""
+
+    ref: RefView
+    entity: str
+    dtypes: dict[str, str]  # feature -> dtype name
+    int32_keys: bool  # store int keys as int32 in the Parquet files
+    timestamp_unit: str  # "us" or "ns"
+    naive_timestamps: bool  # store event/created times without a time zone
+
+
+@dataclass
+class Scenario:
+    views: list[ViewCase]
+    entity_rows: list[dict[str, Any]]
+    as_of: str
+    full_feature_names: bool
+
+
+def _maybe_null(strategy: st.SearchStrategy[Any], p_null: int = 8) -> st.SearchStrategy[Any]:
+    """``strategy`` with a null about once in ``p_null`` draws."""
+    return st.integers(1, p_null).flatmap(lambda n: st.none() if n == 1 else strategy)
+
+
+@st.composite
+def source_rows(
+    draw: st.DrawFn, keys: list[str], features: dict[str, str], has_created: bool
+) -> SourceRow:
+    row_keys = {k: draw(_maybe_null(st.sampled_from(KEY_VALUES[k]), 20)) for k in keys}
+    event = draw(_maybe_null(st.integers(0, 12), 20))
+    created = None
+    if has_created:
+        # Usually created at or after the event (late rows up to 15 minutes), sometimes missing.
+        offset = draw(_maybe_null(st.sampled_from([0, 0, 1, 2, 15, -1]), 6))
+        created = None if offset is None or event is None else minute(event + offset)
+    values = {name: draw(_maybe_null(FEATURE_KINDS[kind][1], 6)) for name, kind in features.items()}
+    return SourceRow(row_keys, None if event is None else minute(event), created, values)
+
+
+@st.composite
+def view_cases(draw: st.DrawFn, name: str, entity: str) -> ViewCase:
+    keys = ENTITY_KEYS[entity]
+    kinds = draw(
+        st.lists(st.sampled_from(sorted(FEATURE_KINDS)), min_size=1, max_size=3, unique=True)
+    )
+    features = {f"{name}_{kind}": kind for kind in kinds}
+    has_created = draw(st.booleans()) or draw(st.booleans())
+    ttl_minutes = draw(st.sampled_from([None, 0, 1, 3, 5]))
+    n_files = draw(st.integers(1, 2))
+    files = [
+        draw(st.lists(source_rows(keys, features, has_created), min_size=1, max_size=12))
+        for _ in range(n_files)
+    ]
+    ref = RefView(
+        name=name,
+        join_keys=keys,
+        ttl=None if ttl_minutes is None else timedelta(minutes=ttl_minutes),
+        features=list(features),
+        files=files,
+        has_created=has_created,
+    )
+    return ViewCase(
+        ref=ref,
+        entity=entity,
+        dtypes={f: FEATURE_KINDS[k][0] for f, k in features.items()},
+        int32_keys=draw(st.booleans()),
+        timestamp_unit=draw(st.sampled_from(["us", "ns"])),
+        naive_timestamps=draw(st.booleans()),
+    )
+
+
+@st.composite
+def entity_rows(draw: st.DrawFn, max_rows: int = 15) -> list[dict[str, Any]]:
+    """Entity rows over every key column; times from before any data to after it, on the grid.
+
+    Duplicates come naturally from the small pools; ``extra`` is a pass-through column.
+    """
+    row = st.fixed_dictionaries(
+        {
+            "user_id": _maybe_null(st.sampled_from([*KEY_VALUES["user_id"], 99]), 25),
+            "merchant": _maybe_null(st.sampled_from([*KEY_VALUES["merchant"], "zz"]), 25),
+            "region": st.sampled_from(KEY_VALUES["region"]),
+            "event_timestamp": _maybe_null(st.integers(-2, 17).map(minute), 30),
+            "extra": st.integers(0, 5),
+        }
+    )
+    return draw(st.lists(row, min_size=1, max_size=max_rows))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, as_of: str | None = None) -> Scenario:
+    """One to three views (of any entities) and an entity table to join them onto."""
+    entities = draw(st.lists(st.sampled_from(sorted(ENTITY_KEYS)), min_size=1, max_size=3))
+    views = [draw(view_cases(f"v{i}", entity)) for i, entity in enumerate(entities)]
+    return Scenario(
+        views=views,
+        entity_rows=draw(entity_rows()),
+        as_of=as_of or draw(st.sampled_from(["event", "created"])),
+        full_feature_names=draw(st.booleans()),
+    )
+
+
+# --- writing a scenario as a real repo --------------------------------------------------
+
+
+def _timestamps(values: list[datetime | None], case: ViewCase) -> Any:
+    import pyarrow as pa
+
+    tz = None if case.naive_timestamps else "UTC"
+    plain = [None if v is None else v.astimezone(UTC).replace(tzinfo=None) for v in values]
+    return pa.array(plain, pa.timestamp("us")).cast(pa.timestamp(case.timestamp_unit, tz=tz))
+
+
+def write_view_files(case: ViewCase, folder: Path) -> None:
+    """Write a view's files (``part-0.parquet``, ...) with the physical types the case asks."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featurestore.types import dtype_by_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, rows in enumerate(case.ref.files):
+        columns: dict[str, Any] = {}
+        for key in case.ref.join_keys:
+            key_type = (
+                pa.string() if key != "user_id" else (pa.int32() if case.int32_keys else pa.int64())
+            )
+            columns[key] = pa.array([r.keys[key] for r in rows], key_type)
+        columns["event_ts"] = _timestamps([r.event_ts for r in rows], case)
+        if case.ref.has_created:
+            columns["created_ts"] = _timestamps([r.created_ts for r in rows], case)
+        for name, dtype in case.dtypes.items():
+            columns[name] = pa.array(
+                [r.values[name] for r in rows], dtype_by_name(dtype).to_arrow()
+            )
+        pq.write_table(pa.table(columns), folder / f"part-{i}.parquet")
+
+
+def build_repo(scenario: Scenario, path: Path) -> Any:
+    """Write ``scenario`` as a feature repo under ``path``, apply it, return its FeatureStore."""
+    from featurestore import Entity, FeatureStore, FeatureView, Field, FileSource
+    from featurestore.registry import Registry
+    from featurestore.repo import RepoContents
+    from featurestore.types import dtype_by_name
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "featurestore.yaml").write_text(
+        "project: props\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
+    )
+    entities = {name: Entity(name=name, join_keys=keys) for name, keys in ENTITY_KEYS.items()}
+    contents = RepoContents(entities=entities)
+    for case in scenario.views:
+        write_view_files(case, path / "data" / case.ref.name)
+        schema = [Field(name=f, dtype=dtype_by_name(d)) for f, d in case.dtypes.items()]
+        contents.views[case.ref.name] = FeatureView(
+            name=case.ref.name,
+            entities=[entities[case.entity]],
+            schema=schema,
+            source=FileSource(
+                path=f"data/{case.ref.name}",
+                timestamp_field="event_ts",
+                created_timestamp_column="created_ts" if case.ref.has_created else None,
+            ),
+            ttl=case.ref.ttl,
+        )
+    Registry(path / "data" / "registry.json", "props").apply(contents, path)
+    return FeatureStore(path)
+
+
+def entity_table(rows: list[dict[str, Any]]) -> Any:
+    """The entity rows as a pyarrow Table with typed columns (int64 user ids, UTC times)."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "user_id": pa.array([r["user_id"] for r in rows], pa.int64()),
+            "merchant": pa.array([r["merchant"] for r in rows], pa.string()),
+            "region": pa.array([r["region"] for r in rows], pa.string()),
+            "event_timestamp": pa.array(
+                [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
+            ),
+            "extra": pa.array([r["extra"] for r in rows], pa.int64()),
+        }
+    )
