@@ -92,7 +92,8 @@ def _offline(section: dict[str, Any], path: Path) -> OfflineConfig:
 def _online(section: dict[str, Any], repo: Path, path: Path) -> OnlineConfig:
     kind = section.pop("type", "sqlite")
     if kind == "redis":
-        url = os.environ.get(REDIS_URL_ENV) or section.pop("url", None)
+        url = os.environ.get(REDIS_URL_ENV) or section.get("url")
+        section.pop("url", None)
         if not url:
             raise ConfigError(f"{path}: online_store (redis) needs a url, or set {REDIS_URL_ENV}")
         try:
