@@ -10,6 +10,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def _store(repo: Path):  # type: ignore[no-untyped-def]
     from featurestore.store import FeatureStore
 
     return FeatureStore(repo)
+
+
+def _duration(ttl: timedelta | None) -> str:
+    """A ttl as people write it: '2d', '12h', '1d 6h 30m'; 'none' for no ttl."""
+    if not ttl:
+        return "none"
+    rest = ttl // timedelta(microseconds=1)
+    parts = []
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if rest:
+        parts.append(f"{rest / 1e6:g}s")
+    return " ".join(parts)
 
 
 def _console():  # type: ignore[no-untyped-def]
@@ -138,7 +154,8 @@ def list_(repo: Path) -> None:
     state = _store(repo).state
     table = Table(title=f"project {state.project}", show_lines=False)
     for column in ("kind", "name", "details", "version", "fingerprint"):
-        table.add_column(column)
+        # Names and fingerprints are never cut (people grep them); details wrap instead.
+        table.add_column(column, no_wrap=column != "details")
     for name, entity in sorted(state.entities.items()):
         table.add_row(
             "entity",
@@ -148,8 +165,7 @@ def list_(repo: Path) -> None:
             entity_fingerprint(entity)[:12],
         )
     for name, record in sorted(state.views.items()):
-        ttl = record.view.ttl or "none"
-        details = f"{len(record.view.features)} features, ttl {ttl}"
+        details = f"{len(record.view.features)} features, ttl {_duration(record.view.ttl)}"
         table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
     for name, srecord in sorted(state.services.items()):
         details = (

@@ -1,0 +1,195 @@
+"""The registry file: round trip, atomic concurrent applies, and schema checks at apply."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from tiny_repo import source_table, write_repo
+
+from featurestore import (
+    FeatureService,
+    FeatureStore,
+    RegistryError,
+    SchemaMismatchError,
+    UnknownFeatureError,
+)
+from featurestore.registry import Registry, RegistryState
+from featurestore.types import Float64, Int32, Int64, String
+
+FEATURESTORE = Path(sys.executable).parent / "featurestore"
+
+
+def test_round_trip_gives_back_equal_definitions(tmp_path: Path) -> None:
+    repo = write_repo(
+        tmp_path,
+        ttl="timedelta(hours=36, microseconds=5)",
+        fields=[("driver_id", "Int64"), ("conv_rate", "Float32"), ("trips", "Int64")],
+        service_features=["trips", "conv_rate"],
+    )
+    store = FeatureStore(repo)
+    applied = store.apply().new_state
+    loaded = Registry(store.config.registry_path, "tiny").require()
+
+    defined = store.load_definitions()
+    assert loaded.entities == defined.entities
+    assert loaded.view("stats") == defined.views["stats"]
+    assert loaded.view("stats").ttl == timedelta(hours=36, microseconds=5)
+    assert loaded.service("service") == defined.services["service"]
+    assert loaded.service("service").refs == ["stats:trips", "stats:conv_rate"]
+    assert loaded.key_dtypes("stats") == {"driver_id": Int64}
+    assert loaded.to_json() == applied.to_json()
+    assert RegistryState.from_json(json.loads(json.dumps(loaded.to_json()))).to_json() == (
+        loaded.to_json()
+    )
+
+
+def test_key_dtype_comes_from_the_source_when_not_declared(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    assert store.state.key_dtypes("stats") == {"driver_id": Int32}  # the file holds int32
+    write_repo(tmp_path, join_keys=["driver_key"])
+    store.apply()
+    assert store.state.key_dtypes("stats") == {"driver_key": String}
+
+
+def test_resolve_turns_refs_and_services_into_projections(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    state = store.state
+    projections, service = state.resolve(["stats:trips", "stats:conv_rate"])
+    assert service is None
+    assert [(p.view.name, p.features) for p in projections] == [("stats", ("trips", "conv_rate"))]
+    projections, service = state.resolve("service")
+    assert isinstance(service, FeatureService) and projections[0].features == ("conv_rate",)
+    with pytest.raises(UnknownFeatureError, match="did you mean 'stats:trips'"):
+        state.resolve(["stats:trip"])
+    with pytest.raises(UnknownFeatureError, match="'nope'"):
+        state.resolve("nope")
+
+
+def test_nothing_applied_is_a_clear_error(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    with pytest.raises(RegistryError, match="featurestore apply"):
+        store.state  # noqa: B018
+
+
+def test_a_corrupt_registry_is_a_clear_error(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    store.config.registry_path.write_text('{"schema_version": 1, "proj')
+    with pytest.raises(RegistryError, match="unreadable"):
+        store.state  # noqa: B018
+
+
+def test_concurrent_applies_leave_a_valid_registry(tmp_path: Path) -> None:
+    """Several `featurestore apply` processes at once: one valid file, one version each."""
+    repo = write_repo(tmp_path / "repo")
+    runs = [
+        subprocess.Popen(
+            [str(FEATURESTORE), "apply", "--repo", str(repo)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+    assert all(code == 0 for code, _, _ in results), results
+    # Exactly one run registered the definitions; the others found nothing to change.
+    assert sum("(added)" in out for _, out, _ in results) == 1, results
+    registry = repo / "data" / "registry.json"
+    state = RegistryState.from_json(json.loads(registry.read_text()))
+    assert [v["version"] for v in state.views["stats"].versions] == [1]
+    assert not list(registry.parent.glob("*.tmp"))
+
+
+def _table_with(**columns: pa.Array) -> pa.Table:
+    table = source_table()
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        table = (
+            table.remove_column(index) if values is None else table.set_column(index, name, values)
+        )
+    return table
+
+
+@pytest.mark.parametrize(
+    ("table", "overrides", "culprits"),
+    [
+        pytest.param(
+            _table_with(trips=None), {}, ["'stats'", "'trips'", "missing"], id="missing column"
+        ),
+        pytest.param(
+            _table_with(trips=pa.array(["1", "2", "3", "4"])),
+            {},
+            ["'stats'", "'trips'", "declared Int64", "string"],
+            id="wrong type",
+        ),
+        pytest.param(
+            _table_with(conv_rate=pa.array([1.0, 2.0, 3.0, 4.0], pa.float64())),
+            {},
+            ["'conv_rate'", "declared Float32", "double"],
+            id="narrowing float",
+        ),
+        pytest.param(
+            _table_with(event_ts=None),
+            {},
+            ["'stats'", "timestamp column 'event_ts'", "missing"],
+            id="missing timestamp column",
+        ),
+        pytest.param(
+            _table_with(created_ts=None),
+            {},
+            ["created timestamp column 'created_ts'", "missing"],
+            id="missing created column",
+        ),
+        pytest.param(
+            _table_with(event_ts=pa.array(["a", "b", "c", "d"])),
+            {},
+            ["'event_ts'", "should be a timestamp", "string"],
+            id="timestamp column not a timestamp",
+        ),
+        pytest.param(
+            _table_with(driver_id=None),
+            {},
+            ["'stats'", "join key column 'driver_id'", "missing"],
+            id="missing join key",
+        ),
+        pytest.param(
+            _table_with(driver_id=pa.array([1.0, 2.0, 1.0, 2.0])),
+            {},
+            ["'driver_id'", "integers or strings"],
+            id="float join key",
+        ),
+        pytest.param(
+            None,
+            {"path": "data/nowhere.parquet"},
+            ["'data/nowhere.parquet'", "no Parquet file"],
+            id="missing file",
+        ),
+    ],
+)
+def test_apply_rejects_a_source_whose_schema_does_not_match(
+    tmp_path: Path, table: pa.Table | None, overrides: dict, culprits: list[str]
+) -> None:
+    store = FeatureStore(write_repo(tmp_path, table=table, **overrides))
+    with pytest.raises(SchemaMismatchError) as info:
+        store.apply()
+    for culprit in culprits:
+        assert culprit in str(info.value), f"{culprit!r} not in {info.value}"
+    assert not store.config.registry_path.exists()  # nothing was written
+
+
+def test_widening_types_are_accepted(tmp_path: Path) -> None:
+    table = _table_with(trips=pa.array([1, 2, 3, 4], pa.int32()))
+    store = FeatureStore(
+        write_repo(tmp_path, table=table, fields=[("conv_rate", "Float64"), ("trips", "Int64")])
+    )
+    store.apply()
+    assert [f.dtype for f in store.state.view("stats").features] == [Float64, Int64]
