@@ -1,0 +1,355 @@
+"""Both online stores: never regress (atomically), watermarks, drop_view, and Redis failures.
+
+Real SQLite files and real redis-server processes (throwaway, on their own ports).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import redis
+
+from featurestore.config import RepoConfig, SqliteConfig, load_config
+from featurestore.definitions import Field
+from featurestore.errors import OnlineStoreUnavailable
+from featurestore.online.base import KeyGroup, OnlineStore, Watermark, open_online_store
+from featurestore.online.codec import RowCodec
+from featurestore.online.redis import RedisOnlineStore, mask_url
+from featurestore.online.sqlite import SqliteOnlineStore
+from featurestore.types import Float32, Int64
+
+TS = pa.timestamp("us", tz="UTC")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+FEATURES = [Field(name="amount", dtype=Float32), Field(name="n", dtype=Int64)]
+CODEC = RowCodec(FEATURES)
+
+
+def batch(
+    keys: list[int], amounts: list[float | None], events: list[datetime], created: list[Any]
+) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "user_id": pa.array(keys, pa.int64()),
+            "amount": pa.array(amounts, pa.float32()),
+            "n": pa.array(list(range(len(keys))), pa.int64()),
+            "event_ts": pa.array(events, TS),
+            "created_ts": pa.array(created, TS),
+        }
+    )
+
+
+def write(store: OnlineStore, view: str, rows: list[tuple[int, float, datetime, Any]]) -> int:
+    keys, amounts, events, created = (list(c) for c in zip(*rows, strict=True))
+    return store.write_rows(view, batch(keys, amounts, events, created), ["user_id"], FEATURES)
+
+
+def amounts(store: OnlineStore, view: str, keys: list[int]) -> list[float | None]:
+    [group] = [KeyGroup((view,), [f"user_id=i{k}" for k in keys])]
+    return [None if r[0] is None else CODEC.decode(r[0])[2][0] for r in store.read([group])]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    if request.param == "redis":
+        opened: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"), "proj")
+    else:
+        opened = SqliteOnlineStore(tmp_path / "online.db")
+    yield opened
+    opened.close()
+
+
+# --- never regress ------------------------------------------------------------------------
+
+
+def test_an_older_row_never_overwrites_a_newer_one(store: OnlineStore) -> None:
+    day = timedelta(days=1)
+    assert write(store, "v", [(1, 2.0, T0 + day, None), (2, 2.0, T0, T0)]) == 2
+    assert write(store, "v", [(1, 1.0, T0, None), (2, 1.0, T0, T0 - day)]) == 0
+    assert amounts(store, "v", [1, 2]) == [2.0, 2.0]
+
+
+def test_an_equal_row_is_rewritten_and_a_newer_one_wins(store: OnlineStore) -> None:
+    write(store, "v", [(1, 1.0, T0, T0), (2, 1.0, T0, None)])
+    # equal (event, created): written (materialization chose it with the join's tie-break)
+    assert write(store, "v", [(1, 5.0, T0, T0), (2, 5.0, T0, None)]) == 2
+    assert amounts(store, "v", [1, 2]) == [5.0, 5.0]
+    # same event, later created; and a created time beats a missing one
+    assert write(store, "v", [(1, 6.0, T0, T0 + timedelta(microseconds=1)), (2, 6.0, T0, T0)]) == 2
+    assert amounts(store, "v", [1, 2]) == [6.0, 6.0]
+    # a later event wins even with an older (or no) created time
+    assert write(store, "v", [(1, 7.0, T0 + timedelta(microseconds=1), None)]) == 1
+    assert amounts(store, "v", [1]) == [7.0]
+
+
+def test_rewriting_the_same_rows_is_idempotent(store: OnlineStore) -> None:
+    rows = [(k, float(k), T0 + timedelta(seconds=k), None) for k in range(50)]
+    assert write(store, "v", rows) == 50
+    first = store.read([KeyGroup(("v",), [f"user_id=i{k}" for k in range(50)])])
+    assert write(store, "v", rows) == 50
+    assert store.read([KeyGroup(("v",), [f"user_id=i{k}" for k in range(50)])]) == first
+
+
+def test_concurrent_writers_leave_the_newest_row_per_key(store: OnlineStore) -> None:
+    """Four threads race on the same keys; the check-and-set is atomic, so the newest wins."""
+    keys = list(range(300))
+    rng = random.Random(7)
+    plans = [
+        [
+            # unique events per key across writers (+ writer µs), so the winner is defined
+            (
+                k,
+                float(writer * 10_000 + k),
+                T0 + timedelta(seconds=rng.randrange(1000), microseconds=writer),
+                None,
+            )
+            for k in keys
+        ]
+        for writer in range(4)
+    ]
+    newest = {k: max((rows[k] for rows in plans), key=lambda r: r[2])[1] for k in keys}
+    threads = [threading.Thread(target=write, args=(store, "v", rows)) for rows in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert amounts(store, "v", keys) == [newest[k] for k in keys]
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def test_read_returns_rows_per_group_key_and_view_in_order(store: OnlineStore) -> None:
+    write(store, "a", [(1, 1.0, T0, None), (2, 2.0, T0, None)])
+    write(store, "b", [(2, 20.0, T0, None)])
+    rows = store.read(
+        [
+            KeyGroup(("a", "b"), ["user_id=i2", "user_id=i3", "user_id=i1", "user_id=i2"]),
+            KeyGroup(("b",), ["user_id=i2"]),
+        ]
+    )
+    decoded = [[None if r is None else CODEC.decode(r)[2][0] for r in key] for key in rows]
+    assert decoded == [[2.0, 20.0], [None, None], [1.0, None], [2.0, 20.0], [20.0]]
+    assert store.read([]) == []
+
+
+def test_views_keyed_by_two_entities(store: OnlineStore) -> None:
+    features = [Field(name="txn", dtype=Int64)]
+    data = pa.RecordBatch.from_pydict(
+        {
+            "user_id": pa.array([1, 1], pa.int64()),
+            "merchant": pa.array(["m|1", "m"], pa.string()),
+            "txn": pa.array([10, 20], pa.int64()),
+            "event_ts": pa.array([T0, T0], TS),
+        }
+    )
+    assert store.write_rows("pair", data, ["user_id", "merchant"], features) == 2
+    rows = store.read(
+        [KeyGroup(("pair",), ["merchant=s1:m|user_id=i1", "merchant=s3:m|1|user_id=i1"])]
+    )
+    codec = RowCodec(features)
+    assert [codec.decode(r[0])[2] for r in rows] == [[20], [10]]
+
+
+# --- watermarks and drop_view ------------------------------------------------------------------
+
+
+def test_watermarks_round_trip_per_view(store: OnlineStore) -> None:
+    assert store.get_watermark("v") is None
+    mark = Watermark(T0 + timedelta(microseconds=123), T0 - timedelta(days=3, microseconds=7))
+    store.set_watermark("v", mark)
+    store.set_watermark("w", Watermark(T0, None))
+    assert store.get_watermark("v") == mark
+    assert store.get_watermark("w") == Watermark(T0, None)
+    later = Watermark(T0 + timedelta(days=1), None)
+    store.set_watermark("v", later)
+    assert store.get_watermark("v") == later
+
+
+def test_drop_view_removes_its_rows_and_watermark_only(store: OnlineStore) -> None:
+    n = 5_000  # several SCAN batches in Redis
+    rows = [(k, float(k), T0, None) for k in range(n)]
+    write(store, "a", rows)
+    write(store, "b", rows[: n // 2])
+    store.set_watermark("a", Watermark(T0, None))
+    store.set_watermark("b", Watermark(T0, T0))
+    assert store.drop_view("a") == n
+    assert amounts(store, "a", [0, n - 1]) == [None, None]
+    assert amounts(store, "b", [0, n // 2 - 1]) == [0.0, float(n // 2 - 1)]
+    assert store.get_watermark("a") is None
+    assert store.get_watermark("b") == Watermark(T0, T0)
+    assert store.drop_view("a") == 0  # idempotent
+
+
+def test_redis_drop_view_removes_emptied_hashes(redis_url: str) -> None:
+    store = RedisOnlineStore(redis_url, "proj")
+    other = RedisOnlineStore(redis_url, "other")
+    try:
+        write(store, "a", [(k, 1.0, T0, None) for k in range(100)])
+        write(store, "b", [(k, 1.0, T0, None) for k in range(10)])
+        write(other, "a", [(k, 1.0, T0, None) for k in range(10)])
+        store.drop_view("a")
+        client = redis.Redis.from_url(redis_url)
+        assert sorted(client.scan_iter("proj|*")) == sorted(
+            f"proj|user_id=i{k}".encode() for k in range(10)
+        )
+        assert client.hkeys("proj|user_id=i0") == [b"b"]
+        assert len(list(client.scan_iter("other|*"))) == 10  # another project is untouched
+        client.close()
+    finally:
+        store.close()
+        other.close()
+
+
+# --- Redis: layout, memory, restarts, failures -------------------------------------------------
+
+
+def test_redis_layout_is_one_small_listpack_hash_per_entity(redis_url: str) -> None:
+    """Feast needs ~264 bytes per key for 6 features in 2 views; we must not need more."""
+    store = RedisOnlineStore(redis_url, "proj")
+    features = [Field(name=f"f{i}", dtype=Float32 if i < 2 else Int64) for i in range(3)]
+    data = pa.RecordBatch.from_pydict(
+        {
+            "driver_id": pa.array([1001], pa.int64()),
+            "f0": pa.array([0.5], pa.float32()),
+            "f1": pa.array([0.25], pa.float32()),
+            "f2": pa.array([7], pa.int64()),
+            "event_ts": pa.array([T0], TS),
+            "created_ts": pa.array([T0], TS),
+        }
+    )
+    for view in ("driver_hourly_stats", "driver_daily_stats"):
+        store.write_rows(view, data, ["driver_id"], features)
+    client = redis.Redis.from_url(redis_url)
+    key = "proj|driver_id=i1001"
+    assert client.keys("*") == [key.encode()]
+    assert client.object("encoding", key) == b"listpack"
+    assert client.memory_usage(key) < 264
+    client.close()
+    store.close()
+
+
+def test_scripts_are_reloaded_after_a_restart(redis_factory: Any) -> None:
+    server = redis_factory()
+    store = RedisOnlineStore(server.url, "proj")
+    try:
+        assert write(store, "v", [(1, 1.0, T0, None)]) == 1
+        server.stop()
+        server.start()  # empty, and without our scripts: NOSCRIPT, then load, then run
+        assert amounts(store, "v", [1]) == [None]
+        assert write(store, "v", [(1, 2.0, T0, None)]) == 1
+        server.stop()
+        server.start()
+        assert write(store, "v", [(1, 3.0, T0, None)]) == 1
+        assert amounts(store, "v", [1]) == [3.0]
+    finally:
+        store.close()
+
+
+def test_unreachable_redis_is_a_quick_clear_error() -> None:
+    port = closed_port()
+    store = RedisOnlineStore(f"redis://:hunter2@127.0.0.1:{port}/0", "proj", socket_timeout=1)
+    for action in (
+        lambda: store.read([KeyGroup(("v",), ["user_id=i1"])]),
+        lambda: write(store, "v", [(1, 1.0, T0, None)]),
+        lambda: store.get_watermark("v"),
+        store.ping,
+    ):
+        started = time.monotonic()
+        with pytest.raises(OnlineStoreUnavailable) as caught:
+            action()
+        assert time.monotonic() - started < 3
+        message = str(caught.value)
+        assert f"redis://:***@127.0.0.1:{port}/0" in message
+        assert "hunter2" not in message
+    store.close()
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    """A listener that accepts nothing and says nothing: the socket timeout ends the wait."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0", "proj", socket_timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
+            store.read([KeyGroup(("v",), ["user_id=i1"])])
+        assert time.monotonic() - started < 3
+        store.close()
+
+
+def test_a_password_protected_server_works_through_its_url(redis_factory: Any) -> None:
+    server = redis_factory(password="s3cret pw")
+    store = RedisOnlineStore(server.url.replace("s3cret pw", "s3cret%20pw"), "proj")
+    try:
+        store.ping()
+        assert write(store, "v", [(1, 1.5, T0, None)]) == 1
+        assert amounts(store, "v", [1]) == [1.5]
+    finally:
+        store.close()
+    wrong = RedisOnlineStore(f"redis://:nope@127.0.0.1:{server.port}/0", "proj")
+    with pytest.raises(OnlineStoreUnavailable) as caught:
+        wrong.ping()
+    assert "nope" not in str(caught.value)
+    wrong.close()
+
+
+def test_rediss_urls_use_tls_connections() -> None:
+    store = RedisOnlineStore("rediss://:pw@127.0.0.1:6380/0", "proj")
+    pool = store._client.connection_pool
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert store.location == "rediss://:***@127.0.0.1:6380/0"
+    store.close()
+
+
+def test_mask_url_hides_only_the_password() -> None:
+    assert mask_url("redis://user:pw@host:1/2") == "redis://user:***@host:1/2"
+    assert mask_url("redis://host:1/0") == "redis://host:1/0"
+
+
+# --- open_online_store ----------------------------------------------------------------------
+
+
+def test_open_online_store_follows_the_config_and_never_falls_back(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "featurestore.yaml").write_text(
+        f"project: p\nonline_store: {{type: redis, url: '{redis_url}'}}\n"
+    )
+    with open_online_store(load_config(tmp_path)) as opened:
+        assert isinstance(opened, RedisOnlineStore)
+    monkeypatch.setenv("FEATURESTORE_REDIS_URL", f"redis://127.0.0.1:{closed_port()}/0")
+    with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
+        open_online_store(load_config(tmp_path))
+    sqlite_config = RepoConfig(
+        repo_path=tmp_path,
+        project="p",
+        registry_path=tmp_path / "registry.json",
+        offline_store=load_config(tmp_path).offline_store,
+        online_store=SqliteConfig(path=tmp_path / "sub" / "online.db"),
+        feature_log_path=tmp_path / "log",
+    )
+    with open_online_store(sqlite_config) as opened:
+        assert isinstance(opened, SqliteOnlineStore)
+    assert (tmp_path / "sub" / "online.db").exists()
+
+
+def test_an_unopenable_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OnlineStoreUnavailable, match="cannot open the SQLite online store"):
+        SqliteOnlineStore(tmp_path / "file" / "online.db")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
