@@ -1,0 +1,25 @@
+"""Fixtures for online tests: the applied ``online_repo`` on SQLite, then on a throwaway Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from online_repo import write_repo
+
+from featurestore import FeatureStore
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeatureStore]:
+    """The applied repo, with its online store on SQLite, then on a flushed throwaway Redis."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        online = f"{{type: redis, url: '{url}'}}"
+    else:
+        online = "{type: sqlite, path: data/online.db}"
+    fs = FeatureStore(write_repo(tmp_path, online))
+    fs.apply()
+    yield fs
+    fs.close()
