@@ -172,7 +172,7 @@ class RowCodec:
             flipped = _timestamp_column(created, None, n).view("u8") ^ np.uint64(SIGN)
             out["created"] = np.where(valid, flipped, np.uint64(0))
         nulls = np.zeros((n, max(len(self.features), 1)), dtype=bool)
-        texts: list[list[bytes]] = []
+        texts: list[pa.Array] = []
         for j, (f, name) in enumerate(zip(self.features, names, strict=True)):
             column = batch.column(f.name)
             if column.type != f.dtype.to_arrow():
@@ -180,18 +180,19 @@ class RowCodec:
             if column.null_count:
                 nulls[:, j] = column.is_null().to_numpy(zero_copy_only=False)
             if f.dtype.name == "String":
-                encoded = [b"" if v is None else v.encode() for v in column.to_pylist()]
-                texts.append(encoded)
-                out[name] = [len(b) for b in encoded]
+                text = pc.fill_null(column, "").cast(pa.binary())
+                texts.append(text)
+                out[name] = pc.binary_length(text).to_numpy(zero_copy_only=False)
             else:
                 out[name] = _column_slots(column, f.dtype, pa, pc)
         out["nulls"] = np.packbits(nulls, axis=1, bitorder="little")[:, : self.bitmap_size]
-        size = layout.itemsize
-        buf = out.tobytes()
-        rows = [buf[i * size : (i + 1) * size] for i in range(n)]
-        if texts:
-            rows = [row + b"".join(parts) for row, *parts in zip(rows, *texts, strict=True)]
-        return rows
+        # Arrow concatenates each row's fixed part and its strings' bytes, in C
+        fixed = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(layout.itemsize), n, [None, pa.py_buffer(out.tobytes())]
+        )
+        if not texts:
+            return fixed.to_pylist()
+        return pc.binary_join_element_wise(fixed.cast(pa.binary()), *texts, b"").to_pylist()
 
     def encode(
         self, event_ts: datetime, created_ts: datetime | None, values: Sequence[Any]

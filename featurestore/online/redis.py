@@ -14,11 +14,13 @@ entities lives in the hash of their combined key (``merchant=s5:m_001|user_id=i7
   call. (Pipelining N HMGETs costs more Python per command than the whole server work.)
 - **Little memory.** A view's features are one compact binary field (codec.py), not one
   field per feature plus a ``_ts:<view>`` field as in Feast; small hashes stay in Redis'
-  listpack encoding. Measured (``redis-cli MEMORY USAGE`` / ``INFO memory``, 6 features in
-  2 views, see benchmarks/bench_materialize.py for the end-to-end figure): see
-  ``MEMORY_NOTE`` below. A row longer than the server's ``hash-max-listpack-value`` (64 bytes
-  by default, ~5 numeric features per view) turns that hash into a real hash table, which
-  costs ~100 bytes more per entity; raise that setting for wide views.
+  listpack encoding. Quickstart-shaped data (6 features in 2 views, 10k drivers;
+  benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver): 238 bytes here,
+  306 for Feast's layout on the same data (FEAST_NOTES.md: ~264 on its data). Most of what
+  is left is Redis' own per-key overhead and the field names (the view names). A row longer
+  than the server's ``hash-max-listpack-value`` (64 bytes by default: ~5 numeric features
+  per view) turns that hash into a real hash table, ~100 bytes more per entity; raise that
+  setting for wide views.
 - **Never regress, atomically.** Writes go through a Lua script (registered once, called
   by SHA, re-loaded after a NOSCRIPT from a restarted server) that, per key, compares the
   stored row's 16-byte (event, created) prefix with the new one and writes only when the
@@ -56,22 +58,23 @@ CALLS_PER_PIPELINE = 8  # script calls per round trip
 SCAN_COUNT = 1_000
 
 # KEYS: hashes; ARGV[1]: the view (field); ARGV[i + 1]: the row for KEYS[i].
-# Writes a row unless the stored one's 16-byte (event, created) prefix is greater.
+# Writes a row unless the stored one's 16-byte (event, created) prefix is greater, compared
+# as four big-endian uint32 (exact in Lua's doubles; string '<' would follow the locale).
 WRITE_SCRIPT = """
 local field = ARGV[1]
 local written = 0
+local unpack = struct.unpack
 for i, key in ipairs(KEYS) do
   local new = ARGV[i + 1]
   local old = redis.call('HGET', key, field)
   local newer = true
   if old then
-    for b = 1, 16 do
-      local x, y = string.byte(new, b), string.byte(old, b)
-      if x ~= y then
-        newer = x > y
-        break
-      end
-    end
+    local a1, a2, a3, a4 = unpack('>I4I4I4I4', new)
+    local b1, b2, b3, b4 = unpack('>I4I4I4I4', old)
+    if a1 ~= b1 then newer = a1 > b1
+    elseif a2 ~= b2 then newer = a2 > b2
+    elseif a3 ~= b3 then newer = a3 > b3
+    else newer = a4 >= b4 end
   end
   if newer then
     redis.call('HSET', key, field, new)

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurestore.config import RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
@@ -353,3 +355,26 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+moments = st.integers(0, 3).map(lambda s: T0 + timedelta(seconds=s))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(moments, st.none() | moments), min_size=1, max_size=8))
+def test_any_sequence_of_writes_keeps_the_greatest_version(
+    store: OnlineStore, versions: list[tuple[datetime, datetime | None]]
+) -> None:
+    """Whatever the order, the stored row is the last written of the greatest (event, created)."""
+    store.drop_view("v")
+    for i, (event, created) in enumerate(versions):
+        write(store, "v", [(1, float(i), event, created)])
+
+    def order(v: tuple[datetime, datetime | None]) -> tuple[datetime, datetime]:
+        return v[0], v[1] or datetime.min.replace(tzinfo=UTC)
+
+    best = max(order(v) for v in versions)
+    winner = max(i for i, v in enumerate(versions) if order(v) == best)
+    assert amounts(store, "v", [1]) == [float(winner)]
