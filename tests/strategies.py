@@ -9,7 +9,8 @@ late rows (created long after their event), entity times exactly at ``event_ts``
 including ``ttl=0`` and none, views of different entities in one request.
 
 ``build_repo(scenario, path)`` writes a scenario as a real feature repo (Parquet files,
-featurestore.yaml, an applied registry) and returns its ``FeatureStore``.
+featurestore.yaml, an applied registry with a service ``everything`` over all views) and
+returns its ``FeatureStore``.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def write_view_files(case: ViewCase, folder: Path) -> None:
 
 def build_repo(scenario: Scenario, path: Path) -> Any:
     """Write ``scenario`` as a feature repo under ``path``, apply it, return its FeatureStore."""
-    from featurestore import Entity, FeatureStore, FeatureView, Field, FileSource
+    from featurestore import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource
     from featurestore.registry import Registry
     from featurestore.repo import RepoContents
     from featurestore.types import dtype_by_name
@@ -215,6 +216,9 @@ def build_repo(scenario: Scenario, path: Path) -> Any:
             ),
             ttl=case.ref.ttl,
         )
+    contents.services["everything"] = FeatureService(
+        name="everything", features=list(contents.views.values())
+    )
     Registry(path / "data" / "registry.json", "props").apply(contents, path)
     return FeatureStore(path)
 
