@@ -461,14 +461,6 @@ def compare(case: Case, feast: pa.Table, mine: pa.Table, *, pandas: bool = False
 # --- the tests ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def feast_worker(tmp_path_factory: pytest.TempPathFactory):
-    python = feast_python()
-    worker = FeastWorker(python, tmp_path_factory.mktemp("feast") / "worker.log")
-    yield worker
-    worker.close()
-
-
 def run_both(worker: FeastWorker, cases: list[Case], output: str) -> list[str]:
     """Feast works through the batch in its process while we compute ours; the differences."""
     answers: list[dict[str, Any]] = []
@@ -492,19 +484,23 @@ def run_both(worker: FeastWorker, cases: list[Case], output: str) -> list[str]:
     return problems
 
 
-def test_random_cases_match_feast_on_arrow(feast_worker: FeastWorker, tmp_path: Path) -> None:
-    """Same rows, same values, same Arrow types as Feast's ``to_arrow()``, case after case."""
-    problems = run_both(feast_worker, [make_case(i, tmp_path) for i in range(CASES)], "arrow")
-    summary = "\n".join(problems[:30])
-    assert not problems, f"{len(problems)} differences from Feast in {CASES} cases:\n{summary}"
+def test_random_cases_match_feast(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Same rows, values and Arrow types as Feast's ``to_arrow()``, case after case; and
+    ``to_df()`` agrees on other cases, up to Feast's int64-with-nulls as float64 (FEAST_NOTES).
 
-
-def test_random_cases_match_feast_on_pandas(feast_worker: FeastWorker, tmp_path: Path) -> None:
-    """``to_df()`` agrees too, up to Feast's int64-with-nulls-as-float64 (FEAST_NOTES)."""
-    cases = [make_case(i, tmp_path) for i in range(CASES, CASES + CASES // 4)]
-    problems = run_both(feast_worker, cases, "df")
-    summary = "\n".join(problems[:30])
-    assert not problems, f"{len(problems)} differences from Feast's to_df:\n{summary}"
+    One test, so that the Feast worker (4 s to import Feast) starts once even under xdist.
+    """
+    worker = FeastWorker(feast_python(), tmp_path_factory.mktemp("feast") / "worker.log")
+    try:
+        on_arrow = run_both(worker, [make_case(i, tmp_path) for i in range(CASES)], "arrow")
+        more = [make_case(i, tmp_path) for i in range(CASES, CASES + CASES // 4)]
+        on_pandas = run_both(worker, more, "df")
+    finally:
+        worker.close()
+    summary = "\n".join(on_arrow[:30])
+    assert not on_arrow, f"{len(on_arrow)} differences from Feast in {CASES} cases:\n{summary}"
+    summary = "\n".join(on_pandas[:30])
+    assert not on_pandas, f"{len(on_pandas)} differences from Feast's to_df:\n{summary}"
 
 
 def test_compare_reports_a_changed_value(tmp_path: Path) -> None:
@@ -519,13 +515,3 @@ def test_compare_reports_a_changed_value(tmp_path: Path) -> None:
     assert compare(case, mine, mine) == []
     problems = compare(case, changed, mine)
     assert len(problems) == 1 and "row 0 " in problems[0] and repr(name) in problems[0]
-
-
-def test_worker_reports_feast_errors(feast_worker: FeastWorker, tmp_path: Path) -> None:
-    """A broken job comes back as an error naming the problem, and the worker keeps serving."""
-    case = make_case(0, tmp_path)
-    broken = feast_job(case) | {"id": "broken", "features": ["v0:no_such_feature"]}
-    reply, good = feast_worker.run([broken, feast_job(case)])
-    assert reply == reply | {"id": "broken", "ok": False}
-    assert "no_such_feature" in reply["error"]
-    assert good["ok"] and good["rows"] == case.entities.num_rows
