@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,3 +153,35 @@ class RetrievalJob:
             },
             "created_at": self._built_at,
         }
+
+
+@dataclass(frozen=True)
+class TrainingSetSummary:
+    """Shape, per-feature null rates and (optionally) a label's balance."""
+
+    rows: int
+    columns: int
+    null_rates: dict[str, float]
+    label_counts: dict[str, int] | None
+
+
+def summarize(job: RetrievalJob, label: str | None = None) -> TrainingSetSummary:
+    """Summarize a training set: its shape, each feature's null rate, the label's counts."""
+    import pyarrow.compute as pc
+
+    from featurestore.errors import RetrievalError
+
+    table = job.to_arrow()
+    null_rates = {
+        f.output: (table[f.output].null_count / table.num_rows if table.num_rows else 0.0)
+        for f in job.plan.feature_columns
+    }
+    label_counts = None
+    if label is not None:
+        if label not in table.column_names:
+            raise RetrievalError(
+                f"label column {label!r} is not in the training set; it has {table.column_names}"
+            )
+        counts = pc.value_counts(table[label]).to_pylist()
+        label_counts = {str(c["values"]): c["counts"] for c in sorted(counts, key=str)}
+    return TrainingSetSummary(table.num_rows, table.num_columns, null_rates, label_counts)
