@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from featurestore.errors import FeatureStoreError
+from featurestore.materialize import Progress as MaterializeHooks
 
 REPO_OPTION = click.option(
     "--repo",
@@ -147,12 +148,16 @@ def apply(repo: Path) -> None:
 @friendly_errors
 def list_(repo: Path) -> None:
     """List applied entities, feature views and feature services with fingerprints."""
+    from rich import box
     from rich.table import Table
 
     from featurestore.fingerprint import entity_fingerprint
 
     state = _store(repo).state
-    table = Table(title=f"project {state.project}", show_lines=False)
+    # No vertical rules: the table fits 80 columns (pipes, CI logs) without wrapping.
+    table = Table(
+        title=f"project {state.project}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
     for column in ("kind", "name", "details", "version", "fingerprint"):
         # Names and fingerprints are never cut (people grep them); details wrap instead.
         table.add_column(column, no_wrap=column != "details")
@@ -168,9 +173,7 @@ def list_(repo: Path) -> None:
         details = f"{len(record.view.features)} features, ttl {_duration(record.view.ttl)}"
         table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
     for name, srecord in sorted(state.services.items()):
-        details = (
-            f"{len(srecord.service.refs)} features from {len(srecord.service.projections)} views"
-        )
+        details = f"{len(srecord.service.refs)} features, {len(srecord.service.projections)} views"
         table.add_row(
             "feature service", name, details, str(len(srecord.versions)), srecord.fingerprint[:12]
         )
@@ -242,6 +245,12 @@ def describe(name: str, repo: Path) -> None:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Share of the latest entity rows held out for validation (time-based split).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LightGBM threads (default: all cores; on a busy machine 1 is often fastest).",
+)
 @friendly_errors
 def train(
     repo: Path,
@@ -252,6 +261,7 @@ def train(
     warm_start: Path | None,
     num_boost_round: int,
     valid_fraction: float,
+    threads: int | None,
 ) -> None:
     """Train a LightGBM model on a feature service's point-in-time training set."""
     from featurestore import models
@@ -265,6 +275,7 @@ def train(
         warm_start=warm_start,
         num_boost_round=num_boost_round,
         valid_fraction=valid_fraction,
+        threads=threads,
     )
     m = artifact.metadata
     click.echo(
@@ -421,6 +432,127 @@ def training_set(
     for name, rate in summary.null_rates.items():
         table.add_row(name, dtypes[name], f"{rate:.1%}")
     _console().print(table)
+
+
+class TimeParam(click.ParamType):
+    """An ISO-8601 time (naive means UTC) or ``now``."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from datetime import UTC, datetime
+
+        if isinstance(value, datetime):
+            return value
+        if value.strip().lower() == "now":
+            return datetime.now(UTC)
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO-8601 time (2025-01-31, 2025-01-31T12:00:00Z, ...) "
+                "or 'now'",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+VIEWS_OPTION = click.option(
+    "--views",
+    multiple=True,
+    help="Only these feature views (comma-separated or repeated; default: every online view).",
+)
+
+
+class _ProgressBar(MaterializeHooks):
+    """A rich progress line per view (rows, rows/s, elapsed) fed by materialization's hooks."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.task: Any = None
+
+    def view_started(self, view: str, window: Any) -> None:
+        self.task = self.bar.add_task(view, total=None, rate=0.0)
+
+    def batch_written(self, view: str, rows_read: int, rows_written: int) -> None:
+        self.bar.advance(self.task, rows_read)
+        task = self.bar.tasks[self.task]
+        self.bar.update(self.task, rate=task.completed / max(task.elapsed or 0.0, 1e-6))
+
+    def view_finished(self, run: Any) -> None:
+        done = max(run.rows_read, 1)
+        self.bar.update(self.task, total=done, completed=done, rate=run.rows_read / run.seconds)
+
+
+def _materialize(run: Callable[..., Any], views: tuple[str, ...]) -> None:
+    """Run a materialization behind a progress bar, then print a summary table."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    names = [n.strip() for v in views for n in v.split(",") if n.strip()] or None
+    console = _console()
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>12,.0f} rows"),
+        TextColumn("{task.fields[rate]:>12,.0f} rows/s"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with bar:
+        report = run(views=names, progress=_ProgressBar(bar))
+    table = Table(title="materialized")
+    table.add_column("feature view")
+    for column in ("entity rows read", "written", "seconds", "rows/s"):
+        table.add_column(column, justify="right")
+    table.add_column("watermark: end")
+    table.add_column("max created")
+    for r in report.runs:
+        created = r.watermark.max_created
+        table.add_row(
+            r.view,
+            f"{r.rows_read:,}",
+            f"{r.rows_written:,}",
+            f"{r.seconds:.2f}",
+            f"{r.rows_read / r.seconds:,.0f}",
+            r.watermark.end.isoformat(),
+            created.isoformat() if created else "-",
+        )
+    for name in report.skipped:
+        table.add_row(name, "-", "-", "-", "-", "skipped: online=False", "-")
+    console.print(table)
+
+
+@main.command()
+@click.argument("start", type=TimeParam())
+@click.argument("end", type=TimeParam())
+@REPO_OPTION
+@VIEWS_OPTION
+@friendly_errors
+def materialize(start: Any, end: Any, repo: Path, views: tuple[str, ...]) -> None:
+    """Write online the latest row per entity with START <= event time <= END.
+
+    Times are ISO-8601 (naive means UTC) or 'now'; both ends are inclusive. Each view's
+    watermark moves to END once its rows are written.
+    """
+    store = _store(repo)
+    _materialize(functools.partial(store.materialize, start, end), views)
+
+
+@main.command("materialize-incremental")
+@click.argument("end", type=TimeParam())
+@REPO_OPTION
+@VIEWS_OPTION
+@friendly_errors
+def materialize_incremental(end: Any, repo: Path, views: tuple[str, ...]) -> None:
+    """Write what arrived since each view's last run, up to END (ISO-8601 or 'now').
+
+    Rows newer than the last run's end, and late rows (created after the greatest created
+    time written); a view never materialized gets everything up to END.
+    """
+    store = _store(repo)
+    _materialize(functools.partial(store.materialize_incremental, end), views)
 
 
 if __name__ == "__main__":
