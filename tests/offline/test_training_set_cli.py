@@ -1,0 +1,73 @@
+"""`featurestore training-set`, run as a real subprocess on a small repo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.reference import RefView, SourceRow
+from tests.strategies import Scenario, ViewCase, build_repo, entity_table, minute
+
+
+def _repo(path: Path) -> Path:
+    rows = [
+        SourceRow({"user_id": 1}, minute(0), minute(0), {"clicks": 10}),
+        SourceRow({"user_id": 2}, minute(5), minute(5), {"clicks": 20}),
+    ]
+    view = ViewCase(
+        RefView("user_stats", ["user_id"], timedelta(minutes=3), ["clicks"], [rows]),
+        "user",
+        {"clicks": "Int64"},
+        int32_keys=False,
+        timestamp_unit="us",
+        naive_timestamps=True,
+    )
+    build_repo(Scenario([view], [], "event", False), path)
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "featurestore.cli", "training-set", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_training_set_writes_parquet_manifest_and_summary(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    rows = [
+        {"user_id": u, "merchant": "", "region": "", "event_timestamp": minute(t), "extra": e}
+        for u, t, e in [(1, 1, 1), (2, 6, 0), (1, 9, 1)]
+    ]
+    pq.write_table(entity_table(rows), tmp_path / "entities.parquet")
+    out = tmp_path / "out" / "train.parquet"
+    done = _run(
+        "--repo", str(repo), "--features", "user_stats:clicks",
+        "--entities", str(tmp_path / "entities.parquet"), "--out", str(out),
+        "--full-feature-names", "--label", "extra",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    assert table["user_stats__clicks"].to_pylist() == [10, 20, None]
+    assert table.schema.field("user_stats__clicks").type == pa.int64()
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["row_count"] == 3 and manifest["full_feature_names"] is True
+    assert "3 rows x 6 columns" in done.stdout
+    assert "Label extra: 0 1 (33.3%), 1 2 (66.7%)" in done.stdout
+    assert "user_stats__clicks" in done.stdout and "33.3%" in done.stdout
+
+
+def test_training_set_errors_are_one_line(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    pq.write_table(pa.table({"user": [1]}), tmp_path / "entities.parquet")
+    base = ["--repo", str(repo), "--entities", str(tmp_path / "entities.parquet")]
+    done = _run(*base, "--out", str(tmp_path / "t.parquet"), "--service", "everything")
+    assert done.returncode == 1
+    assert "error: entity_df has no 'event_timestamp' column" in done.stderr
+    assert "Traceback" not in done.stderr
+    both = _run(*base, "--out", "x.parquet", "--service", "everything", "--features", "a:b")
+    assert both.returncode == 2 and "--service NAME or one or more --features" in both.stderr
