@@ -62,7 +62,9 @@ def test_redis_url_comes_from_the_file_or_the_environment(tmp_path: Path, monkey
 
 
 def test_bigquery_settings(tmp_path: Path) -> None:
-    repo = write(tmp_path, "project: p\noffline_store: {type: bigquery, project: my-project-1, dataset: d}\n")
+    repo = write(
+        tmp_path, "project: p\noffline_store: {type: bigquery, project: my-project-1, dataset: d}\n"
+    )
     assert load_config(repo).offline_store == BigQueryConfig(project="my-project-1", dataset="d")
 
 
