@@ -26,6 +26,9 @@ demo: install
 	$(BIN)/python feature_repo/generate.py --scale $(SCALE)
 	$(BIN)/featurestore apply --repo feature_repo
 	$(BIN)/featurestore list --repo feature_repo
+	$(BIN)/featurestore training-set --repo feature_repo --service fraud_v1 \
+		--entities feature_repo/data/transactions.parquet --out feature_repo/data/train_fraud_v1.parquet \
+		--label is_fraud
 
 test: install feast
 	$(BIN)/ruff check .
