@@ -473,20 +473,22 @@ class _ProgressBar(MaterializeHooks):
         self.task: Any = None
 
     def view_started(self, view: str, window: Any) -> None:
-        self.task = self.bar.add_task(view, total=None, rate=0.0)
+        self.rows = 0
+        self.task = self.bar.add_task(view, total=None, rows=0, rate=0.0)
 
     def batch_written(self, view: str, rows_read: int, rows_written: int) -> None:
-        self.bar.advance(self.task, rows_read)
-        task = self.bar.tasks[self.task]
-        self.bar.update(self.task, rate=task.completed / max(task.elapsed or 0.0, 1e-6))
+        self.rows += rows_read
+        elapsed = self.bar.tasks[self.task].elapsed or 0.0
+        self.bar.update(self.task, rows=self.rows, rate=self.rows / max(elapsed, 1e-6))
 
     def view_finished(self, run: Any) -> None:
-        done = max(run.rows_read, 1)
-        self.bar.update(self.task, total=done, completed=done, rate=run.rows_read / run.seconds)
+        rate = run.rows_read / run.seconds
+        self.bar.update(self.task, total=1, completed=1, rows=run.rows_read, rate=rate)
 
 
 def _materialize(run: Callable[..., Any], views: tuple[str, ...]) -> None:
     """Run a materialization behind a progress bar, then print a summary table."""
+    from rich import box
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -495,32 +497,37 @@ def _materialize(run: Callable[..., Any], views: tuple[str, ...]) -> None:
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:>12,.0f} rows"),
+        TextColumn("{task.fields[rows]:>12,} rows"),
         TextColumn("{task.fields[rate]:>12,.0f} rows/s"),
         TimeElapsedColumn(),
         console=console,
     )
     with bar:
         report = run(views=names, progress=_ProgressBar(bar))
-    table = Table(title="materialized")
-    table.add_column("feature view")
-    for column in ("entity rows read", "written", "seconds", "rows/s"):
+    table = Table(
+        title="materialized (one row per entity key)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("feature view", no_wrap=True)
+    for column in ("read", "written", "rows/s"):
         table.add_column(column, justify="right")
-    table.add_column("watermark: end")
-    table.add_column("max created")
+    table.add_column("watermark end", no_wrap=True)
+    table.add_column("max created", no_wrap=True)
     for r in report.runs:
         created = r.watermark.max_created
         table.add_row(
             r.view,
             f"{r.rows_read:,}",
             f"{r.rows_written:,}",
-            f"{r.seconds:.2f}",
             f"{r.rows_read / r.seconds:,.0f}",
-            r.watermark.end.isoformat(),
-            created.isoformat() if created else "-",
+            f"{r.watermark.end:%Y-%m-%d %H:%M}",
+            f"{created:%Y-%m-%d %H:%M}" if created else "-",
         )
     for name in report.skipped:
-        table.add_row(name, "-", "-", "-", "-", "skipped: online=False", "-")
+        table.add_row(name, "-", "-", "-", "skipped: online=False", "-")
     console.print(table)
 
 
