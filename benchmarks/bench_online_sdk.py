@@ -1,0 +1,308 @@
+"""Online reads from Python, ours vs Feast 0.67's SDK, on the same data in one run.
+
+    .venv/bin/python benchmarks/bench_online_sdk.py [--calls 2000] [--entities 10000]
+
+Data shaped like Feast's quickstart: one ``driver_id`` (Int64) entity, two views
+(``driver_hourly_stats``: conv_rate Float32, acc_rate Float32, avg_daily_trips Int64,
+vehicle_type String; ``driver_daily_stats``: lifetime_trips Int64, rating Float64), three
+rows per driver and view in the last hours (ttl 1 day, so every value is PRESENT). Each
+system materializes the same Parquet files into its OWN throwaway ``redis-server``, then
+times ``get_online_features(features=<all 6>, entity_rows=...).to_dict()`` for ``--calls``
+calls of 1 entity and of 100 entities (random drivers, the same lists for both, after 200
+warm-up calls). Feast runs under ``.venv-feast`` as a subprocess
+(benchmarks/feast_online_sdk.py) timing its own calls; ours runs in this process. The first
+answers of both are compared value by value, and ``used_memory`` per driver is read from
+each server. "CPU" is the mean CPU time per call of the calling process (user + system),
+which the load on the machine disturbs far less than wall-clock percentiles.
+
+The machine is shared (2 cores, other jobs running): p99 especially is noisy, so the table
+says what one run saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from featurestore import FeatureStore
+
+ROOT = Path(__file__).resolve().parent.parent
+FEAST_PYTHON = Path(os.environ.get("FEATURESTORE_FEAST_PYTHON", ROOT / ".venv-feast/bin/python"))
+VIEWS = {
+    "driver_hourly_stats": [
+        ("conv_rate", "Float32"),
+        ("acc_rate", "Float32"),
+        ("avg_daily_trips", "Int64"),
+        ("vehicle_type", "String"),
+    ],
+    "driver_daily_stats": [("lifetime_trips", "Int64"), ("rating", "Float64")],
+}
+FEATURES = [f"{view}:{name}" for view, fields in VIEWS.items() for name, _ in fields]
+FIRST_ID = 1001
+ROWS_PER_DRIVER = 3
+WARMUP = 200
+
+DEFINITIONS = """\
+from datetime import timedelta
+
+from featurestore import Entity, FeatureView, Field, FileSource
+from featurestore.types import Float32, Float64, Int64, String
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+"""
+VIEW_TEMPLATE = """
+{name} = FeatureView(
+    name="{name}",
+    entities=[driver],
+    ttl=timedelta(days=1),
+    schema=[Field(name="driver_id", dtype=Int64), {fields}],
+    source=FileSource(
+        path="{path}", timestamp_field="event_timestamp", created_timestamp_column="created"
+    ),
+)
+"""
+
+
+def generate(data_dir: Path, drivers: int, end: datetime, seed: int = 7) -> dict[str, Path]:
+    """Parquet sources: ROWS_PER_DRIVER rows per driver and view, in the 6 hours before end."""
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(FIRST_ID, FIRST_ID + drivers, dtype=np.int64), ROWS_PER_DRIVER)
+    n = len(ids)
+    ts = pa.timestamp("us", tz="UTC")
+    end_us = int(end.timestamp() * 1_000_000)
+    paths = {}
+    for view, fields in VIEWS.items():
+        event = end_us - rng.integers(0, 6 * 3600 * 1_000_000, n)
+        columns: dict[str, pa.Array] = {
+            "driver_id": pa.array(ids),
+            "event_timestamp": pa.array(event).cast(ts),
+            "created": pa.array(event + rng.integers(0, 60_000_000, n)).cast(ts),
+        }
+        for name, dtype in fields:
+            if dtype == "Float32":
+                columns[name] = pa.array(rng.random(n, dtype=np.float32))
+            elif dtype == "Float64":
+                columns[name] = pa.array(rng.random(n) * 5)
+            elif dtype == "Int64":
+                columns[name] = pa.array(rng.integers(0, 10_000, n))
+            else:
+                columns[name] = pa.array(rng.choice(["sedan", "suv", "van", "bike"], n))
+        paths[view] = data_dir / f"{view}.parquet"
+        pq.write_table(pa.table(columns), paths[view])
+    return paths
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port, no persistence; stopped by its own PID."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.baseline = self.used_memory()
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.kill()
+        self.process.wait()
+
+
+def requests(drivers: int, size: int, count: int, seed: int = 11) -> list[list[int]]:
+    rng = np.random.default_rng(seed + size)
+    ids = rng.integers(FIRST_ID, FIRST_ID + drivers, (count, size))
+    return [[int(i) for i in row] for row in ids]
+
+
+def ours(
+    workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime, end: datetime,
+    id_lists: dict[str, list[list[int]]], calls: int,
+) -> dict[str, dict]:  # fmt: skip
+    """Build our repo on ``server``, materialize, and time our SDK calls."""
+    repo = workdir / "ours"
+    repo.mkdir()
+    (repo / "featurestore.yaml").write_text(
+        "project: bench\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
+        f"online_store: {{type: redis, url: 'redis://127.0.0.1:{server.port}/0'}}\n"
+    )
+    text = DEFINITIONS
+    for view, fields in VIEWS.items():
+        declared = ", ".join(f'Field(name="{n}", dtype={d})' for n, d in fields)
+        text += VIEW_TEMPLATE.format(name=view, fields=declared, path=sources[view])
+    (repo / "definitions.py").write_text(text)
+    fs = FeatureStore(repo)
+    fs.apply()
+    fs.materialize(start, end)
+    out: dict[str, dict] = {"latencies": {}, "cpu": {}, "first": {}}
+    for size, lists in id_lists.items():
+        rows = [[{"driver_id": i} for i in ids] for ids in lists]
+        out["first"][size] = fs.get_online_features(FEATURES, rows[0]).to_dict()
+        for n in range(WARMUP):
+            fs.get_online_features(FEATURES, rows[n % len(rows)]).to_dict()
+        timings = []
+        cpu = time.process_time()
+        for n in range(calls):
+            request = rows[n % len(rows)]
+            began = time.perf_counter()
+            fs.get_online_features(FEATURES, request).to_dict()
+            timings.append(time.perf_counter() - began)
+        out["cpu"][size] = (time.process_time() - cpu) / calls
+        out["latencies"][size] = timings
+    fs.close()
+    return out
+
+
+def feast(
+    workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime, end: datetime,
+    id_lists: dict[str, list[list[int]]], calls: int,
+) -> dict[str, dict]:  # fmt: skip
+    """Run Feast's side (benchmarks/feast_online_sdk.py) under its venv; its JSON answer."""
+    job = {
+        "workdir": str(workdir / "feast"),
+        "redis": f"127.0.0.1:{server.port}",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "key": "driver_id",
+        "views": [
+            {
+                "name": view,
+                "source": str(sources[view]),
+                "features": [{"name": n, "dtype": d} for n, d in fields],
+            }
+            for view, fields in VIEWS.items()
+        ],
+        "features": FEATURES,
+        "requests": id_lists,
+        "calls": calls,
+    }
+    job_path = workdir / "feast_job.json"
+    job_path.write_text(json.dumps(job))
+    script = Path(__file__).with_name("feast_online_sdk.py")
+    done = subprocess.run(
+        [str(FEAST_PYTHON), str(script), str(job_path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"Feast's run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def same_answers(ours_first: dict[str, dict], feast_first: dict[str, dict]) -> list[str]:
+    """Differences between the two systems' first answers (value by value)."""
+    problems = []
+    for size, mine in ours_first.items():
+        theirs = feast_first[size]
+        for name in ["driver_id", *(ref.split(":")[1] for ref in FEATURES)]:
+            for i, (a, b) in enumerate(zip(mine[name], theirs[name], strict=True)):
+                close = isinstance(a, float) and isinstance(b, float) and math.isclose(a, b)
+                if a != b and not close:
+                    problems.append(f"{size} entities, row {i}, {name}: ours {a!r}, Feast {b!r}")
+    return problems
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--entities", type=int, default=10_000)
+    args = parser.parse_args()
+    if not FEAST_PYTHON.exists():
+        sys.exit(f"Feast's venv is missing ({FEAST_PYTHON}): run 'make feast' first")
+
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    start = end - timedelta(days=1)
+    id_lists = {"1": requests(args.entities, 1, 500), "100": requests(args.entities, 100, 50)}
+    servers = {"ours": RedisServer(), "feast": RedisServer()}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            sources = generate(workdir, args.entities, end)
+            load_before = os.getloadavg()[0]
+            mine = ours(workdir, sources, servers["ours"], start, end, id_lists, args.calls)
+            theirs = feast(workdir, sources, servers["feast"], start, end, id_lists, args.calls)
+            load_after = os.getloadavg()[0]
+            memory = {
+                name: (s.used_memory() - s.baseline) / args.entities for name, s in servers.items()
+            }
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    problems = same_answers(mine["first"], theirs["first"])
+    console = Console(width=130)
+    table = Table(
+        title=f"get_online_features from Python: 6 features over 2 views, {args.calls} calls "
+        "(ms; CPU = mean CPU time per call; shared noisy machine)"
+    )
+    columns = ("request", "ours p50", "ours p99", "ours CPU", "Feast p50", "Feast p99", "Feast CPU")
+    for column in (*columns, "p50 x", "p99 x", "CPU x"):
+        table.add_column(column, justify="right")
+    rows = []
+    for size, label in (("1", "1 entity"), ("100", "100 entities")):
+        o50, o99 = percentile(mine["latencies"][size], 50), percentile(mine["latencies"][size], 99)
+        f50 = percentile(theirs["latencies"][size], 50)
+        f99 = percentile(theirs["latencies"][size], 99)
+        ocpu, fcpu = mine["cpu"][size] * 1000, theirs["cpu"][size] * 1000
+        row = [label, f"{o50:.3f}", f"{o99:.3f}", f"{ocpu:.3f}", f"{f50:.3f}", f"{f99:.3f}",
+               f"{fcpu:.3f}", f"{f50 / o50:.1f}x", f"{f99 / o99:.1f}x", f"{fcpu / ocpu:.1f}x"]  # fmt: skip
+        rows.append(row)
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"Redis used_memory per driver (2 views): ours {memory['ours']:.0f} B, "
+        f"Feast {memory['feast']:.0f} B"
+    )
+    console.print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after, 2 cores")
+    console.print(
+        "answers identical (first request of each size)"
+        if not problems
+        else "[red]answers differ:[/red]\n" + "\n".join(problems[:20])
+    )
+    print("\nMarkdown (README):\n")
+    print(
+        "| request | ours p50 / p99 / CPU | Feast 0.67 p50 / p99 / CPU | ours faster: p50 / p99 / CPU |"
+    )
+    print("|---|---|---|---|")
+    for label, o50, o99, ocpu, f50, f99, fcpu, x50, x99, xcpu in rows:
+        print(
+            f"| {label} | {o50} / {o99} / {ocpu} ms | {f50} / {f99} / {fcpu} ms "
+            f"| {x50} / {x99} / {xcpu} |"
+        )
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

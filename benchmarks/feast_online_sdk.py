@@ -1,0 +1,112 @@
+"""Time Feast 0.67's SDK ``get_online_features`` on Redis; runs under Feast's own venv.
+
+Run by benchmarks/bench_online_sdk.py as ``.venv-feast/bin/python feast_online_sdk.py JOB.json``
+(Feast pins pandas < 3 and redis-py < 8, which conflict with ours), never imported by it.
+A job::
+
+    {"workdir": "/tmp/.../feast", "redis": "127.0.0.1:6380",
+     "start": "...", "end": "...",            # materialized window (ISO, UTC)
+     "key": "driver_id",
+     "views": [{"name": "driver_hourly_stats", "source": "/tmp/.../hourly.parquet",
+                "features": [{"name": "conv_rate", "dtype": "Float32"}, ...]}],
+     "features": ["driver_hourly_stats:conv_rate", ...],
+     "requests": {"1": [[1001]], "100": [[1001, ...], ...]},   # entity ids per call
+     "calls": 2000}
+
+Builds a Feast repo over the same Parquet sources (DuckDB offline store, Redis online
+store), materializes the window, then times ``get_online_features(...).to_dict()`` for
+``calls`` calls per request size, cycling through the given entity lists after warm-up.
+Prints one JSON line: per size, every call's latency in seconds, the mean CPU time per
+call (this process: user + system), and the answer to the first request (for the caller to check both systems serve the same values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+
+os.environ.setdefault("FEAST_USAGE", "False")
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource  # noqa: E402
+from feast import types as feast_types  # noqa: E402
+from feast.repo_config import RegistryConfig, RepoConfig  # noqa: E402
+
+WARMUP = 200
+
+
+def build(job: dict) -> FeatureStore:
+    workdir = Path(job["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore(
+        config=RepoConfig(
+            project="bench",
+            provider="local",
+            registry=RegistryConfig(path=str(workdir / "registry.db"), cache_ttl_seconds=60),
+            offline_store={"type": "duckdb"},
+            online_store={"type": "redis", "connection_string": job["redis"]},
+            entity_key_serialization_version=3,
+            repo_path=str(workdir),
+        )
+    )
+    key = job["key"]
+    entity = Entity(name=key, join_keys=[key])
+    views = [
+        FeatureView(
+            name=spec["name"],
+            entities=[entity],
+            ttl=timedelta(days=1),
+            schema=[Field(name=key, dtype=feast_types.Int64)]
+            + [
+                Field(name=f["name"], dtype=getattr(feast_types, f["dtype"]))
+                for f in spec["features"]
+            ],
+            source=FileSource(
+                name=f"{spec['name']}_source",
+                path=spec["source"],
+                timestamp_field="event_timestamp",
+                created_timestamp_column="created",
+            ),
+            online=True,
+        )
+        for spec in job["views"]
+    ]
+    store.apply([entity, *views])
+    store.materialize(datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]))
+    return store
+
+
+def main(job_path: str) -> None:
+    job = json.loads(Path(job_path).read_text())
+    store = build(job)
+    key, features, calls = job["key"], job["features"], job["calls"]
+    out: dict[str, dict] = {"latencies": {}, "cpu": {}, "first": {}}
+    for size, id_lists in job["requests"].items():
+        requests = [[{key: i} for i in ids] for ids in id_lists]
+        first = store.get_online_features(features=features, entity_rows=requests[0]).to_dict()
+        out["first"][size] = first
+        for n in range(WARMUP):
+            store.get_online_features(
+                features=features, entity_rows=requests[n % len(requests)]
+            ).to_dict()
+        latencies = []
+        cpu = time.process_time()
+        for n in range(calls):
+            rows = requests[n % len(requests)]
+            began = time.perf_counter()
+            store.get_online_features(features=features, entity_rows=rows).to_dict()
+            latencies.append(time.perf_counter() - began)
+        out["cpu"][size] = (time.process_time() - cpu) / calls
+        out["latencies"][size] = latencies
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
