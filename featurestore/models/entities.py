@@ -7,15 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featurestore.errors import RetrievalError
+from featurestore.offline.plan import ENTITY_TIMESTAMP
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from featurestore.registry import RegistryState
     from featurestore.store import FeatureStore
-
-ENTITY_TIMESTAMP = "event_timestamp"
-"""The entity column holding each row's point in time (as in Feast)."""
 
 
 def open_store(store: FeatureStore | str | os.PathLike[str]) -> FeatureStore:
