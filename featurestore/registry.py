@@ -118,6 +118,11 @@ class RegistryState:
             features = self.service(features)
         if isinstance(features, FeatureService):
             service = self.service(features.name)
+            if features.refs != service.refs:
+                raise RetrievalError(
+                    f"feature service {features.name!r} serves {features.refs} here but "
+                    f"{service.refs} in the registry; run 'featurestore apply' first"
+                )
             return list(service.projections), service
         if not features:
             raise RetrievalError("no features requested: pass feature references or a service")
@@ -287,6 +292,15 @@ def _diff_view(old: ViewRecord, new: ViewRecord) -> tuple[str, ...]:
     return tuple(sorted(details))
 
 
+_COSMETIC = ("description", "tags", "owner")
+
+
+def _changed_attributes(
+    old: dict[str, Any], new: dict[str, Any], keys: Sequence[str]
+) -> tuple[str, ...]:
+    return tuple(f"{k}: {old[k]!r} -> {new[k]!r}" for k in keys if old[k] != new[k])
+
+
 def plan(
     current: RegistryState | None, contents: RepoContents, project: str, repo_path: Path
 ) -> Plan:
@@ -303,7 +317,10 @@ def plan(
             changes.append(Change("entity", name, "added"))
         elif entity_to_dict(old) != entity_to_dict(entity):
             fp_changed = entity_fingerprint(old) != entity_fingerprint(entity)
-            changes.append(Change("entity", name, "changed", fingerprint_changed=fp_changed))
+            details = _changed_attributes(
+                entity_to_dict(old), entity_to_dict(entity), ("join_keys", *_COSMETIC)
+            )
+            changes.append(Change("entity", name, "changed", details, fp_changed))
     changes += [
         Change("entity", n, "removed") for n in current.entities if n not in contents.entities
     ]
@@ -348,9 +365,16 @@ def plan(
             or old_service.fingerprint != fp
         ):
             old_refs, new_refs = old_service.service.refs, service.refs
+            reordered = old_refs != new_refs and sorted(old_refs) == sorted(new_refs)
             details = tuple(
                 [f"added {r}" for r in new_refs if r not in old_refs]
                 + [f"removed {r}" for r in old_refs if r not in new_refs]
+                + ([f"feature order: {', '.join(new_refs)}"] if reordered else [])
+                + list(
+                    _changed_attributes(
+                        service_to_dict(old_service.service), service_to_dict(service), _COSMETIC
+                    )
+                )
                 + (["a projected view changed"] if old_service.fingerprint != fp else [])
             )
             changes.append(

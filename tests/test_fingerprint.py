@@ -132,6 +132,23 @@ def test_projecting_another_feature_changes_only_the_service(applied: FeatureSto
     assert view_after == view_before and service_after != service_before
 
 
+def test_plan_names_what_changed_in_entities_and_services(applied: FeatureStore) -> None:
+    write_repo(applied.repo_path, join_keys=["driver_key"])
+    changes = {c.kind: c for c in applied.plan().changes}
+    assert changes["entity"].details == ("join_keys: ['driver_id'] -> ['driver_key']",)
+    assert changes["entity"].fingerprint_changed
+    assert changes["feature service"].details == ("a projected view changed",)
+
+
+def test_plan_names_a_reordered_service_as_a_cosmetic_change(applied: FeatureStore) -> None:
+    write_repo(applied.repo_path, service_features=["conv_rate", "trips"])
+    applied.apply()
+    write_repo(applied.repo_path, service_features=["trips", "conv_rate"])
+    [change] = applied.plan().changes
+    assert change.kind == "feature service" and not change.fingerprint_changed
+    assert change.details == ("feature order: stats:trips, stats:conv_rate",)
+
+
 def test_reapplying_the_same_repo_changes_nothing(applied: FeatureStore) -> None:
     registry = applied.registry.path.read_text()
     assert applied.plan().is_empty

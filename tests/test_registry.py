@@ -16,6 +16,7 @@ from featurestore import (
     FeatureService,
     FeatureStore,
     RegistryError,
+    RetrievalError,
     SchemaMismatchError,
     UnknownFeatureError,
 )
@@ -71,6 +72,18 @@ def test_resolve_turns_refs_and_services_into_projections(tmp_path: Path) -> Non
         state.resolve(["stats:trip"])
     with pytest.raises(UnknownFeatureError, match="'nope'"):
         state.resolve("nope")
+
+
+def test_a_service_object_that_differs_from_the_applied_one_is_refused(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    write_repo(tmp_path, service_features=["conv_rate", "trips"])  # edited, not applied
+    edited = store.load_definitions().services["service"]
+    with pytest.raises(RetrievalError, match=r"'service'.*run 'featurestore apply' first"):
+        store.state.resolve(edited)
+    write_repo(tmp_path, description="Only the description changed.")
+    unchanged = store.load_definitions().services["service"]
+    assert store.state.resolve(unchanged)[0][0].features == ("conv_rate",)
 
 
 def test_nothing_applied_is_a_clear_error(tmp_path: Path) -> None:
