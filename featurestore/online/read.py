@@ -47,6 +47,8 @@ NULL_VALUE = "NULL_VALUE"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
 
+MAX_PLANS = 1_000  # compiled request shapes kept per reader
+
 EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 
 
@@ -373,6 +375,8 @@ class OnlineReader:
         if found is None:
             projections, service = state.resolve(features)
             found = (compile_plan(state, projections, full_feature_names), service)
+            if len(self._plans) >= MAX_PLANS:  # many ad-hoc feature lists: start over
+                self._plans = {}
             self._plans[cache_key] = found
         return found
 

@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 WRITE_BATCH = 1_000  # keys per script call
 CALLS_PER_PIPELINE = 8  # script calls per round trip
+READ_BATCH = 2_000  # keys per read script call: bigger reads pipeline several calls
 SCAN_COUNT = 1_000
 
 # KEYS: hashes; ARGV[1]: the view (field); ARGV[i + 1]: the row for KEYS[i].
@@ -223,15 +224,37 @@ class RedisOnlineStore(OnlineStore):
         return written
 
     def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
-        keys: list[str] = []
-        args: list[Any] = []
+        calls: list[tuple[list[str], list[Any]]] = [([], [])]
         prefix = self._prefix
         for views, entity_keys_ in groups:
-            keys += [prefix + k for k in entity_keys_]
-            args += [len(entity_keys_), len(views), *views]
-        if not keys:
-            return []
-        return self._call("read rows", lambda: self._evalsha(self._read_sha, keys, args))
+            for start in range(0, len(entity_keys_), READ_BATCH):
+                chunk = entity_keys_[start : start + READ_BATCH]
+                keys, args = calls[-1]
+                if len(keys) + len(chunk) > READ_BATCH:
+                    keys, args = [], []
+                    calls.append((keys, args))
+                keys += [prefix + k for k in chunk]
+                args += [len(chunk), len(views), *views]
+        if len(calls) == 1:
+            keys, args = calls[0]
+            if not keys:
+                return []
+            return self._call("read rows", lambda: self._evalsha(self._read_sha, keys, args))
+        return self._call("read rows", lambda: self._read_pipelined(calls))
+
+    def _read_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Large reads: several script calls (each blocks the server briefly), one round trip."""
+        try:
+            return self._send_reads(calls)
+        except self._noscript:
+            self._load_scripts()
+            return self._send_reads(calls)
+
+    def _send_reads(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", self._read_sha, len(keys), *keys, *args)
+        return [row for result in pipe.execute() for row in result]
 
     def get_watermark(self, view: str) -> Watermark | None:
         raw = self._call("read a watermark", lambda: self._client.hget(self._watermarks, view))

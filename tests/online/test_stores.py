@@ -143,6 +143,19 @@ def test_read_returns_rows_per_group_key_and_view_in_order(store: OnlineStore) -
     assert store.read([]) == []
 
 
+def test_large_reads_keep_their_order_across_script_batches(store: OnlineStore) -> None:
+    n = 4_500  # more keys than one Redis read script call takes
+    write(store, "a", [(k, float(k), T0, None) for k in range(n)])
+    write(store, "b", [(k, float(-k), T0, None) for k in range(0, n, 2)])
+    keys = [f"user_id=i{k}" for k in range(n)]
+    rows = store.read([KeyGroup(("a",), keys[:10]), KeyGroup(("a", "b"), keys[::-1])])
+    assert len(rows) == 10 + n
+    assert [CODEC.decode(r[0])[2][0] for r in rows[:10]] == [float(k) for k in range(10)]
+    for k, (a, b) in zip(range(n - 1, -1, -1), rows[10:], strict=True):
+        assert CODEC.decode(a)[2][0] == float(k)
+        assert (b is None) if k % 2 else CODEC.decode(b)[2][0] == float(-k)
+
+
 def test_views_keyed_by_two_entities(store: OnlineStore) -> None:
     features = [Field(name="txn", dtype=Int64)]
     data = pa.RecordBatch.from_pydict(
@@ -252,6 +265,9 @@ def test_scripts_are_reloaded_after_a_restart(redis_factory: Any) -> None:
         server.start()
         assert write(store, "v", [(1, 3.0, T0, None)]) == 1
         assert amounts(store, "v", [1]) == [3.0]
+        server.stop()
+        server.start()
+        assert amounts(store, "v", list(range(5_000))) == [None] * 5_000  # pipelined reads
     finally:
         store.close()
 
