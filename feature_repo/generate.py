@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -228,7 +228,10 @@ def _fraud_bursts(
     size = 2 + rng.poisson(3, len(hit))
     user = np.repeat(hit, size)
     ts = np.repeat(begin, size) + (rng.random(len(user)) * 90 * US_PER_MINUTE).astype(np.int64)
-    risky = np.isin(merchants.category, [CATEGORIES.index(c) for c in _by_name(RISKY_CATEGORIES)])
+    risky_codes = [i for i, c in enumerate(CATEGORIES) if c[0] in RISKY_CATEGORIES]
+    risky = np.isin(merchants.category, risky_codes)
+    if not risky.any():  # a tiny scale may draw no risky merchant at all
+        risky[:] = True
     weights = np.where(risky, merchants.popularity * np.exp(merchants.risk), 0.0)
     merchant = rng.choice(len(weights), len(user), p=weights / weights.sum())
     return {
@@ -238,10 +241,6 @@ def _fraud_bursts(
         "log_amount": users.log_amount[user] + 1.3 + rng.normal(0, 0.5, len(user)),
         "fraud": rng.random(len(user)) < 0.92,
     }
-
-
-def _by_name(names: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    return [c for c in CATEGORIES if c[0] in names]
 
 
 def user_activity(tx: Transactions, users: Users) -> pa.Table:
