@@ -38,6 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         label="is_fraud",
         out=root / "model",
         num_boost_round=40,
+        threads=1,
         progress=False,
     )
     return Trained(repo, entities, root / "model", artifact)

@@ -25,7 +25,7 @@ def test_train_then_warm_start_then_refuse_after_a_change(
 ) -> None:
     first = tmp_path / "artifacts" / "v1"
     common = ["--repo", repo, "--service", "svc", "--entities", entities, "--label", "is_fraud"]
-    result = run("train", *common, "--out", first, "--num-boost-round", "20")
+    result = run("train", *common, "--out", first, "--num-boost-round", "20", "--threads", "1")
     assert result.returncode == 0, result.stderr
     meta = json.loads((first / "metadata.json").read_text())
     assert f"Split at {meta['split']['time']}: trained on {meta['split']['train_rows']}" in (
@@ -37,7 +37,7 @@ def test_train_then_warm_start_then_refuse_after_a_change(
     second = tmp_path / "artifacts" / "v2"
     result = run(
         "train", *common, "--out", second, "--warm-start", first, "--num-boost-round", "5",
-        "--valid-fraction", "0.3",
+        "--valid-fraction", "0.3", "--threads", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"warm-started from {first}" in result.stdout
