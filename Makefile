@@ -29,6 +29,9 @@ demo: install
 	$(BIN)/featurestore training-set --repo feature_repo --service fraud_v1 \
 		--entities feature_repo/data/transactions.parquet --out feature_repo/data/train_fraud_v1.parquet \
 		--label is_fraud
+	$(BIN)/featurestore train --repo feature_repo --service fraud_v1 \
+		--entities feature_repo/data/transactions.parquet --label is_fraud --out artifacts/fraud_v1
+	$(BIN)/featurestore models describe artifacts/fraud_v1 --repo feature_repo
 
 test: install feast
 	$(BIN)/ruff check .
@@ -39,4 +42,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(FEAST_VENV) feature_repo/data
+	rm -rf $(VENV) $(FEAST_VENV) feature_repo/data artifacts
