@@ -80,16 +80,23 @@ def version_prefix(event_us: int, created_us: int | None) -> bytes:
     return _HEADER.pack(event_us + SIGN, 0 if created_us is None else created_us + SIGN)
 
 
-def key_text(dtype: DType, value: Any) -> str:
-    """One join key value in the entity-key text (the caller checked its type)."""
+def key_column(name: str, dtype: DType, values: Sequence[Any]) -> list[str]:
+    """One join key's part of the entity key for each value (their types already checked)."""
     if dtype.name == "String":
-        return f"s{len(value)}:{value}"
-    return f"i{value}"
+        return [f"{name}=s{len(v)}:{v}" for v in values]
+    return [f"{name}=i{v}" for v in values]
+
+
+def combine_keys(parts: Sequence[list[str]]) -> list[str]:
+    """Entity keys from the ``key_column`` parts of every join key, given sorted by name."""
+    if len(parts) == 1:
+        return parts[0]
+    return ["|".join(row) for row in zip(*parts, strict=True)]
 
 
 def entity_key(parts: Sequence[tuple[str, DType, Any]]) -> str:
-    """The canonical entity key of (join key name, dtype, value) triples, sorted by name."""
-    return "|".join(f"{name}={key_text(dtype, value)}" for name, dtype, value in sorted(parts))
+    """The canonical entity key of (join key name, dtype, value) triples."""
+    return combine_keys([key_column(n, d, [v]) for n, d, v in sorted(parts)])[0]
 
 
 def check_key_dtype(view: str, name: str, dtype: DType) -> None:
@@ -108,24 +115,24 @@ def entity_keys(batch: pa.RecordBatch, join_keys: Sequence[str]) -> list[str]:
     """
     import pyarrow.types as pt
 
-    columns = []
+    from featurestore.types import Int64, String
+
+    parts = []
     for name in sorted(join_keys):
         column = batch.column(name)
         if column.null_count:
             raise OnlineStoreError(f"join key column {name!r} holds nulls; they cannot be keys")
-        values = column.to_pylist()
         if pt.is_integer(column.type):
-            columns.append([f"{name}=i{v}" for v in values])
+            dtype = Int64
         elif pt.is_string(column.type) or pt.is_large_string(column.type):
-            columns.append([f"{name}=s{len(v)}:{v}" for v in values])
+            dtype = String
         else:
             raise OnlineStoreError(
                 f"join key column {name!r} has Arrow type {column.type}; online rows are "
                 f"keyed by {', '.join(KEY_DTYPES)} keys only"
             )
-    if len(columns) == 1:
-        return columns[0]
-    return ["|".join(parts) for parts in zip(*columns, strict=True)]
+        parts.append(key_column(name, dtype, column.to_pylist()))
+    return combine_keys(parts)
 
 
 class RowCodec:

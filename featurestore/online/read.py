@@ -22,6 +22,7 @@ with plain Python (no pandas or Arrow per call; ``to_df``/``to_arrow`` convert o
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import time
@@ -33,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
 from featurestore.errors import RetrievalError
 from featurestore.online.base import KeyGroup, OnlineStore
-from featurestore.online.codec import RowCodec, check_key_dtype, from_us, timestamp_us
+from featurestore.online.codec import (
+    RowCodec,
+    check_key_dtype,
+    combine_keys,
+    from_us,
+    key_column,
+    timestamp_us,
+)
 from featurestore.types import DType
 
 if TYPE_CHECKING:
@@ -235,9 +243,15 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
     for i, v in enumerate(values):
         if type(v) is want:
             continue
-        if want is int and not isinstance(v, bool) and hasattr(v, "__index__"):
-            values[i] = v.__index__()  # numpy integers and the like
+        if want is str and isinstance(v, str):
+            values[i] = str(v)
             continue
+        if want is int and not isinstance(v, bool | str | bytes):
+            try:
+                values[i] = operator.index(v)  # numpy integers and the like
+                continue
+            except TypeError:
+                pass
         raise RetrievalError(
             f"entity row {i}: join key {name!r} is {dtype.name} ({want.__name__}), got "
             f"{v!r} ({type(v).__name__}); keys are typed, so 1 and '1' are different keys"
@@ -245,17 +259,8 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
 
 
 def _entity_keys(group: GroupRead, columns: dict[str, list[Any]]) -> list[str]:
-    """The codec's canonical entity keys (see codec.entity_key) of every entity row."""
-    parts = []
-    for name, dtype in group.keys:
-        column = columns[name]
-        if dtype.name == "String":
-            parts.append([f"{name}=s{len(v)}:{v}" for v in column])
-        else:
-            parts.append([f"{name}=i{v}" for v in column])
-    if len(parts) == 1:
-        return parts[0]
-    return ["|".join(p) for p in zip(*parts, strict=True)]
+    """The codec's canonical entity key of every entity row, for one group's join keys."""
+    return combine_keys([key_column(name, dtype, columns[name]) for name, dtype in group.keys])
 
 
 def read_online(

@@ -249,6 +249,15 @@ def test_entity_rows_as_columns_duplicates_and_numpy_keys(online_fs: FeatureStor
     keys = np.array([5, 6, 5], dtype=np.int64)
     response = read(online_fs, ["user_stats:amount"], {"user_id": list(keys)}, now=T0)
     assert response.to_dict() == {"user_id": [5, 6, 5], "amount": [5.0, None, 5.0]}
+    put(
+        online(online_fs),
+        online_fs,
+        "merchant_risk",
+        [{"merchant_id": "m", "risk": 0.5, "event_ts": T0}],
+    )
+    merchants = read(online_fs, ["merchant_risk:risk"], {"merchant_id": np.array(["m"])}, now=T0)
+    assert merchants.to_dict() == {"merchant_id": ["m"], "risk": [0.5]}
+    assert type(merchants.to_dict()["merchant_id"][0]) is str
     assert read(online_fs, ["user_stats:amount"], [], now=T0).to_dict() == {
         "user_id": [],
         "amount": [],
@@ -313,6 +322,12 @@ def test_a_new_apply_is_seen_without_reopening(online_fs: FeatureStore) -> None:
             [{"user_id": True}],
             RetrievalError,
             "join key 'user_id' is Int64 \\(int\\), got True",
+        ),
+        (
+            ["user_stats:amount"],
+            [{"user_id": np.bool_(True)}],
+            RetrievalError,
+            "join key 'user_id' is Int64 \\(int\\), got np.True_",
         ),
         (["user_stats:amount"], [{"user_id": 1.0}], RetrievalError, "join key 'user_id' is Int64"),
         (
