@@ -90,6 +90,16 @@ def test_the_repo_defaults_to_the_current_folder(tmp_path: Path) -> None:
     assert result.returncode == 0 and "(added)" in result.stdout, result.stderr
 
 
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a fresh repo ``repo`` and an applied one ``applied``."""
+    root = tmp_path_factory.mktemp("repos")
+    run("init", str(root / "repo"))
+    run("init", str(root / "applied"))
+    run("apply", "--repo", str(root / "applied"))
+    return root
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -99,13 +109,8 @@ def test_the_repo_defaults_to_the_current_folder(tmp_path: Path) -> None:
         (["init", "{tmp}/applied"], "already exists"),
     ],
 )
-def test_errors_are_one_clear_line_and_exit_1(
-    tmp_path: Path, args: list[str], message: str
-) -> None:
-    run("init", str(tmp_path / "repo"))
-    run("init", str(tmp_path / "applied"))
-    run("apply", "--repo", str(tmp_path / "applied"))
-    result = run(*[a.format(tmp=tmp_path) for a in args], ok=False)
+def test_errors_are_one_clear_line_and_exit_1(repos: Path, args: list[str], message: str) -> None:
+    result = run(*[a.format(tmp=repos) for a in args], ok=False)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
