@@ -131,6 +131,7 @@ class RedisOnlineStore(OnlineStore):
         )
         self._noscript = redis.exceptions.NoScriptError
         self._response_error = redis.exceptions.ResponseError
+        self._auth_error = redis.exceptions.AuthenticationError
         try:
             self._client = redis.Redis.from_url(
                 url,
@@ -158,6 +159,12 @@ class RedisOnlineStore(OnlineStore):
         """Run ``func``, turning connection failures into OnlineStoreUnavailable."""
         try:
             return func()
+        except self._auth_error as exc:
+            raise OnlineStoreUnavailable(
+                f"Redis at {self.location} refused the credentials in its URL ({what}): "
+                f"{str(exc).rstrip('.')}. Put the right password in the URL: "
+                "redis://:PASSWORD@host:port/db"
+            ) from None
         except self._errors as exc:
             raise OnlineStoreUnavailable(
                 f"Redis at {self.location} does not answer ({what}): {str(exc).rstrip('.')}. "
