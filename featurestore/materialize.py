@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("featurestore.materialize")
 
 ONE_MICROSECOND = timedelta(microseconds=1)
+BATCH_ROWS = 65_536  # entity rows per batch read and written
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,13 @@ def materialize(
     *,
     views: Sequence[str] | None = None,
     progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> MaterializationReport:
     """Write to ``store`` the latest row per entity key with ``start <= event_ts <= end``.
 
     Each view's watermark then becomes ``(max(previous end, end), greatest created time
-    written)``. ``end`` before ``start`` is a ``MaterializationError``.
+    written)``. ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity
+    rows per batch read from the offline engine and written to the store.
     """
     start, end = as_utc(start), as_utc(end)
     if end < start:
@@ -156,7 +159,8 @@ def materialize(
             f"materialize: end {end.isoformat()} is before start {start.isoformat()}; "
             "swap them (both ends are inclusive)"
         )
-    return _run(config, state, store, views, progress, lambda view, mark: Window(end, start))
+    run = _Run(config, state, store, progress or Progress(), batch_rows)
+    return run.views(views, lambda view, mark: Window(end, start))
 
 
 def materialize_incremental(
@@ -167,20 +171,16 @@ def materialize_incremental(
     *,
     views: Sequence[str] | None = None,
     progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> MaterializationReport:
     """Write what arrived since each view's watermark, up to ``end`` (inclusive).
 
     Rows with ``event_ts <= end`` newer than the last run's end, or created after the
     greatest created time written (late rows); without a watermark, everything up to ``end``.
     """
-    return _run(
-        config,
-        state,
-        store,
-        views,
-        progress,
-        lambda view, mark: incremental_window(view, mark, as_utc(end)),
-    )
+    end = as_utc(end)
+    run = _Run(config, state, store, progress or Progress(), batch_rows)
+    return run.views(views, lambda view, mark: incremental_window(view, mark, end))
 
 
 def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime) -> Window:
@@ -201,88 +201,82 @@ def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime)
     return Window(end, as_utc(mark.end) + ONE_MICROSECOND, created_after)
 
 
-def _run(
-    config: RepoConfig,
-    state: RegistryState,
-    store: OnlineStore,
-    names: Sequence[str] | None,
-    progress: Progress | None,
-    window_for: Callable[[FeatureView, Watermark | None], Window],
-) -> MaterializationReport:
-    chosen, skipped = online_views(state, names)
-    for name in skipped:
-        log.info("skipped feature view %s: it is declared online=False", name)
-    progress = progress or Progress()
-    runs: list[ViewRun] = []
-    for view in chosen:
-        try:
-            mark = store.get_watermark(view.name)
-            window = window_for(view, mark)
-            run = _materialize_view(config, state, store, view, window, mark, progress)
-        except MaterializationError:
-            raise
-        except FeatureStoreError as exc:
-            done = ", ".join(r.view for r in runs) or "none"
-            raise MaterializationError(
-                f"materializing feature view {view.name!r} failed: {exc}. Its watermark did not "
-                f"move (views completed in this run: {done}); fix the cause and re-run, "
-                "re-running is idempotent"
-            ) from exc
-        runs.append(run)
-    return MaterializationReport(runs, skipped)
+@dataclass(frozen=True)
+class _Run:
+    """One materialization run: where to read and write, and who hears about progress."""
 
+    config: RepoConfig
+    state: RegistryState
+    store: OnlineStore
+    progress: Progress
+    batch_rows: int
 
-def _materialize_view(
-    config: RepoConfig,
-    state: RegistryState,
-    store: OnlineStore,
-    view: FeatureView,
-    window: Window,
-    mark: Watermark | None,
-    progress: Progress,
-) -> ViewRun:
-    from featurestore.offline.duckdb import read_latest
-    from featurestore.online.base import Watermark
+    def views(
+        self,
+        names: Sequence[str] | None,
+        window_for: Callable[[FeatureView, Watermark | None], Window],
+    ) -> MaterializationReport:
+        """Materialize each chosen view in turn; stop at the first failure."""
+        chosen, skipped = online_views(self.state, names)
+        for name in skipped:
+            log.info("skipped feature view %s: it is declared online=False", name)
+        runs: list[ViewRun] = []
+        for view in chosen:
+            try:
+                mark = self.store.get_watermark(view.name)
+                runs.append(self.view(view, window_for(view, mark), mark))
+            except FeatureStoreError as exc:
+                done = ", ".join(r.view for r in runs) or "none"
+                raise MaterializationError(
+                    f"materializing feature view {view.name!r} failed: {exc}. Its watermark "
+                    f"did not move (views completed in this run: {done}); fix the cause and "
+                    "re-run: re-running is idempotent"
+                ) from exc
+        return MaterializationReport(runs, skipped)
 
-    log.info("materializing feature view %s: %s", view.name, window.describe())
-    progress.view_started(view.name, window)
-    began = time.perf_counter()
-    join_keys = list(view.join_keys)
-    features = list(view.features)
-    rows_read = rows_written = 0
-    max_created = mark.max_created if mark is not None else None
-    batches = read_latest(
-        config,
-        view,
-        state.key_dtypes(view.name),
-        end=window.end,
-        start=window.start,
-        created_after=window.created_after,
-    )
-    for batch in batches:
-        written = store.write_rows(view.name, batch, join_keys, features)
-        rows_read += batch.num_rows
-        rows_written += written
-        max_created = _later(max_created, _max_created(batch))
-        progress.batch_written(view.name, batch.num_rows, written)
-    end = window.end if mark is None else max(as_utc(mark.end), window.end)
-    watermark = Watermark(end=end, max_created=max_created)
-    store.set_watermark(view.name, watermark)
-    run = ViewRun(
-        view.name, window, rows_read, rows_written, time.perf_counter() - began, watermark
-    )
-    log.info(
-        "materialized feature view %s: %d entity rows read, %d written (the others were not "
-        "newer than what the store holds) in %.2f s; watermark end %s, max created %s",
-        view.name,
-        rows_read,
-        rows_written,
-        run.seconds,
-        watermark.end.isoformat(),
-        watermark.max_created.isoformat() if watermark.max_created else "none",
-    )
-    progress.view_finished(run)
-    return run
+    def view(self, view: FeatureView, window: Window, mark: Watermark | None) -> ViewRun:
+        """Read the window's latest rows, write them batch by batch, then move the watermark."""
+        from featurestore.offline.duckdb import read_latest
+        from featurestore.online.base import Watermark
+
+        log.info("materializing feature view %s: %s", view.name, window.describe())
+        self.progress.view_started(view.name, window)
+        began = time.perf_counter()
+        join_keys, features = list(view.join_keys), list(view.features)
+        rows_read = rows_written = 0
+        max_created = mark.max_created if mark is not None else None
+        batches = read_latest(
+            self.config,
+            view,
+            self.state.key_dtypes(view.name),
+            end=window.end,
+            start=window.start,
+            created_after=window.created_after,
+            batch_rows=self.batch_rows,
+        )
+        for batch in batches:
+            written = self.store.write_rows(view.name, batch, join_keys, features)
+            rows_read += batch.num_rows
+            rows_written += written
+            max_created = _later(max_created, _max_created(batch))
+            self.progress.batch_written(view.name, batch.num_rows, written)
+        end = window.end if mark is None else max(as_utc(mark.end), window.end)
+        watermark = Watermark(end=end, max_created=max_created)
+        self.store.set_watermark(view.name, watermark)
+        seconds = time.perf_counter() - began
+        run = ViewRun(view.name, window, rows_read, rows_written, seconds, watermark)
+        log.info(
+            "materialized feature view %s: %d entity rows read, %d written (the others were "
+            "not newer than what the store holds) in %.2f s; watermark end %s, max created %s",
+            view.name,
+            rows_read,
+            rows_written,
+            seconds,
+            watermark.end.isoformat(),
+            watermark.max_created.isoformat() if watermark.max_created else "none",
+        )
+        self.progress.view_finished(run)
+        return run
 
 
 def _max_created(batch: pa.RecordBatch) -> datetime | None:
