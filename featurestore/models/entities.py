@@ -1,4 +1,7 @@
-"""The entity rows a model is trained on or scores: reading them and checking their columns."""
+"""The entity rows a model is trained on or scores, and the store their features come from.
+
+Their columns (join keys, ``event_timestamp``) are checked by the offline engine's join plan.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from featurestore.offline.plan import ENTITY_TIMESTAMP
 if TYPE_CHECKING:
     import pandas as pd
 
-    from featurestore.registry import RegistryState
     from featurestore.store import FeatureStore
 
 
@@ -40,21 +42,3 @@ def read_entities(entities: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFra
     if path.suffix == ".parquet" or path.is_dir():
         return pd.read_parquet(path)
     raise RetrievalError(f"entities file {path}: expected a .parquet or .csv file")
-
-
-def require_entity_columns(entity_df: pd.DataFrame, state: RegistryState, service: str) -> None:
-    """``RetrievalError`` unless the rows have ``event_timestamp`` and every join key the
-    service's views are keyed by (checked before the join, which may take a while)."""
-    if ENTITY_TIMESTAMP not in entity_df.columns:
-        raise RetrievalError(
-            f"the entities have no {ENTITY_TIMESTAMP!r} column (each row's point in time); "
-            f"they have {list(entity_df.columns)}"
-        )
-    for projection in state.service(service).projections:
-        for key in projection.view.join_keys:
-            if key not in entity_df.columns:
-                raise RetrievalError(
-                    f"the entities have no join key column {key!r}, which feature view "
-                    f"{projection.view.name!r} of service {service!r} is keyed by; they have "
-                    f"{list(entity_df.columns)}"
-                )

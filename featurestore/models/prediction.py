@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featurestore.models.artifact import ModelArtifact, load
-from featurestore.models.entities import open_store, read_entities, require_entity_columns
+from featurestore.models.entities import open_store, read_entities
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,11 +30,9 @@ def predict(
     """
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     store = open_store(store)
-    state = store.state
-    artifact.binding(state).require()
+    artifact.binding(store.state).require()
     entity_df = read_entities(entities)
     service = artifact.metadata.feature_service
-    require_entity_columns(entity_df, state, service)
     job = store.get_historical_features(
         entity_df, feature_service=service, full_feature_names=True, as_of=artifact.metadata.as_of
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from featurestore.errors import ModelError
 from featurestore.models.artifact import ArtifactMetadata, ModelArtifact, load, save
 from featurestore.models.binding import trained_views
-from featurestore.models.entities import open_store, read_entities, require_entity_columns
+from featurestore.models.entities import open_store, read_entities
 from featurestore.models.matrix import FeatureSpec, build_matrix, fit_categories
 from featurestore.offline.plan import ENTITY_TIMESTAMP
 
@@ -98,20 +98,13 @@ def labels(frame: pd.DataFrame, label: str) -> np.ndarray:
     return column.to_numpy(dtype=np.int8)
 
 
-def feature_specs(state: RegistryState, service: str) -> list[FeatureSpec]:
-    """The service's features in order, as the columns of a ``full_feature_names`` frame."""
-    specs = []
-    for projection in state.service(service).projections:
-        view = state.view(projection.view.name)
-        for name in projection.features:
-            specs.append(
-                FeatureSpec(
-                    ref=f"{view.name}:{name}",
-                    column=f"{view.name}__{name}",
-                    dtype=view.feature(name).dtype.name,
-                )
-            )
-    return specs
+def feature_specs(manifest: Mapping[str, Any]) -> list[FeatureSpec]:
+    """The model's inputs: the training set's feature columns, in the order its manifest
+    lists them (the service's order), with their declared dtypes."""
+    return [
+        FeatureSpec(ref=f["ref"], column=f["column"], dtype=f["dtype"])
+        for f in manifest["features"]
+    ]
 
 
 def train(
@@ -152,11 +145,15 @@ def train(
 
     entity_df = read_entities(entities)
     y = labels(entity_df, label)
-    require_entity_columns(entity_df, state, service)
     job = store.get_historical_features(
         entity_df, feature_service=service, full_feature_names=True, as_of=AS_OF
     )
-    frame = job.to_df()
+    frame, manifest = job.to_df(), dict(job.manifest)
+    if manifest["feature_service"]["fingerprint"] != service_record.fingerprint:
+        raise ModelError(
+            f"feature service {service!r} was applied again while its training set was being "
+            "built; run the training again"
+        )
     split = time_split(frame[ENTITY_TIMESTAMP], valid_fraction)
     for part, mask in (("training", split.train), ("validation", split.valid)):
         if len(set(y[mask].tolist())) < 2:
@@ -165,9 +162,18 @@ def train(
                 f"value; both classes are needed; change --valid-fraction or add labeled rows"
             )
 
-    specs = fit_categories(
-        frame[split.train], feature_specs(state, service), parent.features if parent else ()
-    )
+    specs = feature_specs(manifest)
+    if parent:
+        # Trees address features by position: keep the parent's column order (a service may
+        # list its views in another order without changing its fingerprint).
+        position = {f.column: i for i, f in enumerate(parent.features)}
+        if set(position) != {f.column for f in specs}:
+            raise ModelError(
+                f"cannot warm-start from {parent.path}: its feature columns "
+                f"{sorted(position)} differ from the training set's {[f.column for f in specs]}"
+            )
+        specs.sort(key=lambda f: position[f.column])
+    specs = fit_categories(frame[split.train], specs, parent.features if parent else ())
     x = build_matrix(frame, specs)
     hyperparameters = {
         **(parent.metadata.hyperparameters["params"] if parent else DEFAULT_PARAMS),
@@ -208,7 +214,7 @@ def train(
         hyperparameters={"params": hyperparameters, "num_boost_round": num_boost_round},
         num_trees=booster.num_trees(),
         library_versions=library_versions(),
-        training_set=dict(job.manifest),
+        training_set=manifest,
         created_at=datetime.now(UTC).isoformat(),
         parent=_parent_record(parent),
     )

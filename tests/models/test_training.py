@@ -169,6 +169,27 @@ def test_warm_start_after_a_description_change_is_accepted(
     assert child.metadata.parent is not None
 
 
+def test_warm_start_keeps_the_parents_column_order_when_the_service_lists_views_anew(
+    trained: Trained, tmp_path: Path
+) -> None:
+    copy = trained.copy(tmp_path)
+    write_repo(copy.repo, service_features="flags, risk")  # same fingerprint, new order
+    FeatureStore(copy.repo).apply()
+    assert models.describe(copy.model, copy.repo).binding.matches
+    child = models.train(
+        copy.repo,
+        service="svc",
+        entities=copy.entities,
+        label="is_fraud",
+        out=tmp_path / "child",
+        warm_start=copy.model,
+        num_boost_round=3,
+        progress=False,
+    )
+    assert [f.column for f in child.features] == [f.column for f in trained.artifact.features]
+    assert child.booster.feature_name() == [f.column for f in trained.artifact.features]
+
+
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
@@ -179,8 +200,16 @@ def test_warm_start_after_a_description_change_is_accepted(
             ModelError,
             "has nulls",
         ),
-        (lambda df: df.drop(columns=["user_id"]), RetrievalError, "join key column 'user_id'"),
-        (lambda df: df.drop(columns=["event_timestamp"]), RetrievalError, "'event_timestamp'"),
+        (
+            lambda df: df.drop(columns=["user_id"]),
+            RetrievalError,
+            "no column 'user_id', the join key feature view",
+        ),
+        (
+            lambda df: df.drop(columns=["event_timestamp"]),
+            RetrievalError,
+            "no 'event_timestamp' column",
+        ),
     ],
     ids=["label missing", "label not binary", "label null", "no join key", "no timestamp"],
 )
