@@ -86,6 +86,22 @@ def test_a_service_object_that_differs_from_the_applied_one_is_refused(tmp_path:
     assert store.state.resolve(unchanged)[0][0].features == ("conv_rate",)
 
 
+def test_removing_definitions_is_planned_and_resets_the_view(tmp_path: Path) -> None:
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    (tmp_path / "definitions.py").write_text(
+        "from featurestore import Entity\ndriver = Entity(name='driver', join_keys=['driver_id'])\n"
+    )
+    plan = store.apply()
+    assert [(c.kind, c.name, c.action) for c in plan.changes] == [
+        ("feature view", "stats", "removed"),
+        ("feature service", "service", "removed"),
+    ]
+    assert plan.views_to_reset() == ["stats"]
+    assert not store.state.views and not store.state.services
+    assert list(store.state.entities) == ["driver"]
+
+
 def test_nothing_applied_is_a_clear_error(tmp_path: Path) -> None:
     store = FeatureStore(write_repo(tmp_path))
     with pytest.raises(RegistryError, match="featurestore apply"):
