@@ -116,23 +116,29 @@ class Binding:
         """True when the registry would produce exactly the features the model was trained on."""
         return self.trained_fingerprint == self.current_fingerprint
 
-    def require(self) -> None:
-        """Raise ``ModelError`` naming the changed views unless the fingerprint matches."""
+    def mismatch(self) -> str | None:
+        """None when the fingerprint matches; otherwise what changed, naming each view."""
         if self.matches:
-            return
+            return None
         if self.current_fingerprint is None:
-            raise ModelError(
+            return (
                 f"the model was trained on feature service {self.service!r}, which is no "
                 "longer applied in this repo; apply it again or retrain"
             )
         changed = "; ".join(
             c.describe() + (f" [{', '.join(c.details)}]" if c.details else "") for c in self.changes
         )
-        raise ModelError(
+        return (
             f"feature service {self.service!r} changed since the model was trained "
             f"(fingerprint {self.trained_fingerprint[:12]} -> {self.current_fingerprint[:12]}): "
             f"{changed or 'its projections changed'}; retrain the model on the current features"
         )
+
+    def require(self) -> None:
+        """Raise ``ModelError`` naming the changed views unless the fingerprint matches."""
+        message = self.mismatch()
+        if message is not None:
+            raise ModelError(message)
 
 
 def check_binding(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -21,6 +21,7 @@ from featurestore.models.artifact import ArtifactMetadata, ModelArtifact, load, 
 from featurestore.models.binding import trained_views
 from featurestore.models.entities import open_store, read_entities
 from featurestore.models.matrix import FeatureSpec, build_matrix, fit_categories
+from featurestore.models.progress import TrainingProgress
 from featurestore.offline.plan import ENTITY_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from featurestore.registry import RegistryState
+    from featurestore.registry import RegistryState, ServiceRecord
     from featurestore.store import FeatureStore
 
 AS_OF = "created"
@@ -134,15 +135,68 @@ def train(
     ``threads`` sets LightGBM's thread count for this run only (on a busy machine, 1 is often
     fastest); ``progress`` shows a progress bar on stderr.
     """
-    import lightgbm as lgb
-
     if num_boost_round < 1:
         raise ModelError(f"num_boost_round must be at least 1, got {num_boost_round}")
     store = open_store(store)
     state = store.state
     service_record = state.service_record(service)
     parent = _warm_start_parent(warm_start, service, state)
+    data = build_training_set(store, service_record, entities, label, valid_fraction, parent)
+    hyperparameters = {
+        **(parent.metadata.hyperparameters["params"] if parent else DEFAULT_PARAMS),
+        **(params or {}),
+    }
+    run_params = {**hyperparameters, **({"num_threads": threads} if threads else {})}
+    booster, history = _fit(data, run_params, num_boost_round, parent, progress)
+    metadata = ArtifactMetadata(
+        feature_service=service,
+        service_fingerprint=service_record.fingerprint,
+        service_version=len(service_record.versions),
+        views=tuple(trained_views(state, service)),
+        features=tuple(data.features),
+        label=label,
+        entity_columns=data.entity_columns,
+        timestamp_column=ENTITY_TIMESTAMP,
+        as_of=AS_OF,
+        split=_split_record(data.split, data.timestamps, valid_fraction),
+        metrics=_metrics(history, data.y, data.split),
+        hyperparameters={"params": hyperparameters, "num_boost_round": num_boost_round},
+        num_trees=booster.num_trees(),
+        library_versions=library_versions(),
+        training_set=data.manifest,
+        created_at=datetime.now(UTC).isoformat(),
+        parent=_parent_record(parent),
+    )
+    return save(booster, metadata, out)
 
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A training set ready for LightGBM: the model matrix, labels, split and provenance."""
+
+    x: np.ndarray
+    y: np.ndarray
+    split: TimeSplit
+    features: list[FeatureSpec]
+    timestamps: pd.Series
+    entity_columns: tuple[str, ...]
+    manifest: dict[str, Any]
+
+
+def build_training_set(
+    store: FeatureStore,
+    service_record: ServiceRecord,
+    entities: pd.DataFrame | str | os.PathLike[str],
+    label: str,
+    valid_fraction: float,
+    parent: ModelArtifact | None,
+) -> TrainingSet:
+    """Join the service's features onto the labeled rows, split by time, encode the matrix.
+
+    Category mappings are fitted on the training rows only (a warm start extends its
+    parent's), so a value first seen after the split time is "unknown" in validation.
+    """
+    service = service_record.service.name
     entity_df = read_entities(entities)
     y = labels(entity_df, label)
     job = store.get_historical_features(
@@ -161,7 +215,6 @@ def train(
                 f"the {part} rows (split at {split.time.isoformat()}) hold only one label "
                 f"value; both classes are needed; change --valid-fraction or add labeled rows"
             )
-
     specs = feature_specs(manifest)
     if parent:
         # Trees address features by position: keep the parent's column order (a service may
@@ -174,51 +227,47 @@ def train(
             )
         specs.sort(key=lambda f: position[f.column])
     specs = fit_categories(frame[split.train], specs, parent.features if parent else ())
-    x = build_matrix(frame, specs)
-    hyperparameters = {
-        **(parent.metadata.hyperparameters["params"] if parent else DEFAULT_PARAMS),
-        **(params or {}),
-    }
-    categorical = [i for i, s in enumerate(specs) if s.is_categorical]
-    names = [s.column for s in specs]
-    train_set = lgb.Dataset(
-        x[split.train], y[split.train], feature_name=names, categorical_feature=categorical
+    return TrainingSet(
+        x=build_matrix(frame, specs),
+        y=y,
+        split=split,
+        features=specs,
+        timestamps=frame[ENTITY_TIMESTAMP],
+        entity_columns=tuple(str(c) for c in entity_df.columns),
+        manifest=manifest,
     )
-    valid_set = train_set.create_valid(x[split.valid], y[split.valid])
+
+
+def _fit(
+    data: TrainingSet,
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    parent: ModelArtifact | None,
+    progress: bool,
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    """Boost on the training rows, evaluating AUC and log loss on the validation rows."""
+    import lightgbm as lgb
+
+    train, valid = data.split.train, data.split.valid
+    train_set = lgb.Dataset(
+        data.x[train],
+        data.y[train],
+        feature_name=[s.column for s in data.features],
+        categorical_feature=[i for i, s in enumerate(data.features) if s.is_categorical],
+    )
+    valid_set = train_set.create_valid(data.x[valid], data.y[valid])
     history: dict[str, Any] = {}
-    callbacks: list[Callable[..., None]] = [lgb.record_evaluation(history)]
-    with _TrainingProgress(num_boost_round, enabled=progress) as advance:
-        callbacks.append(advance)
+    with TrainingProgress(num_boost_round, enabled=progress) as advance:
         booster = lgb.train(
-            {**hyperparameters, **({"num_threads": threads} if threads else {})},
+            dict(params),
             train_set,
             num_boost_round=num_boost_round,
             valid_sets=[valid_set],
             valid_names=["valid"],
             init_model=parent.booster if parent else None,
-            callbacks=callbacks,
+            callbacks=[lgb.record_evaluation(history), advance],
         )
-
-    metadata = ArtifactMetadata(
-        feature_service=service,
-        service_fingerprint=service_record.fingerprint,
-        service_version=len(service_record.versions),
-        views=tuple(trained_views(state, service)),
-        features=tuple(specs),
-        label=label,
-        entity_columns=tuple(str(c) for c in entity_df.columns),
-        timestamp_column=ENTITY_TIMESTAMP,
-        as_of=AS_OF,
-        split=_split_record(split, frame[ENTITY_TIMESTAMP], valid_fraction),
-        metrics=_metrics(history, y, split),
-        hyperparameters={"params": hyperparameters, "num_boost_round": num_boost_round},
-        num_trees=booster.num_trees(),
-        library_versions=library_versions(),
-        training_set=manifest,
-        created_at=datetime.now(UTC).isoformat(),
-        parent=_parent_record(parent),
-    )
-    return save(booster, metadata, out)
+    return booster, history
 
 
 def _warm_start_parent(
@@ -232,12 +281,9 @@ def _warm_start_parent(
             f"cannot warm-start from {parent.path}: it was trained on feature service "
             f"{parent.metadata.feature_service!r}, not {service!r}"
         )
-    binding = parent.binding(state)
-    if not binding.matches:
-        try:
-            binding.require()
-        except ModelError as exc:
-            raise ModelError(f"cannot warm-start from {parent.path}: {exc}") from None
+    mismatch = parent.binding(state).mismatch()
+    if mismatch is not None:
+        raise ModelError(f"cannot warm-start from {parent.path}: {mismatch}")
     return parent
 
 
@@ -297,46 +343,3 @@ def library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-class _TrainingProgress:
-    """A rich progress bar on stderr showing the round and the latest validation AUC."""
-
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Callable[[Any], None]:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("training"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("", total=self.total)
-        return self._advance
-
-    def _advance(self, env: lgb.callback.CallbackEnv) -> None:
-        if self._progress is None:
-            return
-        scores = {r[1]: r[2] for r in env.evaluation_result_list or []}
-        auc = scores.get("auc")
-        description = f"valid auc {auc:.4f}" if auc is not None else ""
-        self._progress.update(
-            self._task,
-            completed=env.iteration - env.begin_iteration + 1,
-            description=description,
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
