@@ -38,14 +38,38 @@ def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
 
 
 def file_schema(source: FileSource, repo_path: Path) -> pa.Schema:
-    """The Arrow schema of a FileSource's first file."""
+    """The Arrow schema of a FileSource's first file, which every other file must share.
+
+    A later file may add columns, but each column of the first file must be in every file
+    with a type of the same dtype: the engines read the files as one table.
+    """
     import pyarrow.parquet as pq
 
-    file = parquet_files(source, repo_path)[0]
-    try:
-        return pq.read_schema(file)
-    except Exception as exc:  # pyarrow raises several types for unreadable files
-        raise SchemaMismatchError(f"source {source.path!r}: cannot read {file}: {exc}") from exc
+    files = parquet_files(source, repo_path)
+    schemas = []
+    for file in files:
+        try:
+            schemas.append(pq.read_schema(file))
+        except Exception as exc:  # pyarrow raises several types for unreadable files
+            raise SchemaMismatchError(f"source {source.path!r}: cannot read {file}: {exc}") from exc
+    first = schemas[0]
+    for file, schema in zip(files[1:], schemas[1:], strict=True):
+        for column in first:
+            index = schema.get_field_index(column.name)
+            other = None if index < 0 else schema.field(index).type
+            if other is None or not _same_kind(column.type, other):
+                raise SchemaMismatchError(
+                    f"source {source.path!r}: column {column.name!r} is {column.type} in "
+                    f"{files[0].name} but {other or 'missing'} in {file}; every file needs "
+                    "the first file's columns with the same types"
+                )
+    return first
+
+
+def _same_kind(a: pa.DataType, b: pa.DataType) -> bool:
+    """Whether two files' column types read as the same dtype (int32 and int16 do)."""
+    kind_a, kind_b = dtype_from_arrow(a), dtype_from_arrow(b)
+    return kind_a == kind_b if kind_a is not None else a == b
 
 
 def check_view_schema(view: FeatureView, schema: pa.Schema) -> dict[str, DType]:

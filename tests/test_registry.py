@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tiny_repo import source_table, write_repo
 
@@ -213,6 +214,29 @@ def test_apply_rejects_a_source_whose_schema_does_not_match(
     for culprit in culprits:
         assert culprit in str(info.value), f"{culprit!r} not in {info.value}"
     assert not store.config.registry_path.exists()  # nothing was written
+
+
+def test_every_file_of_a_folder_source_is_checked(tmp_path: Path) -> None:
+    repo = write_repo(tmp_path, path="data/parts")
+    parts = repo / "data" / "parts"
+    parts.mkdir()
+    table = source_table()
+    pq.write_table(table, parts / "a.parquet")
+    # Narrower ints of the same dtype and an extra column are fine in a later file.
+    later = table.set_column(0, "driver_id", table["driver_id"].cast(pa.int16()))
+    pq.write_table(later.append_column("more", pa.array([1, 2, 3, 4])), parts / "b.parquet")
+    FeatureStore(repo).apply()
+
+    pq.write_table(table.drop_columns(["trips"]), parts / "c.parquet")
+    with pytest.raises(SchemaMismatchError) as info:
+        FeatureStore(repo).apply()
+    assert "'trips'" in str(info.value) and "c.parquet" in str(info.value)
+    assert "missing" in str(info.value)
+
+    stringly = table.set_column(7, "trips", pa.array(["1", "2", "3", "4"]))
+    pq.write_table(stringly, parts / "c.parquet")
+    with pytest.raises(SchemaMismatchError, match=r"'trips' is int64 in a.parquet but string"):
+        FeatureStore(repo).apply()
 
 
 def test_widening_types_are_accepted(tmp_path: Path) -> None:
