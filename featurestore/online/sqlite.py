@@ -106,13 +106,16 @@ class SqliteOnlineStore(OnlineStore):
         with self._lock:
             for views, keys in groups:
                 found: dict[tuple[str, str], bytes] = {}
-                for view in views:
-                    for i in range(0, len(keys), MAX_VARIABLES):
-                        chunk = keys[i : i + MAX_VARIABLES]
-                        marks = ",".join("?" * len(chunk))
-                        sql = f"SELECT entity, row FROM rows WHERE view = ? AND entity IN ({marks})"
-                        for entity, row in self._db.execute(sql, (view, *chunk)):
-                            found[view, entity] = row
+                view_marks = ",".join("?" * len(views))
+                step = MAX_VARIABLES - len(views)
+                for i in range(0, len(keys), step):
+                    chunk = keys[i : i + step]
+                    sql = (
+                        f"SELECT view, entity, row FROM rows WHERE view IN ({view_marks}) "
+                        f"AND entity IN ({','.join('?' * len(chunk))})"
+                    )
+                    for view, entity, row in self._db.execute(sql, (*views, *chunk)):
+                        found[view, entity] = row
                 out += [[found.get((view, key)) for view in views] for key in keys]
         return out
 
