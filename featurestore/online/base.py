@@ -59,7 +59,11 @@ class OnlineStore(ABC):
         self, view: str, batch: pa.RecordBatch, join_keys: Sequence[str], features: Sequence[Field]
     ) -> int:
         """Write one row per record of ``batch`` (``read_latest``'s columns: the join keys,
-        every feature of the view in ``features`` order, ``event_ts`` and ``created_ts``).
+        the features, ``event_ts`` and ``created_ts``).
+
+        ``features`` must be ``FeatureView.features``: all of the view's features in schema
+        order, the layout readers decode with (a schema change changes the fingerprint, and
+        ``apply`` then drops the view's rows).
 
         Never regress: a record is written only when its ``(event_ts, created_ts)`` is
         greater than or equal to the stored row's (a missing created time sorts oldest), and
