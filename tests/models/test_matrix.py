@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurestore.errors import ModelError
 from featurestore.models import UNKNOWN_CODE, FeatureSpec, build_matrix
@@ -95,3 +97,38 @@ def test_fit_categories_sorts_and_a_parent_keeps_its_codes() -> None:
     assert refitted[0].categories == ("z", "b", "a")  # parent codes 1, 2 unchanged; "a" appended
     codes = build_matrix(df, refitted)[:, 0]
     assert codes[0] == 2.0 and codes[1] == 3.0
+
+
+names = st.text(alphabet="abcXYZ_é", min_size=0, max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    categories=st.lists(names, unique=True, max_size=6),
+    values=st.lists(st.one_of(st.none(), names), max_size=30),
+    numbers=st.data(),
+)
+def test_every_value_encodes_by_the_one_rule(categories, values, numbers) -> None:
+    ints = numbers.draw(
+        st.lists(
+            st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+            min_size=len(values),
+            max_size=len(values),
+        )
+    )
+    frame = pd.DataFrame(
+        {
+            "c": pd.array(values, dtype="string"),
+            "n": pd.array(ints, dtype="Int32"),
+        }
+    )
+    specs = [FeatureSpec("v:c", "c", "String", tuple(categories)), FeatureSpec("v:n", "n", "Int32")]
+    m = build_matrix(frame, specs)
+    for row, (value, number) in enumerate(zip(values, ints, strict=True)):
+        if value is None:
+            assert math.isnan(m[row, 0])
+        elif value in categories:
+            assert m[row, 0] == categories.index(value) + 1
+        else:
+            assert m[row, 0] == UNKNOWN_CODE
+        assert math.isnan(m[row, 1]) if number is None else m[row, 1] == number
