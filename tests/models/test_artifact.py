@@ -87,3 +87,12 @@ def test_a_folder_without_metadata_is_not_a_model(trained: Trained, tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 1 and "has no metadata.json" in result.stderr
     assert not (tmp_path / "scored.parquet").exists()
+
+
+def test_csv_entities_score_like_parquet(trained: Trained, tmp_path: Path) -> None:
+    entities = pd.read_parquet(trained.entities).iloc[:50]
+    csv = tmp_path / "entities.csv"
+    entities.to_csv(csv, index=False)  # timestamps become ISO strings
+    from_csv = models.predict(trained.artifact, trained.repo, csv)
+    from_frame = models.predict(trained.artifact, trained.repo, entities)
+    np.testing.assert_array_equal(from_csv["prediction"], from_frame["prediction"])
