@@ -82,7 +82,7 @@ class ViewChange:
 
     ``change`` is "changed", "removed from the registry", "removed from the service" or
     "added to the service"; ``details`` say what changed; versions are the registry's view
-    versions (None when unknown).
+    versions (None when unknown), ``history`` the registry's version history of the view.
     """
 
     view: str
@@ -91,6 +91,7 @@ class ViewChange:
     trained_version: int | None = None
     current_version: int | None = None
     current_applied_at: str | None = None
+    history: tuple[str, ...] = ()
 
     def describe(self) -> str:
         text = f"{self.view}: {self.change}"
@@ -184,6 +185,11 @@ def check_binding(
                     trained_version,
                     view_record.version,
                     view_record.versions[-1]["applied_at"] if view_record.versions else None,
+                    tuple(
+                        f"version {v['version']}: fingerprint {v['fingerprint'][:12]}, "
+                        f"applied {v['applied_at']}"
+                        for v in view_record.versions
+                    ),
                 )
             )
         elif view_record.fingerprint != trained.view_fingerprint:

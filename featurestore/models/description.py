@@ -73,6 +73,7 @@ class ModelDescription:
         for change in b.changes:
             lines.append(f"  {change.describe()}")
             lines += [f"    {detail}" for detail in change.details]
+            lines += [f"    registry {entry}" for entry in change.history]
         lines += [f"  note: {note}" for note in b.notes]
         return lines
 

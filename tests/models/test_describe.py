@@ -64,6 +64,8 @@ def test_a_changed_view_is_named_with_what_changed(
     assert report.startswith("MISMATCH: feature service svc fingerprint")
     assert "risk: changed (trained on version 1, registry has version 2, applied" in report
     assert detail in report
+    assert "registry version 1: fingerprint" in report
+    assert "registry version 2: fingerprint" in report
     assert "flags" not in report  # only the changed view is named
 
     # and the same binding makes batch prediction refuse the model
