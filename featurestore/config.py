@@ -15,7 +15,8 @@ Redis URL. Without an ``online_store`` section the embedded SQLite store is used
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ from featurestore.errors import ConfigError
 
 CONFIG_FILE = "featurestore.yaml"
 REDIS_URL_ENV = "FEATURESTORE_REDIS_URL"
+_BQ_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_BQ_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_BQ_LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_BQ_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,41 @@ class DuckDBConfig:
 
 @dataclass(frozen=True)
 class BigQueryConfig:
-    """BigQuery as the offline engine: where temporary entity tables and results go."""
+    """BigQuery as the offline engine: where temporary entity tables and results go.
+
+    ``maximum_bytes_billed`` caps every query (BigQuery fails it, unbilled, past the cap);
+    ``labels`` are added to every job; temporary tables expire after
+    ``temp_table_expiration_minutes``.
+    """
 
     project: str
     dataset: str
     location: str | None = None
     maximum_bytes_billed: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    temp_table_expiration_minutes: int = 60
+
+    def __post_init__(self) -> None:
+        # These names reach SQL and job configurations: reject anything BigQuery would not.
+        if not isinstance(self.project, str) or not _BQ_PROJECT.match(self.project):
+            raise ConfigError(
+                f"offline_store (bigquery): project {self.project!r} is not a project id"
+            )
+        if not isinstance(self.dataset, str) or not _BQ_DATASET.match(self.dataset):
+            raise ConfigError(
+                f"offline_store (bigquery): dataset {self.dataset!r} must be letters, digits, underscores"
+            )
+        for key, value in dict(self.labels).items():
+            if not (_BQ_LABEL.match(str(key)) and _BQ_LABEL_VALUE.match(str(value))):
+                raise ConfigError(
+                    f"offline_store (bigquery): label {key!r}: {value!r} must be lowercase "
+                    "letters, digits, '_' or '-' (keys start with a letter)"
+                )
+        positive = self.temp_table_expiration_minutes
+        if not isinstance(positive, int) or positive <= 0:
+            raise ConfigError(
+                "offline_store (bigquery): temp_table_expiration_minutes must be a positive integer"
+            )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import (
     BigQuerySource,
@@ -33,13 +33,15 @@ from featurestore.definitions import (
 from featurestore.errors import (
     RegistryError,
     RetrievalError,
-    SchemaMismatchError,
     UnknownFeatureError,
 )
 from featurestore.fingerprint import entity_fingerprint, service_fingerprint, view_fingerprint
 from featurestore.repo import RepoContents
 from featurestore.sources import check_view_schema, file_schema
 from featurestore.types import DType, dtype_by_name
+
+if TYPE_CHECKING:
+    from featurestore.offline.bigquery_schema import SchemaReader
 
 SCHEMA_VERSION = 1
 
@@ -239,17 +241,19 @@ class Plan:
         ]
 
 
-def resolve_key_dtypes(view: FeatureView, repo_path: Path) -> dict[str, DType]:
-    """Check a view against its source's schema and return its join keys' dtypes."""
+def resolve_key_dtypes(
+    view: FeatureView, repo_path: Path, bigquery_schema: SchemaReader | None = None
+) -> dict[str, DType]:
+    """Check a view against its source's schema and return its join keys' dtypes.
+
+    A BigQuery source is checked through ``bigquery_schema`` (see offline/bigquery_schema.py);
+    without it, or when BigQuery is unreachable, a warning says so and the declared
+    dtypes are used.
+    """
     if isinstance(view.source, BigQuerySource):
-        declared = view.declared_key_dtypes
-        missing = [k for k in view.join_keys if k not in declared]
-        if missing:
-            raise SchemaMismatchError(
-                f"feature view {view.name!r}: the BigQuery source's schema cannot be read here, "
-                f"so declare the dtype of join key(s) {missing} with a Field in the schema"
-            )
-        return declared
+        from featurestore.offline.bigquery_schema import check_bigquery_view
+
+        return check_bigquery_view(view, bigquery_schema)
     return check_view_schema(view, file_schema(view.source, repo_path))
 
 
@@ -302,7 +306,11 @@ def _changed_attributes(
 
 
 def plan(
-    current: RegistryState | None, contents: RepoContents, project: str, repo_path: Path
+    current: RegistryState | None,
+    contents: RepoContents,
+    project: str,
+    repo_path: Path,
+    bigquery_schema: SchemaReader | None = None,
 ) -> Plan:
     """Compare a repo's definitions with what was applied; nothing is written."""
     now = datetime.now(UTC).isoformat()
@@ -326,7 +334,7 @@ def plan(
     ]
 
     for name, view in contents.views.items():
-        key_dtypes = resolve_key_dtypes(view, repo_path)
+        key_dtypes = resolve_key_dtypes(view, repo_path, bigquery_schema)
         record = ViewRecord(view, view_fingerprint(view, key_dtypes), key_dtypes)
         old_record = current.views.get(name)
         record.versions = list(old_record.versions) if old_record else []
@@ -393,9 +401,12 @@ def plan(
 class Registry:
     """The registry file: load it, and apply a repo's definitions to it atomically."""
 
-    def __init__(self, path: Path, project: str) -> None:
+    def __init__(
+        self, path: Path, project: str, bigquery_schema: SchemaReader | None = None
+    ) -> None:
         self.path = Path(path)
         self.project = project
+        self.bigquery_schema = bigquery_schema  # reads BigQuery sources' schemas at apply
 
     def _lock(self):  # type: ignore[no-untyped-def]
         from filelock import FileLock
@@ -424,12 +435,12 @@ class Registry:
         return state
 
     def plan(self, contents: RepoContents, repo_path: Path) -> Plan:
-        return plan(self.load(), contents, self.project, repo_path)
+        return plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
 
     def apply(self, contents: RepoContents, repo_path: Path) -> Plan:
         """Compute the plan and write the new state, under the lock, atomically."""
         with self._lock():
-            result = plan(self.load(), contents, self.project, repo_path)
+            result = plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
             if not result.is_empty or not self.path.exists():
                 self._write(result.new_state)
             return result

@@ -35,10 +35,24 @@ class FeatureStore:
     registry, so serving never sees an unapplied edit.
     """
 
-    def __init__(self, repo_path: str | os.PathLike[str] = ".", config: RepoConfig | None = None):
+    def __init__(
+        self,
+        repo_path: str | os.PathLike[str] = ".",
+        config: RepoConfig | None = None,
+        *,
+        bigquery_client: Any = None,
+    ):
+        from featurestore.offline.bigquery_schema import schema_reader
+
         self.config = config or load_config(repo_path)
         self.repo_path: Path = self.config.repo_path
-        self.registry = Registry(self.config.registry_path, self.config.project)
+        # A google.cloud.bigquery.Client for a BigQuery offline store (None: opened on demand).
+        self.bigquery_client = bigquery_client
+        self.registry = Registry(
+            self.config.registry_path,
+            self.config.project,
+            schema_reader(self.config, bigquery_client),
+        )
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.repo_path)!r}, project={self.config.project!r})"
@@ -134,6 +148,14 @@ class FeatureStore:
                 self.config, state, online, end, views=views, progress=progress
             )
 
+    def offline_engine(self) -> Any:
+        """The configured offline engine: offline/duckdb.py, or BigQuery with this store's client."""
+        from featurestore.config import BigQueryConfig
+        from featurestore.offline import bigquery, duckdb
+
+        on_bigquery = isinstance(self.config.offline_store, BigQueryConfig)
+        return bigquery.BigQueryEngine(self.bigquery_client) if on_bigquery else duckdb
+
     def get_historical_features(
         self,
         entity_df: Any = None,
@@ -159,9 +181,7 @@ class FeatureStore:
         projections, service = state.resolve(
             feature_service if feature_service is not None else features  # type: ignore[arg-type]
         )
-        from featurestore.offline.duckdb import historical_job
-
-        return historical_job(
+        return self.offline_engine().historical_job(
             self.config,
             state,
             entity_df,

@@ -1,0 +1,322 @@
+"""A JoinPlan rendered as BigQuery (GoogleSQL): the point-in-time join and "latest row per key".
+
+The same plan ``offline/duckdb_sql.py`` renders for DuckDB, written for BigQuery rather
+than transpiled: an inequality join on the keys and ``t - ttl <= event_ts <= t``, and
+``QUALIFY ROW_NUMBER() ... = 1`` to keep each entity row's winner. Both queries here share
+one ordering, so the training-set join and materialization break ties identically:
+
+    winner = greatest (event_ts, created_ts with NULL oldest, the view's feature values)
+
+BigQuery tables have no row order, so the DuckDB engine's last tie-break (later file, then
+later row) has no analogue here: rows tied on event and created time are ordered by the
+values of every feature of the view, in schema order (NULL oldest, NaN above numbers).
+That makes the choice deterministic and the same offline and in materialization, at the
+price of reading every feature column of a requested view.
+
+Every identifier is validated (``definitions.check_name``) and quoted with backticks;
+timestamps are rendered as literals so that BigQuery can prune partitions. Everything here
+returns SQL text; ``offline/bigquery.py`` runs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from featurestore.definitions import check_name
+from featurestore.errors import RetrievalError
+from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, ViewJoin
+from featurestore.types import DType
+
+ROW = "__fs_row"  # the entity row's identity: its position, numbered on upload
+T = "__fs_t"  # the entity row's time, TIMESTAMP
+EVENT = "__fs_event_ts"
+CREATED = "__fs_created_ts"
+
+# BigQuery TIMESTAMP range: 0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999 UTC.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+_TABLE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$")
+
+
+def quote(name: str) -> str:
+    """A validated identifier in backticks: a name ``check_name`` rejects never reaches SQL."""
+    check_name(name, "column")
+    return f"`{name}`"
+
+
+def quote_any(name: str) -> str:
+    """Any column name (e.g. an entity_df column) in backticks, escaped as BigQuery reads it."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def table_ref(table: str) -> str:
+    """``project.dataset.table`` (or ``dataset.table``), validated, each part in backticks."""
+    if not isinstance(table, str) or not _TABLE.match(table):
+        raise RetrievalError(
+            f"BigQuery table {table!r} is not of the form project.dataset.table or dataset.table"
+        )
+    return ".".join(f"`{part}`" for part in table.split("."))
+
+
+def timestamp_literal(value: datetime) -> str:
+    """A TIMESTAMP literal (naive datetimes are UTC), microsecond precision."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return f"TIMESTAMP '{value.astimezone(UTC).isoformat(sep=' ', timespec='microseconds')}'"
+
+
+def bigquery_type(dtype: DType) -> str:
+    """The BigQuery type a dtype is read as (Int32 -> INT64, Float32 -> FLOAT64: no narrower)."""
+    return dtype.bigquery
+
+
+def feature_alias(view_index: int, feature_index: int) -> str:
+    return f"__fs_v{view_index}_f{feature_index}"
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The entity rows' times, known before rendering: literals prune partitions.
+
+    ``None`` bounds mean every entity time is null (no row can match anything).
+    """
+
+    earliest: datetime | None
+    latest: datetime | None
+
+
+@dataclass(frozen=True)
+class ViewColumns:
+    """A view's feature columns as the source is read: every feature, in schema order.
+
+    ``all_features`` (name, dtype) is the tie-break order; the plan's requested features
+    are a subset of it.
+    """
+
+    all_features: tuple[tuple[str, DType], ...]
+
+    def index(self, name: str) -> int:
+        return [n for n, _ in self.all_features].index(name)
+
+
+def bigquery_source(view: ViewJoin) -> BigQuerySourcePlan:
+    """The view's BigQuery source; the BigQuery engine does not read Parquet files."""
+    if not isinstance(view.source, BigQuerySourcePlan):
+        raise RetrievalError(
+            f"feature view {view.name!r} reads Parquet files: the BigQuery engine reads "
+            "BigQuerySource views only; use offline_store type duckdb for file sources"
+        )
+    return view.source
+
+
+def source_relation(view: ViewJoin) -> str:
+    """The view's BigQuery table (quoted) or query (as a subquery)."""
+    source = bigquery_source(view)
+    if source.table is not None:
+        return table_ref(source.table)
+    return f"(\n{source.query}\n)"
+
+
+def _earliest_candidate(view: ViewJoin, times: TimeRange) -> datetime | None:
+    """min(t) - ttl, or None when the view has no ttl or it reaches before year 1."""
+    if view.ttl_us is None or times.earliest is None:
+        return None
+    try:
+        bound = times.earliest - timedelta(microseconds=view.ttl_us)
+    except OverflowError:
+        return None
+    return bound if bound >= EARLIEST else None
+
+
+def source_rows(view: ViewJoin, view_index: int, columns: ViewColumns, where: str) -> str:
+    """The view's usable source rows: typed keys, event/created time, every feature.
+
+    Rows with a null key or a null event time are dropped (they can never be candidates).
+    ``where`` filters on the *raw* timestamp columns so that BigQuery prunes partitions.
+    """
+    source = bigquery_source(view)
+    created = (
+        f"CAST({quote(source.created_column)} AS TIMESTAMP)"
+        if source.created_column
+        else "CAST(NULL AS TIMESTAMP)"
+    )
+    selected = [
+        f"CAST({quote(k.name)} AS {bigquery_type(k.dtype)}) AS {quote(k.name)}" for k in view.keys
+    ]
+    selected += [
+        f"CAST({quote(source.timestamp_column)} AS TIMESTAMP) AS {EVENT}",
+        f"{created} AS {CREATED}",
+    ]
+    selected += [
+        f"CAST({quote(name)} AS {bigquery_type(dtype)}) AS {feature_alias(view_index, j)}"
+        for j, (name, dtype) in enumerate(columns.all_features)
+    ]
+    not_null = [f"{quote(k.name)} IS NOT NULL" for k in view.keys]
+    not_null.append(f"{quote(source.timestamp_column)} IS NOT NULL")
+    return (
+        "SELECT\n      "
+        + ",\n      ".join(selected)
+        + f"\n    FROM {source_relation(view)}"
+        + "\n    WHERE "
+        + "\n      AND ".join([*not_null, where])
+    )
+
+
+def winner_order(view_index: int, columns: ViewColumns, alias: str) -> str:
+    """ORDER BY of the winner first: event time, created time, then the feature values.
+
+    Written so BigQuery and DuckDB order alike: NULL last in DESC in both; NaN is put
+    above every number explicitly (BigQuery sorts NaN lowest, DuckDB highest).
+    """
+    terms = [f"{alias}.{EVENT} DESC", f"{alias}.{CREATED} DESC NULLS LAST"]
+    for j, (_, dtype) in enumerate(columns.all_features):
+        value = f"{alias}.{feature_alias(view_index, j)}"
+        if dtype.name in ("Float32", "Float64"):
+            terms.append(f"IF(IS_NAN({value}), 1, 0) DESC NULLS LAST")
+        terms.append(f"{value} DESC NULLS LAST")
+    return ", ".join(terms)
+
+
+def _window(view: ViewJoin, times: TimeRange, as_of: str) -> list[str]:
+    """The candidate conditions of the join, beyond equal keys."""
+    conditions = [f"s.{EVENT} <= e.{T}"]
+    if view.ttl_us is not None:
+        lower = f"s.{EVENT} >= TIMESTAMP_SUB(e.{T}, INTERVAL {view.ttl_us} MICROSECOND)"
+        if _earliest_candidate(view, times) is None:
+            # Some t - ttl falls before year 1, where TIMESTAMP_SUB fails; for those rows
+            # the bound excludes nothing. IF evaluates only the branch it returns.
+            try:
+                oldest = EARLIEST + timedelta(microseconds=view.ttl_us)
+                lower = f"IF(e.{T} < {timestamp_literal(oldest)}, TRUE, {lower})"
+            except OverflowError:  # a ttl longer than BigQuery's whole time range
+                lower = "TRUE"
+        conditions.append(lower)
+    if as_of == "created":
+        # A missing created time counts as known (it sorts oldest, as in the tie-break).
+        conditions.append(f"(s.{CREATED} IS NULL OR s.{CREATED} <= e.{T})")
+    return conditions
+
+
+def _pruning(view: ViewJoin, times: TimeRange) -> str:
+    """Restrict the source scan to [min(t) - ttl, max(t)]: nothing outside can win."""
+    if times.latest is None:
+        return "FALSE"
+    column = quote(bigquery_source(view).timestamp_column)
+    bounds = [f"{column} <= {timestamp_literal(times.latest)}"]
+    earliest = _earliest_candidate(view, times)
+    if earliest is not None:
+        bounds.insert(0, f"{column} >= {timestamp_literal(earliest)}")
+    return " AND ".join(bounds)
+
+
+def render_join(
+    plan: JoinPlan,
+    columns: Sequence[ViewColumns],
+    entities: str,
+    times: TimeRange,
+    *,
+    entity_columns: bool = False,
+) -> str:
+    """The point-in-time join as one BigQuery query, ordered by ``__fs_row``.
+
+    ``entities`` is a table (or subquery) with ``__fs_row`` (INT64, unique), the join keys
+    (INT64 or STRING) and ``__fs_t`` (TIMESTAMP). Output: ``__fs_row``, then (with
+    ``entity_columns``) every other column of ``entities`` but ``__fs_t``, then every
+    feature under its output name, in the plan's order. ``columns[i]`` lists every feature
+    of ``plan.views[i]`` (the tie-break).
+    """
+    ctes = []
+    joins = []
+    selects = [f"e.{ROW}"]
+    if entity_columns:
+        selects.append(f"e.* EXCEPT ({ROW}, {T})")
+    for i, (view, cols) in enumerate(zip(plan.views, columns, strict=True)):
+        alias = f"v{i}"
+        ctes.append(
+            f"-- Step 1, view {view.name}: its usable source rows (non-null keys and event time),\n"
+            f"  -- read only within [min(t) - ttl, max(t)], the window any entity row can see.\n"
+            f"  {alias} AS (\n    {source_rows(view, i, cols, _pruning(view, times))}\n  )"
+        )
+        keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
+        requested = [f"s.{feature_alias(i, cols.index(f.name))}" for f in view.features]
+        ctes.append(
+            f"-- Step 2, view {view.name}: per entity row, every candidate (same keys,\n"
+            f"  -- t - ttl <= event_ts <= t{', created_ts <= t' if plan.as_of == 'created' else ''});"
+            " the latest wins.\n"
+            f"  {alias}_won AS (\n"
+            f"    SELECT e.{ROW}, {', '.join(requested)}\n"
+            f"    FROM {entities} AS e\n"
+            f"    JOIN {alias} AS s\n"
+            f"      ON {' AND '.join([keys_equal, *_window(view, times, plan.as_of)])}\n"
+            f"    QUALIFY ROW_NUMBER() OVER (\n"
+            f"      PARTITION BY e.{ROW} ORDER BY {winner_order(i, cols, 's')}) = 1\n"
+            "  )"
+        )
+        joins.append(f"LEFT JOIN {alias}_won ON {alias}_won.{ROW} = e.{ROW}")
+        selects += [
+            f"{alias}_won.{feature_alias(i, cols.index(f.name))} AS {quote(f.output)}"
+            for f in view.features
+        ]
+    # Step 3: every entity row once (no candidate gives NULL), in the caller's order.
+    return (
+        "WITH\n  "
+        + ",\n  ".join(ctes)
+        + "\n-- Step 3: every entity row, with each view's winner (NULL when none), in order.\n"
+        + f"SELECT {', '.join(selects)}\nFROM {entities} AS e\n"
+        + "\n".join(joins)
+        + f"\nORDER BY e.{ROW}"
+    )
+
+
+def render_latest(
+    view: ViewJoin,
+    columns: ViewColumns,
+    *,
+    end: datetime,
+    start: datetime | None,
+    created_after: datetime | None,
+) -> str:
+    """One row per entity key: the winner among rows with ``event_ts <= end`` and
+    (``event_ts >= start`` or ``created_ts > created_after``).
+
+    Columns: the join keys, every feature under its own name, ``event_ts``, ``created_ts``.
+    """
+    source = bigquery_source(view)
+    event = quote(source.timestamp_column)
+    lower = "TRUE" if start is None else f"{event} >= {timestamp_literal(start)}"
+    late = (
+        "FALSE"
+        if created_after is None or source.created_column is None
+        else f"{quote(source.created_column)} > {timestamp_literal(created_after)}"
+    )
+    where = f"{event} <= {timestamp_literal(end)} AND ({lower} OR {late})"
+    keys = ", ".join(f"s.{quote(k)}" for k in view.key_names)
+    features = [
+        f"s.{feature_alias(0, j)} AS {quote(name)}"
+        for j, (name, _) in enumerate(columns.all_features)
+    ]
+    return (
+        "-- The view's usable source rows in the materialization window; per entity key the\n"
+        "-- greatest (event_ts, created_ts, feature values) wins, as in the training-set join.\n"
+        f"WITH s AS (\n    {source_rows(view, 0, columns, where)}\n)\n"
+        f"SELECT {keys}, {', '.join(features)}, s.{EVENT} AS event_ts, s.{CREATED} AS created_ts\n"
+        "FROM s\n"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {winner_order(0, columns, 's')}) = 1"
+    )
+
+
+def render_entity_table(query: str, timestamp_column: str) -> str:
+    """An entity SQL query, numbered: every column, ``__fs_t`` and ``__fs_row``.
+
+    Run once into a table (ROW_NUMBER() OVER () is not stable between evaluations, so the
+    join must read stored numbers). A query has no inherent order: the numbering is the
+    row order of the result.
+    """
+    return (
+        f"SELECT q.*, CAST(q.{quote_any(timestamp_column)} AS TIMESTAMP) AS {T},\n"
+        f"  ROW_NUMBER() OVER () - 1 AS {ROW}\n"
+        f"FROM (\n{query}\n) AS q"
+    )
