@@ -80,11 +80,11 @@ def source_rows(
     draw: st.DrawFn, keys: list[str], features: dict[str, str], has_created: bool
 ) -> SourceRow:
     row_keys = {k: draw(_maybe_null(st.sampled_from(KEY_VALUES[k]), 20)) for k in keys}
-    event = draw(_maybe_null(st.integers(0, 12), 20))
+    event = draw(_maybe_null(st.integers(0, 8), 20))
     created = None
     if has_created:
-        # Usually created at or after the event (late rows up to 15 minutes), sometimes missing.
-        offset = draw(_maybe_null(st.sampled_from([0, 0, 1, 2, 15, -1]), 6))
+        # Usually created at or after the event (late rows up to 6 minutes), sometimes missing.
+        offset = draw(_maybe_null(st.sampled_from([0, 0, 1, 6, -1]), 6))
         created = None if offset is None or event is None else minute(event + offset)
     values = {name: draw(_maybe_null(FEATURE_KINDS[kind][1], 6)) for name, kind in features.items()}
     return SourceRow(row_keys, None if event is None else minute(event), created, values)
@@ -98,12 +98,22 @@ def view_cases(draw: st.DrawFn, name: str, entity: str) -> ViewCase:
     )
     features = {f"{name}_{kind}": kind for kind in kinds}
     has_created = draw(st.booleans()) or draw(st.booleans())
-    ttl_minutes = draw(st.sampled_from([None, 0, 1, 3, 5]))
+    ttl_minutes = draw(st.sampled_from([None, 0, 1, 2, 4]))
     n_files = draw(st.integers(1, 2))
     files = [
         draw(st.lists(source_rows(keys, features, has_created), min_size=1, max_size=12))
         for _ in range(n_files)
     ]
+    # Complete ties: copies of drawn rows (same keys, event and created time) with other
+    # values, in the same file or the other one; the later file, then the later row, wins.
+    copies = st.tuples(
+        st.integers(0, 99), st.integers(0, 1), source_rows(keys, features, has_created)
+    )
+    for pick, target, fresh in draw(st.lists(copies, max_size=4)):
+        rows = [r for f in files for r in f]
+        original = rows[pick % len(rows)]
+        twin = SourceRow(dict(original.keys), original.event_ts, original.created_ts, fresh.values)
+        files[target % n_files].append(twin)
     ref = RefView(
         name=name,
         join_keys=keys,
@@ -133,7 +143,7 @@ def entity_rows(draw: st.DrawFn, max_rows: int = 15) -> list[dict[str, Any]]:
             "user_id": _maybe_null(st.sampled_from([*KEY_VALUES["user_id"], 99]), 25),
             "merchant": _maybe_null(st.sampled_from([*KEY_VALUES["merchant"], "zz"]), 25),
             "region": st.sampled_from(KEY_VALUES["region"]),
-            "event_timestamp": _maybe_null(st.integers(-2, 17).map(minute), 30),
+            "event_timestamp": _maybe_null(st.integers(-1, 11).map(minute), 30),
             "extra": st.integers(0, 5),
         }
     )

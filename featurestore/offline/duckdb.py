@@ -101,18 +101,32 @@ def output_schema(plan: JoinPlan) -> pa.Schema:
 
 
 def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table) -> pa.Table:
-    """Execute the point-in-time join; every entity column and row in order, then features."""
+    """Execute the point-in-time join; every entity column and row in order, then features.
+
+    One query per view, one after the other, so only one view's sorted source is held at
+    a time; each result comes back in DuckDB's order with ``__fs_row`` and is put back in
+    the caller's order by an O(n) inverse permutation rather than a sort.
+    """
+    import numpy as np
+
     for view in plan.views:
         warn_skipped_rows(con, view)
+    schema = output_schema(plan)
     con.register(sql.ENTITIES, _probe_table(plan, entities))
+    table = entities
     try:
-        result = con.sql(sql.render_join(plan)).to_arrow_table()
+        for index in range(len(plan.views)):
+            result = con.sql(sql.render_view_join(plan, index)).to_arrow_table()
+            rows = result[sql.ROW].to_numpy()
+            order = np.empty(len(rows), dtype=np.int64)
+            order[rows] = np.arange(len(rows), dtype=np.int64)
+            features = result.drop_columns([sql.ROW]).take(order)
+            for name in features.column_names:
+                table = table.append_column(
+                    schema.field(name), features[name].cast(schema.field(name).type)
+                )
     finally:
         con.unregister(sql.ENTITIES)
-    features = result.drop_columns([sql.ROW]).cast(output_schema(plan))
-    table = entities
-    for name in features.column_names:
-        table = table.append_column(name, features[name])
     return table
 
 

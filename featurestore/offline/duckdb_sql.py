@@ -41,20 +41,34 @@ def feature_alias(view_index: int, feature_index: int) -> str:
     return f"__fs_v{view_index}_f{feature_index}"
 
 
-def order_key(event: str, created: str, file: str, row: str) -> str:
-    """One comparable value ordering rows by (event, created, file, row), for ASOF and ties.
+def order_key(view: ViewJoin, event: str, created: str, position: str) -> str:
+    """One comparable value ordering a view's rows by (event, created, position).
 
-    ASOF JOIN allows a single inequality, so the tie-break is folded into it: an entity
-    probe of (t, +inf, +inf, +inf) is >= exactly the rows with event_ts <= t, and of
-    those the greatest key is the winner.
+    ASOF JOIN allows a single inequality, so the tie-break is folded into it. Fields that
+    cannot differ are left out (each one costs in the sort): no created column, no ``c``.
     """
-    return f"struct_pack(e := {event}, c := {created}, f := {file}, r := {row})"
+    fields = [f"e := {event}"]
+    if file_source(view).created_column:
+        fields.append(f"c := {created}")
+    fields.append(f"p := {position}")
+    return f"struct_pack({', '.join(fields)})"
 
 
-def probe_key(t: str) -> str:
-    """The order key an entity row at time ``t`` matches against (NULL t matches nothing)."""
-    top = order_key(t, "'infinity'::TIMESTAMPTZ", "9223372036854775807", "9223372036854775807")
+def probe_key(view: ViewJoin, t: str) -> str:
+    """The order key an entity row at ``t`` matches: (t, +inf, +inf) is >= exactly the rows
+    with ``event_ts <= t``, and the greatest of those is the winner. NULL t matches nothing."""
+    top = order_key(view, t, "'infinity'::TIMESTAMPTZ", "9223372036854775807")
     return f"CASE WHEN {t} IS NULL THEN NULL ELSE {top} END"
+
+
+def position(source: FileSourcePlan) -> str:
+    """A row's place in the source: file index, then row in file (a later one wins a tie).
+
+    Assumes fewer than 2**40 rows per file and 2**23 files.
+    """
+    if len(source.paths) == 1:
+        return "file_row_number"
+    return "(CAST(file_index AS BIGINT) << 40) + file_row_number"
 
 
 def file_source(view: ViewJoin) -> FileSourcePlan:
@@ -95,17 +109,16 @@ def source_rows(view: ViewJoin, view_index: int, where: str = "TRUE") -> str:
         SELECT {", ".join(keys)},
                CAST({quote(source.timestamp_column)} AS TIMESTAMPTZ) AS {EVENT},
                {created} AS {CREATED},
-               CAST(file_index AS BIGINT) AS __fs_file,
-               file_row_number AS __fs_file_row,
+               {position(source)} AS __fs_position,
                {", ".join(features)}
         FROM read_parquet([{paths}], file_row_number = true)
         WHERE {not_null}"""
     # Step 2: fold the tie-break into one ordering key (a missing created time sorts oldest).
     order = order_key(
-        EVENT, f"coalesce({CREATED}, '-infinity'::TIMESTAMPTZ)", "__fs_file", "__fs_file_row"
+        view, EVENT, f"coalesce({CREATED}, '-infinity'::TIMESTAMPTZ)", "__fs_position"
     )
     return f"""
-      SELECT * EXCLUDE (__fs_file, __fs_file_row), {order} AS {ORDER}
+      SELECT * EXCLUDE (__fs_position), {order} AS {ORDER}
       FROM ({inner}
       ) WHERE {where}"""
 
@@ -116,73 +129,59 @@ def _ttl_condition(view: ViewJoin, alias: str) -> str:
     return f"{alias}.{EVENT} >= e.{T} - to_microseconds({view.ttl_us})"
 
 
-def render_join(plan: JoinPlan) -> str:
-    """The point-in-time join: one row per entity row, ordered by ``__fs_row``.
+def render_view_join(plan: JoinPlan, index: int) -> str:
+    """The point-in-time join of view ``index``: ``__fs_row`` and its features, any order.
 
-    Output columns: ``__fs_row``, then every feature under its output name. The entity
-    table ``__fs_entities`` holds ``__fs_row``, the join keys (typed as ``join_type``) and
-    ``__fs_t`` (TIMESTAMPTZ).
+    The entity table ``__fs_entities`` holds ``__fs_row`` (the caller's row position: row
+    identity is the position, never the keys), the join keys (typed as ``join_type``) and
+    ``__fs_t`` (TIMESTAMPTZ). Every entity row appears once; no candidate gives nulls.
     """
-    ctes = []
-    joins = []
-    selects = [f"e.{ROW}"]
-    for i, view in enumerate(plan.views):
-        alias = f"v{i}"
-        ctes.append(f"{alias} AS ({source_rows(view, i)}\n    )")
-        keys_equal = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in view.key_names)
-        use_asof = plan.as_of == "event" or view.source.created_column is None
-        if use_asof:
-            # Step 3 (as_of="event"): ASOF JOIN picks, per entity row, the source row with the
-            # greatest order key <= the probe: the latest event_ts <= t, ties broken by
-            # created, file, row. The ttl then nulls a winner older than t - ttl (if the
-            # latest row is too old, every candidate is).
-            joins.append(
-                f"ASOF LEFT JOIN {alias} ON {keys_equal} AND {probe_key('e.' + T)} >= {alias}.{ORDER}"
-            )
-            ttl_ok = _ttl_condition(view, alias)
-            for j, f in enumerate(view.features):
-                value = f"{alias}.{feature_alias(i, j)}"
-                selects.append(
-                    f"CASE WHEN {ttl_ok} THEN {value} END AS {quote(f.output)}"
-                    if view.ttl_us is not None
-                    else f"{value} AS {quote(f.output)}"
-                )
-        else:
-            # Step 3 (as_of="created"): a second inequality (created_ts <= t) that ASOF cannot
-            # take. A range join keeps every candidate in the window known by t, and arg_max
-            # picks the greatest order key per entity row; rows with no candidate get nulls
-            # through the LEFT JOIN. (Filtering an ASOF result instead would give null where
-            # an older-created row exists.)
-            struct = ", ".join(
-                f"{feature_alias(i, j)} := s.{feature_alias(i, j)}"
-                for j in range(len(view.features))
-            )
-            window = " AND ".join(
-                [
-                    f"s.{EVENT} <= e.{T}",
-                    _ttl_condition(view, "s"),
-                    f"coalesce(s.{CREATED}, '-infinity'::TIMESTAMPTZ) <= e.{T}",
-                ]
-            )
-            ctes.append(
-                f"""{alias}_won AS (
-      SELECT e.{ROW}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
-      FROM {ENTITIES} e JOIN {alias} s
-        ON {keys_equal.replace(f"{alias}.", "s.")} AND {window}
-      GROUP BY e.{ROW}
-    )"""
-            )
-            joins.append(f"LEFT JOIN {alias}_won ON {alias}_won.{ROW} = e.{ROW}")
-            for j, f in enumerate(view.features):
-                selects.append(f"{alias}_won.w.{feature_alias(i, j)} AS {quote(f.output)}")
-    # Step 4: back to the caller's row order (row identity is the position, never the keys).
-    return (
-        "WITH\n    "
-        + ",\n    ".join(ctes)
-        + f"\nSELECT {', '.join(selects)}\nFROM {ENTITIES} e\n"
-        + "\n".join(joins)
-        + f"\nORDER BY e.{ROW}"
+    view = plan.views[index]
+    keys = ", ".join(quote(k) for k in view.key_names)
+    keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
+    values = [f"s.{feature_alias(index, j)}" for j in range(len(view.features))]
+    if plan.as_of == "event" or view.source.created_column is None:
+        # Step 3 (as_of="event"): ASOF JOIN picks, per entity row, the source row with the
+        # greatest order key <= the probe: the latest event_ts <= t, ties broken by created
+        # time, file and row. The ttl then nulls a winner older than t - ttl (when the
+        # latest row is too old, so is every other candidate).
+        ttl_ok = _ttl_condition(view, "s")
+        columns = [
+            f"CASE WHEN {ttl_ok} THEN {v} END AS {quote(f.output)}"
+            if view.ttl_us is not None
+            else f"{v} AS {quote(f.output)}"
+            for v, f in zip(values, view.features, strict=True)
+        ]
+        return f"""
+    SELECT e.{ROW}, {", ".join(columns)}
+    FROM (SELECT {ROW}, {keys}, {T} FROM {ENTITIES}) e
+    ASOF LEFT JOIN ({source_rows(view, index)}
+    ) s ON {keys_equal} AND {probe_key(view, "e." + T)} >= s.{ORDER}"""
+    # Step 3 (as_of="created"): a second inequality (created_ts <= t) that ASOF cannot take.
+    # A range join keeps every candidate in the window that was known by t, and arg_max
+    # picks the greatest order key per entity row; rows with no candidate get nulls through
+    # the LEFT JOIN. (Filtering an ASOF result instead would give null where an
+    # older-created row exists.)
+    struct = ", ".join(f"{feature_alias(index, j)} := {v}" for j, v in enumerate(values))
+    window = " AND ".join(
+        [
+            f"s.{EVENT} <= e.{T}",
+            _ttl_condition(view, "s"),
+            f"coalesce(s.{CREATED}, '-infinity'::TIMESTAMPTZ) <= e.{T}",
+        ]
     )
+    columns = [
+        f"won.w.{feature_alias(index, j)} AS {quote(f.output)}" for j, f in enumerate(view.features)
+    ]
+    return f"""
+    WITH won AS (
+      SELECT e.{ROW}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
+      FROM {ENTITIES} e JOIN ({source_rows(view, index)}
+      ) s ON {keys_equal} AND {window}
+      GROUP BY e.{ROW}
+    )
+    SELECT e.{ROW}, {", ".join(columns)}
+    FROM {ENTITIES} e LEFT JOIN won ON won.{ROW} = e.{ROW}"""
 
 
 def render_latest(view: ViewJoin, where: str) -> str:

@@ -61,7 +61,7 @@ def test_join_matches_reference_arrow_input(scenario: Scenario) -> None:
     _check(scenario, as_pandas=False)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=20)
 @given(scenarios())
 def test_join_matches_reference_pandas_input(scenario: Scenario) -> None:
     _check(scenario, as_pandas=True)

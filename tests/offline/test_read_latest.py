@@ -30,7 +30,7 @@ def cases(draw: st.DrawFn) -> tuple[Scenario, int | None, int, int | None]:
     return Scenario([view], [], "event", False), start, end, created_after
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_read_latest_matches_reference(case: tuple[Scenario, int | None, int, int | None]) -> None:
     scenario, start, end, created_after = case
