@@ -13,7 +13,6 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import ModelError
@@ -336,6 +335,8 @@ def _parent_record(parent: ModelArtifact | None) -> dict[str, Any] | None:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a model's input and output."""
+    from importlib import metadata as importlib_metadata
+
     versions = {"python": platform.python_version()}
     for name in ("featurestore", "lightgbm", "numpy", "pandas", "pyarrow", "duckdb"):
         try:
