@@ -336,6 +336,27 @@ def models_describe(model: Path, repo: Path) -> None:
         click.secho(line, fg=color)
 
 
+def _print_dry_run(store, entities, features, full_feature_names, as_of) -> None:  # type: ignore[no-untyped-def]
+    from featurestore.offline.bigquery import dry_run_request
+
+    result = dry_run_request(
+        store.config,
+        store.state,
+        entities,
+        features,
+        full_feature_names=full_feature_names,
+        as_of=as_of,
+        client=store.bigquery_client,
+    )
+    click.echo(result.sql)
+    gib = result.total_bytes_processed / 2**30
+    click.echo(
+        f"-- BigQuery dry run: {result.total_bytes_processed:,} bytes ({gib:.3f} GiB) would be scanned"
+    )
+    for note in result.notes:
+        click.echo(f"-- {note}")
+
+
 @main.command("training-set")
 @REPO_OPTION
 @click.option("--service", default=None, help="The feature service to build the set for.")
@@ -354,9 +375,14 @@ def models_describe(model: Path, repo: Path) -> None:
 )
 @click.option(
     "--out",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the training set (Parquet); the manifest goes to OUT.manifest.json.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="BigQuery: print the SQL and the bytes it would scan (a dry-run job); run nothing.",
 )
 @click.option("--full-feature-names", is_flag=True, help="Name feature columns view__feature.")
 @click.option(
@@ -377,6 +403,7 @@ def training_set(
     full_feature_names: bool,
     as_of: str,
     label: str | None,
+    dry_run: bool,
 ) -> None:
     """Build a point-in-time-correct training set and its manifest."""
     import time
@@ -391,6 +418,11 @@ def training_set(
     if bool(service) == bool(features):
         raise click.UsageError("pass --service NAME or one or more --features VIEW:FEATURE")
     store = _store(repo)
+    if dry_run:
+        _print_dry_run(store, entities, service or list(features), full_feature_names, as_of)
+        return
+    if out is None:
+        raise click.UsageError("pass --out PATH (or --dry-run)")
     n_rows = pq.ParquetFile(entities).metadata.num_rows
     started = time.perf_counter()
     with Progress(

@@ -44,7 +44,8 @@ class BigQueryConfig:
 
     ``maximum_bytes_billed`` caps every query (BigQuery fails it, unbilled, past the cap);
     ``labels`` are added to every job; temporary tables expire after
-    ``temp_table_expiration_minutes``.
+    ``temp_table_expiration_minutes``. ``api_endpoint`` points the client at a
+    BigQuery-compatible endpoint (an emulator) with anonymous credentials.
     """
 
     project: str
@@ -53,6 +54,7 @@ class BigQueryConfig:
     maximum_bytes_billed: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     temp_table_expiration_minutes: int = 60
+    api_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         # These names reach SQL and job configurations: reject anything BigQuery would not.
@@ -70,6 +72,10 @@ class BigQueryConfig:
                     f"offline_store (bigquery): label {key!r}: {value!r} must be lowercase "
                     "letters, digits, '_' or '-' (keys start with a letter)"
                 )
+        if self.api_endpoint is not None and not re.match(r"^https?://", str(self.api_endpoint)):
+            raise ConfigError(
+                f"offline_store (bigquery): api_endpoint {self.api_endpoint!r} must be an http(s) URL"
+            )
         positive = self.temp_table_expiration_minutes
         if not isinstance(positive, int) or positive <= 0:
             raise ConfigError(

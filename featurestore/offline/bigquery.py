@@ -488,3 +488,27 @@ class BigQueryEngine:
             batch_rows=batch_rows,
             client=self.client,
         )
+
+
+def dry_run_request(
+    config: RepoConfig,
+    state: RegistryState,
+    entity_df: Any,
+    features: Sequence[str] | FeatureService | str,
+    *,
+    full_feature_names: bool = False,
+    as_of: AsOf = "event",
+    client: Any = None,
+) -> DryRun:
+    """Dry-run the training set for ``features`` (refs, a service or its name): SQL and bytes."""
+    projections, _ = state.resolve(features)
+    join = plan_bigquery_join(
+        config,
+        state,
+        entity_df,
+        projections,
+        full_feature_names=full_feature_names,
+        as_of=as_of,
+        client=client,
+    )
+    return dry_run(join)

@@ -30,9 +30,21 @@ _LABEL = re.compile(r"[^a-z0-9_-]")
 
 
 def open_client(config: BigQueryConfig) -> bigquery.Client:
-    """A BigQuery client for the configured project and location (application default
-    credentials). Raises ``google.auth.exceptions.DefaultCredentialsError`` without them."""
-    return bigquery.Client(project=config.project, location=config.location)
+    """A BigQuery client for the configured project and location.
+
+    Application default credentials (``google.auth.exceptions.DefaultCredentialsError``
+    without them), or anonymous ones at a configured ``api_endpoint`` (an emulator).
+    """
+    if config.api_endpoint is None:
+        return bigquery.Client(project=config.project, location=config.location)
+    from google.auth.credentials import AnonymousCredentials
+
+    return bigquery.Client(
+        project=config.project,
+        location=config.location,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": config.api_endpoint},
+    )
 
 
 def storage_api_installed() -> bool:

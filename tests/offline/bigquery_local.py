@@ -292,3 +292,88 @@ def build_bigquery_repo(scenario: Any, path: Any, client: LocalBigQuery) -> Any:
     registry = Registry(config.registry_path, config.project, schema_reader(config, client))
     registry.apply(contents, path)
     return FeatureStore(path, bigquery_client=client)
+
+
+# --- the network itself: a tiny BigQuery REST endpoint on 127.0.0.1 ----------------------
+
+
+class BigQueryHTTP:
+    """Answers the two REST calls a real ``bigquery.Client`` makes for ``apply`` and
+    ``training-set --dry-run``: ``tables.get`` (from ``tables``: name -> [(column, type)])
+    and ``jobs.insert`` of a dry-run query (``totalBytesProcessed`` = ``dry_run_bytes``).
+    Every request is recorded (method, path, JSON body). Anything else answers 501.
+    Use as a context manager; ``endpoint`` is its http://127.0.0.1:PORT URL.
+    """
+
+    def __init__(self, tables: dict[str, list[tuple[str, str]]], dry_run_bytes: int) -> None:
+        self.tables = tables
+        self.dry_run_bytes = dry_run_bytes
+        self.requests: list[tuple[str, str, Any]] = []
+
+    def __enter__(self) -> BigQueryHTTP:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                fake.requests.append(("GET", path, None))
+                parts = path.strip("/").split("/")  # bigquery/v2/projects/P/datasets/D/tables/T
+                if len(parts) == 8 and parts[2] == "projects" and parts[6] == "tables":
+                    name = f"{parts[3]}.{parts[5]}.{parts[7]}"
+                    if name not in fake.tables:
+                        self._answer(
+                            404, {"error": {"code": 404, "message": f"Not found: Table {name}"}}
+                        )
+                        return
+                    fields = [
+                        {"name": n, "type": t, "mode": "NULLABLE"} for n, t in fake.tables[name]
+                    ]
+                    ref = {"projectId": parts[3], "datasetId": parts[5], "tableId": parts[7]}
+                    self._answer(200, {"tableReference": ref, "schema": {"fields": fields}})
+                    return
+                self._answer(501, {"error": {"code": 501, "message": "not in this fake"}})
+
+            def do_POST(self) -> None:
+                path = self.path.split("?")[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append(("POST", path, body))
+                if path.endswith("/jobs") and body.get("configuration", {}).get("dryRun"):
+                    stats = {"totalBytesProcessed": str(fake.dry_run_bytes)}
+                    self._answer(
+                        200,
+                        {
+                            "jobReference": body["jobReference"],
+                            "configuration": body["configuration"],
+                            "status": {"state": "DONE"},
+                            "statistics": {**stats, "query": stats},
+                        },
+                    )
+                    return
+                self._answer(501, {"error": {"code": 501, "message": "not in this fake"}})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
