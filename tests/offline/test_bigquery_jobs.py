@@ -1,0 +1,190 @@
+"""What the BigQuery engine asks the client to do: real google-cloud-bigquery job
+configurations, asserted as built, and temporary tables that expire and are cleaned up.
+
+The client is tests/offline/bigquery_local.py's stand-in (BigQuery cannot be reached from
+here); the configurations it receives are the real objects the real client would send.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from google.cloud import bigquery
+
+from featurestore.config import BigQueryConfig
+from featurestore.errors import ConfigError, RetrievalError
+from featurestore.offline import bigquery_jobs as jobs
+from featurestore.offline.bigquery import read_latest
+from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
+from tests.reference import RefView, SourceRow
+from tests.strategies import Scenario, ViewCase, minute
+
+
+def _scenario() -> Scenario:
+    rows = [
+        SourceRow({"user_id": 1}, minute(0), minute(0), {"v0_small": 7, "v0_rate": 0.5}),
+        SourceRow({"user_id": 2}, minute(3), None, {"v0_small": -3, "v0_rate": float("nan")}),
+    ]
+    case = ViewCase(
+        RefView("v0", ["user_id"], timedelta(minutes=5), ["v0_small", "v0_rate"], [rows]),
+        "user",
+        {"v0_small": "Int32", "v0_rate": "Float32"},
+        int32_keys=True,
+        timestamp_unit="us",
+        naive_timestamps=False,
+    )
+    return Scenario([case], [], "event", False)
+
+
+def _store(tmp_path: Path, client: LocalBigQuery, extra: str = ""):  # type: ignore[no-untyped-def]
+    store = build_bigquery_repo(_scenario(), tmp_path, client)
+    if extra:
+        yaml = tmp_path / "featurestore.yaml"
+        yaml.write_text(yaml.read_text().replace("dataset: ds", f"dataset: ds, {extra}"))
+        from featurestore import FeatureStore
+
+        store = FeatureStore(tmp_path, bigquery_client=client)
+    return store
+
+
+ENTITIES = pa.table(
+    {
+        "user_id": pa.array([2, 1, 1], pa.int32()),
+        "event_timestamp": pa.array(
+            [minute(4), minute(1), minute(9)], pa.timestamp("us", tz="UTC")
+        ),
+    }
+)
+
+
+def test_a_training_set_uploads_numbered_rows_and_writes_an_expiring_result(tmp_path: Path) -> None:
+    client = LocalBigQuery()
+    store = _store(tmp_path, client, "maximum_bytes_billed: 5000000, labels: {team: risk}")
+    started = datetime.now(UTC)
+    table = store.get_historical_features(ENTITIES, ["v0:v0_small", "v0:v0_rate"]).to_arrow()
+
+    # Values in the caller's order, BigQuery's INT64/FLOAT64 cast back to the declared types.
+    assert table["v0_small"].to_pylist() == [-3, 7, None]
+    assert table.schema.field("v0_small").type == pa.int32()
+    assert table.schema.field("v0_rate").type == pa.float32()
+    assert table["v0_rate"][1].as_py() == 0.5 and str(table["v0_rate"][0]) == "nan"
+
+    loads = [c for kind, c in client.jobs if kind == "load"]
+    assert len(loads) == 1
+    load = loads[0]
+    assert isinstance(load, bigquery.LoadJobConfig)
+    assert load.source_format == bigquery.SourceFormat.PARQUET
+    assert load.write_disposition == bigquery.WriteDisposition.WRITE_APPEND
+    assert [(f.name, f.field_type, f.mode) for f in load.schema] == [
+        ("__fs_row", "INT64", "REQUIRED"),
+        ("user_id", "INT64", "NULLABLE"),
+        ("__fs_t", "TIMESTAMP", "NULLABLE"),
+    ]
+
+    ((sql, config),) = client.queries()
+    assert "QUALIFY ROW_NUMBER()" in sql
+    assert isinstance(config, bigquery.QueryJobConfig)
+    assert config.dry_run is False and config.use_query_cache is False
+    assert config.use_legacy_sql is False
+    assert config.maximum_bytes_billed == 5_000_000
+    assert config.write_disposition == bigquery.WriteDisposition.WRITE_EMPTY
+    assert config.destination.project == "test-project" and config.destination.dataset_id == "ds"
+    assert config.destination.table_id.startswith("featurestore_training_")
+    assert config.labels == {
+        "featurestore": "training_set",
+        "featurestore_project": "props",
+        "team": "risk",
+    }
+
+    # The entity table was created with an expiration before any row was loaded; the
+    # result table got one as soon as it existed; both are deleted once read.
+    (entity_table,) = [t for name, t in client.tables.items() if "featurestore_entities_" in name]
+    assert (
+        started + timedelta(minutes=59)
+        < entity_table.expires
+        <= datetime.now(UTC) + timedelta(minutes=60)
+    )
+    updates = [c for kind, c in client.jobs if kind == "update_table"]
+    assert [(name, fields) for name, fields, _ in updates] == [
+        (str(config.destination), ["expires"])
+    ]
+    assert sorted(client.deleted) == sorted([str(entity_table.reference), str(config.destination)])
+
+
+def test_maximum_bytes_billed_is_left_unset_unless_configured(tmp_path: Path) -> None:
+    client = LocalBigQuery()
+    _store(tmp_path, client).get_historical_features(ENTITIES, ["v0:v0_small"]).to_arrow()
+    ((_, config),) = client.queries()
+    assert config.maximum_bytes_billed is None
+    assert config.labels == {"featurestore": "training_set", "featurestore_project": "props"}
+
+
+def test_an_entity_query_is_numbered_once_into_an_expiring_table(tmp_path: Path) -> None:
+    client = LocalBigQuery()
+    store = _store(tmp_path, client)
+    client.load_arrow("test-project.ds.people", ENTITIES)
+    query = "SELECT * FROM `test-project.ds.people`"
+    table = store.get_historical_features(query, ["v0:v0_small"]).to_arrow()
+    assert sorted(table["v0_small"].to_pylist(), key=str) == sorted([-3, 7, None], key=str)
+    schema, numbering, time_range, _ = client.queries()
+    assert schema[1].dry_run is True and schema[0] == query  # its columns, for the plan
+    kinds = [c.labels["featurestore"] for _, c in client.queries()[1:]]
+    assert kinds == ["entity_rows", "entity_time_range", "training_set"]
+    assert query in numbering[0] and "ROW_NUMBER() OVER ()" in numbering[0]
+    assert numbering[1].destination.table_id.startswith("featurestore_entities_")
+    assert time_range[1].destination is None  # a one-row answer
+    updated = [c[0] for kind, c in client.jobs if kind == "update_table"]
+    assert str(numbering[1].destination) in updated
+    assert str(numbering[1].destination) in client.deleted
+
+
+def test_read_latest_streams_from_an_expiring_result_deleted_when_done(tmp_path: Path) -> None:
+    client = LocalBigQuery()
+    store = _store(tmp_path, client)
+    view, keys = store.state.view("v0"), store.state.key_dtypes("v0")
+    batches = list(
+        read_latest(store.config, view, keys, end=minute(10), client=client, batch_rows=1)
+    )
+    assert [b.num_rows for b in batches] == [1, 1]  # pages of batch_rows
+    ((_, config),) = client.queries()
+    assert config.labels["featurestore"] == "materialize"
+    assert str(config.destination) in client.deleted
+    schema = batches[0].schema
+    assert [(f.name, f.type) for f in schema] == [
+        ("user_id", pa.int64()),
+        ("v0_small", pa.int32()),
+        ("v0_rate", pa.float32()),
+        ("event_ts", pa.timestamp("us", tz="UTC")),
+        ("created_ts", pa.timestamp("us", tz="UTC")),
+    ]
+    # A consumer that stops early still leaves no result table behind.
+    stream = read_latest(store.config, view, keys, end=minute(10), client=client, batch_rows=1)
+    next(stream)
+    stream.close()
+    ((_, config),) = client.queries()[1:]
+    assert str(config.destination) in client.deleted
+
+
+def test_a_value_outside_the_declared_type_is_an_error_naming_the_column() -> None:
+    table = pa.table({"clicks": pa.array([1, 2**40], pa.int64())})
+    with pytest.raises(RetrievalError, match="column 'clicks' came back from BigQuery as int64"):
+        jobs.cast_columns(table, {"clicks": pa.int32()}, "training set")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"project": "Bad_Project"}, "not a project id"),
+        ({"dataset": "ds; drop"}, "must be letters, digits, underscores"),
+        ({"labels": {"Team": "x"}}, "label 'Team'"),
+        ({"temp_table_expiration_minutes": 0}, "positive integer"),
+        ({"api_endpoint": "127.0.0.1:9050"}, "http(s) URL"),
+    ],
+)
+def test_bigquery_settings_are_validated(settings: dict, message: str) -> None:
+    base = {"project": "test-project", "dataset": "ds"}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        BigQueryConfig(**{**base, **settings})
