@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from featurestore.config import DuckDBConfig, RepoConfig
@@ -111,12 +111,16 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
 
     for view in plan.views:
         warn_skipped_rows(con, view)
+    import pyarrow.compute as pc
+
     schema = output_schema(plan)
+    times = pc.min_max(entities[ENTITY_TIMESTAMP]).as_py()
     con.register(sql.ENTITIES, _probe_table(plan, entities))
     table = entities
     try:
         for index in range(len(plan.views)):
-            result = con.sql(sql.render_view_join(plan, index)).to_arrow_table()
+            query = sql.render_view_join(plan, index, times["min"], times["max"])
+            result = con.sql(query).to_arrow_table()
             rows = result[sql.ROW].to_numpy()
             order = np.empty(len(rows), dtype=np.int64)
             order[rows] = np.arange(len(rows), dtype=np.int64)
@@ -163,12 +167,6 @@ def historical_job(
     )
 
 
-def _timestamp_literal(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return f"CAST({sql.literal(value.astimezone(UTC).isoformat())} AS TIMESTAMPTZ)"
-
-
 def read_latest(
     config: RepoConfig,
     view: FeatureView,
@@ -193,11 +191,11 @@ def read_latest(
     plan = plan_view(
         view, key_dtypes, view.feature_names, full_feature_names=False, repo_path=config.repo_path
     )
-    lower = "TRUE" if start is None else f"{sql.EVENT} >= {_timestamp_literal(start)}"
+    lower = "TRUE" if start is None else f"{sql.EVENT} >= {sql.time_literal(start)}"
     late = (
-        "FALSE" if created_after is None else f"{sql.CREATED} > {_timestamp_literal(created_after)}"
+        "FALSE" if created_after is None else f"{sql.CREATED} > {sql.time_literal(created_after)}"
     )
-    where = f"{sql.EVENT} <= {_timestamp_literal(end)} AND ({lower} OR {late})"
+    where = f"{sql.EVENT} <= {sql.time_literal(end)} AND ({lower} OR {late})"
     utc = pa.timestamp("us", tz="UTC")
     schema = pa.schema(
         [(k.name, k.dtype.to_arrow()) for k in plan.keys]

@@ -10,6 +10,8 @@ Everything here returns SQL text; ``offline/duckdb.py`` runs it.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import FileSourcePlan, JoinPlan, ViewJoin
 from featurestore.types import DType
@@ -129,14 +131,40 @@ def _ttl_condition(view: ViewJoin, alias: str) -> str:
     return f"{alias}.{EVENT} >= e.{T} - to_microseconds({view.ttl_us})"
 
 
-def render_view_join(plan: JoinPlan, index: int) -> str:
+def time_literal(value: datetime) -> str:
+    """A TIMESTAMPTZ literal; a naive datetime is read as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return f"CAST({literal(value.astimezone(UTC).isoformat())} AS TIMESTAMPTZ)"
+
+
+def prune(view: ViewJoin, t_min: datetime | None, t_max: datetime | None) -> str:
+    """The source rows that can matter to entity times within [t_min, t_max].
+
+    Nothing after ``t_max`` can be a candidate, nor (with a ttl) anything before
+    ``t_min - ttl``; the condition reaches the Parquet scan, which skips row groups.
+    """
+    if t_min is None or t_max is None:
+        return "FALSE"  # no entity row has a time: nothing can match
+    bounds = [f"{EVENT} <= {time_literal(t_max)}"]
+    if view.ttl_us is not None:
+        bounds.append(f"{EVENT} >= {time_literal(t_min - timedelta(microseconds=view.ttl_us))}")
+    return " AND ".join(bounds)
+
+
+def render_view_join(
+    plan: JoinPlan, index: int, t_min: datetime | None, t_max: datetime | None
+) -> str:
     """The point-in-time join of view ``index``: ``__fs_row`` and its features, any order.
 
     The entity table ``__fs_entities`` holds ``__fs_row`` (the caller's row position: row
     identity is the position, never the keys), the join keys (typed as ``join_type``) and
-    ``__fs_t`` (TIMESTAMPTZ). Every entity row appears once; no candidate gives nulls.
+    ``__fs_t`` (TIMESTAMPTZ), whose non-null values lie within [t_min, t_max]. Every entity
+    row appears once; no candidate gives nulls.
     """
     view = plan.views[index]
+    # Step 1-2 (see source_rows), only rows that can matter to these entity times.
+    source = source_rows(view, index, prune(view, t_min, t_max))
     keys = ", ".join(quote(k) for k in view.key_names)
     keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
     values = [f"s.{feature_alias(index, j)}" for j in range(len(view.features))]
@@ -155,7 +183,7 @@ def render_view_join(plan: JoinPlan, index: int) -> str:
         return f"""
     SELECT e.{ROW}, {", ".join(columns)}
     FROM (SELECT {ROW}, {keys}, {T} FROM {ENTITIES}) e
-    ASOF LEFT JOIN ({source_rows(view, index)}
+    ASOF LEFT JOIN ({source}
     ) s ON {keys_equal} AND {probe_key(view, "e." + T)} >= s.{ORDER}"""
     # Step 3 (as_of="created"): a second inequality (created_ts <= t) that ASOF cannot take.
     # A range join keeps every candidate in the window that was known by t, and arg_max
@@ -176,7 +204,7 @@ def render_view_join(plan: JoinPlan, index: int) -> str:
     return f"""
     WITH won AS (
       SELECT e.{ROW}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
-      FROM {ENTITIES} e JOIN ({source_rows(view, index)}
+      FROM {ENTITIES} e JOIN ({source}
       ) s ON {keys_equal} AND {window}
       GROUP BY e.{ROW}
     )
