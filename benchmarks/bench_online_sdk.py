@@ -9,8 +9,9 @@ rows per driver and view in the last hours (ttl 1 day, so every value is PRESENT
 system materializes the same Parquet files into its OWN throwaway ``redis-server``, then
 times ``get_online_features(features=<all 6>, entity_rows=...).to_dict()`` for ``--calls``
 calls of 1 entity and of 100 entities (random drivers, the same lists for both, after 200
-warm-up calls). Feast runs under ``.venv-feast`` as a subprocess
-(benchmarks/feast_online_sdk.py) timing its own calls; ours runs in this process. The first
+warm-up calls each), in 4 interleaved blocks per system so that both see the same load.
+Feast runs under ``.venv-feast`` as a subprocess (benchmarks/feast_online_sdk.py) that
+times its own calls block by block when told; ours runs in this process. The first
 answers of both are compared value by value, and ``used_memory`` per driver is read from
 each server. "CPU" is the mean CPU time per call of the calling process (user + system),
 which the load on the machine disturbs far less than wall-clock percentiles.
@@ -57,6 +58,7 @@ FEATURES = [f"{view}:{name}" for view, fields in VIEWS.items() for name, _ in fi
 FIRST_ID = 1001
 ROWS_PER_DRIVER = 3
 WARMUP = 200
+ROUNDS = 4  # blocks per system and request size, interleaved
 
 DEFINITIONS = """\
 from datetime import timedelta
@@ -144,76 +146,111 @@ def requests(drivers: int, size: int, count: int, seed: int = 11) -> list[list[i
     return [[int(i) for i in row] for row in ids]
 
 
-def ours(
-    workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime, end: datetime,
-    id_lists: dict[str, list[list[int]]], calls: int,
-) -> dict[str, dict]:  # fmt: skip
-    """Build our repo on ``server``, materialize, and time our SDK calls."""
-    repo = workdir / "ours"
-    repo.mkdir()
-    (repo / "featurestore.yaml").write_text(
-        "project: bench\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
-        f"online_store: {{type: redis, url: 'redis://127.0.0.1:{server.port}/0'}}\n"
-    )
-    text = DEFINITIONS
-    for view, fields in VIEWS.items():
-        declared = ", ".join(f'Field(name="{n}", dtype={d})' for n, d in fields)
-        text += VIEW_TEMPLATE.format(name=view, fields=declared, path=sources[view])
-    (repo / "definitions.py").write_text(text)
-    fs = FeatureStore(repo)
-    fs.apply()
-    fs.materialize(start, end)
-    out: dict[str, dict] = {"latencies": {}, "cpu": {}, "first": {}}
-    for size, lists in id_lists.items():
-        rows = [[{"driver_id": i} for i in ids] for ids in lists]
-        out["first"][size] = fs.get_online_features(FEATURES, rows[0]).to_dict()
-        for n in range(WARMUP):
-            fs.get_online_features(FEATURES, rows[n % len(rows)]).to_dict()
-        timings = []
+class Ours:
+    """Our repo on ``server``: applied, materialized, warmed up; times blocks of calls."""
+
+    def __init__(
+        self, workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime,
+        end: datetime, id_lists: dict[str, list[list[int]]],
+    ) -> None:  # fmt: skip
+        repo = workdir / "ours"
+        repo.mkdir()
+        (repo / "featurestore.yaml").write_text(
+            "project: bench\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
+            f"online_store: {{type: redis, url: 'redis://127.0.0.1:{server.port}/0'}}\n"
+        )
+        text = DEFINITIONS
+        for view, fields in VIEWS.items():
+            declared = ", ".join(f'Field(name="{n}", dtype={d})' for n, d in fields)
+            text += VIEW_TEMPLATE.format(name=view, fields=declared, path=sources[view])
+        (repo / "definitions.py").write_text(text)
+        self.fs = FeatureStore(repo)
+        self.fs.apply()
+        self.fs.materialize(start, end)
+        self.requests = {
+            size: [[{"driver_id": i} for i in ids] for ids in lists]
+            for size, lists in id_lists.items()
+        }
+        self.first = {
+            size: self.fs.get_online_features(FEATURES, rows[0]).to_dict()
+            for size, rows in self.requests.items()
+        }
+        for rows in self.requests.values():
+            for n in range(WARMUP):
+                self.fs.get_online_features(FEATURES, rows[n % len(rows)]).to_dict()
+
+    def block(self, size: str, calls: int, offset: int) -> tuple[list[float], float]:
+        """Latencies of ``calls`` calls, and their CPU time."""
+        rows = self.requests[size]
+        latencies = []
         cpu = time.process_time()
-        for n in range(calls):
-            request = rows[n % len(rows)]
+        for n in range(offset, offset + calls):
+            entity_rows = rows[n % len(rows)]
             began = time.perf_counter()
-            fs.get_online_features(FEATURES, request).to_dict()
-            timings.append(time.perf_counter() - began)
-        out["cpu"][size] = (time.process_time() - cpu) / calls
-        out["latencies"][size] = timings
-    fs.close()
-    return out
+            self.fs.get_online_features(FEATURES, entity_rows).to_dict()
+            latencies.append(time.perf_counter() - began)
+        return latencies, time.process_time() - cpu
+
+    def close(self) -> None:
+        self.fs.close()
 
 
-def feast(
-    workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime, end: datetime,
-    id_lists: dict[str, list[list[int]]], calls: int,
-) -> dict[str, dict]:  # fmt: skip
-    """Run Feast's side (benchmarks/feast_online_sdk.py) under its venv; its JSON answer."""
-    job = {
-        "workdir": str(workdir / "feast"),
-        "redis": f"127.0.0.1:{server.port}",
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "key": "driver_id",
-        "views": [
-            {
-                "name": view,
-                "source": str(sources[view]),
-                "features": [{"name": n, "dtype": d} for n, d in fields],
-            }
-            for view, fields in VIEWS.items()
-        ],
-        "features": FEATURES,
-        "requests": id_lists,
-        "calls": calls,
-    }
-    job_path = workdir / "feast_job.json"
-    job_path.write_text(json.dumps(job))
-    script = Path(__file__).with_name("feast_online_sdk.py")
-    done = subprocess.run(
-        [str(FEAST_PYTHON), str(script), str(job_path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.exit(f"Feast's run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Feast:
+    """Feast's side: benchmarks/feast_online_sdk.py under its venv, driven block by block."""
+
+    def __init__(
+        self, workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime,
+        end: datetime, id_lists: dict[str, list[list[int]]],
+    ) -> None:  # fmt: skip
+        job = {
+            "workdir": str(workdir / "feast"),
+            "redis": f"127.0.0.1:{server.port}",
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "key": "driver_id",
+            "views": [
+                {
+                    "name": view,
+                    "source": str(sources[view]),
+                    "features": [{"name": n, "dtype": d} for n, d in fields],
+                }
+                for view, fields in VIEWS.items()
+            ],
+            "features": FEATURES,
+            "requests": id_lists,
+        }
+        job_path = workdir / "feast_job.json"
+        job_path.write_text(json.dumps(job))
+        self.stderr = workdir / "feast_stderr.txt"
+        with self.stderr.open("w") as stderr:  # a file: a full pipe would stall Feast
+            self.process = subprocess.Popen(
+                [str(FEAST_PYTHON), str(Path(__file__).with_name("feast_online_sdk.py")),
+                 str(job_path)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            )  # fmt: skip
+        self.first = self._answer()["first"]
+
+    def _answer(self) -> dict:
+        """The next JSON line Feast's side prints (its materialize prints other lines too)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        self.process.kill()
+        sys.exit(f"Feast's side failed:\n{self.stderr.read_text()[-3000:]}")
+
+    def block(self, size: str, calls: int, offset: int) -> tuple[list[float], float]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"size": size, "calls": calls, "offset": offset}))
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        answer = self._answer()
+        return answer["latencies"], answer["cpu"]
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def same_answers(ours_first: dict[str, dict], feast_first: dict[str, dict]) -> list[str]:
@@ -245,14 +282,29 @@ def main() -> None:
     start = end - timedelta(days=1)
     id_lists = {"1": requests(args.entities, 1, 500), "100": requests(args.entities, 100, 50)}
     servers = {"ours": RedisServer(), "feast": RedisServer()}
+    latencies: dict[str, dict[str, list[float]]] = {"ours": {}, "feast": {}}
+    cpu: dict[str, dict[str, float]] = {"ours": {}, "feast": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             sources = generate(workdir, args.entities, end)
+            sides = {
+                "ours": Ours(workdir, sources, servers["ours"], start, end, id_lists),
+                "feast": Feast(workdir, sources, servers["feast"], start, end, id_lists),
+            }
             load_before = os.getloadavg()[0]
-            mine = ours(workdir, sources, servers["ours"], start, end, id_lists, args.calls)
-            theirs = feast(workdir, sources, servers["feast"], start, end, id_lists, args.calls)
+            per_block = args.calls // ROUNDS
+            for round_ in range(ROUNDS):  # interleaved, so both see the same machine load
+                order = ["ours", "feast"] if round_ % 2 == 0 else ["feast", "ours"]
+                for size in id_lists:
+                    for name in order:
+                        lat, used = sides[name].block(size, per_block, round_ * per_block)
+                        latencies[name].setdefault(size, []).extend(lat)
+                        cpu[name][size] = cpu[name].get(size, 0.0) + used / args.calls
             load_after = os.getloadavg()[0]
+            firsts = {name: side.first for name, side in sides.items()}
+            for side in sides.values():
+                side.close()
             memory = {
                 name: (s.used_memory() - s.baseline) / args.entities for name, s in servers.items()
             }
@@ -260,7 +312,7 @@ def main() -> None:
         for server in servers.values():
             server.stop()
 
-    problems = same_answers(mine["first"], theirs["first"])
+    problems = same_answers(firsts["ours"], firsts["feast"])
     console = Console(width=130)
     table = Table(
         title=f"get_online_features from Python: 6 features over 2 views, {args.calls} calls "
@@ -271,10 +323,10 @@ def main() -> None:
         table.add_column(column, justify="right")
     rows = []
     for size, label in (("1", "1 entity"), ("100", "100 entities")):
-        o50, o99 = percentile(mine["latencies"][size], 50), percentile(mine["latencies"][size], 99)
-        f50 = percentile(theirs["latencies"][size], 50)
-        f99 = percentile(theirs["latencies"][size], 99)
-        ocpu, fcpu = mine["cpu"][size] * 1000, theirs["cpu"][size] * 1000
+        o50, o99 = percentile(latencies["ours"][size], 50), percentile(latencies["ours"][size], 99)
+        f50 = percentile(latencies["feast"][size], 50)
+        f99 = percentile(latencies["feast"][size], 99)
+        ocpu, fcpu = cpu["ours"][size] * 1000, cpu["feast"][size] * 1000
         row = [label, f"{o50:.3f}", f"{o99:.3f}", f"{ocpu:.3f}", f"{f50:.3f}", f"{f99:.3f}",
                f"{fcpu:.3f}", f"{f50 / o50:.1f}x", f"{f99 / o99:.1f}x", f"{fcpu / ocpu:.1f}x"]  # fmt: skip
         rows.append(row)

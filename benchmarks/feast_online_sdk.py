@@ -10,14 +10,15 @@ A job::
      "views": [{"name": "driver_hourly_stats", "source": "/tmp/.../hourly.parquet",
                 "features": [{"name": "conv_rate", "dtype": "Float32"}, ...]}],
      "features": ["driver_hourly_stats:conv_rate", ...],
-     "requests": {"1": [[1001]], "100": [[1001, ...], ...]},   # entity ids per call
-     "calls": 2000}
+     "requests": {"1": [[1001]], "100": [[1001, ...], ...]}}   # entity ids per call
 
 Builds a Feast repo over the same Parquet sources (DuckDB offline store, Redis online
-store), materializes the window, then times ``get_online_features(...).to_dict()`` for
-``calls`` calls per request size, cycling through the given entity lists after warm-up.
-Prints one JSON line: per size, every call's latency in seconds, the mean CPU time per
-call (this process: user + system), and the answer to the first request (for the caller to check both systems serve the same values).
+store), materializes the window, warms up, and prints one JSON line: the answer to the first
+request of each size (for the caller to check both systems serve the same values). Then it
+times blocks of calls on demand, so the caller can interleave them with its own: for each
+line ``{"size": "1", "calls": 500, "offset": 0}`` on stdin it times ``calls`` calls of
+``get_online_features(...).to_dict()`` (entity lists from ``offset`` on, cycling) and prints
+one JSON line: every call's latency in seconds, and the CPU time of the block.
 """
 
 from __future__ import annotations
@@ -86,26 +87,31 @@ def build(job: dict) -> FeatureStore:
 def main(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     store = build(job)
-    key, features, calls = job["key"], job["features"], job["calls"]
-    out: dict[str, dict] = {"latencies": {}, "cpu": {}, "first": {}}
-    for size, id_lists in job["requests"].items():
-        requests = [[{key: i} for i in ids] for ids in id_lists]
-        first = store.get_online_features(features=features, entity_rows=requests[0]).to_dict()
-        out["first"][size] = first
+    key, features = job["key"], job["features"]
+    requests = {
+        size: [[{key: i} for i in ids] for ids in id_lists]
+        for size, id_lists in job["requests"].items()
+    }
+    first = {
+        size: store.get_online_features(features=features, entity_rows=rows[0]).to_dict()
+        for size, rows in requests.items()
+    }
+    for rows in requests.values():
         for n in range(WARMUP):
-            store.get_online_features(
-                features=features, entity_rows=requests[n % len(requests)]
-            ).to_dict()
+            store.get_online_features(features=features, entity_rows=rows[n % len(rows)]).to_dict()
+    print(json.dumps({"first": first}, default=str), flush=True)
+    for line in sys.stdin:  # one timed block per line: {"size": "1", "calls": 500, "offset": 0}
+        block = json.loads(line)
+        rows, offset = requests[block["size"]], block["offset"]
         latencies = []
         cpu = time.process_time()
-        for n in range(calls):
-            rows = requests[n % len(requests)]
+        for n in range(offset, offset + block["calls"]):
+            entity_rows = rows[n % len(rows)]
             began = time.perf_counter()
-            store.get_online_features(features=features, entity_rows=rows).to_dict()
+            store.get_online_features(features=features, entity_rows=entity_rows).to_dict()
             latencies.append(time.perf_counter() - began)
-        out["cpu"][size] = (time.process_time() - cpu) / calls
-        out["latencies"][size] = latencies
-    print(json.dumps(out, default=str))
+        cpu = time.process_time() - cpu
+        print(json.dumps({"latencies": latencies, "cpu": cpu}), flush=True)
 
 
 if __name__ == "__main__":
