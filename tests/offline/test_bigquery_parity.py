@@ -35,7 +35,7 @@ from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
 from tests.reference import RefView, SourceRow, latest, point_in_time, same_value, winner
 from tests.strategies import Scenario, build_repo, entity_table, minute, scenarios
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _value_rank(value: Any) -> tuple[int, Any]:

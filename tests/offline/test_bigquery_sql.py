@@ -187,3 +187,61 @@ def test_a_file_source_view_is_refused_by_the_bigquery_engine(tmp_path: Path) ->
     bq_store.registry.path.write_text(store.registry.path.read_text())  # Parquet views applied
     with pytest.raises(RetrievalError, match="feature view 'v0' reads Parquet files"):
         _plan_for(bq_store, ["v0:v0_count"])
+
+
+def _ttl_scenario(ttl: timedelta | None) -> Scenario:
+    rows = [
+        SourceRow({"user_id": 1}, minute(0), None, {"v0_count": 10}),
+        SourceRow({"user_id": 1}, minute(-(10**6)), None, {"v0_count": 5}),  # ~2 years earlier
+    ]
+    case = ViewCase(
+        RefView("v0", ["user_id"], ttl, ["v0_count"], [rows]),
+        "user",
+        {"v0_count": "Int64"},
+        int32_keys=False,
+        timestamp_unit="us",
+        naive_timestamps=False,
+    )
+    return Scenario([case], [], "event", False)
+
+
+@pytest.mark.parametrize("years", [3000, 10**6])
+def test_a_ttl_beyond_bigquery_time_range_runs_and_bounds_nothing(
+    tmp_path: Path, years: int
+) -> None:
+    """A ttl reaching before year 1 renders the IF guard (or no bound) and still runs."""
+    entities = pa.table(
+        {
+            "user_id": pa.array([1, 1, 1, 1], pa.int64()),
+            "event_timestamp": pa.array(
+                [minute(-(10**6) - 1), minute(-10), minute(5), None], pa.timestamp("us", tz="UTC")
+            ),
+        }
+    )
+    client = LocalBigQuery()
+    ttl = timedelta(days=365 * years)
+    store = build_bigquery_repo(_ttl_scenario(ttl), tmp_path / "bq", client)
+    got = store.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
+    assert got["v0_count"].to_pylist() == [None, 5, 10, None]  # the 2-year-old row counts
+    ((sql_text, _),) = client.queries()
+    assert ("IF(e.__fs_t <" in sql_text) == (years == 3000)
+    assert "TIMESTAMP_SUB" in sql_text if years == 3000 else "TIMESTAMP_SUB" not in sql_text
+    # Such a ttl bounds nothing here: the DuckDB engine without a ttl agrees.
+    on_duckdb = build_repo(_ttl_scenario(None), tmp_path / "duckdb")
+    expected = on_duckdb.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
+    assert got == expected
+
+
+def test_no_entity_rows_give_an_empty_typed_training_set(tmp_path: Path) -> None:
+    client = LocalBigQuery()
+    store = build_bigquery_repo(_ttl_scenario(timedelta(minutes=5)), tmp_path, client)
+    empty = pa.table(
+        {
+            "user_id": pa.array([], pa.int64()),
+            "event_timestamp": pa.array([], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    got = store.get_historical_features(empty, ["v0:v0_count"]).to_arrow()
+    assert got.num_rows == 0 and got.schema.field("v0_count").type == pa.int64()
+    ((sql_text, _),) = client.queries()
+    assert "AND FALSE" in sql_text  # nothing to scan
