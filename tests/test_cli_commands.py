@@ -1,4 +1,8 @@
-"""The real ``featurestore`` command, run as a subprocess: init, apply, list, plan, describe."""
+"""The real ``featurestore`` command, run as a subprocess: init, apply, list, plan, describe.
+
+(Not ``test_cli.py``: tests/models/test_cli.py has that basename, and pytest imports test
+files by basename here.)
+"""
 
 from __future__ import annotations
 
