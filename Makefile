@@ -32,6 +32,8 @@ demo: install
 	$(BIN)/featurestore train --repo feature_repo --service fraud_v1 \
 		--entities feature_repo/data/transactions.parquet --label is_fraud --out artifacts/fraud_v1
 	$(BIN)/featurestore models describe artifacts/fraud_v1 --repo feature_repo
+	@# Materialize and look a few entities up: Redis at 127.0.0.1:6379/15 if one answers, else SQLite.
+	$(BIN)/python feature_repo/online_demo.py
 
 test: install feast
 	$(BIN)/ruff check .

@@ -1,0 +1,106 @@
+"""``make demo``'s online part: materialize the example repo, then look a few entities up.
+
+    python feature_repo/online_demo.py [--repo feature_repo]
+
+The demo (not the library) chooses the online store: Redis when one answers on
+127.0.0.1:6379 (database 15, so it stays clear of anything else there), else the repo's
+SQLite file, and says which. The library itself never falls back: a configured store that
+does not answer is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEMO_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def choose_online_store(repo: Path):  # type: ignore[no-untyped-def]
+    """The repo's config, pointed at the local Redis when it answers; and a sentence why."""
+    import redis
+
+    from featurestore.config import RedisConfig, load_config
+
+    config = load_config(repo)
+    client = redis.Redis.from_url(DEMO_REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.RedisError:
+        where = getattr(config.online_store, "path", config.online_store)
+        return config, f"SQLite at {where} (no Redis answered on 127.0.0.1:6379)"
+    finally:
+        client.close()
+    config = dataclasses.replace(config, online_store=RedisConfig(url=DEMO_REDIS_URL))
+    return config, f"Redis at {DEMO_REDIS_URL} (a Redis answered on 127.0.0.1:6379)"
+
+
+def main() -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from featurestore import FeatureStore
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path, default=Path(__file__).parent)
+    args = parser.parse_args()
+    console = Console()
+
+    config, why = choose_online_store(args.repo)
+    console.print(f"[bold]Online store:[/bold] {why}")
+    store = FeatureStore(args.repo, config=config)
+    # Everything up to now (re-running is idempotent; the data may have been regenerated).
+    report = store.materialize(datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    for run in report.runs:
+        console.print(
+            f"materialized {run.view}: {run.rows_read:,} entity rows read, "
+            f"{run.rows_written:,} written in {run.seconds:.2f} s"
+        )
+
+    # Look up the last transaction's user and merchant at its time, an unknown pair, and the
+    # same pair today: months after the data ends, every ttl has passed.
+    transactions = pq.read_table(args.repo / "data" / "transactions.parquet")
+    last = transactions.take(
+        [pc.index(transactions["event_timestamp"], pc.max(transactions["event_timestamp"])).as_py()]
+    ).to_pylist()[0]
+    known = {"user_id": last["user_id"], "merchant_id": last["merchant_id"]}
+    end = last["event_timestamp"]
+    lookups = [
+        ("at the data's end", known, end),
+        ("unknown keys", {"user_id": 1, "merchant_id": 1}, end),
+        ("today: ttl passed", known, datetime.now(UTC)),
+    ]
+    table = Table(
+        title="get_online_features(feature_service='fraud_v1', now=...)",
+        caption=f"user {known['user_id']}, merchant {known['merchant_id']}: the last "
+        f"transaction's; data's end {end:%Y-%m-%d %H:%M}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("feature", no_wrap=True)
+    answers = []
+    for title, keys, now in lookups:
+        table.add_column(title, no_wrap=True)
+        answers.append(
+            store.get_online_features(feature_service="fraud_v1", entity_rows=[keys], now=now)
+        )
+    for name in answers[0].feature_names:
+        cells = []
+        for answer in answers:
+            value = answer.to_dict()[name][0]
+            shown = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else value
+            cells.append(f"{shown} [dim]{answer.statuses[name][0]}[/dim]")
+        table.add_row(name, *cells)
+    console.print(table)
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
