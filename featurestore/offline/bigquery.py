@@ -151,10 +151,10 @@ class BigQueryJoin:
                 temporary.append(entity_table)
                 times = time_range(probe[sql.T])
             else:
-                entity_table = self._number_entity_query(temporary)
+                entity_table = self._number_entity_query(self.entities.query or "", temporary)
                 times = self._query_time_range(entity_table)
-            result = temporary_result = jobs.temp_table(self.config, "training")
-            temporary.append(temporary_result)
+            result = jobs.temp_table(self.config, "training")
+            temporary.append(result)
             text = sql.render_join(
                 self.plan,
                 self.columns,
@@ -179,14 +179,13 @@ class BigQueryJoin:
         job.result()
         return job
 
-    def _number_entity_query(self, temporary: list[str]) -> str:
+    def _number_entity_query(self, query: str, temporary: list[str]) -> str:
         from featurestore.offline.bigquery_jobs import expire_table, temp_table
 
         name = temp_table(self.config, "entities")
         temporary.append(name)
-        assert self.entities.query is not None
         self._query(
-            sql.render_entity_table(self.entities.query, self.plan.timestamp_column),
+            sql.render_entity_table(query, self.plan.timestamp_column),
             "entity_rows",
             name,
         )
@@ -353,8 +352,8 @@ def dry_run(join: BigQueryJoin) -> DryRun:
             "(free); the dry run stands an empty table in for them"
         )
     else:
-        assert join.entities.query is not None
-        relation = f"({sql.render_entity_table(join.entities.query, join.plan.timestamp_column)})"
+        query = join.entities.query or ""
+        relation = f"({sql.render_entity_table(query, join.plan.timestamp_column)})"
         times = sql.TimeRange(sql.EARLIEST, sql.LATEST)
         rows = upload = None
         notes.append(

@@ -250,7 +250,9 @@ def render_join(
             f"    SELECT e.{ROW}, {', '.join(requested)}\n"
             f"    FROM {entities} AS e\n"
             f"    JOIN {alias} AS s\n"
-            f"      ON {' AND '.join([keys_equal, *_window(view, times, plan.as_of)])}\n"
+            f"      ON {keys_equal}\n"
+            # (BigQuery takes QUALIFY only beside a WHERE, GROUP BY or HAVING clause.)
+            f"    WHERE {' AND '.join(_window(view, times, plan.as_of))}\n"
             f"    QUALIFY ROW_NUMBER() OVER (\n"
             f"      PARTITION BY e.{ROW} ORDER BY {winner_order(i, cols, 's')}) = 1\n"
             "  )"
@@ -304,6 +306,7 @@ def render_latest(
         f"WITH s AS (\n    {source_rows(view, 0, columns, where)}\n)\n"
         f"SELECT {keys}, {', '.join(features)}, s.{EVENT} AS event_ts, s.{CREATED} AS created_ts\n"
         "FROM s\n"
+        "WHERE TRUE  -- BigQuery takes QUALIFY only beside a WHERE, GROUP BY or HAVING clause\n"
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {winner_order(0, columns, 's')}) = 1"
     )
 

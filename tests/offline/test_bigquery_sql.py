@@ -65,6 +65,20 @@ def test_the_join_parses_as_bigquery_and_keeps_its_structure() -> None:
     assert "`test-project`.`ds`.`stats`" in tables
 
 
+def test_every_qualify_sits_beside_a_where_as_bigquery_requires() -> None:
+    view = _view(DAY)
+    columns = sql.ViewColumns((("rate", Float32),))
+    latest = sql.render_latest(view, columns, end=TIMES.latest, start=None, created_after=None)  # type: ignore[arg-type]
+    for text in (_render(view, TIMES), latest):
+        selects = [
+            q for q in sqlglot.parse_one(text, read="bigquery").find_all(exp.Select)
+            if q.args.get("qualify")
+        ]  # fmt: skip
+        assert selects
+        for select in selects:
+            assert any(select.args.get(k) for k in ("where", "group", "having"))
+
+
 def test_the_source_scan_is_pruned_to_min_t_minus_ttl_and_max_t_as_literals() -> None:
     text = _render(_view(DAY), TIMES)
     assert "`ts` >= TIMESTAMP '2024-01-01 00:00:00.000000+00:00'" in text
