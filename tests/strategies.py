@@ -163,6 +163,25 @@ def scenarios(draw: st.DrawFn, as_of: str | None = None) -> Scenario:
     )
 
 
+@st.composite
+def late_rows(
+    draw: st.DrawFn, case: ViewCase, last_end: datetime, created_floor: datetime
+) -> list[SourceRow]:
+    """A Parquet file appended after a materialization run to ``last_end``: rows newer than
+    ``last_end`` and, when the view has a created column, late rows (an event time at or
+    before ``last_end``, created at or after ``created_floor``: after every earlier row)."""
+    kinds = {f: f.removeprefix(f"{case.ref.name}_") for f in case.ref.features}
+    rows = draw(st.lists(source_rows(case.ref.join_keys, kinds, case.ref.has_created), max_size=8))
+    for row in rows:
+        if row.event_ts is None or row.event_ts > last_end:
+            continue
+        if case.ref.has_created:
+            row.created_ts = created_floor + timedelta(minutes=draw(st.integers(0, 3)))
+        else:  # without a created time a late row cannot be told apart: only newer rows
+            row.event_ts = last_end + timedelta(minutes=draw(st.integers(1, 4)))
+    return rows
+
+
 # --- writing a scenario as a real repo --------------------------------------------------
 
 

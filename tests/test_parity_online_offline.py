@@ -21,7 +21,7 @@ import struct
 import tempfile
 import warnings
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ from tests.strategies import (
     ENTITY_KEYS,
     ViewCase,
     build_repo,
+    late_rows,
     minute,
-    source_rows,
     view_cases,
     write_view_files,
 )
@@ -171,25 +171,6 @@ def test_online_equals_offline_once_everything_up_to_t_is_materialized(
         )
         check_parity(store, views, t)
         store.close()
-
-
-@st.composite
-def late_rows(
-    draw: st.DrawFn, case: ViewCase, last_end: datetime, created_floor: datetime
-) -> list[SourceRow]:
-    """A Parquet file appended after a run to ``last_end``: rows newer than ``last_end`` and,
-    when the view has a created column, late rows (an event time at or before ``last_end``,
-    created at or after ``created_floor``, i.e. after every row written before)."""
-    kinds = {f: f.removeprefix(f"{case.ref.name}_") for f in case.ref.features}
-    rows = draw(st.lists(source_rows(case.ref.join_keys, kinds, case.ref.has_created), max_size=8))
-    for row in rows:
-        if row.event_ts is None or row.event_ts > last_end:
-            continue
-        if case.ref.has_created:
-            row.created_ts = created_floor + timedelta(minutes=draw(st.integers(0, 3)))
-        else:  # without a created time a late row cannot be told apart: only newer rows
-            row.event_ts = last_end + timedelta(minutes=draw(st.integers(1, 4)))
-    return rows
 
 
 @st.composite
