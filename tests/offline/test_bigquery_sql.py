@@ -185,7 +185,7 @@ def test_a_hostile_entity_column_passes_through_on_bigquery(tmp_path: Path) -> N
 
 
 def _plan_for(store: Any, refs: list[str]) -> Any:
-    from featurestore.offline.bigquery import plan_bigquery_join
+    from featurestore.offline.bigquery_join import plan_bigquery_join
 
     projections, _ = store.state.resolve(refs)
     return plan_bigquery_join(
