@@ -220,25 +220,52 @@ class RowCodec:
     def decode(self, row: bytes) -> tuple[int, int | None, list[Any]]:
         """``(event_us, created_us or None, values)``: values in schema order, None = null."""
         created = _HEADER.unpack_from(row)[1]
-        event, values = self.decode_event_values(row)
-        return event, (created - SIGN if created else None), values
+        events, columns = self.decode_columns([row], range(len(self.features)))
+        return events[0], (created - SIGN if created else None), [c[0] for c in columns]
 
-    def decode_event_values(self, row: bytes) -> tuple[int, list[Any]]:
-        """``(event_us, values)``, the read path's part of ``decode``."""
-        event, _, bitmap, *values = self._fixed.unpack_from(row)
-        if self.strings:
-            offset = self._fixed.size
-            for i in self.strings:
-                size = values[i]
-                values[i] = row[offset : offset + size].decode()
-                offset += size
-        for i in self.timestamps:
-            values[i] = from_us(values[i])
-        if bitmap != self._no_nulls:
-            for i in range(len(values)):
-                if bitmap[i >> 3] >> (i & 7) & 1:
-                    values[i] = None
-        return event - SIGN, values
+    def decode_columns(
+        self, rows: Sequence[bytes], positions: Sequence[int]
+    ) -> tuple[list[int], list[list[Any]]]:
+        """Many rows at once (the read path): their event µs, and for each feature position
+        asked for, its column of values (None = null).
+
+        The fixed parts are unpacked in one C loop and transposed by ``zip``; only strings,
+        timestamps and nulls need Python per value.
+        """
+        fixed = self._fixed.size
+        buf = b"".join([r[:fixed] for r in rows] if self.strings else rows)
+        fields = list(zip(*self._fixed.iter_unpack(buf), strict=True)) if rows else []
+        if not fields:
+            return [], [[] for _ in positions]
+        events = [e - SIGN for e in fields[0]]
+        columns = []
+        for position in positions:
+            values = fields[3 + position]
+            if position in self.strings:
+                values = self._strings(rows, fields, position)
+            elif position in self.timestamps:
+                values = [from_us(v) for v in values]
+            columns.append(list(values))
+        bitmaps = fields[2]
+        if any(b != self._no_nulls for b in bitmaps):
+            for column, position in zip(columns, positions, strict=True):
+                byte, bit = position >> 3, 1 << (position & 7)
+                for i, bitmap in enumerate(bitmaps):
+                    if bitmap[byte] & bit:
+                        column[i] = None
+        return events, columns
+
+    def _strings(
+        self, rows: Sequence[bytes], fields: list[tuple[Any, ...]], position: int
+    ) -> list[str]:
+        """The string at ``position`` of every row: after the fixed part and earlier strings."""
+        before = [3 + i for i in self.strings if i < position]
+        start = self._fixed.size
+        lengths = fields[3 + position]
+        if not before:
+            return [r[start : start + n].decode() for r, n in zip(rows, lengths, strict=True)]
+        offsets = [start + sum(x) for x in zip(*(fields[i] for i in before), strict=True)]
+        return [r[o : o + n].decode() for r, o, n in zip(rows, offsets, lengths, strict=True)]
 
 
 def decode_version(row: bytes) -> tuple[int, int | None]:

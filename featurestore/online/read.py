@@ -300,9 +300,17 @@ def _decode_view(
     event_us: dict[str, list[int | None]],
 ) -> None:
     """Set one view's value, status and event-time columns (one entry per entity row)."""
-    decode = view.codec.decode_event_values
-    decoded = [None if row is None else decode(row) for row in rows]
-    events = [None if d is None else d[0] for d in decoded]
+    found = [i for i, row in enumerate(rows) if row is not None]
+    if len(found) == len(rows):
+        events, columns = view.codec.decode_columns(rows, view.positions)  # type: ignore[arg-type]
+    else:  # decode what exists, then put it back in place among the missing rows
+        present, decoded = view.codec.decode_columns([rows[i] for i in found], view.positions)
+        events = [None] * len(rows)
+        columns = [[None] * len(rows) for _ in view.positions]
+        for j, i in enumerate(found):
+            events[i] = present[j]
+            for column, source in zip(columns, decoded, strict=True):
+                column[i] = source[j]
     oldest = None if view.ttl_us is None else now_us - view.ttl_us
     # per row: None when the row's values count, else the status every feature gets
     row_status = [
@@ -310,22 +318,18 @@ def _decode_view(
         for e in events
     ]
     complete = not any(row_status)
-    for position, name in zip(view.positions, view.names, strict=True):
+    for name, column in zip(view.names, columns, strict=True):
         if complete:
-            column = [d[1][position] for d in decoded]  # type: ignore[index]
             status = [NULL_VALUE if v is None else PRESENT for v in column]
         else:
-            column = [
-                None if s else d[1][position]  # type: ignore[index]
-                for s, d in zip(row_status, decoded, strict=True)
-            ]
+            column = [None if s else v for s, v in zip(row_status, column, strict=True)]
             status = [
                 s or (NULL_VALUE if v is None else PRESENT)
                 for s, v in zip(row_status, column, strict=True)
             ]
         values[name] = column
         statuses[name] = status
-        event_us[name] = events
+        event_us[name] = events  # type: ignore[assignment]
 
 
 class OnlineReader:

@@ -105,6 +105,13 @@ def test_rows_round_trip_losslessly(table: Any) -> None:
         assert row[:16] == version_prefix(events[i], created[i])
         for j, dtype in enumerate(dtypes):
             assert same_value(dtype, columns[j][i], values[j]), (dtype, columns[j][i], values[j])
+    # the read path decodes many rows at once, any subset of positions in any order
+    positions = list(range(len(dtypes)))[::-1]
+    decoded_events, decoded = codec.decode_columns(rows, positions)
+    assert decoded_events == events
+    for column, j in zip(decoded, positions, strict=True):
+        for i, value in enumerate(column):
+            assert same_value(dtypes[j], columns[j][i], value), (dtypes[j], columns[j][i], value)
 
 
 @pytest.mark.parametrize(
