@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from featurestore.errors import FeatureStoreError, MaterializationError
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from featurestore.definitions import FeatureView
     from featurestore.online.base import OnlineStore, Watermark
     from featurestore.registry import RegistryState
+    from featurestore.types import DType
 
 log = logging.getLogger("featurestore.materialize")
 
@@ -100,6 +101,24 @@ class MaterializationReport:
         return sum(r.rows_written for r in self.runs)
 
 
+class OfflineEngine(Protocol):
+    """What materialization needs from an offline engine (offline/duckdb.py, or BigQuery's)."""
+
+    def read_latest(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        key_dtypes: Mapping[str, DType],
+        *,
+        end: datetime,
+        start: datetime | None = None,
+        created_after: datetime | None = None,
+        batch_rows: int = ...,
+    ) -> Iterator[pa.RecordBatch]:
+        """The latest candidate row per entity key (see offline/duckdb.py ``read_latest``)."""
+        ...
+
+
 class Progress:
     """Hooks a caller (the CLI's progress bar) receives; the default does nothing."""
 
@@ -146,12 +165,13 @@ def materialize(
     views: Sequence[str] | None = None,
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
+    engine: OfflineEngine | None = None,
 ) -> MaterializationReport:
     """Write to ``store`` the latest row per entity key with ``start <= event_ts <= end``.
 
     Each view's watermark then becomes ``(max(previous end, end), greatest created time
     written)``. ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity
-    rows per batch read from the offline engine and written to the store.
+    rows per batch read and written; ``engine``: the offline engine (default: DuckDB).
     """
     start, end = as_utc(start), as_utc(end)
     if end < start:
@@ -159,7 +179,7 @@ def materialize(
             f"materialize: end {end.isoformat()} is before start {start.isoformat()}; "
             "swap them (both ends are inclusive)"
         )
-    run = _Run(config, state, store, progress or Progress(), batch_rows)
+    run = _Run(config, state, store, _engine(engine), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: Window(end, start))
 
 
@@ -172,6 +192,7 @@ def materialize_incremental(
     views: Sequence[str] | None = None,
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
+    engine: OfflineEngine | None = None,
 ) -> MaterializationReport:
     """Write what arrived since each view's watermark, up to ``end`` (inclusive).
 
@@ -179,8 +200,16 @@ def materialize_incremental(
     greatest created time written (late rows); without a watermark, everything up to ``end``.
     """
     end = as_utc(end)
-    run = _Run(config, state, store, progress or Progress(), batch_rows)
+    run = _Run(config, state, store, _engine(engine), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: incremental_window(view, mark, end))
+
+
+def _engine(engine: OfflineEngine | None) -> OfflineEngine:
+    if engine is not None:
+        return engine
+    from featurestore.offline import duckdb
+
+    return duckdb  # type: ignore[return-value]  # a module with the protocol's function
 
 
 def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime) -> Window:
@@ -208,6 +237,7 @@ class _Run:
     config: RepoConfig
     state: RegistryState
     store: OnlineStore
+    engine: OfflineEngine
     progress: Progress
     batch_rows: int
 
@@ -236,7 +266,6 @@ class _Run:
 
     def view(self, view: FeatureView, window: Window, mark: Watermark | None) -> ViewRun:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
-        from featurestore.offline.duckdb import read_latest
         from featurestore.online.base import Watermark
 
         log.info("materializing feature view %s: %s", view.name, window.describe())
@@ -245,7 +274,7 @@ class _Run:
         join_keys, features = list(view.join_keys), list(view.features)
         rows_read = rows_written = 0
         max_created = mark.max_created if mark is not None else None
-        batches = read_latest(
+        batches = self.engine.read_latest(
             self.config,
             view,
             self.state.key_dtypes(view.name),

@@ -123,7 +123,14 @@ class FeatureStore:
         state = self.state
         with open_online_store(self.config) as online:
             return materialize(
-                self.config, state, online, start, end, views=views, progress=progress
+                self.config,
+                state,
+                online,
+                start,
+                end,
+                views=views,
+                progress=progress,
+                engine=self.offline_engine(),
             )
 
     def materialize_incremental(
@@ -145,7 +152,13 @@ class FeatureStore:
         state = self.state
         with open_online_store(self.config) as online:
             return materialize_incremental(
-                self.config, state, online, end, views=views, progress=progress
+                self.config,
+                state,
+                online,
+                end,
+                views=views,
+                progress=progress,
+                engine=self.offline_engine(),
             )
 
     def offline_engine(self) -> Any:
