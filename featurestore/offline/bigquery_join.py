@@ -17,7 +17,7 @@ from featurestore.config import BigQueryConfig, RepoConfig
 from featurestore.definitions import FeatureViewProjection
 from featurestore.errors import ConfigError, RetrievalError
 from featurestore.offline import bigquery_sql as sql
-from featurestore.offline.plan import ENTITY_TIMESTAMP, AsOf, JoinPlan, build_join_plan
+from featurestore.offline.plan import ENTITY_TIMESTAMP, AsOf, JoinPlan, ViewJoin, build_join_plan
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -274,9 +274,31 @@ def dry_run(join: BigQueryJoin) -> DryRun:
     text = sql.render_join(
         join.plan, join.columns, relation, times, entity_columns=join.entities.table is None
     )
+    notes += [partitioning_note(join.client, view) for view in join.plan.views]
     job_config = query_config(join.config, purpose="dry_run", project=join.project, dry_run=True)
     job = join.client.query(text, job_config=job_config, location=join.config.location)
     return DryRun(text, int(job.total_bytes_processed or 0), rows, upload, tuple(notes))
+
+
+def partitioning_note(client: Any, view: ViewJoin) -> str:
+    """Whether the time bounds on a view's source prune partitions, from its table's metadata.
+
+    Only a table partitioned on the event-time column is pruned: ingestion time (or another
+    column) says nothing about event times, so filtering on it could drop candidates.
+    """
+    from featurestore.offline.bigquery_jobs import RETRY
+
+    source = sql.bigquery_source(view)
+    if source.table is None:
+        return f"view {view.name}: a query source; BigQuery prunes what its own filters allow"
+    partitioning = client.get_table(source.table, retry=RETRY).time_partitioning
+    where = f"view {view.name}: table {source.table}"
+    if partitioning is None:
+        return f"{where} is not time-partitioned: every row of the columns read is scanned"
+    if partitioning.field == source.timestamp_column:
+        return f"{where} is partitioned on {source.timestamp_column}: the time bounds prune it"
+    column = partitioning.field or "ingestion time"
+    return f"{where} is partitioned on {column}, not on {source.timestamp_column}: not pruned"
 
 
 def _bigquery_type_of(arrow_type: pa.DataType) -> str:

@@ -106,6 +106,7 @@ class LocalBigQuery:
         self.jobs: list[tuple[str, Any]] = []  # (kind or SQL, job config) in call order
         self.tables: dict[str, bigquery.Table] = {}
         self.deleted: list[str] = []
+        self.partitioning: dict[str, bigquery.TimePartitioning] = {}  # set by tests
         self.dry_run_bytes_per_row = dry_run_bytes_per_row
         self._attached: set[str] = set()
 
@@ -222,6 +223,7 @@ class LocalBigQuery:
         if not self._exists(table):
             raise api.NotFound(f"Not found: Table {table}")
         found = bigquery.Table(self._ref(table), schema=self._schema(self._local(table)))
+        found.time_partitioning = self.partitioning.get(str(self._ref(table)))
         found._properties["numRows"] = str(
             self._run(f"SELECT count(*) FROM {self._local(table)}")[0][0]
         )

@@ -138,6 +138,7 @@ def test_training_set_dry_run_prints_the_sql_and_the_bytes(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "-- BigQuery dry run: 123,456,789 bytes (0.115 GiB) would be scanned" in done.stdout
     assert "3 entity rows" in done.stdout
+    assert "table test-project.ds.user_stats is not time-partitioned" in done.stdout
     printed = done.stdout.split("\n-- BigQuery dry run")[0]
     sqlglot.parse_one(printed, read="bigquery")  # what is printed is BigQuery SQL
     # Pruned to [min(t) - ttl, max(t)] = [minute(30) - 1 h, minute(200)], as literals.

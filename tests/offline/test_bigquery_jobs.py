@@ -188,3 +188,29 @@ def test_bigquery_settings_are_validated(settings: dict, message: str) -> None:
     base = {"project": "test-project", "dataset": "ds"}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         BigQueryConfig(**{**base, **settings})
+
+
+def test_the_dry_run_says_whether_the_time_bounds_prune_partitions(tmp_path: Path) -> None:
+    from featurestore.offline.bigquery import dry_run_request
+
+    client = LocalBigQuery()
+    store = _store(tmp_path, client)
+
+    def notes() -> list[str]:
+        found = dry_run_request(store.config, store.state, ENTITIES, ["v0:v0_small"], client=client)
+        assert found.sql in [q for q, _ in client.queries()]
+        return [n for n in found.notes if n.startswith("view v0")]
+
+    table = "test-project.ds.v0"
+    assert notes() == [
+        f"view v0: table {table} is not time-partitioned: every row of the columns read is scanned"
+    ]
+    client.partitioning[table] = bigquery.TimePartitioning(field="event_ts")
+    assert notes() == [
+        f"view v0: table {table} is partitioned on event_ts: the time bounds prune it"
+    ]
+    client.partitioning[table] = bigquery.TimePartitioning()  # ingestion time
+    assert notes() == [
+        f"view v0: table {table} is partitioned on ingestion time, not on event_ts: not pruned"
+    ]
+    assert not client.deleted and not [k for k, _ in client.jobs if k == "load"]  # ran nothing
