@@ -514,7 +514,7 @@ class _ProgressBar(MaterializeHooks):
         self.bar.update(self.task, rows=self.rows, rate=self.rows / max(elapsed, 1e-6))
 
     def view_finished(self, run: Any) -> None:
-        rate = run.rows_read / run.seconds
+        rate = run.rows_per_second
         self.bar.update(self.task, total=1, completed=1, rows=run.rows_read, rate=rate)
 
 
@@ -554,7 +554,7 @@ def _materialize(run: Callable[..., Any], views: tuple[str, ...]) -> None:
             r.view,
             f"{r.rows_read:,}",
             f"{r.rows_written:,}",
-            f"{r.rows_read / r.seconds:,.0f}",
+            f"{r.rows_per_second:,.0f}",
             f"{r.watermark.end:%Y-%m-%d %H:%M}",
             f"{created:%Y-%m-%d %H:%M}" if created else "-",
         )
