@@ -117,6 +117,7 @@ class RedisOnlineStore(OnlineStore):
     """The production online store (layout, costs and guarantees: module docstring)."""
 
     def __init__(self, url: str, project: str, *, socket_timeout: float = 5.0) -> None:
+        import hiredis
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -132,6 +133,7 @@ class RedisOnlineStore(OnlineStore):
         self._noscript = redis.exceptions.NoScriptError
         self._response_error = redis.exceptions.ResponseError
         self._auth_error = redis.exceptions.AuthenticationError
+        self._pack = hiredis.pack_command
         try:
             self._client = redis.Redis.from_url(
                 url,
@@ -179,11 +181,35 @@ class RedisOnlineStore(OnlineStore):
         self._client.script_load(READ_SCRIPT)
 
     def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
         try:
-            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return self._command(command)
         except self._noscript:
             self._load_scripts()  # a new or restarted server: register once, call again
-            return self._client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return self._command(command)
+
+    def _command(self, command: tuple[Any, ...]) -> Any:
+        """One command on a pooled connection, packed by hiredis in C: a fraction of the
+        Python ``Redis.execute_command`` spends per call on the read path. A connection
+        found broken (e.g. the server restarted) is dropped and the command sent once more.
+        """
+        packed = [self._pack(command)]
+        try:
+            return self._send(packed)
+        except self._errors:
+            return self._send(packed)
+
+    def _send(self, packed: list[bytes]) -> Any:
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed, check_health=False)
+            return connection.read_response()
+        except self._errors:
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     # --- the interface -------------------------------------------------------------------
 
