@@ -247,7 +247,7 @@ class RowCodec:
                 values = [from_us(v) for v in values]
             columns.append(list(values))
         bitmaps = fields[2]
-        if any(b != self._no_nulls for b in bitmaps):
+        if bitmaps.count(self._no_nulls) != len(bitmaps):
             for column, position in zip(columns, positions, strict=True):
                 byte, bit = position >> 3, 1 << (position & 7)
                 for i, bitmap in enumerate(bitmaps):
