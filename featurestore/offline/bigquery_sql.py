@@ -15,7 +15,12 @@ price of reading every feature column of a requested view.
 
 Every identifier is validated (``definitions.check_name``) and quoted with backticks;
 timestamps are rendered as literals so that BigQuery can prune partitions. Everything here
-returns SQL text; ``offline/bigquery.py`` runs it.
+returns SQL text; ``offline/bigquery_join.py`` and ``offline/bigquery.py`` run it.
+
+The tests run this SQL on DuckDB through sqlglot's transpiler, so it is written to mean the
+same in both dialects rather than relying on their defaults: NULLS LAST is explicit, NaN
+is ordered by an explicit IS_NAN term (BigQuery sorts NaN below every number, DuckDB
+above), and every QUALIFY sits beside a WHERE (which BigQuery requires).
 """
 
 from __future__ import annotations
@@ -262,7 +267,6 @@ def render_join(
             f"{alias}_won.{feature_alias(i, cols.index(f.name))} AS {quote(f.output)}"
             for f in view.features
         ]
-    # Step 3: every entity row once (no candidate gives NULL), in the caller's order.
     return (
         "WITH\n  "
         + ",\n  ".join(ctes)
