@@ -170,8 +170,10 @@ def materialize(
     """Write to ``store`` the latest row per entity key with ``start <= event_ts <= end``.
 
     Each view's watermark then becomes ``(max(previous end, end), greatest created time
-    written)``. ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity
-    rows per batch read and written; ``engine``: the offline engine (default: DuckDB).
+    written)``: as in Feast, later incremental runs continue from ``end`` even when ``start``
+    left older rows out (for everything, start early or use ``materialize_incremental``).
+    ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity rows per
+    batch read and written; ``engine``: the offline engine (default: DuckDB).
     """
     start, end = as_utc(start), as_utc(end)
     if end < start:
