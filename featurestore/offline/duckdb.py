@@ -119,7 +119,9 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
     table = entities
     try:
         for index in range(len(plan.views)):
-            query = sql.render_view_join(plan, index, times["min"], times["max"])
+            *setup, query = sql.render_view_join(plan, index, times["min"], times["max"])
+            for statement in setup:
+                con.execute(statement)
             result = con.sql(query).to_arrow_table()
             rows = result[sql.ROW].to_numpy()
             order = np.empty(len(rows), dtype=np.int64)
@@ -130,6 +132,7 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
                     schema.field(name), features[name].cast(schema.field(name).type)
                 )
     finally:
+        con.execute(f"DROP TABLE IF EXISTS {sql.LATEST_TABLE}")
         con.unregister(sql.ENTITIES)
     return table
 
