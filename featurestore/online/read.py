@@ -1,16 +1,10 @@
 """Online reads: entity rows + features -> one store round trip -> values with statuses.
 
 Per entity row and requested feature, with the view's ttl ``d`` and ``now`` (default: the
-current time), the stored row (the latest ever materialized for that key) gives:
-
-==================  ===========================================================
-PRESENT             the row exists and ``now - d <= event_ts`` (no ttl: always)
-NULL_VALUE          as PRESENT, but the stored value itself is null
-OUTSIDE_MAX_AGE     the row exists but ``event_ts < now - d``: the value is null
-NOT_FOUND           no row for this key in this view: the value is null
-==================  ===========================================================
-
-This is the offline join's rule read at ``now``, so ``online(now=T)`` equals
+current time), the stored row (the latest ever materialized for that key) gives a status
+(featurestore/online/response.py): PRESENT when ``now - d <= event_ts`` (no ttl: always),
+NULL_VALUE when the stored value itself is null, OUTSIDE_MAX_AGE (null) when older,
+NOT_FOUND (null) when there is no row. This is the offline join's rule read at ``now``, so ``online(now=T)`` equals
 ``get_historical_features`` at ``T`` once everything up to ``T`` is materialized. ``now`` only
 moves the ttl check; the store holds the latest row, so a read is never point-in-time.
 
@@ -38,22 +32,20 @@ from featurestore.online.codec import (
     RowCodec,
     check_key_dtype,
     combine_keys,
-    from_us,
     key_column,
     timestamp_us,
+)
+from featurestore.online.response import (
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    OnlineResponse,
 )
 from featurestore.types import DType
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
-
     from featurestore.registry import RegistryState
-
-PRESENT = "PRESENT"
-NULL_VALUE = "NULL_VALUE"
-NOT_FOUND = "NOT_FOUND"
-OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
 
 MAX_PLANS = 1_000  # compiled request shapes kept per reader
 
@@ -69,7 +61,6 @@ class ViewRead:
     ttl_us: int | None
     positions: tuple[int, ...]  # requested features' positions in the stored row
     names: tuple[str, ...]  # their output column names
-    dtypes: tuple[DType, ...]
 
 
 @dataclass(frozen=True)
@@ -86,7 +77,7 @@ class ReadPlan:
 
     join_keys: tuple[tuple[str, DType], ...]  # in order of first use, for the output
     groups: tuple[GroupRead, ...]
-    feature_names: tuple[str, ...]  # output order: the order features were asked in
+    features: tuple[tuple[str, DType], ...]  # output names and dtypes, in the asked order
 
 
 def compile_plan(
@@ -95,7 +86,7 @@ def compile_plan(
     """Group the projected views by entity key and prepare their codecs."""
     join_keys: dict[str, DType] = {}
     groups: dict[tuple[tuple[str, DType], ...], list[ViewRead]] = {}
-    names: list[str] = []
+    features: list[tuple[str, DType]] = []
     for projection in projections:
         view = state.view(projection.view.name)
         if not view.online:
@@ -109,94 +100,29 @@ def compile_plan(
             join_keys.setdefault(name, key_dtypes[name])
         order = view.feature_names
         out = tuple(f"{view.name}__{f}" if full_feature_names else f for f in projection.features)
-        clash = set(out) & set(names)
+        clash = set(out) & {name for name, _ in features}
         if clash:
             raise RetrievalError(
                 f"feature name(s) {sorted(clash)} are requested from two views; pass "
                 "full_feature_names=True to name them view__feature"
             )
-        names += out
+        features += [
+            (name, view.feature(f).dtype) for name, f in zip(out, projection.features, strict=True)
+        ]
         read = ViewRead(
             view=view.name,
             codec=RowCodec(view.features),
             ttl_us=view.ttl_microseconds,
             positions=tuple(order.index(f) for f in projection.features),
             names=out,
-            dtypes=tuple(view.feature(f).dtype for f in projection.features),
         )
         group = tuple(sorted((k, key_dtypes[k]) for k in view.join_keys))
         groups.setdefault(group, []).append(read)
     return ReadPlan(
         join_keys=tuple(join_keys.items()),
         groups=tuple(GroupRead(keys, tuple(views)) for keys, views in groups.items()),
-        feature_names=tuple(names),
+        features=tuple(features),
     )
-
-
-class OnlineResponse:
-    """The answer to ``get_online_features``: per output column, one value per entity row.
-
-    ``to_dict()`` is Feast's shape (join keys and features -> lists of values); statuses and
-    event timestamps are in ``statuses`` / ``event_timestamps`` (feature -> list), or in
-    ``to_dict`` as ``<feature>__status`` / ``<feature>__ts`` columns when asked for.
-    """
-
-    def __init__(
-        self,
-        plan: ReadPlan,
-        keys: dict[str, list[Any]],
-        values: dict[str, list[Any]],
-        statuses: dict[str, list[str]],
-        event_us: dict[str, list[int | None]],
-    ) -> None:
-        self._plan = plan
-        self._keys = keys
-        self._values = values
-        self.statuses = statuses
-        self._event_us = event_us
-
-    @property
-    def feature_names(self) -> list[str]:
-        """The output feature columns, in the order they were asked for."""
-        return list(self._plan.feature_names)
-
-    @property
-    def event_timestamps(self) -> dict[str, list[datetime | None]]:
-        """Per feature, the stored row's event time (UTC), None when NOT_FOUND."""
-        return {
-            name: [None if us is None else from_us(us) for us in column]
-            for name, column in self._event_us.items()
-        }
-
-    def to_dict(
-        self, include_event_timestamps: bool = False, include_statuses: bool = False
-    ) -> dict[str, list[Any]]:
-        """Join keys then features -> lists of values (None for null), one per entity row."""
-        out: dict[str, list[Any]] = {**self._keys, **self._values}
-        if include_statuses:
-            out |= {f"{name}__status": column for name, column in self.statuses.items()}
-        if include_event_timestamps:
-            out |= {f"{name}__ts": column for name, column in self.event_timestamps.items()}
-        return out
-
-    def to_arrow(self) -> pa.Table:
-        """Join keys and features with the Arrow types their dtypes declare."""
-        import pyarrow as pa
-
-        columns = {
-            name: pa.array(self._keys[name], d.to_arrow()) for name, d in self._plan.join_keys
-        }
-        for group in self._plan.groups:
-            for view in group.views:
-                for name, dtype in zip(view.names, view.dtypes, strict=True):
-                    columns[name] = pa.array(self._values[name], dtype.to_arrow())
-        return pa.table({name: columns[name] for name in self.to_dict()})
-
-    def to_df(self) -> pd.DataFrame:
-        """``to_arrow()`` as pandas, with the nullable dtypes of ``types.to_pandas``."""
-        from featurestore.types import to_pandas
-
-        return to_pandas(self.to_arrow())
 
 
 def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str, list[Any]]]:
@@ -283,11 +209,12 @@ def read_online(
         for j, view in enumerate(group.views):
             _decode_view(view, [r[j] for r in rows], now_us, values, statuses, event_us)
     return OnlineResponse(
-        plan,
+        plan.join_keys,
+        plan.features,
         {name: columns[name] for name, _ in plan.join_keys},
-        {name: values[name] for name in plan.feature_names},
-        {name: statuses[name] for name in plan.feature_names},
-        {name: event_us[name] for name in plan.feature_names},
+        {name: values[name] for name, _ in plan.features},
+        {name: statuses[name] for name, _ in plan.features},
+        {name: event_us[name] for name, _ in plan.features},
     )
 
 

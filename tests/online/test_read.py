@@ -16,7 +16,7 @@ import redis
 from online_repo import DEFINITIONS, T0, put
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
-from featurestore.online.read import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
+from featurestore.online.response import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
 DAY = timedelta(days=1)
 US = timedelta(microseconds=1)

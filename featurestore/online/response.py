@@ -1,0 +1,91 @@
+"""The answer to ``get_online_features``, and the per-value statuses (Feast's names).
+
+==================  ===========================================================
+PRESENT             the row exists and ``now - ttl <= event_ts`` (no ttl: always)
+NULL_VALUE          as PRESENT, but the stored value itself is null
+OUTSIDE_MAX_AGE     the row exists but ``event_ts < now - ttl``: the value is null
+NOT_FOUND           no row for this key in this view: the value is null
+==================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from featurestore.online.codec import from_us
+from featurestore.types import DType
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+PRESENT = "PRESENT"
+NULL_VALUE = "NULL_VALUE"
+NOT_FOUND = "NOT_FOUND"
+OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+
+
+class OnlineResponse:
+    """The answer to ``get_online_features``: per output column, one value per entity row.
+
+    ``to_dict()`` is Feast's shape (join keys and features -> lists of values); statuses and
+    event timestamps are in ``statuses`` / ``event_timestamps`` (feature -> list), or in
+    ``to_dict`` as ``<feature>__status`` / ``<feature>__ts`` columns when asked for.
+    """
+
+    def __init__(
+        self,
+        key_dtypes: Sequence[tuple[str, DType]],
+        feature_dtypes: Sequence[tuple[str, DType]],
+        keys: dict[str, list[Any]],
+        values: dict[str, list[Any]],
+        statuses: dict[str, list[str]],
+        event_us: dict[str, list[int | None]],
+    ) -> None:
+        self._key_dtypes = key_dtypes
+        self._feature_dtypes = feature_dtypes
+        self._keys = keys
+        self._values = values
+        self.statuses = statuses
+        self._event_us = event_us
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The output feature columns, in the order they were asked for."""
+        return [name for name, _ in self._feature_dtypes]
+
+    @property
+    def event_timestamps(self) -> dict[str, list[datetime | None]]:
+        """Per feature, the stored row's event time (UTC), None when NOT_FOUND."""
+        return {
+            name: [None if us is None else from_us(us) for us in column]
+            for name, column in self._event_us.items()
+        }
+
+    def to_dict(
+        self, include_event_timestamps: bool = False, include_statuses: bool = False
+    ) -> dict[str, list[Any]]:
+        """Join keys then features -> lists of values (None for null), one per entity row."""
+        out: dict[str, list[Any]] = {**self._keys, **self._values}
+        if include_statuses:
+            out |= {f"{name}__status": column for name, column in self.statuses.items()}
+        if include_event_timestamps:
+            out |= {f"{name}__ts": column for name, column in self.event_timestamps.items()}
+        return out
+
+    def to_arrow(self) -> pa.Table:
+        """Join keys and features with the Arrow types their dtypes declare."""
+        import pyarrow as pa
+
+        columns = {name: pa.array(self._keys[name], d.to_arrow()) for name, d in self._key_dtypes}
+        for name, dtype in self._feature_dtypes:
+            columns[name] = pa.array(self._values[name], dtype.to_arrow())
+        return pa.table(columns)
+
+    def to_df(self) -> pd.DataFrame:
+        """``to_arrow()`` as pandas, with the nullable dtypes of ``types.to_pandas``."""
+        from featurestore.types import to_pandas
+
+        return to_pandas(self.to_arrow())
