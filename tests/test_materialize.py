@@ -70,7 +70,9 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def write_stats(repo: Path, name: str, rows: list[tuple[int, datetime, datetime | None, float]]):
+def write_stats(
+    repo: Path, name: str, rows: list[tuple[int, datetime, datetime | None, float]]
+) -> None:
     """A Parquet file of ``stats`` rows: (user_id, event_ts, created_ts, amount)."""
     folder = repo / "data" / "stats"
     folder.mkdir(parents=True, exist_ok=True)
@@ -319,7 +321,9 @@ def test_cli_materializes_with_a_summary(fs: FeatureStore, repo: Path) -> None:
         (["materialize", "2025-03-01", "now", "--views", "stat"], 1, "did you mean 'stats'"),
     ],
 )
-def test_cli_bad_input(repo: Path, fs: FeatureStore, args: list[str], code: int, message: str):
+def test_cli_bad_input(
+    repo: Path, fs: FeatureStore, args: list[str], code: int, message: str
+) -> None:
     out = cli(*args, "--repo", str(repo))
     assert out.returncode == code
     assert message in out.stderr
