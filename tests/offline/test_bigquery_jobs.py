@@ -18,6 +18,7 @@ from featurestore.config import BigQueryConfig
 from featurestore.errors import ConfigError, RetrievalError
 from featurestore.offline import bigquery_jobs as jobs
 from featurestore.offline.bigquery import read_latest
+from featurestore.types import Int64
 from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
 from tests.reference import RefView, SourceRow
 from tests.strategies import Scenario, ViewCase, minute
@@ -214,3 +215,38 @@ def test_the_dry_run_says_whether_the_time_bounds_prune_partitions(tmp_path: Pat
         f"view v0: table {table} is partitioned on ingestion time, not on event_ts: not pruned"
     ]
     assert not client.deleted and not [k for k, _ in client.jobs if k == "load"]  # ran nothing
+
+
+def test_a_query_source_is_checked_by_a_dry_run_and_joins_like_its_table(tmp_path: Path) -> None:
+    from featurestore import BigQuerySource, FeatureStore, FeatureView, SchemaMismatchError
+    from featurestore.offline.bigquery_schema import schema_reader
+    from featurestore.registry import Registry
+    from featurestore.repo import RepoContents
+
+    client = LocalBigQuery()
+    store = _store(tmp_path, client)
+    table_view = store.state.view("v0")
+
+    def apply(query: str) -> FeatureStore:
+        view = FeatureView(
+            name="v0",
+            entities=table_view.entities,
+            schema=table_view.schema,
+            source=BigQuerySource(query=query, timestamp_field="event_ts"),
+            ttl=table_view.ttl,
+        )
+        contents = RepoContents(entities={"user": table_view.entities[0]}, views={"v0": view})
+        registry = Registry(
+            store.config.registry_path, "props", schema_reader(store.config, client)
+        )
+        registry.apply(contents, tmp_path)
+        return FeatureStore(tmp_path, bigquery_client=client)
+
+    expected = store.get_historical_features(ENTITIES, ["v0:v0_small"]).to_arrow()
+    queried = apply("SELECT user_id, event_ts, v0_small, v0_rate FROM `test-project.ds.v0`")
+    assert queried.state.key_dtypes("v0") == {"user_id": Int64}  # from the dry run's schema
+    assert queried.get_historical_features(ENTITIES, ["v0:v0_small"]).to_arrow() == expected
+    dry_runs = [c for _, c in client.queries() if c.dry_run]
+    assert dry_runs, "the query's schema came from a dry run"
+    with pytest.raises(SchemaMismatchError, match="column 'v0_rate' is missing"):
+        apply("SELECT user_id, event_ts, v0_small FROM `test-project.ds.v0`")
