@@ -1,11 +1,14 @@
 """A JoinPlan rendered as DuckDB SQL: the point-in-time join and "latest row per key".
 
-Both queries share one definition of a view's source rows and one ordering key, so the
-training-set join and materialization break ties identically:
+Both share one definition of a view's source rows and one ordering key, so the training-set
+join and materialization break ties identically:
 
     winner = greatest (event_ts, created_ts with NULL as -infinity, file index, row in file)
 
-Everything here returns SQL text; ``offline/duckdb.py`` runs it.
+The join, per view (``render_view_join``): an ASOF JOIN on the event time alone finds each
+entity row's latest event time within the window, then ``arg_max`` over the order key picks
+the winner among the source rows at exactly that (keys, event time); ``as_of="created"``
+is a range join instead. Everything here returns SQL text; ``offline/duckdb.py`` runs it.
 """
 
 from __future__ import annotations
@@ -46,23 +49,13 @@ def feature_alias(view_index: int, feature_index: int) -> str:
 
 
 def order_key(view: ViewJoin, event: str, created: str, position: str) -> str:
-    """One comparable value ordering a view's rows by (event, created, position).
-
-    ASOF JOIN allows a single inequality, so the tie-break is folded into it. Fields that
-    cannot differ are left out (each one costs in the sort): no created column, no ``c``.
-    """
+    """One comparable value ordering a view's rows by (event, created, position): the
+    winner among candidates is the greatest. Without a created column ``c`` is left out."""
     fields = [f"e := {event}"]
     if file_source(view).created_column:
         fields.append(f"c := {created}")
     fields.append(f"p := {position}")
     return f"struct_pack({', '.join(fields)})"
-
-
-def probe_key(view: ViewJoin, t: str) -> str:
-    """The order key an entity row at ``t`` matches: (t, +inf, +inf) is >= exactly the rows
-    with ``event_ts <= t``, and the greatest of those is the winner. NULL t matches nothing."""
-    top = order_key(view, t, "'infinity'::TIMESTAMPTZ", "9223372036854775807")
-    return f"CASE WHEN {t} IS NULL THEN NULL ELSE {top} END"
 
 
 def position(source: FileSourcePlan) -> str:
@@ -166,56 +159,65 @@ def render_view_join(
     row appears once; no candidate gives nulls.
     """
     view = plan.views[index]
-    # Step 1-2 (see source_rows), only rows that can matter to these entity times.
+    # Steps 1-2 (source_rows), keeping only rows that can matter to these entity times.
     source = source_rows(view, index, prune(view, t_min, t_max))
-    keys = ", ".join(quote(k) for k in view.key_names)
-    keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
-    values = [f"s.{feature_alias(index, j)}" for j in range(len(view.features))]
     if plan.as_of == "event" or view.source.created_column is None:
-        # Step 3 (as_of="event"), in two passes, because an ASOF JOIN sorting the whole
-        # source by a (event, created, position) key costs twice the time and memory of
-        # one sorting by the event time alone.
-        # 3a: ASOF JOIN on the event time alone: per entity row, the latest event_ts <= t
-        #     of its keys (ties do not matter yet: they share that time). The ttl nulls
-        #     it when older than t - ttl (then so is every other candidate).
-        # 3b: only the source rows at exactly such (keys, event_ts) can win; arg_max over
-        #     the order key breaks their ties (created time, then file and row).
-        ttl_ok = _ttl_condition(view, "s")
-        latest_ts = (
-            f"CASE WHEN {ttl_ok} THEN s.{EVENT} END" if view.ttl_us is not None else f"s.{EVENT}"
-        )
-        s_keys = ", ".join(f"s.{quote(k)}" for k in view.key_names)
-        struct = ", ".join(f"{feature_alias(index, j)} := {v}" for j, v in enumerate(values))
-        key_match = " AND ".join(f"l.{quote(k)} = won.{quote(k)}" for k in view.key_names)
-        columns = [
-            f"won.w.{feature_alias(index, j)} AS {quote(f.output)}"
-            for j, f in enumerate(view.features)
-        ]
-        # Two statements: run in one, DuckDB overlaps both passes and holds their memory at
-        # once; the first pass's result (one row per entity row) is small.
-        latest = f"""
+        return _join_by_event(view, index, source)
+    return [_join_known_by_t(view, index, source)]
+
+
+def _features_struct(view: ViewJoin, index: int) -> str:
+    return ", ".join(
+        f"{feature_alias(index, j)} := s.{feature_alias(index, j)}"
+        for j in range(len(view.features))
+    )
+
+
+def _feature_columns(view: ViewJoin, index: int, struct: str) -> str:
+    return ", ".join(
+        f"{struct}.{feature_alias(index, j)} AS {quote(f.output)}"
+        for j, f in enumerate(view.features)
+    )
+
+
+def _join_by_event(view: ViewJoin, index: int, source: str) -> list[str]:
+    """as_of="event", in two passes: an ASOF JOIN sorting the whole source by a compound
+    (event, created, position) key costs about twice the time and memory of one sorting by
+    the event time alone, and only the rows at the winning event time need the rest."""
+    keys = [quote(k) for k in view.key_names]
+    on_keys = " AND ".join(f"e.{k} = s.{k}" for k in keys)
+    in_window = f"CASE WHEN {_ttl_condition(view, 's')} THEN s.{EVENT} END"
+    # Step 3a: ASOF JOIN on the event time alone: per entity row, the latest event_ts <= t
+    # of its keys (ties do not matter yet: they share that time). The ttl nulls it when it
+    # is older than t - ttl (then so is every other candidate). A statement of its own:
+    # run in one query with step 3b, DuckDB holds both steps' memory at once.
+    latest = f"""
     CREATE OR REPLACE TEMP TABLE {LATEST_TABLE} AS
-      SELECT e.{ROW}, {", ".join(f"e.{quote(k)}" for k in view.key_names)}, {latest_ts} AS {LATEST}
-      FROM (SELECT {ROW}, {keys}, {T} FROM {ENTITIES}) e
-      ASOF LEFT JOIN (SELECT {s_keys}, s.{EVENT} FROM ({source}) s) s
-        ON {keys_equal} AND e.{T} >= s.{EVENT}"""
-        pick = f"""
+      SELECT e.{ROW}, {", ".join(f"e.{k}" for k in keys)},
+             {in_window if view.ttl_us is not None else f"s.{EVENT}"} AS {LATEST}
+      FROM (SELECT {ROW}, {", ".join(keys)}, {T} FROM {ENTITIES}) e
+      ASOF LEFT JOIN (SELECT {", ".join(keys)}, {EVENT} FROM ({source})) s
+        ON {on_keys} AND e.{T} >= s.{EVENT}"""
+    # Step 3b: only source rows at exactly such a (keys, event_ts) can win (a semi join
+    # streams the source past the small table of 3a); arg_max over the order key breaks
+    # their ties by created time, then file and row.
+    pick = f"""
     WITH won AS (
-      SELECT {s_keys}, s.{EVENT} AS {LATEST}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
+      SELECT {", ".join(f"s.{k}" for k in keys)}, s.{EVENT} AS {LATEST},
+             arg_max(struct_pack({_features_struct(view, index)}), s.{ORDER}) AS w
       FROM ({source}) s SEMI JOIN {LATEST_TABLE} l
-        ON {" AND ".join(f"s.{quote(k)} = l.{quote(k)}" for k in view.key_names)}
-        AND s.{EVENT} = l.{LATEST}
+        ON {" AND ".join(f"s.{k} = l.{k}" for k in keys)} AND s.{EVENT} = l.{LATEST}
       GROUP BY ALL
     )
-    SELECT l.{ROW}, {", ".join(columns)}
-    FROM {LATEST_TABLE} l LEFT JOIN won ON {key_match} AND l.{LATEST} = won.{LATEST}"""
-        return [latest, pick]
-    # Step 3 (as_of="created"): a second inequality (created_ts <= t) that ASOF cannot take.
-    # A range join keeps every candidate in the window that was known by t, and arg_max
-    # picks the greatest order key per entity row; rows with no candidate get nulls through
-    # the LEFT JOIN. (Filtering an ASOF result instead would give null where an
-    # older-created row exists.)
-    struct = ", ".join(f"{feature_alias(index, j)} := {v}" for j, v in enumerate(values))
+    SELECT l.{ROW}, {_feature_columns(view, index, "won.w")}
+    FROM {LATEST_TABLE} l LEFT JOIN won
+      ON {" AND ".join(f"l.{k} = won.{k}" for k in keys)} AND l.{LATEST} = won.{LATEST}"""
+    return [latest, pick]
+
+
+def _join_known_by_t(view: ViewJoin, index: int, source: str) -> str:
+    """as_of="created": also ``created_ts <= t``, a second inequality ASOF cannot take."""
+    on_keys = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
     window = " AND ".join(
         [
             f"s.{EVENT} <= e.{T}",
@@ -223,20 +225,18 @@ def render_view_join(
             f"coalesce(s.{CREATED}, '-infinity'::TIMESTAMPTZ) <= e.{T}",
         ]
     )
-    columns = [
-        f"won.w.{feature_alias(index, j)} AS {quote(f.output)}" for j, f in enumerate(view.features)
-    ]
-    return [
-        f"""
+    # Step 3: a range join keeps every candidate in the window that was known by t, and
+    # arg_max picks the greatest order key per entity row; rows without a candidate get
+    # nulls through the LEFT JOIN. (Filtering an as_of="event" result instead would give
+    # null where an older-created row exists.)
+    return f"""
     WITH won AS (
-      SELECT e.{ROW}, arg_max(struct_pack({struct}), s.{ORDER}) AS w
-      FROM {ENTITIES} e JOIN ({source}
-      ) s ON {keys_equal} AND {window}
+      SELECT e.{ROW}, arg_max(struct_pack({_features_struct(view, index)}), s.{ORDER}) AS w
+      FROM {ENTITIES} e JOIN ({source}) s ON {on_keys} AND {window}
       GROUP BY e.{ROW}
     )
-    SELECT e.{ROW}, {", ".join(columns)}
+    SELECT e.{ROW}, {_feature_columns(view, index, "won.w")}
     FROM {ENTITIES} e LEFT JOIN won ON won.{ROW} = e.{ROW}"""
-    ]
 
 
 def render_latest(view: ViewJoin, where: str) -> str:
