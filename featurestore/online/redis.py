@@ -180,31 +180,49 @@ class RedisOnlineStore(OnlineStore):
         self._client.script_load(WRITE_SCRIPT)
         self._client.script_load(READ_SCRIPT)
 
-    def _evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
-        try:
-            return self._command(command)
-        except self._noscript:
-            self._load_scripts()  # a new or restarted server: register once, call again
-            return self._command(command)
+    def _scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Script calls (EVALSHA ...) in one round trip; their replies, in order.
 
-    def _command(self, command: tuple[Any, ...]) -> Any:
-        """One command on a pooled connection, packed by hiredis in C: a fraction of the
-        Python ``Redis.execute_command`` spends per call on the read path. A connection
-        found broken (e.g. the server restarted) is dropped and the command sent once more.
+        Calls that meet NOSCRIPT (a new or restarted server) are sent again once the scripts
+        are registered; any other error reply is raised.
         """
-        packed = [self._pack(command)]
+        replies = self._pipeline(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, self._noscript)]
+        if missing:
+            self._load_scripts()
+            for i, reply in zip(
+                missing, self._pipeline([commands[i] for i in missing]), strict=True
+            ):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands packed by hiredis in C on one pooled connection, read every reply
+        (an error reply is returned, not raised): a fraction of the Python redis-py's own
+        pipeline spends per argument. A connection found broken (e.g. the server restarted)
+        is dropped and everything sent once more: every command here is idempotent.
+        """
+        packed = [self._pack(command) for command in commands]
         try:
             return self._send(packed)
         except self._errors:
             return self._send(packed)
 
-    def _send(self, packed: list[bytes]) -> Any:
+    def _send(self, packed: list[bytes]) -> list[Any]:
         pool = self._client.connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command(packed, check_health=False)
-            return connection.read_response()
+            replies = []
+            for _ in packed:
+                try:
+                    replies.append(connection.read_response())
+                except self._response_error as exc:
+                    replies.append(exc)
+            return replies
         except self._errors:
             connection.disconnect()
             raise
@@ -229,31 +247,12 @@ class RedisOnlineStore(OnlineStore):
         ]
         written = 0
         for start in range(0, len(calls), CALLS_PER_PIPELINE):
-            chunk = calls[start : start + CALLS_PER_PIPELINE]
-            written += self._call("write rows", lambda chunk=chunk: self._write_chunk(view, chunk))
-        return written
-
-    def _write_chunk(self, view: str, calls: list[tuple[list[str], list[bytes]]]) -> int:
-        """One pipeline of script calls; calls that met NOSCRIPT are sent again once."""
-        pending = calls
-        written = 0
-        for attempt in range(2):
-            pipe = self._client.pipeline(transaction=False)
-            for keys, rows in pending:
-                pipe.execute_command("EVALSHA", self._write_sha, len(keys), *keys, view, *rows)
-            results = pipe.execute(raise_on_error=False)
-            retry = []
-            for call, result in zip(pending, results, strict=True):
-                if isinstance(result, self._noscript) and attempt == 0:
-                    retry.append(call)
-                elif isinstance(result, Exception):
-                    raise result
-                else:
-                    written += int(result)
-            if not retry:
-                break
-            self._load_scripts()
-            pending = retry
+            commands = [
+                ("EVALSHA", self._write_sha, len(keys), *keys, view, *rows)
+                for keys, rows in calls[start : start + CALLS_PER_PIPELINE]
+            ]
+            replies = self._call("write rows", lambda commands=commands: self._scripts(commands))
+            written += sum(replies)
         return written
 
     def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
@@ -268,26 +267,11 @@ class RedisOnlineStore(OnlineStore):
                     calls.append((keys, args))
                 keys += [prefix + k for k in chunk]
                 args += [len(chunk), len(views), *views]
-        if len(calls) == 1:
-            keys, args = calls[0]
-            if not keys:
-                return []
-            return self._call("read rows", lambda: self._evalsha(self._read_sha, keys, args))
-        return self._call("read rows", lambda: self._read_pipelined(calls))
-
-    def _read_pipelined(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Large reads: several script calls (each blocks the server briefly), one round trip."""
-        try:
-            return self._send_reads(calls)
-        except self._noscript:
-            self._load_scripts()
-            return self._send_reads(calls)
-
-    def _send_reads(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.execute_command("EVALSHA", self._read_sha, len(keys), *keys, *args)
-        return [row for result in pipe.execute() for row in result]
+        commands = [("EVALSHA", self._read_sha, len(k), *k, *a) for k, a in calls if k]
+        if not commands:
+            return []
+        replies = self._call("read rows", lambda: self._scripts(commands))
+        return replies[0] if len(replies) == 1 else [row for reply in replies for row in reply]
 
     def get_watermark(self, view: str) -> Watermark | None:
         raw = self._call("read a watermark", lambda: self._client.hget(self._watermarks, view))
