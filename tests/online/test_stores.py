@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from featurestore.config import RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
-from featurestore.errors import OnlineStoreUnavailable
+from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
 from featurestore.online.base import KeyGroup, OnlineStore, Watermark, open_online_store
 from featurestore.online.codec import RowCodec
 from featurestore.online.redis import RedisOnlineStore, mask_url
@@ -395,3 +395,15 @@ def test_any_sequence_of_writes_keeps_the_greatest_version(
     best = max(order(v) for v in versions)
     winner = max(i for i, v in enumerate(versions) if order(v) == best)
     assert amounts(store, "v", [1]) == [float(winner)]
+
+
+def test_a_foreign_value_under_our_key_is_a_clear_error(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set("proj|user_id=i1", "not a hash")
+    store = RedisOnlineStore(redis_url, "proj")
+    with pytest.raises(OnlineStoreError, match=r"refused to write rows: .*WRONGTYPE"):
+        write(store, "v", [(1, 1.0, T0, None)])
+    with pytest.raises(OnlineStoreError, match=r"refused to read rows: .*WRONGTYPE"):
+        amounts(store, "v", [1])
+    store.close()
+    client.close()
