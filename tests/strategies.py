@@ -47,6 +47,7 @@ FEATURE_KINDS: dict[str, tuple[str, st.SearchStrategy[Any]]] = {
     "rate": ("Float32", st.sampled_from([0.5, -1.25, 3.0, 0.0]) | st.just(float("nan"))),
     "label": ("String", st.text(max_size=3)),
     "flag": ("Bool", st.booleans()),
+    "seen_at": ("UnixTimestamp", st.integers(-5, 5).map(minute)),
 }
 
 
