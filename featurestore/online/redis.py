@@ -170,8 +170,8 @@ class RedisOnlineStore(OnlineStore):
         except self._errors as exc:
             raise OnlineStoreUnavailable(
                 f"Redis at {self.location} does not answer ({what}): {str(exc).rstrip('.')}. "
-                "Is the server "
-                "running and the URL (featurestore.yaml or FEATURESTORE_REDIS_URL) right?"
+                "Is the server running, and the URL (featurestore.yaml or "
+                "FEATURESTORE_REDIS_URL) right?"
             ) from None
         except self._response_error as exc:
             raise OnlineStoreError(f"Redis at {self.location} refused to {what}: {exc}") from None
@@ -248,8 +248,8 @@ class RedisOnlineStore(OnlineStore):
         written = 0
         for start in range(0, len(calls), CALLS_PER_PIPELINE):
             commands = [
-                ("EVALSHA", self._write_sha, len(keys), *keys, view, *rows)
-                for keys, rows in calls[start : start + CALLS_PER_PIPELINE]
+                ("EVALSHA", self._write_sha, len(call_keys), *call_keys, view, *call_rows)
+                for call_keys, call_rows in calls[start : start + CALLS_PER_PIPELINE]
             ]
             replies = self._call("write rows", lambda commands=commands: self._scripts(commands))
             written += sum(replies)
