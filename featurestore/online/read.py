@@ -4,9 +4,10 @@ Per entity row and requested feature, with the view's ttl ``d`` and ``now`` (def
 current time), the stored row (the latest ever materialized for that key) gives a status
 (featurestore/online/response.py): PRESENT when ``now - d <= event_ts`` (no ttl: always),
 NULL_VALUE when the stored value itself is null, OUTSIDE_MAX_AGE (null) when older,
-NOT_FOUND (null) when there is no row. This is the offline join's rule read at ``now``, so ``online(now=T)`` equals
-``get_historical_features`` at ``T`` once everything up to ``T`` is materialized. ``now`` only
-moves the ttl check; the store holds the latest row, so a read is never point-in-time.
+NOT_FOUND (null) when there is no row. This is the offline join's rule read at ``now``, so
+``online(now=T)`` equals ``get_historical_features`` at ``T`` once everything up to ``T`` is
+materialized. ``now`` only moves the ttl check; the store holds the latest row, so a read is
+never point-in-time.
 
 Speed: what does not depend on the entity rows (resolving references, grouping views by
 their entity keys, the codecs) is compiled once per request shape into a ``ReadPlan`` and
@@ -305,8 +306,10 @@ class OnlineReader:
             cache_key: tuple[Any, ...] = ("service", features.name, full_feature_names)
         elif isinstance(features, str):
             cache_key = ("service", features, full_feature_names)
-        else:
+        elif all(isinstance(ref, str) for ref in features):
             cache_key = (*features, full_feature_names)
+        else:
+            state.resolve(features)  # raises, naming the reference that is not "view:feature"
         found = self._plans.get(cache_key)
         if found is None:
             projections, service = state.resolve(features)

@@ -294,6 +294,12 @@ def test_a_new_apply_is_seen_without_reopening(online_fs: FeatureStore) -> None:
             "no feature view 'user_stat'.*'user_stats'",
         ),
         (
+            [["user_stats:amount"]],
+            [{"user_id": 1}],
+            UnknownFeatureError,
+            "is not of the form 'view:feature'",
+        ),
+        (
             ["amount"],
             [{"user_id": 1}],
             UnknownFeatureError,
