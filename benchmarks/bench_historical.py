@@ -213,6 +213,7 @@ class Run:
     """One process: its calls' times (the first pays for lazy imports), rows, peak RSS."""
 
     seconds: list[float]
+    cpu_seconds: list[float]
     rows: int
     peak_bytes: int
 
@@ -233,6 +234,12 @@ class Result:
     def warm(self) -> float | None:
         """Median of the later calls in a process (None with --calls 1)."""
         later = [s for r in self.runs for s in r.seconds[1:]]
+        return statistics.median(later) if later else None
+
+    @property
+    def warm_cpu(self) -> float | None:
+        """Median CPU time (all threads) of the later calls: less sensitive to other load."""
+        later = [s for r in self.runs for s in r.cpu_seconds[1:]]
         return statistics.median(later) if later else None
 
     @property
@@ -275,15 +282,17 @@ def child_ours(repo: str, entities: str, calls: int, out: str | None) -> None:
 
     store = FeatureStore(repo)
     entity_df = pd.read_parquet(entities)
-    timings, frame = [], None
+    timings, cpu, frame = [], [], None
     for _ in range(calls):
         frame = None  # free the previous result first, as a caller would
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         frame = store.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     if out:
         frame.to_parquet(out)
-    print(json.dumps({"ok": True, "all_seconds": timings, "rows": len(frame)}))
+    answer = {"ok": True, "all_seconds": timings, "all_cpu_seconds": cpu, "rows": len(frame)}
+    print(json.dumps(answer))
 
 
 def measure_feast(folder: Path, store: str, python: Path, calls: int, out: Path | None):
@@ -459,11 +468,13 @@ def bench_size(
                 result.error = answer.get("error", "failed")[:300]
                 print(f"  {system:13s} run {i + 1}: FAILED {result.error}")
                 continue
-            result.runs.append(Run(answer["all_seconds"], answer["rows"], peak))
-            calls = ", ".join(f"{t:.2f}" for t in answer["all_seconds"])
+            run = Run(answer["all_seconds"], answer["all_cpu_seconds"], answer["rows"], peak)
+            result.runs.append(run)
+            calls = ", ".join(f"{t:.2f}" for t in run.seconds)
+            cpu = ", ".join(f"{t:.2f}" for t in run.cpu_seconds)
             print(
-                f"  {system:13s} process {i + 1}: calls {calls} s, "
-                f"peak {peak / 2**30:.2f} GB, {answer['rows']:,} rows"
+                f"  {system:13s} process {i + 1}: calls {calls} s (CPU {cpu} s), "
+                f"peak {peak / 2**30:.2f} GB, {run.rows:,} rows"
             )
     verdict = None
     if check:
@@ -477,10 +488,10 @@ def bench_size(
 def print_table(results: list[Result], checks: dict[str, str]) -> None:
     """A Markdown table; ratios are ours / this system (below 1: ours is faster / smaller)."""
     print(
-        "\n| feature x entity rows | system | first call | warm call | peak RSS | rows returned"
-        " | ours/this first | ours/this warm | ours/this memory |"
+        "\n| feature x entity rows | system | first call | warm call | warm CPU | peak RSS "
+        "| rows returned | ours/this: first | warm | CPU | memory |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     by_size: dict[str, dict[str, Result]] = {}
     for r in results:
         by_size.setdefault(r.size, {})[r.system] = r
@@ -488,21 +499,33 @@ def print_table(results: list[Result], checks: dict[str, str]) -> None:
         ours = systems.get("ours")
         for name, r in systems.items():
             if r.error or not r.runs:
-                print(f"| {size} | {name} | failed: {r.error} | | | | | | |")
+                print(f"| {size} | {name} | failed: {r.error} |" + " |" * 8)
                 continue
-            ratios = ["", "", ""]
+            ratios = ["", "", "", ""]
             if name != "ours" and ours and ours.runs:
-                warm = f"{ours.warm / r.warm:.2f}" if ours.warm and r.warm else ""
-                ratios = [f"{ours.first / r.first:.2f}", warm, f"{ours.peak / r.peak:.2f}"]
+                ratios = [
+                    _ratio(ours.first, r.first),
+                    _ratio(ours.warm, r.warm),
+                    _ratio(ours.warm_cpu, r.warm_cpu),
+                    _ratio(ours.peak, r.peak),
+                ]
             rows = ", ".join(f"{n:,}" for n in sorted({run.rows for run in r.runs}))
-            warm = f"{r.warm:.2f} s" if r.warm is not None else "-"
             print(
-                f"| {size} | {name} | {r.first:.2f} s | {warm} | {r.peak / 2**30:.2f} GB | "
-                f"{rows} | {' | '.join(ratios)} |"
+                f"| {size} | {name} | {r.first:.2f} s | {_seconds(r.warm)} | "
+                f"{_seconds(r.warm_cpu)} | {r.peak / 2**30:.2f} GB | {rows} | "
+                f"{' | '.join(ratios)} |"
             )
     print(f"(medians over {len(results[0].runs) if results else 0} processes per system)")
     for size, verdict in checks.items():
         print(f"values at {size}, ours vs Feast's DuckDB store: {verdict}")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}" if ours and theirs else ""
 
 
 if __name__ == "__main__":

@@ -55,8 +55,7 @@ WORKER = ROOT / "tests" / "feast_worker.py"
 SEED = 20240101
 CASES = int(os.environ.get("FEATURESTORE_PARITY_CASES", "80"))
 
-US = 1
-HOUR = 3_600_000_000 * US
+HOUR = 3_600_000_000  # microseconds
 BASE_US = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 TTL_CHOICES = [None, 0, 3 * 3600, 6 * 3600, 24 * 3600]  # seconds; None and 0 both mean no ttl
 FEATURE_DTYPES = ["Int64", "Int32", "Float64", "Float32", "String", "Bool", "UnixTimestamp"]
