@@ -153,17 +153,22 @@ def historical_job(
     from featurestore.training import RetrievalJob, file_source_fingerprints
 
     offline = config.offline_store if isinstance(config.offline_store, DuckDBConfig) else None
-    con = connect(offline)
-    entities = normalize_timestamps(load_entities(entity_df, con))
+    with connect(offline) as con:  # runs an entity_df given as SQL
+        entities = normalize_timestamps(load_entities(entity_df, con))
     plan = build_join_plan(
         state, projections, entities.schema, full_feature_names, as_of, config.repo_path
     )
+
+    def execute() -> pa.Table:
+        with connect(offline) as con:
+            return run_join(con, plan, entities)
+
     service_info = None
     if service is not None:
         service_info = (service.name, state.service_record(service.name).fingerprint)
     return RetrievalJob(
         plan,
-        lambda: run_join(con, plan, entities),
+        execute,
         engine={"name": "duckdb", "version": duckdb.__version__},
         service=service_info,
         sources=file_source_fingerprints(plan),
