@@ -58,6 +58,9 @@ def load_entities(entity_df: EntityInput, con: duckdb.DuckDBPyConnection | None)
             "entity_df must be a pandas DataFrame, a pyarrow Table, a Parquet path or a SQL "
             f"query, got {type(entity_df).__name__}"
         )
+    # pandas' schema metadata would make .to_df() restore the caller's dtypes (a Paris time
+    # zone, nanoseconds) over the training set's UTC microseconds: the output is ours.
+    table = table.replace_schema_metadata(None)
     return table.combine_chunks() if table.num_rows else table
 
 

@@ -168,6 +168,21 @@ def test_naive_and_string_timestamps_are_utc(store: FeatureStore) -> None:
         assert got["event_timestamp"].to_pylist() == [minute(1)]
 
 
+def test_time_zones_become_utc_in_arrow_and_pandas(store: FeatureStore) -> None:
+    paris = pd.DataFrame(
+        {
+            "user_id": [2],
+            "merchant": ["1"],
+            "event_timestamp": [pd.Timestamp("2024-01-01 01:01", tz="Europe/Paris")],
+        }
+    )
+    job = store.get_historical_features(paris, REFS)
+    assert job.to_arrow()["event_timestamp"].to_pylist() == [minute(1)]
+    frame = job.to_df()
+    assert str(frame["event_timestamp"].dtype) == "datetime64[us, UTC]"
+    assert frame["clicks"].tolist() == [20]
+
+
 def test_int_key_widths_are_interchangeable(store: FeatureStore) -> None:
     entities = pa.table(
         {
