@@ -15,7 +15,7 @@ entities lives in the hash of their combined key (``merchant=s5:m_001|user_id=i7
 - **Little memory.** A view's features are one compact binary field (codec.py), not one
   field per feature plus a ``_ts:<view>`` field as in Feast; small hashes stay in Redis'
   listpack encoding. Quickstart-shaped data (6 features in 2 views, 10k drivers;
-  benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver): 238 bytes here,
+  benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver): 235 bytes here,
   306 for Feast's layout on the same data (FEAST_NOTES.md: ~264 on its data). Most of what
   is left is Redis' own per-key overhead and the field names (the view names). A row longer
   than the server's ``hash-max-listpack-value`` (64 bytes by default: ~5 numeric features

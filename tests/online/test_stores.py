@@ -129,6 +129,24 @@ def test_concurrent_writers_leave_the_newest_row_per_key(store: OnlineStore) -> 
 # --- reads -----------------------------------------------------------------------------
 
 
+def test_concurrent_readers_each_get_their_own_answers(store: OnlineStore) -> None:
+    write(store, "v", [(k, float(k), T0, None) for k in range(64)])
+    failures: list[str] = []
+
+    def reader(offset: int) -> None:
+        for n in range(100):
+            keys = [(offset + n + i) % 64 for i in range(5)]
+            if amounts(store, "v", keys) != [float(k) for k in keys]:
+                failures.append(f"reader {offset}, call {n}")
+
+    threads = [threading.Thread(target=reader, args=(offset,)) for offset in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
 def test_read_returns_rows_per_group_key_and_view_in_order(store: OnlineStore) -> None:
     write(store, "a", [(1, 1.0, T0, None), (2, 2.0, T0, None)])
     write(store, "b", [(2, 20.0, T0, None)])
