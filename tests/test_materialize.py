@@ -240,6 +240,24 @@ def test_an_end_before_the_last_end_reads_only_late_rows_and_keeps_the_watermark
     assert amounts(fs, [2, 8], now=at(10)) == {2: 2.5, 8: None}
 
 
+def test_late_rows_count_when_nothing_written_so_far_had_a_created_time(
+    tmp_path: Path, online: str
+) -> None:
+    repo = write_repo(tmp_path, online)
+    write_stats(repo, "part-0.parquet", [(1, at(0), None, 1.0), (2, at(3), None, 2.0)])
+    fs = FeatureStore(repo)
+    fs.apply()
+    fs.materialize_incremental(at(10), views=["stats"])
+    assert watermark(fs, "stats") == Watermark(at(10), None)
+    # A correction of user 1's row (same event time, now with a created time) arrives late.
+    write_stats(repo, "part-1.parquet", [(1, at(0), at(30), 1.5)])
+    run = fs.materialize_incremental(at(20), views=["stats"]).runs[0]
+    assert (run.rows_read, run.rows_written) == (1, 1)
+    assert amounts(fs, [1, 2], now=at(20)) == {1: 1.5, 2: 2.0}
+    assert watermark(fs, "stats") == Watermark(at(20), at(30))
+    fs.close()
+
+
 def test_rerunning_is_idempotent(fs: FeatureStore) -> None:
     first = fs.materialize(at(0), at(10), views=["stats"])
     again = fs.materialize(at(0), at(10), views=["stats"])
