@@ -347,3 +347,22 @@ def test_cli_bad_input(
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert watermark(fs, "stats") is None
+
+
+def test_apply_that_cannot_drop_online_data_changes_nothing(tmp_path: Path) -> None:
+    import socket
+
+    from featurestore import OnlineStoreUnavailable
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    online = f"{{type: redis, url: 'redis://127.0.0.1:{port}/0', socket_timeout: 0.5}}"
+    repo = write_repo(tmp_path, online)
+    write_stats(repo, "part-0.parquet", [(1, at(0), at(0), 1.0)])
+    fs = FeatureStore(repo)
+    fs.apply()  # nothing to drop: the online store is not touched
+    write_repo(repo, online, ttl_days=2)
+    with pytest.raises(OnlineStoreUnavailable, match="apply must first drop the online data"):
+        fs.apply()
+    assert fs.plan().views_to_reset() == ["stats"]  # the registry still holds the old view
