@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore import FeatureStore, MaterializationError, UnknownFeatureError
+from featurestore import (
+    FeatureStore,
+    MaterializationError,
+    OnlineStoreUnavailable,
+    UnknownFeatureError,
+)
 from featurestore.online.base import Watermark, open_online_store
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -350,10 +356,6 @@ def test_cli_bad_input(
 
 
 def test_apply_that_cannot_drop_online_data_changes_nothing(tmp_path: Path) -> None:
-    import socket
-
-    from featurestore import OnlineStoreUnavailable
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
