@@ -89,10 +89,11 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def drop_view(self, view: str) -> int:
-        """Remove every row of ``view`` and then its watermark; returns rows removed.
+        """Remove every row of ``view`` and its watermark; returns the rows removed.
 
-        Idempotent: if interrupted, run it again (``apply`` should drop before it records
-        the new definitions, so a crash in between repeats the drop).
+        Atomic as seen by readers and writers: afterwards the view reads as never
+        materialized, and no old row can block a new one, even if the call is interrupted
+        (Redis then deletes the leftover rows on a later drop). Idempotent.
         """
 
     @abstractmethod

@@ -1,39 +1,49 @@
-"""The Redis online store: one hash per (project, entity key), one field per view.
+"""The Redis online store: one hash per (project, entity key), one short field per view.
 
 Layout::
 
-    <project>|<entity key>      HASH   <view> -> codec row (event_ts, created_ts, values)
-    <project>#watermarks        HASH   <view> -> "<end µs>:<max created µs or empty>"
+    <project>|<entity key>   HASH   <view's tag> -> codec row (event_ts, created_ts, values)
+    <project>#meta           HASH   tag:<view> -> the view's tag ("1", "2", ...)
+                                    next_tag -> the last tag given
+                                    retired:<tag> -> a dropped view whose rows may remain
+                                    watermark:<view> -> "<end µs>:<max created µs or empty>"
 
-e.g. ``fraud|user_id=i1001`` holds ``user_stats`` and ``user_risk``; a view keyed by two
-entities lives in the hash of their combined key (``merchant=s5:m_001|user_id=i7``). Why:
+e.g. ``fraud|user_id=i1001`` holds fields ``1`` (user_stats) and ``2`` (user_risk); a view
+keyed by two entities lives in the hash of their combined key
+(``fraud|merchant=s5:m_001|user_id=i7``). A view's tag is assigned atomically by its first
+write and resolved inside every script call, so no client caches it. Why:
 
 - **One round trip per request.** A read of N entities x several views is one EVALSHA of
-  a read-only Lua script doing one HMGET per distinct hash (all views of an entity in one
-  call); a request whose views use different entities sends both sets of keys in the same
-  call. (Pipelining N HMGETs costs more Python per command than the whole server work.)
-- **Little memory.** A view's features are one compact binary field (codec.py), not one
-  field per feature plus a ``_ts:<view>`` field as in Feast; small hashes stay in Redis'
-  listpack encoding. Quickstart-shaped data (6 features in 2 views, 10k drivers;
-  benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver): 235 bytes here,
-  306 for Feast's layout on the same data (FEAST_NOTES.md: ~264 on its data). Most of what
-  is left is Redis' own per-key overhead and the field names (the view names). A row longer
-  than the server's ``hash-max-listpack-value`` (64 bytes by default: ~5 numeric features
-  per view) turns that hash into a real hash table, ~100 bytes more per entity; raise that
-  setting for wide views.
+  a read-only Lua script: one HMGET of the views' tags, then one HMGET per distinct hash
+  (all views of an entity in one call); a request whose views use different entities
+  sends both sets of keys in the same call. (Pipelining N HMGETs costs more Python per
+  command than the whole server work.)
+- **Little memory.** A view's features are one compact binary field (codec.py) under a
+  one- or two-byte tag, not one field per feature plus a ``_ts:<view>`` field as in Feast;
+  small hashes stay in Redis' listpack encoding. Quickstart-shaped data (6 features in 2
+  views, 10k drivers; benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver):
+  205 bytes here (235 with the view names as field names), 306 for Feast's layout on the
+  same data (FEAST_NOTES.md: ~264 on its data). Most of what is left is Redis' own per-key
+  overhead. A row longer than the server's ``hash-max-listpack-value`` (64 bytes by
+  default: ~5 numeric features per view) turns that hash into a real hash table, ~100
+  bytes more per entity; raise that setting for wide views.
 - **Never regress, atomically.** Writes go through a Lua script (registered once, called
   by SHA, re-loaded after a NOSCRIPT from a restarted server) that, per key, compares the
   stored row's 16-byte (event, created) prefix with the new one and writes only when the
   new one is >= — batches of keys per call, several calls per pipeline.
-- **Dropping a view** on a large store is a cursor SCAN over ``<project>|*`` (COUNT 1000 per
-  step, so the server never blocks) with one pipelined HDEL per key found: its cost is one
-  pass over the project's keys — O(keys) server work and ~2 round trips per 1,000 keys —
-  whatever the view's size. Hashes left empty disappear by themselves.
+- **Dropping a view** is one transaction that retires its tag and removes its watermark:
+  from then on its rows are invisible and a new write gets a new tag, even if what follows
+  is interrupted. The rows themselves are then deleted by a cursor SCAN over
+  ``<project>|*`` (COUNT 1000 per step, so the server never blocks) with one pipelined HDEL
+  per key found: one pass over the project's keys — O(keys) server work and ~2 round
+  trips per 1,000 keys — whatever the view's size. Hashes left empty disappear by
+  themselves; rows an interrupted drop left behind go with the next drop.
 
 Timeouts are always set (``socket_timeout``, also used to connect), with one immediate
-retry (a pooled connection broken by a server restart reconnects once): an unreachable
-server raises ``OnlineStoreUnavailable`` naming the URL (password masked), never hangs.
-Not supported: Redis Cluster (a script's keys would have to share a slot).
+retry (a connection broken by a server restart reconnects once): an unreachable server
+raises ``OnlineStoreUnavailable`` naming the URL (password masked), never hangs. Needs
+Redis 7 (script flags). Not supported: Redis Cluster (a script's keys would have to share
+a slot).
 """
 
 from __future__ import annotations
@@ -59,16 +69,23 @@ WRITE_BATCH = 1_000  # keys per script call
 CALLS_PER_PIPELINE = 8  # script calls per round trip
 READ_BATCH = 2_000  # keys per read script call: bigger reads pipeline several calls
 SCAN_COUNT = 1_000
+RETIRED = "retired:"  # in the meta hash: the tag of a dropped view whose rows may remain
 
-# KEYS: hashes; ARGV[1]: the view (field); ARGV[i + 1]: the row for KEYS[i].
-# Writes a row unless the stored one's 16-byte (event, created) prefix is greater, compared
-# as four big-endian uint32 (exact in Lua's doubles; string '<' would follow the locale).
+# KEYS[1]: the project's meta hash; KEYS[i + 1]: hashes; ARGV[1]: "tag:<view>"; ARGV[i + 1]:
+# the row for KEYS[i + 1]. The view's tag (its field name) is looked up, or assigned once from a
+# counter. A row is written unless the stored one's 16-byte (event, created) prefix is
+# greater, compared as four big-endian uint32 (exact in Lua's doubles; string '<' would
+# follow the server's locale).
 WRITE_SCRIPT = """
-local field = ARGV[1]
+local field = redis.call('HGET', KEYS[1], ARGV[1])
+if not field then
+  field = tostring(redis.call('HINCRBY', KEYS[1], 'next_tag', 1))
+  redis.call('HSET', KEYS[1], ARGV[1], field)
+end
 local written = 0
 local unpack = struct.unpack
-for i, key in ipairs(KEYS) do
-  local new = ARGV[i + 1]
+for i = 2, #KEYS do
+  local key, new = KEYS[i], ARGV[i]
   local old = redis.call('HGET', key, field)
   local newer = true
   if old then
@@ -87,16 +104,20 @@ end
 return written
 """
 
-# ARGV: for each group, its key count, its field count, then its fields; KEYS: the groups'
-# keys in order. Returns one HMGET reply per key.
+# KEYS[1]: the project's meta hash; KEYS[2..]: the groups' hashes, in order. ARGV: for each
+# group, its key count, its view count, then "tag:<view>" for each view. A view never written has no tag and
+# reads as absent (the empty field name is never a tag). Returns one HMGET reply per hash.
 READ_SCRIPT = """#!lua flags=no-writes
-local out, k, a = {}, 1, 1
+local out, k, a = {}, 2, 1
 while a <= #ARGV do
-  local nkeys, nfields = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local fields = {unpack(ARGV, a + 2, a + 1 + nfields)}
-  a = a + 2 + nfields
+  local nkeys, nviews = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local fields = redis.call('HMGET', KEYS[1], unpack(ARGV, a + 2, a + 1 + nviews))
+  for i = 1, nviews do
+    fields[i] = fields[i] or ''
+  end
+  a = a + 2 + nviews
   for _ = 1, nkeys do
-    out[k] = redis.call('HMGET', KEYS[k], unpack(fields))
+    out[k - 1] = redis.call('HMGET', KEYS[k], unpack(fields))
     k = k + 1
   end
 end
@@ -127,7 +148,7 @@ class RedisOnlineStore(OnlineStore):
         self.location = mask_url(url)
         self.project = project
         self._prefix = f"{project}|"
-        self._watermarks = f"{project}#watermarks"
+        self._meta = f"{project}#meta"
         self._errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
@@ -261,7 +282,15 @@ class RedisOnlineStore(OnlineStore):
         written = 0
         for start in range(0, len(calls), CALLS_PER_PIPELINE):
             commands = [
-                ("EVALSHA", self._write_sha, len(call_keys), *call_keys, view, *call_rows)
+                (
+                    "EVALSHA",
+                    self._write_sha,
+                    len(call_keys) + 1,
+                    self._meta,
+                    *call_keys,
+                    f"tag:{view}",
+                    *call_rows,
+                )
                 for call_keys, call_rows in calls[start : start + CALLS_PER_PIPELINE]
             ]
             replies = self._call("write rows", lambda commands=commands: self._scripts(commands))
@@ -279,15 +308,19 @@ class RedisOnlineStore(OnlineStore):
                     keys, args = [], []
                     calls.append((keys, args))
                 keys += [prefix + k for k in chunk]
-                args += [len(chunk), len(views), *views]
-        commands = [("EVALSHA", self._read_sha, len(k), *k, *a) for k, a in calls if k]
+                args += [len(chunk), len(views), *(f"tag:{v}" for v in views)]
+        commands = [
+            ("EVALSHA", self._read_sha, len(k) + 1, self._meta, *k, *a) for k, a in calls if k
+        ]
         if not commands:
             return []
         replies = self._call("read rows", lambda: self._scripts(commands))
         return replies[0] if len(replies) == 1 else [row for reply in replies for row in reply]
 
     def get_watermark(self, view: str) -> Watermark | None:
-        raw = self._call("read a watermark", lambda: self._client.hget(self._watermarks, view))
+        raw = self._call(
+            "read a watermark", lambda: self._client.hget(self._meta, f"watermark:{view}")
+        )
         if raw is None:
             return None
         end, created = raw.decode().split(":")
@@ -296,24 +329,42 @@ class RedisOnlineStore(OnlineStore):
     def set_watermark(self, view: str, watermark: Watermark) -> None:
         created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
         value = f"{timestamp_us(watermark.end)}:{created}"
-        self._call("write a watermark", lambda: self._client.hset(self._watermarks, view, value))
+        self._call(
+            "write a watermark",
+            lambda: self._client.hset(self._meta, f"watermark:{view}", value),
+        )
 
     def drop_view(self, view: str) -> int:
         return self._call("drop a view", lambda: self._drop(view))
 
     def _drop(self, view: str) -> int:
+        """Retire the view's tag and its watermark in one transaction, then collect garbage.
+
+        Once the tag is retired the view's rows are invisible to reads and irrelevant to
+        writes (the next write gets a new tag), so an interrupted drop is still a drop; the
+        retired rows are deleted by this call or the next one.
+        """
+        tag = self._client.hget(self._meta, f"tag:{view}")
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._meta, f"watermark:{view}")
+            if tag is not None:
+                pipe.hset(self._meta, f"{RETIRED}{tag.decode()}", view)
+                pipe.hdel(self._meta, f"tag:{view}")
+            pipe.execute()
+        markers = [f for f in self._client.hkeys(self._meta) if f.startswith(RETIRED.encode())]
+        retired = [m[len(RETIRED) :] for m in markers]
         removed = 0
         cursor = 0
-        while True:
+        while retired:
             cursor, keys = self._client.scan(cursor, match=f"{self._prefix}*", count=SCAN_COUNT)
             if keys:
                 pipe = self._client.pipeline(transaction=False)
                 for key in keys:
-                    pipe.hdel(key, view)
+                    pipe.hdel(key, *retired)
                 removed += sum(pipe.execute())
             if cursor == 0:
+                self._client.hdel(self._meta, *markers)
                 break
-        self._client.hdel(self._watermarks, view)
         return removed
 
     def close(self) -> None:

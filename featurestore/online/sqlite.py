@@ -9,7 +9,7 @@ Layout::
 is one upsert: ``ON CONFLICT DO UPDATE ... WHERE substr(excluded.row, 1, 16) >=
 substr(rows.row, 1, 16)`` — SQLite compares BLOBs with memcmp, and the codec's 16-byte prefix
 orders exactly like (event_ts, created_ts). A batch is one transaction. ``drop_view`` is one
-DELETE over the primary key's ``view`` prefix. The file holds one project's data.
+transaction: a DELETE over the primary key's ``view`` prefix and the watermark's. The file holds one project's data.
 """
 
 from __future__ import annotations
@@ -141,8 +141,15 @@ class SqliteOnlineStore(OnlineStore):
 
     def drop_view(self, view: str) -> int:
         with self._lock:
-            removed = self._db.execute("DELETE FROM rows WHERE view = ?", (view,)).rowcount
-            self._db.execute("DELETE FROM watermarks WHERE view = ?", (view,))
+            cursor = self._db.cursor()
+            cursor.execute("BEGIN IMMEDIATE")  # rows and watermark go together, or neither
+            try:
+                removed = cursor.execute("DELETE FROM rows WHERE view = ?", (view,)).rowcount
+                cursor.execute("DELETE FROM watermarks WHERE view = ?", (view,))
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
         return removed
 
     def close(self) -> None:

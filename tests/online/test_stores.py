@@ -234,12 +234,35 @@ def test_redis_drop_view_removes_emptied_hashes(redis_url: str) -> None:
         assert sorted(client.scan_iter("proj|*")) == sorted(
             f"proj|user_id=i{k}".encode() for k in range(10)
         )
-        assert client.hkeys("proj|user_id=i0") == [b"b"]
+        assert client.hkeys("proj|user_id=i0") == [client.hget("proj#meta", "tag:b")]
+        assert client.hget("proj#meta", "tag:a") is None
         assert len(list(client.scan_iter("other|*"))) == 10  # another project is untouched
         client.close()
     finally:
         store.close()
         other.close()
+
+
+def test_a_dropped_view_is_gone_even_if_the_drop_was_interrupted(redis_url: str) -> None:
+    """Killed after its transaction (tag retired), before deleting rows: still a drop."""
+    store = RedisOnlineStore(redis_url, "proj")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        write(store, "a", [(k, 1.0, T0 + timedelta(days=1), None) for k in range(50)])
+        tag = client.hget("proj#meta", "tag:a")
+        client.hset("proj#meta", b"retired:" + tag, "a")  # what the drop's transaction does
+        client.hdel("proj#meta", "tag:a")
+        assert amounts(store, "a", [0, 49]) == [None, None]
+        # older rows of the new definition are not blocked by the retired, newer ones
+        assert write(store, "a", [(k, 2.0, T0, None) for k in range(10)]) == 10
+        assert amounts(store, "a", [0, 10]) == [2.0, None]
+        assert store.drop_view("b") == 50  # any later drop collects what was left
+        assert all(tag not in client.hkeys(f"proj|user_id=i{k}") for k in range(50))
+        assert amounts(store, "a", [0]) == [2.0]
+        assert [f for f in client.hkeys("proj#meta") if f.startswith(b"retired:")] == []
+    finally:
+        client.close()
+        store.close()
 
 
 # --- Redis: layout, memory, restarts, failures -------------------------------------------------
@@ -263,9 +286,15 @@ def test_redis_layout_is_one_small_listpack_hash_per_entity(redis_url: str) -> N
         store.write_rows(view, data, ["driver_id"], features)
     client = redis.Redis.from_url(redis_url)
     key = "proj|driver_id=i1001"
-    assert client.keys("*") == [key.encode()]
+    assert sorted(client.keys("*")) == [b"proj#meta", key.encode()]
+    assert client.hgetall("proj#meta") == {
+        b"tag:driver_hourly_stats": b"1",
+        b"tag:driver_daily_stats": b"2",
+        b"next_tag": b"2",
+    }
+    assert sorted(client.hkeys(key)) == [b"1", b"2"]
     assert client.object("encoding", key) == b"listpack"
-    assert client.memory_usage(key) < 264
+    assert client.memory_usage(key) < 200
     client.close()
     store.close()
 
