@@ -6,7 +6,9 @@ Real SQLite files and real redis-server processes (throwaway, on their own ports
 from __future__ import annotations
 
 import random
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -369,12 +371,35 @@ def test_a_password_protected_server_works_through_its_url(redis_factory: Any) -
         wrong.close()
 
 
-def test_rediss_urls_use_tls_connections() -> None:
-    store = RedisOnlineStore("rediss://:pw@127.0.0.1:6380/0", "proj")
-    pool = store._client.connection_pool
-    assert pool.connection_class.__name__ == "SSLConnection"
-    assert store.location == "rediss://:***@127.0.0.1:6380/0"
-    store.close()
+def test_a_tls_server_works_through_a_rediss_url(tmp_path: Path, redis_factory: Any) -> None:
+    """A real TLS listener (self-signed certificate for 127.0.0.1), verified by the client."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls_port = closed_port()
+    redis_factory(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+    store = RedisOnlineStore(url, "proj")
+    try:
+        store.ping()
+        assert store._client.connection_pool.connection_class.__name__ == "SSLConnection"
+        assert write(store, "v", [(1, 1.5, T0, None)]) == 1
+        assert amounts(store, "v", [1]) == [1.5]
+    finally:
+        store.close()
+    untrusted = RedisOnlineStore(f"rediss://127.0.0.1:{tls_port}/0", "proj")  # no CA given
+    with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
+        untrusted.ping()
+    untrusted.close()
 
 
 def test_mask_url_hides_only_the_password() -> None:
