@@ -333,6 +333,8 @@ class OnlineReader:
             raise RetrievalError("pass exactly one of features= or feature_service=")
         if entity_rows is None:
             raise RetrievalError("pass entity_rows=[{'<join key>': value, ...}, ...]")
+        if now is not None and not isinstance(now, datetime):
+            raise RetrievalError(f"now must be a datetime (naive = UTC), got {now!r}")
         plan, _ = self.plan(
             feature_service if feature_service is not None else features,  # type: ignore[arg-type]
             full_feature_names,

@@ -371,3 +371,10 @@ def test_bad_input_is_a_clear_error(
 def test_unknown_service_is_named(online_fs: FeatureStore) -> None:
     with pytest.raises(UnknownFeatureError, match=r"no feature service 'scorin'.*'scoring'"):
         online_fs.get_online_features(feature_service="scorin", entity_rows=[{"user_id": 1}])
+
+
+def test_now_must_be_a_datetime(online_fs: FeatureStore) -> None:
+    with pytest.raises(RetrievalError, match="now must be a datetime"):
+        read(online_fs, ["user_stats:amount"], [{"user_id": 1}], now="2026-01-01")
+    naive = read(online_fs, ["user_stats:amount"], [{"user_id": 1}], now=T0.replace(tzinfo=None))
+    assert naive.statuses["amount"] == [NOT_FOUND]
