@@ -376,5 +376,9 @@ def test_unknown_service_is_named(online_fs: FeatureStore) -> None:
 def test_now_must_be_a_datetime(online_fs: FeatureStore) -> None:
     with pytest.raises(RetrievalError, match="now must be a datetime"):
         read(online_fs, ["user_stats:amount"], [{"user_id": 1}], now="2026-01-01")
-    naive = read(online_fs, ["user_stats:amount"], [{"user_id": 1}], now=T0.replace(tzinfo=None))
-    assert naive.statuses["amount"] == [NOT_FOUND]
+    put(online(online_fs), online_fs, "user_stats", [{"user_id": 1, "event_ts": T0 - DAY}])
+    for now, status in ((T0, NULL_VALUE), (T0 + US, OUTSIDE_MAX_AGE)):
+        naive = read(
+            online_fs, ["user_stats:amount"], [{"user_id": 1}], now=now.replace(tzinfo=None)
+        )
+        assert naive.statuses["amount"] == [status]  # naive = UTC
