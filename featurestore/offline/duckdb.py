@@ -6,6 +6,7 @@ source is ever pulled into pandas. The SQL lives in ``offline/duckdb_sql.py``.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -34,17 +35,29 @@ if TYPE_CHECKING:
     from featurestore.training import RetrievalJob
 
 
-def connect(config: DuckDBConfig | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection in UTC, with ``memory_limit``/``threads`` from config."""
+@functools.cache
+def _database(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB for these settings (opening one costs ~40 ms)."""
     import duckdb
 
-    con = duckdb.connect()
+    database = duckdb.connect()
+    if memory_limit:
+        database.execute(f"SET memory_limit = {sql.literal(str(memory_limit))}")
+    if threads:
+        database.execute(f"SET threads = {int(threads)}")
+    return database
+
+
+def connect(config: DuckDBConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """A fresh DuckDB connection in UTC, with ``memory_limit``/``threads`` from config.
+
+    A cursor of one in-memory database per process: its registered tables, temporary
+    tables and settings are its own. Close it when done.
+    """
+    config = config or DuckDBConfig()
+    con = _database(config.memory_limit, config.threads).cursor()
     # Naive timestamps (in sources and entity rows) are read as UTC.
     con.execute("SET TimeZone = 'UTC'")
-    if config is not None and config.memory_limit:
-        con.execute(f"SET memory_limit = {sql.literal(str(config.memory_limit))}")
-    if config is not None and config.threads:
-        con.execute(f"SET threads = {int(config.threads)}")
     return con
 
 
