@@ -15,9 +15,9 @@ Feast runs in its own virtual environment (``FEATURESTORE_FEAST_PYTHON``, defaul
 ``tests/feast_worker.py`` process fed every case of the module, working in parallel with us.
 Results are compared on Arrow (``job.to_arrow()`` on both sides: values AND types), and on
 pandas (``job.to_df()``) for a quarter as many other cases, after sorting Feast's rows by a
-``row_id`` column we add (Feast reorders large inputs). Only what FEAST_NOTES documents is
-normalized: naive entity timestamps are UTC, and in pandas Feast's int64-with-nulls is
-float64 NaN (and a NaN is indistinguishable from a null). Any other difference fails the test
+``row_id`` column we add (Feast reorders large inputs). On Arrow nothing else is normalized;
+on pandas only what FEAST_NOTES documents: Feast's int64-with-nulls is float64 NaN (and a
+NaN is indistinguishable from a null). Any other difference fails the test
 with the case, row, view, feature, both values and the view's source rows for those keys.
 ``FEATURESTORE_PARITY_CASES`` (default 80) sets the number of cases.
 
@@ -391,19 +391,17 @@ def _missing(value: Any) -> bool:
 def _normalize(theirs: pa.ChunkedArray, ours: pa.ChunkedArray, pandas: bool) -> pa.ChunkedArray:
     """Feast's column in our type, undoing only the differences FEAST_NOTES documents.
 
-    Always: a naive entity timestamp is UTC. With ``pandas`` (both sides went through
-    ``.to_df()``): Feast's int64-with-nulls comes back as float64 NaN, and Feast's pandas
-    timestamps may be nanoseconds.
+    Only with ``pandas`` (both sides went through ``.to_df()``): Feast's int64-with-nulls
+    comes back as float64 NaN, Feast's pandas timestamps may be nanoseconds, and pandas'
+    own conversions (an all-None column has no type, pandas 3 strings are large_string).
+    On Arrow nothing is normalized: even naive entity times come back from Feast as UTC.
     """
     if pandas and pa.types.is_null(theirs.type):  # an all-None object column, typeless
         theirs = theirs.cast(ours.type)
     if pandas and pa.types.is_large_string(ours.type) and pa.types.is_string(theirs.type):
         theirs = theirs.cast(ours.type)  # pandas 3's str dtype converts to large_string
-    if pa.types.is_timestamp(theirs.type) and pa.types.is_timestamp(ours.type):
-        if theirs.type.tz is None:
-            theirs = theirs.cast(pa.timestamp(theirs.type.unit, tz="UTC"))
-        if pandas and theirs.type.unit == "ns":
-            theirs = theirs.cast(ours.type)
+    if pandas and pa.types.is_timestamp(theirs.type) and theirs.type.unit == "ns":
+        theirs = theirs.cast(ours.type)
     if pandas and pa.types.is_float64(theirs.type) and pa.types.is_integer(ours.type):
         values = [None if _missing(v) else v for v in theirs.to_pylist()]
         if all(v is None or v == int(v) for v in values):
