@@ -231,7 +231,7 @@ def read_latest(
     con = connect(offline)
     try:
         warn_skipped_rows(con, plan)
-        reader = con.execute(sql.render_latest(plan, where)).to_arrow_reader(batch_rows)
+        reader = con.sql(sql.render_latest(plan, where)).to_arrow_reader(batch_rows)
         for batch in reader:
             if batch.num_rows:
                 yield batch.cast(schema)
