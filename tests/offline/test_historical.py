@@ -321,3 +321,40 @@ def test_feature_service_by_name_object_or_features_argument(store: FeatureStore
         store.get_historical_features(entities, REFS, feature_service="everything")
     with pytest.raises(UnknownFeatureError, match="everything"):
         store.get_historical_features(entities, feature_service="everythin")
+
+
+def test_two_views_with_one_feature_name_need_full_feature_names(tmp_path: Path) -> None:
+    rows = [SourceRow({"user_id": 1}, minute(0), minute(0), {"score": 1.0})]
+    scenario = Scenario(
+        views=[
+            _view("a", "user", None, rows, {"score": "Float64"}),
+            _view("b", "user", None, rows, {"score": "Float64"}),
+        ],
+        entity_rows=[],
+        as_of="event",
+        full_feature_names=False,
+    )
+    store = build_repo(scenario, tmp_path)
+    entities = _entities((1, "1", 1))
+    with pytest.raises(RetrievalError, match=r"b:score.*'score'.*a:score.*full_feature_names"):
+        store.get_historical_features(entities, ["a:score", "b:score"])
+    got = _get(store, entities, ["a:score", "b:score"], full_feature_names=True)
+    assert got["a__score"].to_pylist() == got["b__score"].to_pylist() == [1.0]
+
+
+def test_read_latest_counts_skipped_rows(store: FeatureStore) -> None:
+    from featurestore.offline.duckdb import read_latest
+
+    state = store.state
+    with pytest.warns(SkippedRowsWarning, match=r"user_stats.*skipped 2 source row"):
+        batches = list(
+            read_latest(
+                store.config,
+                state.view("user_stats"),
+                state.key_dtypes("user_stats"),
+                end=minute(10),
+            )
+        )
+    rows = sorted((r for b in batches for r in b.to_pylist()), key=lambda r: r["user_id"])
+    assert [(r["user_id"], r["clicks"]) for r in rows] == [(1, 12), (2, 20)]
+    assert rows[0]["created_ts"] is None and rows[1]["created_ts"] == minute(1)
