@@ -25,6 +25,7 @@ A job::
                 "ttl_seconds": 3600}],                      # null or 0: no ttl (Feast's rule)
      "features": ["v0:f0"],
      "full_feature_names": false,
+     "filter_by_created_timestamp": false, # true: only rows created by the entity time
      "output": "arrow",                   # "arrow": job.to_arrow(); "df": job.to_df()
      "calls": 1,                          # how many times to run the retrieval
      "out": "/tmp/.../feast.parquet"}     # optional: where to write the result
@@ -148,6 +149,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             entity_df=entity_df,
             features=job["features"],
             full_feature_names=job.get("full_feature_names", False),
+            filter_by_created_timestamp=job.get("filter_by_created_timestamp", False),
         )
         result = (
             retrieval.to_arrow() if job.get("output", "arrow") == "arrow" else retrieval.to_df()

@@ -19,6 +19,8 @@ pandas (``job.to_df()``) for a quarter as many other cases, after sorting Feast'
 on pandas only what FEAST_NOTES documents: Feast's int64-with-nulls is float64 NaN (and a
 NaN is indistinguishable from a null). Any other difference fails the test
 with the case, row, view, feature, both values and the view's source rows for those keys.
+``as_of="created"`` is compared with Feast's ``filter_by_created_timestamp=True`` on another
+quarter, without missing created times (with them the two differ: see the test).
 ``FEATURESTORE_PARITY_CASES`` (default 80) sets the number of cases.
 
 In CI (``CI=true``) a missing Feast environment fails; locally it skips with the reason.
@@ -181,10 +183,15 @@ def _feature_value(rng: random.Random, dtype: str) -> Any:
 
 
 def _source_rows(
-    rng: random.Random, keys: list[tuple[str, str]], created: bool, key_pool: list[tuple]
+    rng: random.Random,
+    keys: list[tuple[str, str]],
+    created: bool,
+    key_pool: list[tuple],
+    missing_created: bool,
 ) -> list[dict[str, Any]]:
     """Source rows with no complete tie: per (keys, event time), distinct created times
-    (at most one missing); without a created column, one row per (keys, event time)."""
+    (at most one missing, and none without ``missing_created``); without a created column,
+    one row per (keys, event time)."""
     rows: list[dict[str, Any]] = []
     used: dict[tuple, set] = {}
     for _ in range(rng.randint(0, 30)):
@@ -192,7 +199,8 @@ def _source_rows(
         event = BASE_US + rng.randint(0, 24) * HOUR + rng.choice([0, 0, 0, rng.randint(1, HOUR)])
         taken = used.setdefault((key, event), set())
         if created:
-            stamp = None if rng.random() < 0.15 else event + rng.randint(0, 72) * HOUR // 4
+            missing = rng.random() < 0.15 and missing_created
+            stamp = None if missing else event + rng.randint(0, 72) * HOUR // 4
             if stamp in taken:
                 continue
         else:
@@ -231,6 +239,7 @@ def _make_view(
     key_pool: list[tuple],
     full_names: bool,
     folder: Path,
+    missing_created: bool,
 ) -> tuple[ViewCase, list[dict[str, Any]]]:
     """View ``v{v}``: its source written as Parquet, and its rows as dicts."""
     created = rng.random() < 0.75
@@ -238,7 +247,7 @@ def _make_view(
         (f"f{i}" if full_names else f"v{v}_f{i}", rng.choice(FEATURE_DTYPES))
         for i in range(rng.randint(1, 3))
     ]
-    rows = _source_rows(rng, keys, created, key_pool)
+    rows = _source_rows(rng, keys, created, key_pool, missing_created)
     stamp = pa.timestamp("us", tz="UTC")
     columns = {name: pa.array([r[name] for r in rows], ARROW[dtype]) for name, dtype in keys}
     columns["event_ts"] = pa.array([r["event_ts"] for r in rows], pa.int64()).cast(stamp)
@@ -296,11 +305,12 @@ def _make_entities(
     return pa.table({name: columns[name] for name in order})
 
 
-def make_case(index: int, root: Path) -> Case:
+def make_case(index: int, root: Path, *, missing_created: bool = True) -> Case:
     """The ``index``-th case of the seeded sequence, written as Parquet under ``root``.
 
     One to three views; with a composite key, a later view may be keyed by the first key
     only (views of different entities in one request). A third of the keys have no data.
+    ``missing_created=False``: every row of a source with a created column has one.
     """
     rng = random.Random(SEED * 1000 + index)
     folder = root / f"case{index}"
@@ -313,7 +323,7 @@ def make_case(index: int, root: Path) -> Case:
     for v in range(rng.randint(1, 3)):
         keys = layout if (v == 0 or len(layout) == 1 or rng.random() < 0.5) else layout[:1]
         pool = list(dict.fromkeys(k[: len(keys)] for k in with_data))
-        rows_by_view.append(_make_view(rng, v, keys, pool, full_names, folder))
+        rows_by_view.append(_make_view(rng, v, keys, pool, full_names, folder, missing_created))
     views = [view for view, _ in rows_by_view]
     entities = _make_entities(rng, layout, universe, rows_by_view)
     entity_path = folder / "entities.parquet"
@@ -349,7 +359,7 @@ def feast_job(case: Case) -> dict[str, Any]:
     }
 
 
-def ours(case: Case) -> RetrievalJob:
+def ours(case: Case, as_of: str = "event") -> RetrievalJob:
     """Our training set for a case (as_of="event"), from a repo applied in the case folder."""
     repo = case.dir / "ours"
     repo.mkdir()
@@ -376,7 +386,10 @@ def ours(case: Case) -> RetrievalJob:
     store = fs.FeatureStore(repo)
     store.registry.apply(contents, store.repo_path)
     job = store.get_historical_features(
-        entity_df=case.entities, features=case.refs, full_feature_names=case.full_feature_names
+        entity_df=case.entities,
+        features=case.refs,
+        full_feature_names=case.full_feature_names,
+        as_of=as_of,
     )
     return job
 
@@ -471,17 +484,27 @@ def compare(case: Case, feast: pa.Table, mine: pa.Table, *, pandas: bool = False
 # --- the tests ------------------------------------------------------------------------------
 
 
-def run_both(worker: FeastWorker, cases: list[Case], output: str) -> list[str]:
-    """Feast works through the batch in its process while we compute ours; the differences."""
+def run_both(
+    worker: FeastWorker, cases: list[Case], output: str, as_of: str = "event"
+) -> list[str]:
+    """Feast works through the batch in its process while we compute ours; the differences.
+
+    ``as_of="created"`` is compared with Feast's ``filter_by_created_timestamp=True``.
+    """
     answers: list[dict[str, Any]] = []
-    jobs = [feast_job(c) | {"output": output} for c in cases]
+    created = as_of == "created"
+    jobs = [
+        feast_job(c) | {"output": output, "filter_by_created_timestamp": created} for c in cases
+    ]
     feast_thread = threading.Thread(target=lambda: answers.extend(worker.run(jobs)))
     feast_thread.start()
     try:
         if output == "arrow":
-            mine = [ours(c).to_arrow() for c in cases]
+            mine = [ours(c, as_of).to_arrow() for c in cases]
         else:
-            mine = [pa.Table.from_pandas(ours(c).to_df(), preserve_index=False) for c in cases]
+            mine = [
+                pa.Table.from_pandas(ours(c, as_of).to_df(), preserve_index=False) for c in cases
+            ]
     finally:
         feast_thread.join()
     problems: list[str] = []
@@ -496,21 +519,33 @@ def run_both(worker: FeastWorker, cases: list[Case], output: str) -> list[str]:
 
 def test_random_cases_match_feast(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Same rows, values and Arrow types as Feast's ``to_arrow()``, case after case; and
-    ``to_df()`` agrees on other cases, up to Feast's int64-with-nulls as float64 (FEAST_NOTES).
+    ``to_df()`` agrees on other cases, up to Feast's int64-with-nulls as float64 (FEAST_NOTES);
+    and ``as_of="created"`` equals Feast's ``filter_by_created_timestamp=True`` on cases where
+    every created time is present (Feast never shows a row whose created time is missing,
+    since ``NULL <= t`` is not true; ours treats it as known from the start).
 
     One test, so that the Feast worker (4 s to import Feast) starts once even under xdist.
     """
     worker = FeastWorker(feast_python(), tmp_path_factory.mktemp("feast") / "worker.log")
+    extra = CASES // 4
     try:
         on_arrow = run_both(worker, [make_case(i, tmp_path) for i in range(CASES)], "arrow")
-        more = [make_case(i, tmp_path) for i in range(CASES, CASES + CASES // 4)]
+        more = [make_case(i, tmp_path) for i in range(CASES, CASES + extra)]
         on_pandas = run_both(worker, more, "df")
+        known = [
+            make_case(i, tmp_path, missing_created=False)
+            for i in range(CASES + extra, CASES + 2 * extra)
+        ]
+        as_of_created = run_both(worker, known, "arrow", as_of="created")
     finally:
         worker.close()
-    summary = "\n".join(on_arrow[:30])
-    assert not on_arrow, f"{len(on_arrow)} differences from Feast in {CASES} cases:\n{summary}"
-    summary = "\n".join(on_pandas[:30])
-    assert not on_pandas, f"{len(on_pandas)} differences from Feast's to_df:\n{summary}"
+    for problems, what in [
+        (on_arrow, "to_arrow"),
+        (on_pandas, "to_df"),
+        (as_of_created, 'as_of="created" vs filter_by_created_timestamp=True'),
+    ]:
+        summary = "\n".join(problems[:30])
+        assert not problems, f"{len(problems)} differences from Feast ({what}):\n{summary}"
 
 
 def test_compare_reports_a_changed_value(tmp_path: Path) -> None:
