@@ -10,7 +10,11 @@ library) is that system's alone:
   ``.venv-feast`` (Feast pins pandas < 3, numpy < 3, redis-py < 8).
 
 Only the retrieval call is timed (definitions are applied and the entity DataFrame is read
-before the clock starts). The data, per size "N x M":
+before the clock starts). Each process makes ``--calls`` (default 2) retrievals: the first
+("first call": what a one-off script pays, lazy imports included) and the rest ("warm");
+each call's CPU time (all threads) is reported too, as it suffers less from other load on a
+shared machine. Systems run interleaved (ours, Feast, Feast file, ours, ...) so that load
+changes hit all of them. The data, per size "N x M":
 
 * ``driver_hourly_stats``: N rows, hourly event times over 30 days (so equal event times
   for a driver happen and the created timestamp breaks them), ttl 1 day; features
@@ -23,8 +27,9 @@ before the clock starts). The data, per size "N x M":
 
 Feast's file store takes ~193 s and 13 GB at 10M x 1M, so by default it runs only at the
 smaller sizes (``--file-store-everywhere`` runs it at every size, ``--skip-file-store``
-nowhere). With ``--check`` (default on up to 1M entity rows) our values are compared with
-Feast's DuckDB store's, row by row.
+nowhere). Up to 1M entity rows (unless ``--no-check``) our values are compared with Feast's
+DuckDB store's, row by row. ``--startup-repeat`` times ``import featurestore``,
+``featurestore --help``, ``import feast`` and ``feast --help``.
 
     .venv/bin/python benchmarks/bench_historical.py                 # 100k x 10k, 1M x 100k, 10M x 1M
     .venv/bin/python benchmarks/bench_historical.py --sizes 100k:10k --repeat 5
