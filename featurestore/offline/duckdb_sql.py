@@ -143,7 +143,10 @@ def prune(view: ViewJoin, t_min: datetime | None, t_max: datetime | None) -> str
         return "FALSE"  # no entity row has a time: nothing can match
     bounds = [f"{EVENT} <= {time_literal(t_max)}"]
     if view.ttl_us is not None:
-        bounds.append(f"{EVENT} >= {time_literal(t_min - timedelta(microseconds=view.ttl_us))}")
+        ttl = timedelta(microseconds=view.ttl_us)
+        # A ttl reaching back before year 1 bounds nothing (and datetime would overflow).
+        if t_min - datetime.min.replace(tzinfo=t_min.tzinfo) > ttl:
+            bounds.append(f"{EVENT} >= {time_literal(t_min - ttl)}")
     return " AND ".join(bounds)
 
 

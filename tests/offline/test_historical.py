@@ -358,3 +358,20 @@ def test_read_latest_counts_skipped_rows(store: FeatureStore) -> None:
     rows = sorted((r for b in batches for r in b.to_pylist()), key=lambda r: r["user_id"])
     assert [(r["user_id"], r["clicks"]) for r in rows] == [(1, 12), (2, 20)]
     assert rows[0]["created_ts"] is None and rows[1]["created_ts"] == minute(1)
+
+
+def test_a_ttl_reaching_before_year_one_bounds_nothing(tmp_path: Path) -> None:
+    """A huge ttl is a valid definition: it prunes nothing rather than overflowing."""
+    rows = [SourceRow({"user_id": 1}, minute(0), minute(0), {"clicks": 7})]
+    scenario = Scenario(
+        views=[_view("huge", "user", timedelta(days=365 * 3000), rows, {"clicks": "Int64"})],
+        entity_rows=[],
+        as_of="event",
+        full_feature_names=False,
+    )
+    huge = build_repo(scenario, tmp_path)
+    for as_of in ("event", "created"):
+        got = huge.get_historical_features(
+            _entities((1, "1", 3), (1, "1", -1)), ["huge:clicks"], as_of=as_of
+        ).to_arrow()
+        assert got["clicks"].to_pylist() == [7, None], as_of
