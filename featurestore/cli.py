@@ -323,8 +323,13 @@ def models() -> None:
 @models.command("describe")
 @click.argument("model", type=click.Path(file_okay=False, path_type=Path))
 @REPO_OPTION
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit with status 3 when the registry no longer matches the model (for CI gates).",
+)
 @friendly_errors
-def models_describe(model: Path, repo: Path) -> None:
+def models_describe(model: Path, repo: Path, check: bool) -> None:
     """What MODEL was trained on, and whether the registry still matches its fingerprint."""
     from featurestore import models as models_api
 
@@ -334,6 +339,8 @@ def models_describe(model: Path, repo: Path) -> None:
     color = "green" if description.binding.matches else "red"
     for line in description.binding_lines():
         click.secho(line, fg=color)
+    if check and not description.binding.matches:
+        sys.exit(3)
 
 
 def _print_dry_run(store, entities, features, full_feature_names, as_of) -> None:  # type: ignore[no-untyped-def]

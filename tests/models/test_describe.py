@@ -14,9 +14,9 @@ from featurestore import FeatureStore, ModelError, models
 FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))  # the console script
 
 
-def describe(model: Path, repo: Path) -> subprocess.CompletedProcess[str]:
+def describe(model: Path, repo: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [FEATURESTORE, "models", "describe", str(model), "--repo", str(repo)],
+        [FEATURESTORE, "models", "describe", str(model), "--repo", str(repo), *flags],
         capture_output=True,
         text=True,
         timeout=120,
@@ -24,7 +24,7 @@ def describe(model: Path, repo: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_describe_prints_what_the_model_was_trained_on(trained: Trained) -> None:
-    result = describe(trained.model, trained.repo)
+    result = describe(trained.model, trained.repo, "--check")
     assert result.returncode == 0, result.stderr
     meta = trained.artifact.metadata
     out = result.stdout
@@ -68,6 +68,8 @@ def test_a_changed_view_is_named_with_what_changed(
     assert "registry version 2: fingerprint" in report
     assert "flags" not in report  # only the changed view is named
 
+    # --check turns the mismatch into an exit status a CI gate can act on
+    assert describe(copy.model, copy.repo, "--check").returncode == 3
     # and the same binding makes batch prediction refuse the model
     with pytest.raises(ModelError, match=r"risk: changed.*retrain"):
         models.predict(copy.model, copy.repo, copy.entities)
