@@ -10,12 +10,12 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from featurestore.definitions import format_ttl
 from featurestore.errors import FeatureStoreError
 from featurestore.materialize import Progress as MaterializeHooks
 
@@ -47,21 +47,6 @@ def _store(repo: Path):  # type: ignore[no-untyped-def]
     from featurestore.store import FeatureStore
 
     return FeatureStore(repo)
-
-
-def _duration(ttl: timedelta | None) -> str:
-    """A ttl as people write it: '2d', '12h', '1d 6h 30m'; 'none' for no ttl."""
-    if not ttl:
-        return "none"
-    rest = ttl // timedelta(microseconds=1)
-    parts = []
-    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    if rest:
-        parts.append(f"{rest / 1e6:g}s")
-    return " ".join(parts)
 
 
 def _console():  # type: ignore[no-untyped-def]
@@ -170,7 +155,7 @@ def list_(repo: Path) -> None:
             entity_fingerprint(entity)[:12],
         )
     for name, record in sorted(state.views.items()):
-        details = f"{len(record.view.features)} features, ttl {_duration(record.view.ttl)}"
+        details = f"{len(record.view.features)} features, ttl {format_ttl(record.view.ttl)}"
         table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
     for name, srecord in sorted(state.services.items()):
         details = f"{len(srecord.service.refs)} features, {len(srecord.service.projections)} views"

@@ -36,6 +36,21 @@ def suggest(name: str, candidates: Sequence[str]) -> str:
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
+def format_ttl(ttl: timedelta | None) -> str:
+    """A ttl as people write it: '2d', '12h', '1d 6h 30m'; 'none' for no ttl (None or 0)."""
+    if not ttl:
+        return "none"
+    rest = ttl // timedelta(microseconds=1)
+    parts = []
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if rest:
+        parts.append(f"{rest / 1e6:g}s")
+    return " ".join(parts)
+
+
 def _freeze(obj: Any, attr: str, value: Any) -> None:
     object.__setattr__(obj, attr, value)
 

@@ -24,6 +24,7 @@ from featurestore.definitions import (
     FeatureViewProjection,
     entity_from_dict,
     entity_to_dict,
+    format_ttl,
     service_from_dict,
     service_to_dict,
     suggest,
@@ -269,7 +270,7 @@ def _diff_view(old: ViewRecord, new: ViewRecord) -> tuple[str, ...]:
                     + ", ".join(f"{k} {a[key].get(k)!r} -> {b[key].get(k)!r}" for k in changed)
                 )
             elif key == "ttl_microseconds":
-                details.append(f"ttl: {old.view.ttl} -> {new.view.ttl}")
+                details.append(f"ttl: {format_ttl(old.view.ttl)} -> {format_ttl(new.view.ttl)}")
             else:
                 details.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     old_fields = {f.name: f.dtype.name for f in old.view.schema}

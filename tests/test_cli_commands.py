@@ -59,7 +59,7 @@ def test_init_apply_list_plan_describe(tmp_path: Path) -> None:
     )
     out = run("plan", "--repo", str(repo)).stdout
     assert "~ feature view driver_hourly_stats (changed)" in out
-    assert "ttl: 1 day, 0:00:00 -> 6:00:00" in out
+    assert "ttl: 1d -> 6h" in out
     assert "description: 'Hourly driver statistics.' -> 'Per hour.'" in out
     assert "~ feature service driver_activity (changed)" in out
     assert "driver_hourly_stats will be dropped: materialize them again" in out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from featurestore.definitions import view_to_dict
+from featurestore.definitions import format_ttl, view_to_dict
 from featurestore.errors import ModelError
 from featurestore.fingerprint import view_fingerprint
 from featurestore.registry import RegistryState
@@ -225,7 +225,7 @@ def _definition_changes(
             details.append(f"source {key} {before!r} -> {after!r}")
     if old["ttl_microseconds"] != current["ttl_microseconds"]:
         details.append(
-            f"ttl {_ttl(old['ttl_microseconds'])} -> {_ttl(current['ttl_microseconds'])}"
+            f"ttl {_format_ttl_us(old['ttl_microseconds'])} -> {_format_ttl_us(current['ttl_microseconds'])}"
         )
     if old["entities"] != current["entities"]:
         details.append(f"entities {old['entities']} -> {current['entities']}")
@@ -249,7 +249,5 @@ def _definition_changes(
     return tuple(details)
 
 
-def _ttl(microseconds: int | None) -> str:
-    if not microseconds:
-        return "none"
-    return str(timedelta(microseconds=microseconds))
+def _format_ttl_us(microseconds: int | None) -> str:
+    return format_ttl(None if microseconds is None else timedelta(microseconds=microseconds))

@@ -41,7 +41,7 @@ CHANGES = {
         {"risk_fields": [f for f in RISK_FIELDS if f[0] != "n_tx"]},
         "schema: field n_tx removed",
     ),
-    "ttl": ({"risk_ttl": "timedelta(days=1)"}, "ttl 3 days, 0:00:00 -> 1 day, 0:00:00"),
+    "ttl": ({"risk_ttl": "timedelta(days=1)"}, "ttl 3d -> 1d"),
     "source": (
         {"risk_path": "data/risk_copy.parquet"},
         "source path 'data/risk.parquet' -> 'data/risk_copy.parquet'",
