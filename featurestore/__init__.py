@@ -24,6 +24,7 @@ from featurestore.errors import (
     RegistryError,
     RetrievalError,
     SchemaMismatchError,
+    SkippedRowsWarning,
     UnknownFeatureError,
 )
 from featurestore.store import FeatureStore
@@ -55,6 +56,7 @@ __all__ = [
     "RegistryError",
     "RetrievalError",
     "SchemaMismatchError",
+    "SkippedRowsWarning",
     "String",
     "UnixTimestamp",
     "UnknownFeatureError",

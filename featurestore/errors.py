@@ -14,6 +14,9 @@
     ├── MaterializationError   a materialization run failed (watermarks did not move)
     └── ModelError             a model artifact is missing, tampered with or mismatched
 
+Warnings: ``SkippedRowsWarning`` (source rows with a null key or event time were skipped,
+and counted).
+
 This module imports no web framework: the HTTP layer maps these to status codes.
 """
 
@@ -62,3 +65,7 @@ class MaterializationError(FeatureStoreError):
 
 class ModelError(FeatureStoreError):
     """A model artifact is missing, tampered with, or bound to other feature definitions."""
+
+
+class SkippedRowsWarning(UserWarning):
+    """Source rows with a null join key or a null event time were skipped (and counted)."""

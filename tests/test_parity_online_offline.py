@@ -49,7 +49,7 @@ SETTINGS = settings(
 )
 # Rows with a null key or event time are skipped on both paths and counted in a warning
 # (tested with the offline engine); here they are just part of the messy data.
-pytestmark = pytest.mark.filterwarnings("ignore::featurestore.offline.plan.SkippedRowsWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::featurestore.errors.SkippedRowsWarning")
 NULL_STATUSES = {"NOT_FOUND", "OUTSIDE_MAX_AGE", "NULL_VALUE"}
 
 

@@ -45,9 +45,9 @@ def view_columns(state: RegistryState, plan: JoinPlan) -> list[sql.ViewColumns]:
 
 def is_entity_query(entity_df: Any) -> bool:
     """A string that is not a Parquet path is an entity SQL query, run on BigQuery."""
-    from featurestore.offline.entities import _looks_like_path
+    from featurestore.offline.entities import looks_like_path
 
-    return isinstance(entity_df, str) and not _looks_like_path(entity_df)
+    return isinstance(entity_df, str) and not looks_like_path(entity_df)
 
 
 # --- entity rows -----------------------------------------------------------------------

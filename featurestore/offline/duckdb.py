@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from featurestore.config import DuckDBConfig, RepoConfig
 from featurestore.definitions import FeatureService, FeatureView, FeatureViewProjection
+from featurestore.errors import SkippedRowsWarning
 from featurestore.offline import duckdb_sql as sql
 from featurestore.offline.entities import EntityInput, load_entities, normalize_timestamps
 from featurestore.offline.plan import (
     ENTITY_TIMESTAMP,
     AsOf,
     JoinPlan,
-    SkippedRowsWarning,
     ViewJoin,
     build_join_plan,
     plan_view,

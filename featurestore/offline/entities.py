@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 EntityInput = Any  # pandas.DataFrame | pyarrow.Table | str | os.PathLike (kept lazy)
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
     return value.endswith(".parquet") or (
         "\n" not in value and " " not in value.strip() and Path(value).exists()
     )
@@ -38,7 +38,7 @@ def load_entities(entity_df: EntityInput, con: duckdb.DuckDBPyConnection | None)
     if isinstance(entity_df, pa.Table):
         table = entity_df
     elif isinstance(entity_df, os.PathLike) or (
-        isinstance(entity_df, str) and _looks_like_path(entity_df)
+        isinstance(entity_df, str) and looks_like_path(entity_df)
     ):
         path = Path(entity_df)
         if not path.exists():

@@ -39,10 +39,6 @@ ENTITY_TIMESTAMP = "event_timestamp"
 RESERVED_PREFIX = "__fs_"
 
 
-class SkippedRowsWarning(UserWarning):
-    """Source rows with a null join key or a null event time were skipped (and counted)."""
-
-
 @dataclass(frozen=True)
 class KeyColumn:
     """A join key and the dtype the view declares for it."""

@@ -49,7 +49,7 @@ from featurestore.training import RetrievalJob
 
 pytestmark = [
     pytest.mark.feast,
-    pytest.mark.filterwarnings("ignore::featurestore.offline.plan.SkippedRowsWarning"),
+    pytest.mark.filterwarnings("ignore::featurestore.errors.SkippedRowsWarning"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

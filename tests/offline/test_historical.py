@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
-from featurestore.offline.plan import SkippedRowsWarning
+from featurestore.errors import SkippedRowsWarning
 from tests.reference import RefView, SourceRow
 from tests.strategies import Scenario, ViewCase, build_repo, entity_table, minute
 
 UTC_US = pa.timestamp("us", tz="UTC")
-pytestmark = pytest.mark.filterwarnings("ignore::featurestore.offline.plan.SkippedRowsWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::featurestore.errors.SkippedRowsWarning")
 
 
 def _view(
