@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -438,10 +438,21 @@ class Registry:
     def plan(self, contents: RepoContents, repo_path: Path) -> Plan:
         return plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
 
-    def apply(self, contents: RepoContents, repo_path: Path) -> Plan:
-        """Compute the plan and write the new state, under the lock, atomically."""
+    def apply(
+        self,
+        contents: RepoContents,
+        repo_path: Path,
+        before_write: Callable[[Plan], None] | None = None,
+    ) -> Plan:
+        """Compute the plan and write the new state, under the lock, atomically.
+
+        ``before_write(plan)`` runs under the lock before the registry is written (apply uses
+        it to drop the online data of changed views); if it raises, nothing is written.
+        """
         with self._lock():
             result = plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
+            if before_write is not None:
+                before_write(result)
             if not result.is_empty or not self.path.exists():
                 self._write(result.new_state)
             return result

@@ -73,19 +73,20 @@ class FeatureStore:
         before the registry is written, so a failure leaves the old definitions applied and
         a re-run repeats the (idempotent) drop.
         """
-        contents = self.load_definitions()
-        reset = self.registry.plan(contents, self.repo_path).views_to_reset()
-        if reset:
-            self._drop_online_data(reset)
-        result = self.registry.apply(contents, self.repo_path)
+        result = self.registry.apply(
+            self.load_definitions(), self.repo_path, before_write=self._drop_online_data
+        )
         for change in result.changes:
             log.info("%s %s %s", change.action, change.kind, change.name)
         return result
 
-    def _drop_online_data(self, views: Sequence[str]) -> None:
+    def _drop_online_data(self, plan: Plan) -> None:
         from featurestore.errors import OnlineStoreError
         from featurestore.online.base import open_online_store
 
+        views = plan.views_to_reset()
+        if not views:
+            return
         try:
             with open_online_store(self.config) as online:
                 for view in views:
