@@ -303,7 +303,10 @@ class OnlineReader:
         """The compiled plan for a request shape, and the feature service if one was named."""
         state = self.state()
         if isinstance(features, FeatureService):
-            cache_key: tuple[Any, ...] = ("service", features.name, full_feature_names)
+            # Keyed by its features too: resolve() refuses an object that differs from the
+            # applied service, and the cache must not let a stale object skip that check.
+            refs = tuple(features.refs)
+            cache_key: tuple[Any, ...] = ("object", features.name, refs, full_feature_names)
         elif isinstance(features, str):
             cache_key = ("service", features, full_feature_names)
         elif all(isinstance(ref, str) for ref in features):

@@ -382,3 +382,17 @@ def test_now_must_be_a_datetime(online_fs: FeatureStore) -> None:
             online_fs, ["user_stats:amount"], [{"user_id": 1}], now=now.replace(tzinfo=None)
         )
         assert naive.statuses["amount"] == [status]  # naive = UTC
+
+
+def test_a_stale_service_object_is_refused_even_after_a_cached_read(
+    online_fs: FeatureStore,
+) -> None:
+    """The read-plan cache must not let an object that differs from the applied service
+    through once the same name was read: resolve() refuses it, every time."""
+    from featurestore import FeatureService
+
+    applied = online_fs.state.service("scoring")
+    online_fs.get_online_features(feature_service=applied, entity_rows=[{"user_id": 1}])
+    stale = FeatureService(name="scoring", features=[applied.projections[0]])
+    with pytest.raises(RetrievalError, match="scoring"):
+        online_fs.get_online_features(feature_service=stale, entity_rows=[{"user_id": 1}])
