@@ -27,7 +27,6 @@ import importlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
+from redis_server import RedisServer
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -121,47 +120,6 @@ def dataset(data_dir: Path, label: str) -> dict[str, Path]:
     return paths
 
 
-class RedisServer:
-    """A throwaway redis-server on a free port; stopped by its own PID only."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        self.client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-
-    def used_memory(self) -> int:
-        return int(self.client.info("memory")["used_memory"])
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        self.process.wait(10)
-
-
 def ours(workdir: Path, sources: dict[str, Path], server: RedisServer) -> float:
     """Materialize with featurestore; the seconds of ``FeatureStore.materialize``."""
     from featurestore import FeatureStore
@@ -229,7 +187,7 @@ def measure(label: str, data_dir: Path, workdir: Path, repeat: int) -> dict[str,
     sources = dataset(data_dir, label)
     results: dict[str, dict] = {}
     for system, run in (("featurestore", ours), ("Feast 0.67", feast)):
-        server = RedisServer(workdir / f"redis-{system.split()[0]}")
+        server = RedisServer()
         try:
             seconds, memory = [], []
             for _ in range(repeat):

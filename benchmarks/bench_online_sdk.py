@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
+from redis_server import RedisServer
 from rich.console import Console
 from rich.table import Table
 
@@ -108,36 +107,6 @@ def generate(data_dir: Path, drivers: int, end: datetime, seed: int = 7) -> dict
         paths[view] = data_dir / f"{view}.parquet"
         pq.write_table(pa.table(columns), paths[view])
     return paths
-
-
-class RedisServer:
-    """A throwaway redis-server on a free port, no persistence; stopped by its own PID."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        self.baseline = self.used_memory()
-
-    def used_memory(self) -> int:
-        return int(self.client.info("memory")["used_memory"])
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.kill()
-        self.process.wait()
 
 
 def requests(drivers: int, size: int, count: int, seed: int = 11) -> list[list[int]]:

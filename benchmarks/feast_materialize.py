@@ -19,63 +19,17 @@ read through Feast's DuckDB offline store (its fastest here). Prints one JSON li
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import time
-import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-os.environ.setdefault("FEAST_USAGE", "False")
-warnings.filterwarnings("ignore")
-logging.disable(logging.WARNING)
-
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource  # noqa: E402
-from feast import types as feast_types  # noqa: E402
-from feast.repo_config import RegistryConfig, RepoConfig  # noqa: E402
+from feast_quickstart import build_store
 
 
 def main(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
-    workdir = Path(job["workdir"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = FeatureStore(
-        config=RepoConfig(
-            project="bench",
-            provider="local",
-            registry=RegistryConfig(path=str(workdir / "registry.db"), cache_ttl_seconds=0),
-            offline_store={"type": "duckdb"},
-            online_store={"type": "redis", "connection_string": job["redis"]},
-            entity_key_serialization_version=3,
-            repo_path=str(workdir),
-        )
-    )
-    objects: list[object] = []
-    entities: dict[str, Entity] = {}
-    for spec in job["views"]:
-        key = spec["key"]
-        entity = entities.setdefault(key, Entity(name=key, join_keys=[key]))
-        objects.append(
-            FeatureView(
-                name=spec["name"],
-                entities=[entity],
-                ttl=timedelta(days=1),
-                schema=[Field(name=key, dtype=feast_types.Int64)]
-                + [
-                    Field(name=f["name"], dtype=getattr(feast_types, f["dtype"]))
-                    for f in spec["features"]
-                ],
-                source=FileSource(
-                    name=f"{spec['name']}_source",
-                    path=spec["source"],
-                    timestamp_field="event_timestamp",
-                    created_timestamp_column="created",
-                ),
-                online=True,
-            )
-        )
-    store.apply([*entities.values(), *objects])
+    store = build_store(job, registry_cache_ttl_seconds=0)
     start = datetime.fromisoformat(job["start"])
     end = datetime.fromisoformat(job["end"])
     began = time.perf_counter()

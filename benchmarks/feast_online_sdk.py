@@ -24,62 +24,19 @@ one JSON line: every call's latency in seconds, and the CPU time of the block.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import time
-import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-os.environ.setdefault("FEAST_USAGE", "False")
-warnings.filterwarnings("ignore")
-logging.disable(logging.WARNING)
-
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource  # noqa: E402
-from feast import types as feast_types  # noqa: E402
-from feast.repo_config import RegistryConfig, RepoConfig  # noqa: E402
+from feast import FeatureStore
+from feast_quickstart import build_store
 
 WARMUP = 200
 
 
 def build(job: dict) -> FeatureStore:
-    workdir = Path(job["workdir"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = FeatureStore(
-        config=RepoConfig(
-            project="bench",
-            provider="local",
-            registry=RegistryConfig(path=str(workdir / "registry.db"), cache_ttl_seconds=60),
-            offline_store={"type": "duckdb"},
-            online_store={"type": "redis", "connection_string": job["redis"]},
-            entity_key_serialization_version=3,
-            repo_path=str(workdir),
-        )
-    )
-    key = job["key"]
-    entity = Entity(name=key, join_keys=[key])
-    views = [
-        FeatureView(
-            name=spec["name"],
-            entities=[entity],
-            ttl=timedelta(days=1),
-            schema=[Field(name=key, dtype=feast_types.Int64)]
-            + [
-                Field(name=f["name"], dtype=getattr(feast_types, f["dtype"]))
-                for f in spec["features"]
-            ],
-            source=FileSource(
-                name=f"{spec['name']}_source",
-                path=spec["source"],
-                timestamp_field="event_timestamp",
-                created_timestamp_column="created",
-            ),
-            online=True,
-        )
-        for spec in job["views"]
-    ]
-    store.apply([entity, *views])
+    store = build_store(job, registry_cache_ttl_seconds=60)
     store.materialize(datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]))
     return store
 
