@@ -18,6 +18,7 @@ import click
 from featurestore.definitions import format_ttl
 from featurestore.errors import FeatureStoreError
 from featurestore.materialize import Progress as MaterializeHooks
+from featurestore.types import as_utc
 
 REPO_OPTION = click.option(
     "--repo",
@@ -479,7 +480,7 @@ class TimeParam(click.ParamType):
                 param,
                 ctx,
             )
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return as_utc(moment)
 
 
 VIEWS_OPTION = click.option(

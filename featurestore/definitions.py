@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from featurestore.errors import DefinitionError
-from featurestore.types import DType, dtype_by_name
+from featurestore.types import DType, check_ttl, dtype_by_name, is_key_dtype, key_dtype_names
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -222,8 +222,13 @@ class FeatureView:
                 raise DefinitionError(
                     f"feature view {self.name!r}: ttl must be a timedelta or None, got {self.ttl!r}"
                 )
-            if self.ttl < timedelta(0):
-                raise DefinitionError(f"feature view {self.name!r}: ttl {self.ttl} is negative")
+            check_ttl(self.ttl, f"feature view {self.name!r}")
+        for f in schema:
+            if f.name in keys and not is_key_dtype(f.dtype):
+                raise DefinitionError(
+                    f"feature view {self.name!r}: join key {f.name!r} is declared {f.dtype}; "
+                    f"a join key must be one of {key_dtype_names()}"
+                )
         reserved = {self.source.timestamp_field, self.source.created_timestamp_column}
         for f in schema:
             if f.name in reserved and f.name not in keys:

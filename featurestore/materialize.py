@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from featurestore.errors import FeatureStoreError, MaterializationError
+from featurestore.types import as_utc, check_time
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -132,13 +133,6 @@ class Progress:
         """A view's data is written and its watermark moved."""
 
 
-def as_utc(moment: datetime) -> datetime:
-    """A timezone-aware UTC datetime (a naive one is read as UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def online_views(
     state: RegistryState, names: Sequence[str] | None
 ) -> tuple[list[FeatureView], list[str]]:
@@ -175,7 +169,8 @@ def materialize(
     ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity rows per
     batch read and written; ``engine``: the offline engine (default: DuckDB).
     """
-    start, end = as_utc(start), as_utc(end)
+    start = check_time(start, "materialize: start", MaterializationError)
+    end = check_time(end, "materialize: end", MaterializationError)
     if end < start:
         raise MaterializationError(
             f"materialize: end {end.isoformat()} is before start {start.isoformat()}; "
@@ -201,7 +196,7 @@ def materialize_incremental(
     Rows with ``event_ts <= end`` newer than the last run's end, or created after the
     greatest created time written (late rows); without a watermark, everything up to ``end``.
     """
-    end = as_utc(end)
+    end = check_time(end, "materialize-incremental: end", MaterializationError)
     run = _Run(config, state, store, _engine(engine), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: incremental_window(view, mark, end))
 

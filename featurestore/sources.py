@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from featurestore.definitions import FeatureView, FileSource, Source
 from featurestore.errors import SchemaMismatchError
-from featurestore.types import DType, arrow_compatible, dtype_from_arrow, is_timestamp
+from featurestore.types import (
+    DType,
+    arrow_compatible,
+    dtype_from_arrow,
+    is_key_dtype,
+    is_timestamp,
+    key_dtype_names,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -112,10 +119,10 @@ def check_view_schema(view: FeatureView, schema: pa.Schema) -> dict[str, DType]:
         if key in key_dtypes:
             continue
         dtype = dtype_from_arrow(need(key, "join key"))
-        if dtype is None or dtype.name not in ("Int32", "Int64", "String"):
+        if dtype is None or not is_key_dtype(dtype):
             raise SchemaMismatchError(
                 f"{where}: join key {key!r} has type {schema.field(key).type}; "
-                "keys must be integers or strings"
+                f"a join key must be one of {key_dtype_names()}"
             )
         key_dtypes[key] = dtype
     return key_dtypes

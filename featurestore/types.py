@@ -8,9 +8,10 @@ Heavy libraries are imported inside functions so ``import featurestore`` stays f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from featurestore.errors import DefinitionError
+from featurestore.errors import DefinitionError, FeatureStoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +56,70 @@ UnixTimestamp = DType("UnixTimestamp", "TIMESTAMPTZ", "TIMESTAMP", "datetime64[u
 ALL_DTYPES: dict[str, DType] = {
     t.name: t for t in (Int32, Int64, Float32, Float64, String, Bool, UnixTimestamp)
 }
+
+
+KEY_DTYPES: tuple[DType, ...] = (Int32, Int64, String)
+"""The dtypes a join key may have: integers and strings (``1`` and ``"1"`` are different keys).
+
+Decided here once: definitions refuse other key dtypes at construction, ``apply`` refuses
+a source whose undeclared key column has another type, and the online codec and reads
+rely on it.
+"""
+
+
+def is_key_dtype(dtype: DType) -> bool:
+    """Whether a join key may have this dtype (see ``KEY_DTYPES``)."""
+    return dtype in KEY_DTYPES
+
+
+def key_dtype_names() -> str:
+    """``"Int32, Int64, String"``: the valid key dtypes, for messages."""
+    return ", ".join(d.name for d in KEY_DTYPES)
+
+
+# --- time: naive means UTC, and one accepted range ---------------------------------------
+
+MIN_TIME = datetime(1677, 9, 22, 0, 12, 44, tzinfo=UTC)
+MAX_TIME = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+"""The accepted time range, both ends inclusive: what pandas' nanosecond timestamps can hold
+(1677-09-22 to 2262-04-11), so ``.to_df()`` never overflows. Times outside it are refused
+where they enter (materialization windows, ``now``, entity rows)."""
+
+MAX_TTL = MAX_TIME - MIN_TIME
+"""The longest ttl accepted (about 584 years): ``t - ttl`` stays far from Python's year 1."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime: a naive datetime is read as UTC (the one rule)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def check_time(
+    moment: datetime, what: str, error: type[FeatureStoreError] = FeatureStoreError
+) -> datetime:
+    """``moment`` as aware UTC, or ``error`` naming ``what`` when it is outside the range."""
+    if not isinstance(moment, datetime):
+        raise error(f"{what} must be a datetime (naive = UTC), got {moment!r}")
+    utc = as_utc(moment)
+    if not MIN_TIME <= utc <= MAX_TIME:
+        raise error(
+            f"{what} {utc.isoformat()} is outside the accepted time range "
+            f"{MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()} (what pandas can hold)"
+        )
+    return utc
+
+
+def check_ttl(ttl: timedelta, what: str) -> None:
+    """Refuse a negative ttl or one longer than ``MAX_TTL``, naming ``what``."""
+    if ttl < timedelta(0):
+        raise DefinitionError(f"{what}: ttl {ttl} is negative")
+    if ttl > MAX_TTL:
+        raise DefinitionError(
+            f"{what}: ttl {ttl} is longer than the maximum {MAX_TTL.days} days; "
+            "use ttl=None for no bound"
+        )
 
 
 def dtype_by_name(name: str) -> DType:

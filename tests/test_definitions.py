@@ -15,7 +15,7 @@ from featurestore import (
     Field,
     FileSource,
 )
-from featurestore.types import Float32, Float64, Int64, String
+from featurestore.types import Bool, Float32, Float64, Int64, String
 
 driver = Entity(name="driver", join_keys=["driver_id"])
 source = FileSource(path="data/stats.parquet", timestamp_field="event_ts")
@@ -72,6 +72,25 @@ def test_no_ttl_is_none_or_zero(ttl: timedelta | None) -> None:
         ),
         pytest.param(
             lambda: view(ttl=3600), ["'stats'", "ttl", "timedelta"], id="ttl not a timedelta"
+        ),
+        pytest.param(
+            lambda: view(ttl=timedelta.max),
+            ["'stats'", "ttl", "longer than the maximum", "ttl=None"],
+            id="ttl beyond the accepted time range",
+        ),
+        pytest.param(
+            lambda: view(
+                schema=[Field(name="driver_id", dtype=Float64), Field(name="trips", dtype=Int64)]
+            ),
+            ["'stats'", "join key 'driver_id'", "Float64", "Int32, Int64, String"],
+            id="float join key",
+        ),
+        pytest.param(
+            lambda: view(
+                schema=[Field(name="driver_id", dtype=Bool), Field(name="trips", dtype=Int64)]
+            ),
+            ["'stats'", "join key 'driver_id'", "Bool"],
+            id="bool join key",
         ),
         pytest.param(
             lambda: view(name="x; DROP TABLE y"),

@@ -194,7 +194,7 @@ def _table_with(**columns: pa.Array) -> pa.Table:
         pytest.param(
             _table_with(driver_id=pa.array([1.0, 2.0, 1.0, 2.0])),
             {},
-            ["'driver_id'", "integers or strings"],
+            ["'driver_id'", "a join key must be one of Int32, Int64, String"],
             id="float join key",
         ),
         pytest.param(

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from featurestore.definitions import check_name
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, ViewJoin
-from featurestore.types import DType
+from featurestore.types import DType, as_utc
 
 ROW = "__fs_row"  # the entity row's identity: its position, numbered on upload
 T = "__fs_t"  # the entity row's time, TIMESTAMP
@@ -68,9 +68,7 @@ def table_ref(table: str) -> str:
 
 def timestamp_literal(value: datetime) -> str:
     """A TIMESTAMP literal (naive datetimes are UTC), microsecond precision."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return f"TIMESTAMP '{value.astimezone(UTC).isoformat(sep=' ', timespec='microseconds')}'"
+    return f"TIMESTAMP '{as_utc(value).isoformat(sep=' ', timespec='microseconds')}'"
 
 
 def bigquery_type(dtype: DType) -> str:

@@ -13,11 +13,11 @@ is a range join instead. Everything here returns SQL text; ``offline/duckdb.py``
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import FileSourcePlan, JoinPlan, ViewJoin
-from featurestore.types import DType
+from featurestore.types import DType, as_utc
 
 ENTITIES = "__fs_entities"  # the registered Arrow table: __fs_row, join keys, __fs_t
 ROW = "__fs_row"
@@ -128,9 +128,7 @@ def _ttl_condition(view: ViewJoin, alias: str) -> str:
 
 def time_literal(value: datetime) -> str:
     """A TIMESTAMPTZ literal; a naive datetime is read as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return f"CAST({literal(value.astimezone(UTC).isoformat())} AS TIMESTAMPTZ)"
+    return f"CAST({literal(as_utc(value).isoformat())} AS TIMESTAMPTZ)"
 
 
 def prune(view: ViewJoin, t_min: datetime | None, t_max: datetime | None) -> str:

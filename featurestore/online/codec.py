@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import OnlineStoreError
-from featurestore.types import DType
+from featurestore.types import DType, as_utc, key_dtype_names
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,14 +60,10 @@ _SLOTS: dict[str, tuple[str, str]] = {
     "String": ("I", ">u4"),
 }
 
-KEY_DTYPES = ("Int32", "Int64", "String")
-
 
 def timestamp_us(ts: datetime) -> int:
     """Microseconds since the epoch of an aware (or naive = UTC) datetime, exactly."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return (ts - EPOCH) // timedelta(microseconds=1)
+    return (as_utc(ts) - EPOCH) // timedelta(microseconds=1)
 
 
 def from_us(us: int) -> datetime:
@@ -99,15 +95,6 @@ def entity_key(parts: Sequence[tuple[str, DType, Any]]) -> str:
     return combine_keys([key_column(n, d, [v]) for n, d, v in sorted(parts)])[0]
 
 
-def check_key_dtype(view: str, name: str, dtype: DType) -> None:
-    """Only integer and string join keys can address online rows."""
-    if dtype.name not in KEY_DTYPES:
-        raise OnlineStoreError(
-            f"feature view {view!r}: join key {name!r} has dtype {dtype.name}; online rows "
-            f"are keyed by {', '.join(KEY_DTYPES)} keys only"
-        )
-
-
 def entity_keys(batch: pa.RecordBatch, join_keys: Sequence[str]) -> list[str]:
     """The entity key of every row of ``batch``, from its join-key columns (no nulls).
 
@@ -129,7 +116,7 @@ def entity_keys(batch: pa.RecordBatch, join_keys: Sequence[str]) -> list[str]:
         else:
             raise OnlineStoreError(
                 f"join key column {name!r} has Arrow type {column.type}; online rows are "
-                f"keyed by {', '.join(KEY_DTYPES)} keys only"
+                f"keyed by {key_dtype_names()} keys only"
             )
         parts.append(key_column(name, dtype, column.to_pylist()))
     return combine_keys(parts)

@@ -31,7 +31,6 @@ from featurestore.errors import RetrievalError
 from featurestore.online.base import KeyGroup, OnlineStore
 from featurestore.online.codec import (
     RowCodec,
-    check_key_dtype,
     combine_keys,
     key_column,
     timestamp_us,
@@ -43,7 +42,7 @@ from featurestore.online.response import (
     PRESENT,
     OnlineResponse,
 )
-from featurestore.types import DType
+from featurestore.types import DType, check_time
 
 if TYPE_CHECKING:
     from featurestore.registry import RegistryState
@@ -97,7 +96,6 @@ def compile_plan(
             )
         key_dtypes = state.key_dtypes(view.name)
         for name in view.join_keys:
-            check_key_dtype(view.name, name, key_dtypes[name])
             join_keys.setdefault(name, key_dtypes[name])
         order = view.feature_names
         out = tuple(f"{view.name}__{f}" if full_feature_names else f for f in projection.features)
@@ -336,8 +334,8 @@ class OnlineReader:
             raise RetrievalError("pass exactly one of features= or feature_service=")
         if entity_rows is None:
             raise RetrievalError("pass entity_rows=[{'<join key>': value, ...}, ...]")
-        if now is not None and not isinstance(now, datetime):
-            raise RetrievalError(f"now must be a datetime (naive = UTC), got {now!r}")
+        if now is not None:
+            now = check_time(now, "now", RetrievalError)
         plan, _ = self.plan(
             feature_service if feature_service is not None else features,  # type: ignore[arg-type]
             full_feature_names,

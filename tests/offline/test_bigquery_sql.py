@@ -219,11 +219,9 @@ def _ttl_scenario(ttl: timedelta | None) -> Scenario:
     return Scenario([case], [], "event", False)
 
 
-@pytest.mark.parametrize("years", [3000, 10**6])
-def test_a_ttl_beyond_bigquery_time_range_runs_and_bounds_nothing(
-    tmp_path: Path, years: int
-) -> None:
-    """A ttl reaching before year 1 renders the IF guard (or no bound) and still runs."""
+@pytest.mark.parametrize("years", [500])
+def test_a_ttl_of_centuries_runs_and_bounds_nothing(tmp_path: Path, years: int) -> None:
+    """A ttl of centuries (the maximum is about 584 years) renders a plain bound and runs."""
     entities = pa.table(
         {
             "user_id": pa.array([1, 1, 1, 1], pa.int64()),
@@ -238,8 +236,7 @@ def test_a_ttl_beyond_bigquery_time_range_runs_and_bounds_nothing(
     got = store.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
     assert got["v0_count"].to_pylist() == [None, 5, 10, None]  # the 2-year-old row counts
     ((sql_text, _),) = client.queries()
-    assert ("IF(e.__fs_t <" in sql_text) == (years == 3000)
-    assert "TIMESTAMP_SUB" in sql_text if years == 3000 else "TIMESTAMP_SUB" not in sql_text
+    assert "IF(e.__fs_t <" not in sql_text
     # Such a ttl bounds nothing here: the DuckDB engine without a ttl agrees.
     on_duckdb = build_repo(_ttl_scenario(None), tmp_path / "duckdb")
     expected = on_duckdb.get_historical_features(entities, ["v0:v0_count"]).to_arrow()

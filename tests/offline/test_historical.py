@@ -18,6 +18,7 @@ import pytest
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
 from featurestore.errors import SkippedRowsWarning
+from featurestore.types import MAX_TTL
 from tests.reference import RefView, SourceRow
 from tests.strategies import Scenario, ViewCase, build_repo, entity_table, minute
 
@@ -360,11 +361,11 @@ def test_read_latest_counts_skipped_rows(store: FeatureStore) -> None:
     assert rows[0]["created_ts"] is None and rows[1]["created_ts"] == minute(1)
 
 
-def test_a_ttl_reaching_before_year_one_bounds_nothing(tmp_path: Path) -> None:
-    """A huge ttl is a valid definition: it prunes nothing rather than overflowing."""
+def test_the_longest_ttl_accepted_bounds_nothing(tmp_path: Path) -> None:
+    """The maximum ttl (types.MAX_TTL, ~584 years) is valid: it prunes without overflowing."""
     rows = [SourceRow({"user_id": 1}, minute(0), minute(0), {"clicks": 7})]
     scenario = Scenario(
-        views=[_view("huge", "user", timedelta(days=365 * 3000), rows, {"clicks": "Int64"})],
+        views=[_view("huge", "user", MAX_TTL, rows, {"clicks": "Int64"})],
         entity_rows=[],
         as_of="event",
         full_feature_names=False,
