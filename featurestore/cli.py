@@ -87,6 +87,12 @@ def init(directory: Path, project: str | None) -> None:
 
 
 def _print_plan(result, applied: bool) -> None:  # type: ignore[no-untyped-def]
+    if result.replaces_unreadable is not None:
+        click.secho(
+            f"Replaced the unreadable registry ({result.replaces_unreadable}) with the repo's "
+            "definitions.",
+            fg="yellow",
+        )
     if result.is_empty:
         click.echo("No changes: the registry matches the repo.")
         return
@@ -498,6 +504,8 @@ class _ProgressBar(MaterializeHooks):
         self.task: Any = None
 
     def view_started(self, view: str, window: Any) -> None:
+        if self.task is None:  # shown from the first view on: an early error stays one line
+            self.bar.start()
         self.rows = 0
         self.task = self.bar.add_task(view, total=None, rows=0, rate=0.0)
 
@@ -527,8 +535,12 @@ def _materialize(run: Callable[..., Any], views: tuple[str, ...]) -> None:
         TimeElapsedColumn(),
         console=console,
     )
-    with bar:
-        report = run(views=names, progress=_ProgressBar(bar))
+    hooks = _ProgressBar(bar)
+    try:
+        report = run(views=names, progress=hooks)
+    finally:
+        if hooks.task is not None:
+            bar.stop()
     table = Table(
         title="materialized (one row per entity key)",
         box=box.SIMPLE_HEAD,

@@ -3,13 +3,18 @@
 A repo declares ``Entity``, ``FileSource`` / ``BigQuerySource``, ``FeatureView`` and
 ``FeatureService`` objects in Python; ``featurestore apply`` records them in the registry.
 Every problem found here raises ``DefinitionError`` naming the definition at fault.
+
+Everything the registry stores is checked here, at construction, including what does not
+change values: ``description`` and ``owner`` are strings and ``tags`` map strings to strings
+(Feast's shape). So a definition that passes construction can always be written to the
+registry: ``apply`` never drops online data for a definition it then fails to store.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -55,6 +60,32 @@ def _freeze(obj: Any, attr: str, value: Any) -> None:
     object.__setattr__(obj, attr, value)
 
 
+def _as_list(value: object, what: str) -> tuple[Any, ...]:
+    """``value`` (a list, tuple or other iterable, not a string) as a tuple."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise DefinitionError(f"{what} must be a list, got {value!r}")
+    return tuple(value)
+
+
+def _check_documentation(obj: Any, what: str) -> None:
+    """Check and freeze what the registry stores beside a definition: description, tags,
+    owner (when the class has one). Tags map strings to strings, as in Feast."""
+    for attr in ("description", "owner"):
+        value = getattr(obj, attr, "")
+        if not isinstance(value, str):
+            raise DefinitionError(f"{what}: {attr} must be a string, got {value!r}")
+    tags = obj.tags
+    if not isinstance(tags, Mapping):
+        raise DefinitionError(f"{what}: tags must be a mapping of strings, got {tags!r}")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise DefinitionError(
+                f"{what}: tag {key!r}: {value!r} is not a string mapped to a string "
+                "(tags are stored as text; convert the value with str())"
+            )
+    _freeze(obj, "tags", dict(tags))
+
+
 @dataclass(frozen=True, kw_only=True, eq=True)
 class Entity:
     """A business object features are keyed by, e.g. ``Entity(name="user", join_keys=["user_id"])``.
@@ -71,15 +102,16 @@ class Entity:
 
     def __post_init__(self) -> None:
         check_name(self.name, "entity")
-        keys = tuple(self.join_keys) if self.join_keys else (self.name,)
         if isinstance(self.join_keys, str):
-            keys = (self.join_keys,)
+            keys: tuple[Any, ...] = (self.join_keys,)
+        else:
+            keys = _as_list(self.join_keys, f"entity {self.name!r}: join_keys") or (self.name,)
         for key in keys:
             check_name(key, f"entity {self.name!r}: join key")
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"entity {self.name!r}: a join key is listed twice in {keys}")
         _freeze(self, "join_keys", keys)
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"entity {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -101,7 +133,7 @@ class Field:
                 "use a type from featurestore.types (Int32, Int64, Float32, Float64, String, "
                 "Bool, UnixTimestamp)"
             )
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"field {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -123,12 +155,14 @@ class FileSource:
     owner: str = ""
 
     def __post_init__(self) -> None:
+        if self.name is not None and not isinstance(self.name, str):
+            raise DefinitionError(f"FileSource: name must be a string, got {self.name!r}")
         if not isinstance(self.path, str) or not self.path:
             raise DefinitionError(f"FileSource {self.name or ''}: path must be a non-empty string")
         check_name(self.timestamp_field, f"source {self.path!r}: timestamp_field")
         if self.created_timestamp_column is not None:
             check_name(self.created_timestamp_column, f"source {self.path!r}: created column")
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"source {self.path!r}")
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -147,12 +181,19 @@ class BigQuerySource:
     owner: str = ""
 
     def __post_init__(self) -> None:
+        if self.name is not None and not isinstance(self.name, str):
+            raise DefinitionError(f"BigQuerySource: name must be a string, got {self.name!r}")
         if (self.table is None) == (self.query is None):
             raise DefinitionError(
                 f"BigQuerySource {self.name or ''}: give exactly one of table= or query="
             )
-        if self.table is not None and not re.match(
-            r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$", self.table
+        if self.query is not None and (not isinstance(self.query, str) or not self.query.strip()):
+            raise DefinitionError(
+                f"BigQuerySource {self.name or ''}: query must be SQL text, got {self.query!r}"
+            )
+        if self.table is not None and not (
+            isinstance(self.table, str)
+            and re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$", self.table)
         ):
             raise DefinitionError(
                 f"BigQuerySource: table {self.table!r} is not of the form "
@@ -161,7 +202,7 @@ class BigQuerySource:
         check_name(self.timestamp_field, "BigQuerySource: timestamp_field")
         if self.created_timestamp_column is not None:
             check_name(self.created_timestamp_column, "BigQuerySource: created column")
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"BigQuerySource {self.table or self.name or ''}".rstrip())
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -190,7 +231,7 @@ class FeatureView:
 
     def __post_init__(self) -> None:
         check_name(self.name, "feature view")
-        entities = tuple(self.entities)
+        entities = _as_list(self.entities, f"feature view {self.name!r}: entities")
         if not entities:
             raise DefinitionError(f"feature view {self.name!r}: needs at least one entity")
         for entity in entities:
@@ -198,7 +239,7 @@ class FeatureView:
                 raise DefinitionError(
                     f"feature view {self.name!r}: entities must be Entity objects, got {entity!r}"
                 )
-        schema = tuple(self.schema)
+        schema = _as_list(self.schema, f"feature view {self.name!r}: schema")
         seen: set[str] = set()
         for f in schema:
             if not isinstance(f, Field):
@@ -238,9 +279,13 @@ class FeatureView:
                 )
         if not any(f.name not in keys for f in schema):
             raise DefinitionError(f"feature view {self.name!r}: declares no features")
+        if not isinstance(self.online, bool):
+            raise DefinitionError(
+                f"feature view {self.name!r}: online must be True or False, got {self.online!r}"
+            )
         _freeze(self, "entities", entities)
         _freeze(self, "schema", schema)
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"feature view {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -283,11 +328,10 @@ class FeatureView:
 
     def __getitem__(self, names: Sequence[str]) -> FeatureViewProjection:
         """``view[["f1", "f2"]]``: a projection of some of the view's features."""
-        if isinstance(names, str):
-            names = [names]
-        for n in names:
+        chosen = (names,) if isinstance(names, str) else _as_list(names, f"view {self.name!r}[...]")
+        for n in chosen:
             self.feature(n)
-        return FeatureViewProjection(view=self, features=tuple(names))
+        return FeatureViewProjection(view=self, features=chosen)
 
     def projection(self) -> FeatureViewProjection:
         """All of the view's features, as a projection."""
@@ -328,7 +372,7 @@ class FeatureService:
     def __post_init__(self) -> None:
         check_name(self.name, "feature service")
         projections = []
-        for item in self.features:
+        for item in _as_list(self.features, f"feature service {self.name!r}: features"):
             if isinstance(item, FeatureView):
                 projections.append(item.projection())
             elif isinstance(item, FeatureViewProjection):
@@ -347,7 +391,7 @@ class FeatureService:
                 "select all its features in one projection"
             )
         _freeze(self, "features", tuple(projections))
-        _freeze(self, "tags", dict(self.tags))
+        _check_documentation(self, f"feature service {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -8,6 +8,7 @@ beside the data they describe.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,15 +23,12 @@ from featurestore.definitions import (
     FeatureService,
     FeatureView,
     FeatureViewProjection,
-    entity_from_dict,
     entity_to_dict,
-    format_ttl,
-    service_from_dict,
     service_to_dict,
     suggest,
-    view_from_dict,
     view_to_dict,
 )
+from featurestore.diff import view_diff
 from featurestore.errors import (
     RegistryError,
     RetrievalError,
@@ -39,31 +37,62 @@ from featurestore.errors import (
 from featurestore.fingerprint import entity_fingerprint, service_fingerprint, view_fingerprint
 from featurestore.repo import RepoContents
 from featurestore.sources import check_view_schema, file_schema
-from featurestore.types import DType, dtype_by_name
+from featurestore.types import DType
 
 if TYPE_CHECKING:
     from featurestore.offline.bigquery_schema import SchemaReader
 
 SCHEMA_VERSION = 1
 
+log = logging.getLogger("featurestore.registry")
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of a view or service: a new one is recorded when its fingerprint changes.
+
+    Stored in registry.json as ``{"version": 2, "fingerprint": "...", "applied_at": "..."}``.
+    """
+
+    version: int
+    fingerprint: str
+    applied_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "applied_at": self.applied_at,
+        }
+
 
 @dataclass
 class ViewRecord:
+    """An applied view: its definition, fingerprint, join keys' dtypes and version history."""
+
     view: FeatureView
     fingerprint: str
     key_dtypes: dict[str, DType]
-    versions: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[VersionRecord] = field(default_factory=list)
 
     @property
     def version(self) -> int:
-        return self.versions[-1]["version"] if self.versions else 0
+        """The current version (1 for the first applied definition; 0 before any)."""
+        return self.versions[-1].version if self.versions else 0
 
 
 @dataclass
 class ServiceRecord:
+    """An applied feature service: its definition, fingerprint and version history."""
+
     service: FeatureService
     fingerprint: str
-    versions: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        """The current version (1 for the first applied definition; 0 before any)."""
+        return self.versions[-1].version if self.versions else 0
 
 
 @dataclass
@@ -164,7 +193,7 @@ class RegistryState:
                     "definition": view_to_dict(r.view),
                     "fingerprint": r.fingerprint,
                     "key_dtypes": {k: d.name for k, d in r.key_dtypes.items()},
-                    "versions": r.versions,
+                    "versions": [v.to_json() for v in r.versions],
                 }
                 for n, r in sorted(self.views.items())
             },
@@ -172,39 +201,18 @@ class RegistryState:
                 n: {
                     "definition": service_to_dict(r.service),
                     "fingerprint": r.fingerprint,
-                    "versions": r.versions,
+                    "versions": [v.to_json() for v in r.versions],
                 }
                 for n, r in sorted(self.services.items())
             },
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RegistryState:
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise RegistryError(
-                f"registry schema version {data.get('schema_version')!r} is not "
-                f"{SCHEMA_VERSION}; re-run 'featurestore apply'"
-            )
-        entities = {n: entity_from_dict(d["definition"]) for n, d in data["entities"].items()}
-        views = {
-            n: ViewRecord(
-                view=view_from_dict(d["definition"], entities),
-                fingerprint=d["fingerprint"],
-                key_dtypes={k: dtype_by_name(t) for k, t in d["key_dtypes"].items()},
-                versions=d["versions"],
-            )
-            for n, d in data["feature_views"].items()
-        }
-        plain_views = {n: r.view for n, r in views.items()}
-        services = {
-            n: ServiceRecord(
-                service=service_from_dict(d["definition"], plain_views),
-                fingerprint=d["fingerprint"],
-                versions=d["versions"],
-            )
-            for n, d in data["feature_services"].items()
-        }
-        return cls(data["project"], entities, views, services, data.get("applied_at"))
+    def from_json(cls, data: Any) -> RegistryState:
+        """The state in parsed registry.json; RegistryError names the first malformed part."""
+        from featurestore.registry_format import read_state  # it builds this module's records
+
+        return read_state(data)
 
 
 # --- plan / apply ----------------------------------------------------------------------
@@ -227,13 +235,22 @@ class Plan:
 
     changes: list[Change]
     new_state: RegistryState
+    replaces_unreadable: str | None = None
+    """Set when the registry could not be read: why. ``apply`` then replaces it."""
 
     @property
     def is_empty(self) -> bool:
-        return not self.changes
+        """Nothing to write: no change, and the registry read was well-formed."""
+        return not self.changes and self.replaces_unreadable is None
 
     def views_to_reset(self) -> list[str]:
-        """Views whose online data and watermarks ``apply`` must drop (changed or removed)."""
+        """Views whose online data and watermarks ``apply`` must drop (changed or removed).
+
+        When the registry being replaced was unreadable, nothing is known of what the online
+        data was written with: every view applied is reset.
+        """
+        if self.replaces_unreadable is not None:
+            return sorted(self.new_state.views)
         return [
             c.name
             for c in self.changes
@@ -256,45 +273,6 @@ def resolve_key_dtypes(
 
         return check_bigquery_view(view, bigquery_schema)
     return check_view_schema(view, file_schema(view.source, repo_path))
-
-
-def _diff_view(old: ViewRecord, new: ViewRecord) -> tuple[str, ...]:
-    a, b = view_to_dict(old.view), view_to_dict(new.view)
-    details = []
-    for key in ("entities", "source", "ttl_microseconds", "online", "description", "tags", "owner"):
-        if a[key] != b[key]:
-            if key == "source":
-                changed = [k for k in b[key] if a[key].get(k) != b[key].get(k)]
-                details.append(
-                    "source: "
-                    + ", ".join(f"{k} {a[key].get(k)!r} -> {b[key].get(k)!r}" for k in changed)
-                )
-            elif key == "ttl_microseconds":
-                details.append(f"ttl: {format_ttl(old.view.ttl)} -> {format_ttl(new.view.ttl)}")
-            else:
-                details.append(f"{key}: {a[key]!r} -> {b[key]!r}")
-    old_fields = {f.name: f.dtype.name for f in old.view.schema}
-    new_fields = {f.name: f.dtype.name for f in new.view.schema}
-    for name in new_fields.keys() - old_fields.keys():
-        details.append(f"schema: added field {name} ({new_fields[name]})")
-    for name in old_fields.keys() - new_fields.keys():
-        details.append(f"schema: removed field {name}")
-    for name in sorted(old_fields.keys() & new_fields.keys()):
-        if old_fields[name] != new_fields[name]:
-            details.append(f"schema: {name} dtype {old_fields[name]} -> {new_fields[name]}")
-    if [n for n in old_fields if n in new_fields] != [n for n in new_fields if n in old_fields]:
-        details.append("schema: field order " + ", ".join(new_fields))
-    old_descr = {f.name: (f.description, f.tags) for f in old.view.schema}
-    for f in new.view.schema:
-        if f.name in old_descr and old_descr[f.name] != (f.description, f.tags):
-            details.append(f"schema: description or tags of {f.name}")
-    if old.key_dtypes != new.key_dtypes:
-        details.append(
-            "join key dtypes: "
-            f"{ {k: d.name for k, d in old.key_dtypes.items()} } -> "
-            f"{ {k: d.name for k, d in new.key_dtypes.items()} }"
-        )
-    return tuple(sorted(details))
 
 
 _COSMETIC = ("description", "tags", "owner")
@@ -340,18 +318,17 @@ def plan(
         old_record = current.views.get(name)
         record.versions = list(old_record.versions) if old_record else []
         if old_record is None or old_record.fingerprint != record.fingerprint:
-            record.versions.append(
-                {
-                    "version": record.version + 1,
-                    "fingerprint": record.fingerprint,
-                    "applied_at": now,
-                }
-            )
+            record.versions.append(VersionRecord(record.version + 1, record.fingerprint, now))
         state.views[name] = record
         if old_record is None:
             changes.append(Change("feature view", name, "added"))
         else:
-            details = _diff_view(old_record, record)
+            details = view_diff(
+                view_to_dict(old_record.view),
+                view_to_dict(record.view),
+                {k: d.name for k, d in old_record.key_dtypes.items()},
+                {k: d.name for k, d in record.key_dtypes.items()},
+            )
             if details:
                 changed = old_record.fingerprint != record.fingerprint
                 changes.append(Change("feature view", name, "changed", details, changed))
@@ -365,7 +342,7 @@ def plan(
         old_service = current.services.get(name)
         versions = list(old_service.versions) if old_service else []
         if old_service is None or old_service.fingerprint != fp:
-            versions.append({"version": len(versions) + 1, "fingerprint": fp, "applied_at": now})
+            versions.append(VersionRecord(len(versions) + 1, fp, now))
         state.services[name] = ServiceRecord(service, fp, versions)
         if old_service is None:
             changes.append(Change("feature service", name, "added"))
@@ -416,14 +393,21 @@ class Registry:
         return FileLock(str(self.path) + ".lock", timeout=60)
 
     def load(self) -> RegistryState | None:
-        """The applied state, or None when nothing was ever applied."""
-        if not self.path.exists():
+        """The applied state, or None when nothing was ever applied.
+
+        RegistryError when the file cannot be read or is malformed (see registry_format.py);
+        ``apply`` replaces a malformed file.
+        """
+        text = self._read()
+        if text is None:
             return None
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"registry {self.path} is unreadable: {exc}") from None
-        return RegistryState.from_json(data)
+            return self._parse(text)
+        except RegistryError as exc:
+            raise RegistryError(
+                f"{exc}; 'featurestore apply' replaces it with the repo's definitions "
+                "(and drops the online data of every view it applies)"
+            ) from None
 
     def require(self) -> RegistryState:
         """The applied state; RegistryError when nothing was applied yet."""
@@ -446,26 +430,101 @@ class Registry:
     ) -> Plan:
         """Compute the plan and write the new state, under the lock, atomically.
 
-        ``before_write(plan)`` runs under the lock before the registry is written (apply uses
-        it to drop the online data of changed views); if it raises, nothing is written.
+        The new state is serialized and staged (written to a temporary file beside the
+        registry) first; then ``before_write(plan)`` runs (apply uses it to drop the online
+        data of changed views); then the staged file replaces the registry. So nothing is
+        dropped unless the registry write is ready, and if ``before_write`` raises nothing is
+        written. A malformed registry is replaced (``Plan.replaces_unreadable`` says why, and
+        every applied view is reset). A plan with no change writes nothing; in a folder where
+        the lock cannot be created (read-only) it still succeeds.
         """
-        with self._lock():
-            result = plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
-            if before_write is not None:
-                before_write(result)
-            if not result.is_empty or not self.path.exists():
-                self._write(result.new_state)
-            return result
+        from filelock import Timeout
 
-    def _write(self, state: RegistryState) -> None:
+        try:
+            lock = self._lock()
+            lock.acquire()
+        except Timeout:
+            raise RegistryError(
+                f"another 'featurestore apply' has held the lock {self.path}.lock for 60 s; "
+                "wait for it to finish, or remove the lock file if no apply is running"
+            ) from None
+        except OSError as exc:
+            return self._apply_without_lock(contents, repo_path, exc)
+        try:
+            result = self._plan_replacing_unreadable(contents, repo_path)
+            if result.is_empty and self.path.exists():
+                if before_write is not None:
+                    before_write(result)
+                return result
+            staged = self._stage(result.new_state)
+            try:
+                if before_write is not None:
+                    before_write(result)
+                os.replace(staged, self.path)
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
+            return result
+        finally:
+            lock.release()
+
+    def _apply_without_lock(self, contents: RepoContents, repo_path: Path, why: OSError) -> Plan:
+        """A no-change apply where the lock cannot be created (a read-only folder)."""
+        result = plan(self.load(), contents, self.project, repo_path, self.bigquery_schema)
+        if result.is_empty and self.path.exists():
+            log.info("no change to apply; the registry folder is not writable (%s)", why)
+            return result
+        raise RegistryError(
+            f"cannot write the registry {self.path}: {why.strerror or why} "
+            f"({len(result.changes)} change(s) to apply); make {self.path.parent} writable"
+        )
+
+    def _plan_replacing_unreadable(self, contents: RepoContents, repo_path: Path) -> Plan:
+        text = self._read()
+        try:
+            current = None if text is None else self._parse(text)
+        except RegistryError as exc:
+            log.warning("replacing the unreadable registry: %s", exc)
+            result = plan(None, contents, self.project, repo_path, self.bigquery_schema)
+            result.replaces_unreadable = str(exc)
+            return result
+        return plan(current, contents, self.project, repo_path, self.bigquery_schema)
+
+    def _read(self) -> str | None:
+        """The registry file's text, or None when there is none; RegistryError if unreadable."""
+        try:
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"registry {self.path} cannot be read: {exc}") from None
+
+    def _parse(self, text: str) -> RegistryState:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise RegistryError(f"registry {self.path} is not valid JSON: {exc}") from None
+        try:
+            return RegistryState.from_json(data)
+        except RegistryError as exc:
+            raise RegistryError(f"registry {self.path} is malformed: {exc}") from None
+
+    def _stage(self, state: RegistryState) -> Path:
+        """Write ``state`` to a synced temporary file beside the registry; return its path."""
         text = json.dumps(state.to_json(), indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        except OSError as exc:
+            raise RegistryError(f"cannot write the registry {self.path}: {exc}") from None
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise RegistryError(f"cannot write the registry {self.path}: {exc}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return Path(tmp)

@@ -1,4 +1,8 @@
-"""``featurestore init DIR``: a small working repo with its own example data."""
+"""``featurestore init DIR``: a small working repo with its own example data.
+
+It never overwrites: when any file it would create exists (a user's ``definitions.py`` or
+data), it refuses, naming them, and creates nothing.
+"""
 
 from __future__ import annotations
 
@@ -50,22 +54,51 @@ driver_activity = FeatureService(name="driver_activity", features=[driver_hourly
 
 
 def scaffold(directory: Path, project: str | None = None) -> list[Path]:
-    """Create a repo folder with featurestore.yaml, definitions and example data."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Create a repo folder with featurestore.yaml, definitions and example data.
 
+    Raises ``ConfigError`` naming the files when any of them exists already.
+    """
     directory = Path(directory)
     config = directory / "featurestore.yaml"
-    if config.exists():
-        raise ConfigError(f"{config} already exists; refusing to overwrite a repo")
+    definitions = directory / "definitions.py"
+    source = directory / "data" / "driver_stats.parquet"
+    existing = [str(p) for p in (config, definitions, source) if p.exists() or p.is_symlink()]
+    if existing:
+        raise ConfigError(
+            f"refusing to overwrite {', '.join(existing)}: 'featurestore init' only creates "
+            "a new repo; choose an empty folder, or move these files away"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file, not a folder; choose another path")
     project = project or directory.resolve().name.replace("-", "_")
     if not project.isidentifier():
         raise ConfigError(f"project name {project!r} is not a valid name; pass --project")
-    (directory / "data").mkdir(parents=True, exist_ok=True)
-    config.write_text(CONFIG.format(project=project))
-    definitions = directory / "definitions.py"
-    definitions.write_text(DEFINITIONS)
+    files = {
+        config: CONFIG.format(project=project).encode(),
+        definitions: DEFINITIONS.encode(),
+        source: _example_data(),
+    }
+    created: list[Path] = []
+    try:
+        source.parent.mkdir(parents=True, exist_ok=True)
+        for path, data in files.items():
+            with path.open("xb") as f:  # "x": fail rather than overwrite a file made meanwhile
+                created.append(path)
+                f.write(data)
+    except OSError as exc:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot create the repo in {directory}: {exc}") from None
+    return created
+
+
+def _example_data() -> bytes:
+    """Two days of hourly stats for five drivers, ending at the current hour (Parquet)."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rng = np.random.default_rng(0)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -83,6 +116,6 @@ def scaffold(directory: Path, project: str | None = None) -> list[Path]:
             "avg_daily_trips": pa.array(rng.integers(0, 1000, len(rows)), pa.int64()),
         }
     )
-    source = directory / "data" / "driver_stats.parquet"
-    pq.write_table(table, source)
-    return [config, definitions, source]
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()

@@ -268,3 +268,82 @@ def entity_table(rows: list[dict[str, Any]]) -> Any:
             "extra": pa.array([r["extra"] for r in rows], pa.int64()),
         }
     )
+
+
+# --- corrupted documents: featurestore.yaml and registry.json, edited as a hostile user would
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from(["", "Int64", "Float64", "duckdb", "redis", "x:y", "2h", "-1", "abc"])
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path from the root to a node of a JSON-like document (the root is ``()``)."""
+    paths = [prefix]
+    children = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in children:
+        paths += _paths(child, (*prefix, key))
+    return paths
+
+
+def _misspell(draw: st.DrawFn, key: str) -> str:
+    edits = [key + "s", key[:-1], key.upper(), key.replace("_", ""), key[1:] + key[:1]]
+    return draw(st.sampled_from([e for e in edits if e and e != key] or [key + "x"]))
+
+
+@st.composite
+def corrupted(draw: st.DrawFn, document: Any) -> Any:
+    """A deep copy of ``document`` with one to three hostile edits.
+
+    Each edit picks a node and replaces it with another JSON value (a scalar of another
+    kind, a list, a mapping, a value moved from elsewhere in the document), removes it,
+    renames its key (a misspelling) or adds a sibling key. The whole document may be
+    replaced too (``null``, ``[]``, a number).
+    """
+    import copy
+
+    doc = copy.deepcopy(document)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(doc)))
+        action = draw(st.sampled_from(["replace", "move", "remove", "rename", "add"]))
+        if not path:
+            if action in ("replace", "move"):
+                doc = draw(JSON_VALUES)
+            continue
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        key = path[-1]
+        if action == "replace":
+            parent[key] = draw(JSON_VALUES)
+        elif action == "move":
+            source = draw(st.sampled_from(_paths(doc)))
+            value = doc
+            for step in source:
+                value = value[step]
+            parent[key] = copy.deepcopy(value)
+        elif action == "remove":
+            del parent[key]
+        elif action == "rename" and isinstance(parent, dict):
+            parent[_misspell(draw, str(key))] = parent.pop(key)
+        elif action == "add" and isinstance(parent, dict):
+            parent[_misspell(draw, str(key))] = draw(JSON_VALUES)
+    return doc

@@ -110,7 +110,7 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["apply", "--repo", "{tmp}/nowhere"], "no featurestore.yaml"),
         (["list", "--repo", "{tmp}/repo"], "run 'featurestore apply' first"),
         (["describe", "driver_hourly_stat", "--repo", "{tmp}/applied"], "did you mean"),
-        (["init", "{tmp}/applied"], "already exists"),
+        (["init", "{tmp}/applied"], "refusing to overwrite"),
     ],
 )
 def test_errors_are_one_clear_line_and_exit_1(repos: Path, args: list[str], message: str) -> None:
@@ -118,6 +118,31 @@ def test_errors_are_one_clear_line_and_exit_1(repos: Path, args: list[str], mess
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_init_never_overwrites_a_users_files(tmp_path: Path) -> None:
+    """A folder without featurestore.yaml but with the user's definitions.py and data."""
+    from click.testing import CliRunner
+
+    (tmp_path / "data").mkdir()
+    mine = {
+        tmp_path / "definitions.py": b"# my definitions\n",
+        tmp_path / "data" / "driver_stats.parquet": b"my data",
+    }
+    for path, content in mine.items():
+        path.write_bytes(content)
+    result = CliRunner().invoke(main, ["init", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "refusing to overwrite" in result.output
+    for path, content in mine.items():
+        assert str(path) in result.output
+        assert path.read_bytes() == content
+    assert not (tmp_path / "featurestore.yaml").exists()  # nothing created either
+
+    (tmp_path / "definitions.py").unlink()
+    result = CliRunner().invoke(main, ["init", str(tmp_path)])
+    assert result.exit_code == 1 and str(tmp_path / "definitions.py") not in result.output
+    assert (tmp_path / "data" / "driver_stats.parquet").read_bytes() == b"my data"
 
 
 def test_a_definition_error_names_file_and_definition(tmp_path: Path) -> None:

@@ -162,6 +162,68 @@ def test_no_ttl_is_none_or_zero(ttl: timedelta | None) -> None:
             ["'a.b; drop'", "project.dataset.table"],
             id="bigquery table name",
         ),
+        # Everything the registry stores is checked here, so apply can always store it.
+        pytest.param(
+            lambda: view(tags={"team": timedelta(1)}),
+            ["'stats'", "tag 'team'", "timedelta", "string"],
+            id="tag value not a string",
+        ),
+        pytest.param(lambda: view(tags={1: "x"}), ["'stats'", "tag 1"], id="tag key not a string"),
+        pytest.param(lambda: view(tags=["a"]), ["'stats'", "tags must be a mapping"], id="tags"),
+        pytest.param(
+            lambda: view(description=3), ["'stats'", "description must be a string"], id="descr"
+        ),
+        pytest.param(lambda: view(owner=None), ["'stats'", "owner must be a string"], id="owner"),
+        pytest.param(
+            lambda: view(online="yes"), ["'stats'", "online must be True or False"], id="online"
+        ),
+        pytest.param(
+            lambda: view(entities=driver), ["'stats'", "entities must be a list"], id="entities"
+        ),
+        pytest.param(lambda: view(schema=None), ["'stats'", "schema must be a list"], id="schema"),
+        pytest.param(
+            lambda: Entity(name="user", tags={"a": 1}),
+            ["entity 'user'", "tag 'a'"],
+            id="entity tag",
+        ),
+        pytest.param(
+            lambda: Entity(name="user", join_keys=5),
+            ["'user'", "join_keys must be a list"],
+            id="keys",
+        ),
+        pytest.param(
+            lambda: Field(name="trips", dtype=Int64, description=b"x"),
+            ["field 'trips'", "description"],
+            id="field description",
+        ),
+        pytest.param(
+            lambda: FileSource(path="x.parquet", timestamp_field="ts", owner=1),
+            ["source 'x.parquet'", "owner"],
+            id="source owner",
+        ),
+        pytest.param(
+            lambda: FileSource(path="x.parquet", timestamp_field="ts", name=1),
+            ["FileSource", "name"],
+            id="source name",
+        ),
+        pytest.param(
+            lambda: BigQuerySource(query=1, timestamp_field="ts"), ["query", "SQL"], id="bq query"
+        ),
+        pytest.param(
+            lambda: BigQuerySource(table="p.d.t", timestamp_field="ts", tags={"a": None}),
+            ["BigQuerySource p.d.t", "tag 'a'"],
+            id="bq tags",
+        ),
+        pytest.param(
+            lambda: FeatureService(name="svc", features=[view()], tags={"v": 2}),
+            ["feature service 'svc'", "tag 'v'"],
+            id="service tags",
+        ),
+        pytest.param(
+            lambda: FeatureService(name="svc", features=view()),
+            ["feature service 'svc'", "features must be a list"],
+            id="service features",
+        ),
     ],
 )
 def test_invalid_definitions_name_the_culprit(make, culprits: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -197,3 +259,9 @@ def test_string_key_fields_are_declared_with_string() -> None:
         schema=[Field(name="city", dtype=String), Field(name="trips", dtype=Int64)],
     )
     assert v.declared_key_dtypes == {"city": String}
+
+
+def test_lists_may_be_any_iterable_and_are_stored_as_tuples() -> None:
+    v = view(entities=(e for e in [driver]), schema=iter(view().schema))
+    assert v.entities == (driver,) and len(v.schema) == 2
+    assert v[(f for f in ["trips"])].features == ("trips",)

@@ -87,8 +87,8 @@ def test_a_value_changing_attribute_changes_the_fingerprint(
     assert view_after != view_before
     assert (service_after != service_before) is service_changes
     versions = applied.state.views["stats"].versions
-    assert [v["version"] for v in versions] == [1, 2]
-    assert versions[-1]["fingerprint"] == view_after
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[-1].fingerprint == view_after
     service_versions = applied.state.services["service"].versions
     assert len(service_versions) == (2 if service_changes else 1)
 
@@ -169,10 +169,10 @@ def test_version_history_grows_only_on_fingerprint_change(applied: FeatureStore)
         write_repo(root, **overrides)
         applied.apply()
         versions = applied.state.views["stats"].versions
-        assert [v["version"] for v in versions] == list(range(1, expected + 1)), overrides
+        assert [v.version for v in versions] == list(range(1, expected + 1)), overrides
     first, last = versions[0], versions[-1]
-    assert first["fingerprint"] == last["fingerprint"]
-    assert first["applied_at"] < last["applied_at"]
+    assert first.fingerprint == last.fingerprint
+    assert first.applied_at < last.applied_at
 
 
 PRINT_FINGERPRINTS = """

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from featurestore.definitions import format_ttl, view_to_dict
+from featurestore.definitions import view_to_dict
+from featurestore.diff import view_diff
 from featurestore.errors import ModelError
 from featurestore.fingerprint import view_fingerprint
-from featurestore.registry import RegistryState
+from featurestore.registry import RegistryState, ViewRecord
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,7 @@ def check_binding(
         features = tuple(projection.features) if projection else trained.features
         current_fp = view_fingerprint(view_record.view, view_record.key_dtypes, features)
         trained_version = next(
-            (
-                v["version"]
-                for v in view_record.versions
-                if v["fingerprint"] == trained.view_fingerprint
-            ),
+            (v.version for v in view_record.versions if v.fingerprint == trained.view_fingerprint),
             trained.view_version,
         )
         if current_fp != trained.projection_fingerprint:
@@ -176,18 +172,13 @@ def check_binding(
                 ViewChange(
                     trained.name,
                     "changed",
-                    _definition_changes(
-                        trained,
-                        view_to_dict(view_record.view),
-                        {k: d.name for k, d in view_record.key_dtypes.items()},
-                        features,
-                    ),
+                    _definition_changes(trained, view_record, features),
                     trained_version,
                     view_record.version,
-                    view_record.versions[-1]["applied_at"] if view_record.versions else None,
+                    view_record.versions[-1].applied_at if view_record.versions else None,
                     tuple(
-                        f"version {v['version']}: fingerprint {v['fingerprint'][:12]}, "
-                        f"applied {v['applied_at']}"
+                        f"version {v.version}: fingerprint {v.fingerprint[:12]}, "
+                        f"applied {v.applied_at}"
                         for v in view_record.versions
                     ),
                 )
@@ -211,43 +202,25 @@ def check_binding(
 
 
 def _definition_changes(
-    trained: TrainedView,
-    current: Mapping[str, Any],
-    current_key_dtypes: Mapping[str, str],
-    current_features: Sequence[str],
+    trained: TrainedView, current: ViewRecord, current_features: Sequence[str]
 ) -> tuple[str, ...]:
-    """What changed in the parts of a view that decide the model's feature values."""
-    old = trained.definition
-    details = []
-    for key in ("type", "path", "table", "query", "timestamp_field", "created_timestamp_column"):
-        before, after = old["source"].get(key), current["source"].get(key)
-        if before != after:
-            details.append(f"source {key} {before!r} -> {after!r}")
-    if old["ttl_microseconds"] != current["ttl_microseconds"]:
-        details.append(
-            f"ttl {_format_ttl_us(old['ttl_microseconds'])} -> {_format_ttl_us(current['ttl_microseconds'])}"
+    """What changed in the parts of a view that decide the model's feature values (worded
+    by ``diff.view_diff``, as ``plan`` words them), and which features the service reads."""
+    details = list(
+        view_diff(
+            trained.definition,
+            view_to_dict(current.view),
+            trained.key_dtypes,
+            {k: d.name for k, d in current.key_dtypes.items()},
+            features=trained.features,
         )
-    if old["entities"] != current["entities"]:
-        details.append(f"entities {old['entities']} -> {current['entities']}")
-    for key in sorted(set(trained.key_dtypes) | set(current_key_dtypes)):
-        before, after = trained.key_dtypes.get(key), current_key_dtypes.get(key)
-        if before != after:
-            details.append(f"join key {key} dtype {before} -> {after}")
-    old_dtypes = {f["name"]: f["dtype"] for f in old["schema"]}
-    new_dtypes = {f["name"]: f["dtype"] for f in current["schema"]}
-    for name in trained.features:
-        if name not in new_dtypes:
-            details.append(f"schema: field {name} removed")
-        elif old_dtypes.get(name) != new_dtypes[name]:
-            details.append(f"schema: {name} dtype {old_dtypes.get(name)} -> {new_dtypes[name]}")
+    )
     added = [f for f in current_features if f not in trained.features]
-    dropped = [f for f in trained.features if f not in current_features and f in new_dtypes]
+    dropped = [
+        f for f in trained.features if f not in current_features and f in current.view.feature_names
+    ]
     if added:
         details.append(f"service now also reads {', '.join(added)}")
     if dropped:
         details.append(f"service no longer reads {', '.join(dropped)}")
     return tuple(details)
-
-
-def _format_ttl_us(microseconds: int | None) -> str:
-    return format_ttl(None if microseconds is None else timedelta(microseconds=microseconds))

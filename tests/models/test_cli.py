@@ -50,7 +50,7 @@ def test_train_then_warm_start_then_refuse_after_a_change(
     result = run("train", *common, "--out", tmp_path / "v3", "--warm-start", second)
     assert result.returncode == 1
     assert "cannot warm-start" in result.stderr and "risk: changed" in result.stderr
-    assert "ttl 3d -> 12h" in result.stderr
+    assert "ttl: 3d -> 12h" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "v3").exists()
 

@@ -39,12 +39,12 @@ def test_describe_prints_what_the_model_was_trained_on(trained: Trained) -> None
 CHANGES = {
     "schema": (
         {"risk_fields": [f for f in RISK_FIELDS if f[0] != "n_tx"]},
-        "schema: field n_tx removed",
+        "schema: removed field n_tx",
     ),
-    "ttl": ({"risk_ttl": "timedelta(days=1)"}, "ttl 3d -> 1d"),
+    "ttl": ({"risk_ttl": "timedelta(days=1)"}, "ttl: 3d -> 1d"),
     "source": (
         {"risk_path": "data/risk_copy.parquet"},
-        "source path 'data/risk.parquet' -> 'data/risk_copy.parquet'",
+        "source: path 'data/risk.parquet' -> 'data/risk_copy.parquet'",
     ),
 }
 

@@ -135,7 +135,9 @@ def test_warm_start_after_a_view_changed_is_refused_naming_it(
     copy = trained.copy(tmp_path)
     write_repo(copy.repo, risk_ttl="timedelta(days=1)")
     FeatureStore(copy.repo).apply()
-    with pytest.raises(ModelError, match=r"cannot warm-start.*risk: changed.*ttl 3d -> 1d") as info:
+    with pytest.raises(
+        ModelError, match=r"cannot warm-start.*risk: changed.*ttl: 3d -> 1d"
+    ) as info:
         models.train(
             copy.repo,
             service="svc",

@@ -22,7 +22,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurestore.config import RepoConfig, SqliteConfig, load_config
+from featurestore.config import FeatureLogConfig, RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
 from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
 from featurestore.online.base import KeyGroup, OnlineStore, Watermark, open_online_store
@@ -427,7 +427,7 @@ def test_open_online_store_follows_the_config_and_never_falls_back(
         registry_path=tmp_path / "registry.json",
         offline_store=load_config(tmp_path).offline_store,
         online_store=SqliteConfig(path=tmp_path / "sub" / "online.db"),
-        feature_log_path=tmp_path / "log",
+        feature_log=FeatureLogConfig(path=tmp_path / "log"),
     )
     with open_online_store(sqlite_config) as opened:
         assert isinstance(opened, SqliteOnlineStore)

@@ -1,0 +1,105 @@
+"""What changed between two definitions of a feature view, worded once.
+
+``plan`` (registry.py) and a model's binding (models/binding.py) both describe a view change
+with ``view_diff``, so a user reads the same words in ``featurestore plan`` and in
+``featurestore models describe``. Both sides are given in their stored form: the
+definition as ``definitions.view_to_dict`` writes it, and the join keys' dtype names, which
+is what a registry record and a model artifact both keep.
+
+One line per difference, in a fixed order: the source, ttl, entities, join key dtypes, the
+fields (removed, added, dtype, order), then what does not change values (``online``,
+description, tags, owner, a field's description or tags). With ``features`` (the model
+binding) only what decides those features' values is compared: the source's identity, ttl,
+entities, key dtypes, and the listed features' presence and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from featurestore.definitions import format_ttl
+
+SOURCE_IDENTITY = ("type", "path", "table", "query", "timestamp_field", "created_timestamp_column")
+"""The source attributes that change values (the fingerprint's); the others are cosmetic."""
+
+_COSMETIC = ("online", "description", "tags", "owner")
+
+
+def view_diff(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    old_key_dtypes: Mapping[str, str],
+    new_key_dtypes: Mapping[str, str],
+    features: Sequence[str] | None = None,
+) -> tuple[str, ...]:
+    """The differences between two stored definitions of one view, one line each.
+
+    ``features``: compare only what decides these features' values (see the module
+    docstring); None compares everything ``plan`` shows.
+    """
+    details = []
+    source_keys = SOURCE_IDENTITY if features is not None else _keys(old["source"], new["source"])
+    changed = [k for k in source_keys if old["source"].get(k) != new["source"].get(k)]
+    if changed:
+        details.append(
+            "source: "
+            + ", ".join(
+                f"{k} {old['source'].get(k)!r} -> {new['source'].get(k)!r}" for k in changed
+            )
+        )
+    if old["ttl_microseconds"] != new["ttl_microseconds"]:
+        details.append(f"ttl: {_ttl(old['ttl_microseconds'])} -> {_ttl(new['ttl_microseconds'])}")
+    if old["entities"] != new["entities"]:
+        details.append(f"entities: {old['entities']} -> {new['entities']}")
+    keys = _keys(old_key_dtypes, new_key_dtypes)
+    if any(old_key_dtypes.get(k) != new_key_dtypes.get(k) for k in keys):
+        details.append(
+            "join key dtypes: "
+            + ", ".join(
+                f"{k} {old_key_dtypes.get(k, 'none')} -> {new_key_dtypes.get(k, 'none')}"
+                for k in keys
+                if old_key_dtypes.get(k) != new_key_dtypes.get(k)
+            )
+        )
+    details += _field_changes(old["schema"], new["schema"], features)
+    if features is None:
+        details += [f"{k}: {old[k]!r} -> {new[k]!r}" for k in _COSMETIC if old[k] != new[k]]
+        old_docs = {f["name"]: (f["description"], f["tags"]) for f in old["schema"]}
+        details += [
+            f"schema: description or tags of {f['name']}"
+            for f in new["schema"]
+            if f["name"] in old_docs and old_docs[f["name"]] != (f["description"], f["tags"])
+        ]
+    return tuple(details)
+
+
+def _field_changes(
+    old_schema: Sequence[Mapping[str, Any]],
+    new_schema: Sequence[Mapping[str, Any]],
+    features: Sequence[str] | None,
+) -> list[str]:
+    old = {f["name"]: f["dtype"] for f in old_schema}
+    new = {f["name"]: f["dtype"] for f in new_schema}
+    compared = list(old) if features is None else list(features)
+    details = [f"schema: removed field {n}" for n in compared if n not in new]
+    if features is None:
+        details += [f"schema: added field {n} ({new[n]})" for n in new if n not in old]
+    details += [
+        f"schema: {n} dtype {old.get(n)} -> {new[n]}"
+        for n in compared
+        if n in new and old.get(n) != new[n]
+    ]
+    kept_old, kept_new = [n for n in old if n in new], [n for n in new if n in old]
+    if features is None and kept_old != kept_new:
+        details.append("schema: field order " + ", ".join(new))
+    return details
+
+
+def _keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    return [*a, *(k for k in b if k not in a)]
+
+
+def _ttl(microseconds: int | None) -> str:
+    return format_ttl(None if microseconds is None else timedelta(microseconds=microseconds))
