@@ -5,10 +5,14 @@
 ``redis_factory`` (function) start more servers (``redis_factory("--requirepass", "pw")``),
                   each a ``RedisServer`` that can be stopped and restarted on its port;
                   all are killed when the test ends.
+``as_unprivileged`` a command prefix under which file permissions apply (for read-only
+                  folder tests: root writes anywhere, so as root the command runs without
+                  the capabilities that bypass permissions, through util-linux's setpriv).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -105,3 +109,13 @@ def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def as_unprivileged() -> list[str]:
+    """A command prefix under which a read-only folder cannot be written (see module doc)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be enforced")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]

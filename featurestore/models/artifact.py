@@ -6,10 +6,16 @@
       model.txt       LightGBM's own text format (never pickle)
       metadata.json   the binding (service, fingerprints, views), the ordered features with
                       dtypes and category mappings, the split, metrics, label, hyperparameters,
-                      library versions, the training-set manifest, the parent (warm start)
-                      and the model file's sha256
+                      library versions, the training-set manifest, the parent (warm start),
+                      the model file's sha256 and the checksums of the metadata itself
 
-Loading verifies the model file against the checksum before parsing it, from the same bytes.
+Loading accepts only the folder's own ``model.txt`` (``model_file`` cannot point elsewhere)
+and verifies, before anything is used: each prediction-relevant part of the metadata against
+its checksum (``metadata_sha256``: the feature order, dtypes and category mappings; the
+binding; the model file's name, checksum and tree count), then the model file against its
+checksum, from the same bytes it parses. An edit to any of them is a ``ModelError`` naming
+the part. These are checksums, not signatures: they catch edits and corruption, not a forger
+who recomputes them. The other parts (split, metrics, versions, manifest) are descriptive.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +43,14 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: metadata checksums; model_file is always MODEL_FILE
+
+COVERED_PARTS = {
+    "features": "the feature order, dtypes and category mappings",
+    "binding": "the feature binding (service, fingerprints, views, as_of)",
+    "model": "the model file's name, checksum and tree count",
+}
+"""The parts of ``metadata.json`` that change predictions, each covered by a checksum."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,36 @@ class ArtifactMetadata:
     model_sha256: str = ""
     model_file: str = MODEL_FILE
     format_version: int = FORMAT_VERSION
+    metadata_sha256: dict[str, str] = field(default_factory=dict)
+
+    def covered(self) -> dict[str, Any]:
+        """The prediction-relevant content, by part (see ``COVERED_PARTS``)."""
+        return {
+            "features": [f.to_json() for f in self.features],
+            "binding": {
+                "feature_service": self.feature_service,
+                "service_fingerprint": self.service_fingerprint,
+                "service_version": self.service_version,
+                "views": [v.to_json() for v in self.views],
+                "entity_columns": list(self.entity_columns),
+                "timestamp_column": self.timestamp_column,
+                "as_of": self.as_of,
+            },
+            "model": {
+                "model_file": self.model_file,
+                "model_sha256": self.model_sha256,
+                "num_trees": self.num_trees,
+            },
+        }
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of each covered part's canonical JSON (sorted keys, no spaces)."""
+        return {
+            part: hashlib.sha256(
+                json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            for part, content in self.covered().items()
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +135,7 @@ class ArtifactMetadata:
             "parent": self.parent,
             "model_file": self.model_file,
             "model_sha256": self.model_sha256,
+            "metadata_sha256": dict(self.metadata_sha256),
         }
 
     @classmethod
@@ -117,6 +161,7 @@ class ArtifactMetadata:
             parent=data.get("parent"),
             model_file=data["model_file"],
             model_sha256=data["model_sha256"],
+            metadata_sha256=dict(data["metadata_sha256"]),
         )
 
 
@@ -152,27 +197,58 @@ def model_checksum(text: bytes) -> str:
 def save(
     booster: lgb.Booster, metadata: ArtifactMetadata, out: str | os.PathLike[str]
 ) -> ModelArtifact:
-    """Write ``model.txt`` then ``metadata.json`` (with the model's checksum) into ``out``.
+    """Write ``model.txt`` then ``metadata.json`` (with the checksums) into ``out``.
 
     Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    ``ModelError`` when the folder cannot be written.
     """
     from dataclasses import replace
 
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_writable(out)
     text = booster.model_to_string().encode()
     metadata = replace(metadata, model_sha256=model_checksum(text), model_file=MODEL_FILE)
-    _write_atomically(folder / MODEL_FILE, text)
+    metadata = replace(metadata, metadata_sha256=metadata.checksums())
     body = json.dumps(metadata.to_json(), indent=2, sort_keys=True, default=str)
-    _write_atomically(folder / METADATA_FILE, body.encode())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(folder / MODEL_FILE, text)
+        _write_atomically(folder / METADATA_FILE, body.encode())
+    except OSError as exc:
+        raise ModelError(f"cannot write the model artifact to {folder}: {exc}") from None
     return ModelArtifact(metadata, booster, folder)
 
 
-def load(path: str | os.PathLike[str]) -> ModelArtifact:
-    """Read a model artifact folder, verifying the model file against its recorded checksum.
+def check_writable(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a Path, or ``ModelError`` when the artifact folder cannot be written there.
 
-    Raises ``ModelError`` when the folder, its metadata or its model file is missing,
-    unreadable, or when the model file's sha256 differs from the one in ``metadata.json``.
+    Creates nothing: the nearest existing folder on the way must accept a new file. Training
+    calls it first, so an unwritable ``--out`` fails before the training set is built.
+    """
+    folder = Path(out)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ModelError(
+            f"cannot write the model artifact to {folder}: {existing} is a file, not a folder"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write the model artifact to {folder}: {existing} is not writable "
+            f"({exc.strerror or exc}); choose another --out"
+        ) from None
+    return folder
+
+
+def load(path: str | os.PathLike[str]) -> ModelArtifact:
+    """Read a model artifact folder, verifying its metadata and model file (module docstring).
+
+    Raises ``ModelError`` when the folder, its metadata or its model file is missing or
+    unreadable, when ``model_file`` names another file than the folder's ``model.txt``, or
+    when a covered part of the metadata or the model file does not match its checksum.
     """
     import lightgbm as lgb
 
@@ -185,17 +261,8 @@ def load(path: str | os.PathLike[str]) -> ModelArtifact:
             f"{folder} has no {METADATA_FILE}: it is not a model artifact written by "
             "'featurestore train' (a bare LightGBM file carries no feature binding)"
         )
-    try:
-        data = json.loads(meta_path.read_text())
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ModelError(
-                f"{meta_path}: format version {data.get('format_version')!r} is not "
-                f"{FORMAT_VERSION}; retrain the model with this version of featurestore"
-            )
-        metadata = ArtifactMetadata.from_json(data)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ModelError(f"{meta_path} is unreadable or incomplete: {exc!r}") from None
-    model_path = folder / metadata.model_file
+    metadata = _read_metadata(meta_path)
+    model_path = folder / MODEL_FILE
     try:
         text = model_path.read_bytes()
     except OSError as exc:
@@ -212,6 +279,37 @@ def load(path: str | os.PathLike[str]) -> ModelArtifact:
     except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
         raise ModelError(f"model file {model_path} is not a LightGBM model: {exc}") from None
     return ModelArtifact(metadata, booster, folder)
+
+
+def _read_metadata(path: Path) -> ArtifactMetadata:
+    """``metadata.json``, refused unless its model file is the artifact's own and every
+    covered part matches its checksum (ModelError naming the part)."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{path}: format version {data.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; retrain the model with this version of featurestore"
+            )
+        metadata = ArtifactMetadata.from_json(data)
+        expected = metadata.checksums()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # json's and the records' errors on a truncated or hand-edited file
+        raise ModelError(f"{path} is unreadable or incomplete: {exc!r}") from None
+    if metadata.model_file != MODEL_FILE:
+        raise ModelError(
+            f"{path}: model_file {metadata.model_file!r} is not {MODEL_FILE!r}; an artifact "
+            "only reads its own model file"
+        )
+    for part, what in COVERED_PARTS.items():
+        if metadata.metadata_sha256.get(part) != expected[part]:
+            raise ModelError(
+                f"{path}: {what} do not match their checksum (metadata_sha256.{part}): the "
+                "file was edited after training; restore it or retrain"
+            )
+    return metadata
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

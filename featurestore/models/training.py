@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import ModelError
-from featurestore.models.artifact import ArtifactMetadata, ModelArtifact, load, save
+from featurestore.models.artifact import (
+    ArtifactMetadata,
+    ModelArtifact,
+    check_writable,
+    load,
+    save,
+)
 from featurestore.models.binding import trained_views
 from featurestore.models.entities import open_store, read_entities
 from featurestore.models.matrix import FeatureSpec, build_matrix, fit_categories
@@ -136,6 +142,7 @@ def train(
     """
     if num_boost_round < 1:
         raise ModelError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    check_writable(out)  # before the minutes of training, not after
     store = open_store(store)
     state = store.state
     service_record = state.service_record(service)
@@ -195,8 +202,13 @@ def build_training_set(
     Category mappings are fitted on the training rows only (a warm start extends its
     parent's), so a value first seen after the split time is "unknown" in validation.
     """
+    import pandas as pd
+
     service = service_record.service.name
     entity_df = read_entities(entities)
+    if len(entity_df) == 0:
+        where = "" if isinstance(entities, pd.DataFrame) else f" ({entities})"
+        raise ModelError(f"the entities{where} hold no rows: there is nothing to train on")
     y = labels(entity_df, label)
     job = store.get_historical_features(
         entity_df, feature_service=service, full_feature_names=True, as_of=AS_OF

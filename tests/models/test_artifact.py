@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,7 @@ import pytest
 from model_repo import Trained
 
 from featurestore import ModelError, models
+from featurestore.models import ArtifactMetadata
 
 FEATURESTORE = [str(Path(sys.executable).with_name("featurestore"))]  # the console script
 
@@ -96,3 +100,109 @@ def test_csv_entities_score_like_parquet(trained: Trained, tmp_path: Path) -> No
     from_csv = models.predict(trained.artifact, trained.repo, csv)
     from_frame = models.predict(trained.artifact, trained.repo, entities)
     np.testing.assert_array_equal(from_csv["prediction"], from_frame["prediction"])
+
+
+def _edit_metadata(model: Path, edit: Any, *, recompute: bool = False) -> None:
+    """Edit metadata.json; ``recompute`` also refreshes its checksums (as a forger would)."""
+    path = model / "metadata.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    if recompute:
+        data["metadata_sha256"] = ArtifactMetadata.from_json(data).checksums()
+    path.write_text(json.dumps(data))
+
+
+def _swap_categories(data: dict[str, Any]) -> None:
+    country = next(f for f in data["features"] if f["dtype"] == "String")
+    country["categories"][0], country["categories"][1] = (
+        country["categories"][1],
+        country["categories"][0],
+    )
+
+
+TAMPERING = {
+    "category mapping": (_swap_categories, "the feature order, dtypes and category mappings"),
+    "feature order": (
+        lambda d: d["features"].reverse(),
+        "the feature order, dtypes and category mappings",
+    ),
+    "service fingerprint": (
+        lambda d: d.update(service_fingerprint="0" * 64),
+        "the feature binding",
+    ),
+    "view fingerprint": (
+        lambda d: d["views"][0].update(projection_fingerprint="0" * 64),
+        "the feature binding",
+    ),
+    "as_of": (lambda d: d.update(as_of="event"), "the feature binding"),
+    "model checksum": (
+        lambda d: d.update(model_sha256="0" * 64),
+        "the model file's name, checksum and tree count",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERING)
+def test_tampered_metadata_is_refused_naming_the_part(
+    trained: Trained, tmp_path: Path, case: str
+) -> None:
+    """Defect: nothing covered metadata.json, so an edited category mapping or feature order
+    silently changed every prediction."""
+    edit, part = TAMPERING[case]
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    _edit_metadata(model, edit)
+    with pytest.raises(ModelError, match=rf"metadata.json: {part}.* do not match their checksum"):
+        models.load(model)
+    result = run("models", "describe", model, "--repo", trained.repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert part in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_descriptive_metadata_may_change(trained: Trained, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    _edit_metadata(model, lambda d: d["metrics"].update(valid_auc=0.99))
+    assert models.load(model).metadata.metrics["valid_auc"] == 0.99
+
+
+def test_only_the_artifacts_own_model_file_is_read(trained: Trained, tmp_path: Path) -> None:
+    """Defect: ``model_file`` could name any file, which was then loaded (here another,
+    valid model whose checksum the forger also wrote)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    other = trained.artifact.booster.model_to_string(num_iteration=5).encode()
+    (elsewhere / "model.txt").write_bytes(other)
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    _edit_metadata(
+        model,
+        lambda d: d.update(
+            model_file="../elsewhere/model.txt", model_sha256=hashlib.sha256(other).hexdigest()
+        ),
+        recompute=True,
+    )
+    with pytest.raises(ModelError, match=r"model_file '../elsewhere/model.txt' is not 'model.txt'"):
+        models.load(model)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[]", "null", '{"format_version": 2}', '{"format_version": 2, "features": 3'],
+)
+def test_malformed_metadata_is_a_model_error(trained: Trained, tmp_path: Path, text: str) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    (model / "metadata.json").write_text(text)
+    with pytest.raises(ModelError, match=r"metadata\.json"):
+        models.load(model)
+
+
+def test_an_artifact_of_the_previous_format_asks_for_retraining(
+    trained: Trained, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained.model, model)
+    _edit_metadata(model, lambda d: (d.pop("metadata_sha256"), d.update(format_version=1)))
+    with pytest.raises(ModelError, match="format version 1 is not 2; retrain"):
+        models.load(model)

@@ -12,6 +12,7 @@ import pytest
 from model_repo import Trained, labeled_entities, write_repo
 
 from featurestore import FeatureStore, ModelError, RetrievalError, models
+from featurestore.models.artifact import check_writable
 from featurestore.models.training import time_split
 
 
@@ -242,3 +243,59 @@ def test_a_validation_part_with_one_class_is_refused(trained: Trained, tmp_path:
             out=tmp_path / "m",
             progress=False,
         )
+
+
+def test_zero_entity_rows_are_refused(trained: Trained, tmp_path: Path) -> None:
+    empty = pd.read_parquet(trained.entities).iloc[:0]
+    path = tmp_path / "empty.parquet"
+    empty.to_parquet(path, index=False)
+    for entities in (empty, path):
+        with pytest.raises(ModelError, match="hold no rows: there is nothing to train on"):
+            models.train(
+                trained.repo, service="svc", entities=entities, label="is_fraud",
+                out=tmp_path / "m", progress=False,
+            )  # fmt: skip
+    assert not (tmp_path / "m").exists()
+
+
+def test_an_unwritable_out_fails_before_training_in_one_line(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """Defect: an --out under a file failed with a traceback, after the whole training."""
+    from click.testing import CliRunner
+
+    from featurestore.cli import main
+
+    (tmp_path / "a_file").write_text("not a folder")
+    result = CliRunner().invoke(
+        main,
+        ["train", "--repo", str(trained.repo), "--service", "svc",
+         "--entities", str(trained.entities), "--label", "is_fraud",
+         "--out", str(tmp_path / "a_file" / "model")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.count("\n") == 1
+    assert "cannot write the model artifact" in result.output
+    assert f"{tmp_path / 'a_file'} is a file, not a folder" in result.output
+    with pytest.raises(ModelError, match="is a file, not a folder"):
+        check_writable(tmp_path / "a_file" / "deeper" / "model")
+
+
+def test_a_read_only_out_fails_before_training(
+    trained: Trained, tmp_path: Path, as_unprivileged: list[str]
+) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "read_only"
+    folder.mkdir(mode=0o555)
+    featurestore = Path(sys.executable).with_name("featurestore")
+    result = subprocess.run(
+        [*as_unprivileged, str(featurestore), "train", "--repo", str(trained.repo),
+         "--service", "svc", "--entities", str(trained.entities), "--label", "is_fraud",
+         "--out", str(folder / "model")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{folder} is not writable" in result.stderr
+    assert not (folder / "model").exists()
