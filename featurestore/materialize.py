@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from featurestore.errors import FeatureStoreError, MaterializationError
-from featurestore.types import as_utc, check_time
+from featurestore.types import MAX_TIME, as_utc, check_time
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -224,7 +224,13 @@ def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime)
     if has_created and created_after is None:
         # Every row written so far had no created time: any created time is "late".
         created_after = datetime.min.replace(tzinfo=UTC)
-    return Window(end, as_utc(mark.end) + ONE_MICROSECOND, created_after)
+    return Window(end, last_end(mark) + ONE_MICROSECOND, created_after)
+
+
+def last_end(mark: Watermark) -> datetime:
+    """The watermark's end, at most ``MAX_TIME``: an older version could store an end past
+    the accepted range (up to 9999-12-31), which means "everything" just the same."""
+    return min(as_utc(mark.end), MAX_TIME)
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,7 @@ class _Run:
             rows_written += written
             max_created = _later(max_created, _max_created(batch))
             self.progress.batch_written(view.name, batch.num_rows, written)
-        end = window.end if mark is None else max(as_utc(mark.end), window.end)
+        end = window.end if mark is None else max(last_end(mark), window.end)
         watermark = Watermark(end=end, max_created=max_created)
         self.store.set_watermark(view.name, watermark)
         seconds = time.perf_counter() - began

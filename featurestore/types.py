@@ -132,7 +132,12 @@ def dtype_by_name(name: str) -> DType:
 
 
 def dtype_from_arrow(arrow_type: pa.DataType) -> DType | None:
-    """The dtype whose values an Arrow column of this type holds, or None if none fits."""
+    """The dtype whose values an Arrow column of this type holds, or None if none fits.
+
+    Signed and unsigned integers up to 32 bits fit; ``uint64`` does not (values at or above
+    2**63 are not Int64), so a uint64 source column or key is refused where it is checked,
+    naming the column: cast it to int64 (or to a string key) in the source.
+    """
     import pyarrow as pa
     import pyarrow.types as pt
 
@@ -140,6 +145,10 @@ def dtype_from_arrow(arrow_type: pa.DataType) -> DType | None:
         arrow_type = arrow_type.value_type
     if pt.is_int8(arrow_type) or pt.is_int16(arrow_type) or pt.is_int32(arrow_type):
         return Int32
+    if pt.is_uint8(arrow_type) or pt.is_uint16(arrow_type):
+        return Int32
+    if pt.is_uint64(arrow_type):
+        return None  # values at or above 2**63 do not fit Int64: no dtype holds them all
     if pt.is_integer(arrow_type):
         return Int64
     if pt.is_float32(arrow_type) or pt.is_float16(arrow_type):
@@ -158,8 +167,9 @@ def dtype_from_arrow(arrow_type: pa.DataType) -> DType | None:
 def arrow_compatible(declared: DType, arrow_type: pa.DataType) -> bool:
     """Whether a source column of ``arrow_type`` can be read losslessly as ``declared``.
 
-    Narrower integers widen (an int32 column may back an Int64 feature), float32 may back
-    Float64; anything else must match exactly.
+    Narrower integers widen (an int32 or uint32 column may back an Int64 feature), float32
+    may back Float64; anything else must match exactly (never uint64: see
+    ``dtype_from_arrow``).
     """
     actual = dtype_from_arrow(arrow_type)
     if actual is None:

@@ -192,6 +192,18 @@ def _table_with(**columns: pa.Array) -> pa.Table:
             id="float join key",
         ),
         pytest.param(
+            _table_with(trips=pa.array([1, 2**63, 3, 4], pa.uint64())),
+            {},
+            ["'stats'", "'trips'", "declared Int64", "uint64"],
+            id="uint64 column (2**63 is not an Int64)",
+        ),
+        pytest.param(
+            _table_with(driver_id=pa.array([1, 2, 1, 2**64 - 1], pa.uint64())),
+            {},
+            ["'stats'", "join key 'driver_id'", "uint64"],
+            id="uint64 join key",
+        ),
+        pytest.param(
             None,
             {"path": "data/nowhere.parquet"},
             ["'data/nowhere.parquet'", "no Parquet file"],
@@ -234,7 +246,7 @@ def test_every_file_of_a_folder_source_is_checked(tmp_path: Path) -> None:
 
 
 def test_widening_types_are_accepted(tmp_path: Path) -> None:
-    table = _table_with(trips=pa.array([1, 2, 3, 4], pa.int32()))
+    table = _table_with(trips=pa.array([1, 2, 3, 2**32 - 1], pa.uint32()))
     store = FeatureStore(
         write_repo(tmp_path, table=table, fields=[("conv_rate", "Float64"), ("trips", "Int64")])
     )
