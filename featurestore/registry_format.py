@@ -111,7 +111,7 @@ def _key_dtypes(raw: Any, view: FeatureView) -> dict[str, DType]:
 
 
 def _versions(raw: Any) -> list[VersionRecord]:
-    versions = []
+    versions: list[VersionRecord] = []
     for entry in _list(raw, "'versions'"):
         item = _mapping(entry, "a version record")
         number = item.get("version")

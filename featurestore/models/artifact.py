@@ -187,7 +187,9 @@ class ModelArtifact:
         self, frame: pd.DataFrame | pa.Table | Mapping[str, Sequence[Any]]
     ) -> np.ndarray:
         """Probabilities of the positive label for a frame holding the feature columns."""
-        return self.booster.predict(build_matrix(frame, self.features))
+        import numpy as np
+
+        return np.asarray(self.booster.predict(build_matrix(frame, self.features)))
 
 
 def model_checksum(text: bytes) -> str:

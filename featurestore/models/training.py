@@ -13,7 +13,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from featurestore.errors import ModelError
 from featurestore.models.artifact import (
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from featurestore.registry import RegistryState, ServiceRecord
     from featurestore.store import FeatureStore
 
-AS_OF = "created"
+AS_OF: Literal["created"] = "created"
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "metric": ["auc", "binary_logloss"],
