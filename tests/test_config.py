@@ -275,3 +275,14 @@ def test_a_corrupted_config_is_a_config_error_never_another_exception(document: 
         assert isinstance(result.exception, SystemExit), result.exception
         assert result.exit_code == 1
         assert result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+def test_a_cluster_setting_is_never_silently_ignored(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from featurestore.online.base import open_online_store
+
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    repo = write(
+        tmp_path, "project: p\nonline_store: {type: redis, url: 'redis://h', cluster: true}\n"
+    )
+    with pytest.raises(ConfigError, match="Redis Cluster is not supported yet"):
+        open_online_store(load_config(repo))

@@ -119,10 +119,14 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
     when the configured store does not answer; never falls back to another store.
     """
     from featurestore.config import RedisConfig
+    from featurestore.errors import ConfigError
 
     online = config.online_store
     if isinstance(online, RedisConfig):
         from featurestore.online.redis import RedisOnlineStore
+
+        if online.cluster:  # read from featurestore.yaml already; never ignored silently
+            raise ConfigError("online_store.cluster: Redis Cluster is not supported yet")
 
         store: OnlineStore = RedisOnlineStore(
             online.url, config.project, socket_timeout=online.socket_timeout
