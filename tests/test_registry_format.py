@@ -165,7 +165,7 @@ def test_a_registry_that_is_not_json_is_named_too(
     assert FeatureStore(repo).state.view("stats").name == "stats"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_corrupted_registry_is_a_registry_error_never_another_exception(
     applied: tuple[Path, dict[str, Any]], data: Any
