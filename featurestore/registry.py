@@ -398,11 +398,11 @@ class Registry:
         RegistryError when the file cannot be read or is malformed (see registry_format.py);
         ``apply`` replaces a malformed file.
         """
-        text = self._read()
-        if text is None:
+        data = self._read()
+        if data is None:
             return None
         try:
-            return self._parse(text)
+            return self._parse(data)
         except RegistryError as exc:
             raise RegistryError(
                 f"{exc}; 'featurestore apply' replaces it with the repo's definitions "
@@ -480,32 +480,33 @@ class Registry:
         )
 
     def _plan_replacing_unreadable(self, contents: RepoContents, repo_path: Path) -> Plan:
-        text = self._read()
+        data = self._read()
         try:
-            current = None if text is None else self._parse(text)
+            current = None if data is None else self._parse(data)
         except RegistryError as exc:
-            log.warning("replacing the unreadable registry: %s", exc)
+            log.info("replacing the unreadable registry: %s", exc)
             result = plan(None, contents, self.project, repo_path, self.bigquery_schema)
             result.replaces_unreadable = str(exc)
             return result
         return plan(current, contents, self.project, repo_path, self.bigquery_schema)
 
-    def _read(self) -> str | None:
-        """The registry file's text, or None when there is none; RegistryError if unreadable."""
+    def _read(self) -> bytes | None:
+        """The registry file's bytes, or None when there is none; RegistryError if unreadable."""
         try:
-            return self.path.read_text()
+            return self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise RegistryError(f"registry {self.path} cannot be read: {exc}") from None
 
-    def _parse(self, text: str) -> RegistryState:
+    def _parse(self, data: bytes) -> RegistryState:
+        """The state in the file's bytes; RegistryError (which apply repairs) if malformed."""
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            parsed = json.loads(data.decode())
+        except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd numbers
             raise RegistryError(f"registry {self.path} is not valid JSON: {exc}") from None
         try:
-            return RegistryState.from_json(data)
+            return RegistryState.from_json(parsed)
         except RegistryError as exc:
             raise RegistryError(f"registry {self.path} is malformed: {exc}") from None
 

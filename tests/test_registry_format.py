@@ -153,13 +153,24 @@ def _status(store: FeatureStore) -> str:
     return response.statuses["trips"][0]
 
 
+@pytest.mark.parametrize(
+    ("content", "culprit"),
+    [
+        (b'{"schema_version": 1, "proj', "Unterminated string"),
+        (b"\xff\xfe{}", "can't decode byte 0xff"),
+        (b"9" * 5000, "Exceeds the limit"),
+        (b"[" * 100_000, "maximum recursion depth"),
+        (b"", "Expecting value"),
+    ],
+    ids=["truncated", "not UTF-8", "huge number", "deep nesting", "empty"],
+)
 def test_a_registry_that_is_not_json_is_named_too(
-    applied: tuple[Path, Any], tmp_path: Path
+    applied: tuple[Path, Any], tmp_path: Path, content: bytes, culprit: str
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(applied[0], repo)
-    (repo / "data" / "registry.json").write_text('{"schema_version": 1, "proj')
-    with pytest.raises(RegistryError, match="is not valid JSON: Unterminated string"):
+    (repo / "data" / "registry.json").write_bytes(content)
+    with pytest.raises(RegistryError, match=f"is not valid JSON: .*{culprit}"):
         FeatureStore(repo).state  # noqa: B018
     assert FeatureStore(repo).apply().replaces_unreadable is not None
     assert FeatureStore(repo).state.view("stats").name == "stats"
