@@ -1,6 +1,9 @@
 """Materialization: window -> latest row per key -> write online -> then move the watermark.
 
-For each online feature view, in turn:
+First, every chosen view is claimed in the online store for its applied definition (its
+fingerprint and row layout; featurestore/online/base.py): data the store holds for another
+definition, or from before layout ids, is dropped there, so the registry is the truth. Then
+for each online feature view, in turn:
 
 1. read from the offline engine the latest source row per entity key among the candidate
    rows (``read_latest``: the same tie-break as the point-in-time join, streamed as Arrow
@@ -11,7 +14,10 @@ For each online feature view, in turn:
    greatest created time written.
 
 A failure in step 1 or 2 raises ``MaterializationError`` naming the view and leaves its
-watermark where it was. Re-running is idempotent: the never-regress write turns rows that
+watermark where it was. That includes an ``apply`` that changes or removes a view while the
+run writes it: the store refuses every later write and the watermark of the claim the run
+holds (atomically with the write), so old-layout rows never mix with the new definition's;
+the next run writes the new definition from scratch. Re-running is idempotent: the never-regress write turns rows that
 were already written into no-ops, so a run interrupted at any point (even by SIGKILL) and
 run again leaves the store exactly as one clean run would.
 
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
 
     from featurestore.config import RepoConfig
     from featurestore.definitions import FeatureView
-    from featurestore.online.base import OnlineStore, Watermark
+    from featurestore.online.base import Claim, OnlineStore, Watermark
     from featurestore.registry import RegistryState
     from featurestore.types import DType
 
@@ -249,25 +255,31 @@ class _Run:
         names: Sequence[str] | None,
         window_for: Callable[[FeatureView, Watermark | None], Window],
     ) -> MaterializationReport:
-        """Materialize each chosen view in turn; stop at the first failure."""
+        """Claim every chosen view, then materialize each in turn; stop at the first failure.
+
+        Claiming them all first ties the whole run to the definitions it loaded: an
+        ``apply`` after that makes the store refuse the run's writes of the changed views.
+        """
+        from featurestore.online.base import ViewIdentity
+
         chosen, skipped = online_views(self.state, names)
         for name in skipped:
             log.info("skipped feature view %s: it is declared online=False", name)
         runs: list[ViewRun] = []
+        claims: list[Claim] = []
         for view in chosen:
             try:
-                mark = self.store.get_watermark(view.name)
-                runs.append(self.view(view, window_for(view, mark), mark))
+                claims.append(self.store.claim(ViewIdentity.of(self.state.view_record(view.name))))
             except FeatureStoreError as exc:
-                done = ", ".join(r.view for r in runs) or "none"
-                raise MaterializationError(
-                    f"materializing feature view {view.name!r} failed: {exc}. Its watermark "
-                    f"did not move (views completed in this run: {done}); fix the cause and "
-                    "re-run: re-running is idempotent"
-                ) from exc
+                raise _failed(view, runs, exc) from exc
+        for view, claim in zip(chosen, claims, strict=True):
+            try:
+                runs.append(self.view(view, claim, window_for(view, claim.watermark)))
+            except FeatureStoreError as exc:
+                raise _failed(view, runs, exc) from exc
         return MaterializationReport(runs, skipped)
 
-    def view(self, view: FeatureView, window: Window, mark: Watermark | None) -> ViewRun:
+    def view(self, view: FeatureView, claim: Claim, window: Window) -> ViewRun:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
         from featurestore.online.base import Watermark
 
@@ -276,6 +288,7 @@ class _Run:
         began = time.perf_counter()
         join_keys, features = list(view.join_keys), list(view.features)
         rows_read = rows_written = 0
+        mark = claim.watermark
         max_created = mark.max_created if mark is not None else None
         batches = self.engine.read_latest(
             self.config,
@@ -287,14 +300,14 @@ class _Run:
             batch_rows=self.batch_rows,
         )
         for batch in batches:
-            written = self.store.write_rows(view.name, batch, join_keys, features)
+            written = self.store.write_rows(claim, batch, join_keys, features)
             rows_read += batch.num_rows
             rows_written += written
             max_created = _later(max_created, _max_created(batch))
             self.progress.batch_written(view.name, batch.num_rows, written)
         end = window.end if mark is None else max(last_end(mark), window.end)
         watermark = Watermark(end=end, max_created=max_created)
-        self.store.set_watermark(view.name, watermark)
+        self.store.set_watermark(claim, watermark)
         seconds = time.perf_counter() - began
         run = ViewRun(view.name, window, rows_read, rows_written, seconds, watermark)
         log.info(
@@ -309,6 +322,15 @@ class _Run:
         )
         self.progress.view_finished(run)
         return run
+
+
+def _failed(view: FeatureView, runs: list[ViewRun], exc: FeatureStoreError) -> MaterializationError:
+    done = ", ".join(r.view for r in runs) or "none"
+    return MaterializationError(
+        f"materializing feature view {view.name!r} failed: {exc}. Its watermark did not move "
+        f"(views completed in this run: {done}); fix the cause and re-run: re-running is "
+        "idempotent"
+    )
 
 
 def _max_created(batch: pa.RecordBatch) -> datetime | None:

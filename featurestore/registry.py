@@ -35,6 +35,7 @@ from featurestore.errors import (
     UnknownFeatureError,
 )
 from featurestore.fingerprint import entity_fingerprint, service_fingerprint, view_fingerprint
+from featurestore.online.codec import layout_id
 from featurestore.repo import RepoContents
 from featurestore.sources import check_view_schema, file_schema
 from featurestore.types import DType
@@ -227,6 +228,7 @@ class Change:
     action: str  # "added", "changed" or "removed"
     details: tuple[str, ...] = ()
     fingerprint_changed: bool = True
+    layout_changed: bool = False  # a view's online row layout (field order, dtypes) changed
 
 
 @dataclass
@@ -244,7 +246,9 @@ class Plan:
         return not self.changes and self.replaces_unreadable is None
 
     def views_to_reset(self) -> list[str]:
-        """Views whose online data and watermarks ``apply`` must drop (changed or removed).
+        """Views whose online data and watermarks ``apply`` must drop: removed, or changed in
+        fingerprint or in online row layout (a field reorder keeps the fingerprint, but
+        stored rows are positional).
 
         When the registry being replaced was unreadable, nothing is known of what the online
         data was written with: every view applied is reset.
@@ -255,7 +259,10 @@ class Plan:
             c.name
             for c in self.changes
             if c.kind == "feature view"
-            and (c.action == "removed" or (c.action == "changed" and c.fingerprint_changed))
+            and (
+                c.action == "removed"
+                or (c.action == "changed" and (c.fingerprint_changed or c.layout_changed))
+            )
         ]
 
 
@@ -331,7 +338,8 @@ def plan(
             )
             if details:
                 changed = old_record.fingerprint != record.fingerprint
-                changes.append(Change("feature view", name, "changed", details, changed))
+                relaid = layout_id(old_record.view.features) != layout_id(view.features)
+                changes.append(Change("feature view", name, "changed", details, changed, relaid))
     changes += [
         Change("feature view", n, "removed") for n in current.views if n not in contents.views
     ]

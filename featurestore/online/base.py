@@ -5,22 +5,58 @@ Two implementations: ``RedisOnlineStore`` (featurestore/online/redis.py, product
 rows ``featurestore.online.codec`` encodes and keep each view's ``Watermark`` beside the data
 (a flushed or different store starts from zero). ``open_online_store`` picks one from
 ``featurestore.yaml``; an unreachable configured store raises ``OnlineStoreUnavailable`` and
-is never replaced by another.
+is never replaced by another. Everything is per project: two projects sharing a store never
+see each other's rows or watermarks.
+
+Which definition the data belongs to. Rows are positional (codec.py), so a row is only
+meaningful with the definition it was written for: its ``ViewIdentity``, the view's name,
+fingerprint and row layout id. A store holds at most one identity's data per view, under a
+*generation*: a number the store gives when it starts holding a view's data for an identity,
+never given twice (a dropped generation is never reused), and carried by every stored row
+(the Redis field name, the SQLite row's key). The store keeps, beside the data, the view's
+current generation and the identity it stands for. Then:
+
+- A read asks for each view's identity as the applied registry has it, and gets only rows of
+  the view's current generation when that generation stands for exactly this identity; any
+  other row (another fingerprint or layout, e.g. a reader whose registry is behind, or a store
+  a different registry wrote) reads as absent, and is counted in ``refused_rows`` (for the
+  ``/metrics`` endpoint). Data written before generations existed (no layout id) is refused
+  with an ``OnlineStoreError`` that says to materialize again: there is no migration.
+- A materialization run ``claim``s each view when it starts: the store keeps the view's data
+  if it was written for the same identity (same generation, its watermark), else (another
+  fingerprint or layout, data without a layout id, nothing) drops it and starts a new
+  generation. The registry is the truth: whatever a store holds, a run writes what the applied
+  definition says, so an ``apply`` that died between dropping online data and writing the
+  registry is repaired by the next run (or ``apply``).
+- Every write and watermark of the run names its claim, and is refused once the view's current
+  generation is no longer the claim's (an ``apply`` dropped the view, or another run claimed it
+  for another definition), atomically with the write on a single Redis server and on SQLite:
+  a run that spans an ``apply`` fails instead of mixing layouts, and its watermark stays.
+  Where the check cannot be atomic with the write (Redis Cluster: the data hash and the
+  project's meta hash live in different slots), a stale write still lands only under its own
+  dead generation, which no read ever asks for; the watermark check, which needs only the
+  meta hash, stays atomic (featurestore/online/redis.py, "On Redis Cluster").
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
+
+from featurestore.errors import OnlineStoreError
+from featurestore.online.codec import layout_id
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.config import RepoConfig
     from featurestore.definitions import Field
+    from featurestore.registry import ViewRecord
 
 
 @dataclass(frozen=True)
@@ -37,10 +73,37 @@ class Watermark:
     max_created: datetime | None
 
 
+class ViewIdentity(NamedTuple):
+    """The definition a view's online data is written for, and read with.
+
+    ``fingerprint``: the applied view's fingerprint (what changes its values); ``layout``:
+    ``codec.layout_id`` of its features in schema order (what decoding needs).
+    """
+
+    view: str
+    fingerprint: str
+    layout: str
+
+    @classmethod
+    def of(cls, record: ViewRecord) -> ViewIdentity:
+        """The identity of an applied view (a registry record)."""
+        return cls(record.view.name, record.fingerprint, layout_id(record.view.features))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run's right to write one view's data: the identity it writes, the generation the
+    store gave that data, and the view's watermark when the run claimed it (None: none)."""
+
+    identity: ViewIdentity
+    generation: int
+    watermark: Watermark | None
+
+
 class KeyGroup(NamedTuple):
     """Entity keys that share a set of views: read ``views`` for each of ``entity_keys``."""
 
-    views: tuple[str, ...]
+    views: tuple[ViewIdentity, ...]
     entity_keys: Sequence[str]
 
 
@@ -48,22 +111,55 @@ class OnlineStore(ABC):
     """Per (view, entity key) the row with the greatest ``(event_ts, created_ts)`` written.
 
     Entity keys are the canonical text of ``codec.entity_key``; rows are ``codec.RowCodec``
-    bytes. Implementations are safe to share between threads.
+    bytes, tied to a generation of their view (module docstring). Implementations are safe to
+    share between threads.
     """
 
     #: where the store lives, for messages (passwords masked)
     location: str
 
+    def __init__(self) -> None:
+        self._refused: Counter[str] = Counter()
+        self._refused_lock = threading.Lock()
+
+    @property
+    def refused_rows(self) -> dict[str, int]:
+        """Per view, how many stored rows reads refused since the store was opened: rows
+        written for another fingerprint or layout than the reader's (read as absent)."""
+        with self._refused_lock:
+            return dict(self._refused)
+
+    def _count_refused(self, view: str, rows: int) -> None:
+        if rows:
+            with self._refused_lock:
+                self._refused[view] += rows
+
+    @abstractmethod
+    def claim(self, identity: ViewIdentity) -> Claim:
+        """Start writing ``identity``'s data (a materialization run calls it first).
+
+        If the store holds the view's data for this same identity, the claim continues it:
+        same generation, its watermark. Otherwise whatever the store holds of the view (data
+        of another fingerprint or layout, or data without a layout id) is dropped as by
+        ``drop_view``, and a new generation starts, with no watermark. Atomic.
+        """
+
     @abstractmethod
     def write_rows(
-        self, view: str, batch: pa.RecordBatch, join_keys: Sequence[str], features: Sequence[Field]
+        self,
+        claim: Claim,
+        batch: pa.RecordBatch,
+        join_keys: Sequence[str],
+        features: Sequence[Field],
     ) -> int:
         """Write one row per record of ``batch`` (``read_latest``'s columns: the join keys,
-        the features, ``event_ts`` and ``created_ts``).
+        the features, ``event_ts`` and ``created_ts``) into the claimed view.
 
-        ``features`` must be ``FeatureView.features``: all of the view's features in schema
-        order, the layout readers decode with (a schema change changes the fingerprint, and
-        ``apply`` then drops the view's rows).
+        ``features`` must be the view's features in schema order (``FeatureView.features``):
+        their layout id must be the claim's, or nothing is written (``OnlineStoreError``).
+
+        Refused with ``OnlineStoreError`` (nothing of the call written) when the view's
+        current generation is no longer the claim's; checked atomically with the write.
 
         Never regress: a record is written only when its ``(event_ts, created_ts)`` is
         greater than or equal to the stored row's (a missing created time sorts oldest), and
@@ -76,7 +172,10 @@ class OnlineStore(ABC):
         """The stored rows for every entity key of every group, in one round trip.
 
         Returns one list per entity key (groups in order, keys in order), holding one row
-        (or None when absent) per view of its group, in the group's view order.
+        (or None when absent) per view of its group, in the group's view order. A row is
+        returned only when the view's current generation stands for the asked identity;
+        others are None and counted in ``refused_rows``. Raises ``OnlineStoreError`` for a
+        view whose data was written before layout ids (it must be materialized again).
         """
 
     @abstractmethod
@@ -84,16 +183,22 @@ class OnlineStore(ABC):
         """The view's watermark, or None when it was never materialized into this store."""
 
     @abstractmethod
-    def set_watermark(self, view: str, watermark: Watermark) -> None:
-        """Record the view's watermark (call it only after the data is written)."""
+    def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
+        """Record the claimed view's watermark (call it only after the data is written).
+
+        Refused with ``OnlineStoreError`` when the view's current generation is no longer
+        the claim's (checked atomically), so a stale run never moves the watermark.
+        """
 
     @abstractmethod
     def drop_view(self, view: str) -> int:
-        """Remove every row of ``view`` and its watermark; returns the rows removed.
+        """Remove every row of ``view`` (any generation, and data without a layout id) and
+        its watermark; returns the rows removed.
 
         Atomic as seen by readers and writers: afterwards the view reads as never
-        materialized, and no old row can block a new one, even if the call is interrupted
-        (Redis then deletes the leftover rows on a later drop). Idempotent.
+        materialized, a run that had claimed it is refused, and no old row can block a new
+        one, even if the call is interrupted (Redis then deletes the leftover rows on a later
+        drop or claim). Idempotent.
         """
 
     @abstractmethod
@@ -109,6 +214,28 @@ class OnlineStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def changed_under(claim: Claim, holds: int | None, location: str) -> OnlineStoreError:
+    """The error for a write or watermark refused because ``claim`` is no longer current
+    (``holds``: the view's current generation in the store, None when it holds nothing)."""
+    now = f"generation {holds}" if holds is not None else "no data of it"
+    return OnlineStoreError(
+        f"feature view {claim.identity.view!r} changed under this run: it claimed generation "
+        f"{claim.generation} of the view's online data in {location}, which now holds {now} "
+        "(an apply changed or removed the view, or a run of another definition replaced it); "
+        "its rows are refused. Materialize the view again with the applied definition"
+    )
+
+
+def written_before_layouts(view: str, location: str) -> OnlineStoreError:
+    """The error for reading data that an earlier featurestore wrote without a layout id."""
+    return OnlineStoreError(
+        f"the online data of feature view {view!r} in {location} was written by an earlier "
+        "featurestore version, without the layout id reads now check, so it is not read. "
+        f"Materialize the view again (e.g. 'featurestore materialize-incremental now "
+        f"--views {view}'): that replaces it"
+    )
 
 
 def open_online_store(config: RepoConfig) -> OnlineStore:
@@ -134,7 +261,7 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
     else:
         from featurestore.online.sqlite import SqliteOnlineStore
 
-        store = SqliteOnlineStore(online.path)
+        store = SqliteOnlineStore(online.path, config.project)
     try:
         store.ping()
     except BaseException:

@@ -23,6 +23,12 @@ stays negative), int64 exactly, strings as UTF-8, timestamps to the microsecond,
 bits in the bitmap (a null's slot holds zeros). On decode a signalling float32 NaN becomes
 the quiet NaN with the same payload (what any conversion to a Python float does).
 
+Rows are positional, so a row can only be decoded with the layout it was written with: the
+ordered feature names and dtypes, identified by ``layout_id`` (16 hex digits of a sha256 over
+this format's version and the ordered (name, dtype) pairs; unlike a view's fingerprint, field
+order counts). Every stored row is tied to one layout id (featurestore/online/base.py says how
+each store keeps that tie), and a read decodes only rows of the layout its definition has.
+
 Entity keys are canonical text, typed so that ``1`` and ``"1"`` differ:
 ``user_id=i1001`` or, for several join keys sorted by name, ``merchant=s5:m_001|user_id=i7``
 (``i`` integer in decimal, ``s`` string as ``<length>:<text>``, so the encoding is
@@ -31,6 +37,8 @@ injective whatever the text holds).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     from featurestore.definitions import Field
 
 HEADER_SIZE = 16
+ROW_FORMAT = 1  # the version of the encoding below, part of every layout id
 SIGN = 1 << 63
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER = struct.Struct(">QQ")
@@ -59,6 +68,18 @@ _SLOTS: dict[str, tuple[str, str]] = {
     "UnixTimestamp": ("q", ">i8"),
     "String": ("I", ">u4"),
 }
+
+
+def layout_id(features: Sequence[Field]) -> str:
+    """The id of the row layout of ``features`` (in order): see the module docstring.
+
+    Two feature lists have the same id exactly when they have the same names and dtypes in
+    the same order (up to a 64-bit hash collision), so a reordered or retyped view gets a new
+    id. ``ROW_FORMAT`` is hashed in too: changing this encoding must change every id.
+    """
+    ordered = [[f.name, f.dtype.name] for f in features]
+    text = json.dumps([ROW_FORMAT, ordered], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def timestamp_us(ts: datetime) -> int:
@@ -126,11 +147,12 @@ class RowCodec:
     """Encodes and decodes one view's rows (see the module docstring for the layout).
 
     ``features`` is the view's full feature list in schema order; a stored row always holds
-    all of them, whatever a request projects.
+    all of them, whatever a request projects. ``layout`` is their ``layout_id``.
     """
 
     def __init__(self, features: Sequence[Field]) -> None:
         self.features = tuple(features)
+        self.layout = layout_id(self.features)
         self.dtypes = tuple(f.dtype for f in self.features)
         self.bitmap_size = (len(self.features) + 7) // 8
         codes = "".join(_SLOTS[d.name][0] for d in self.dtypes)

@@ -7,7 +7,9 @@ NULL_VALUE when the stored value itself is null, OUTSIDE_MAX_AGE (null) when old
 NOT_FOUND (null) when there is no row. This is the offline join's rule read at ``now``, so
 ``online(now=T)`` equals ``get_historical_features`` at ``T`` once everything up to ``T`` is
 materialized. ``now`` only moves the ttl check; the store holds the latest row, so a read is
-never point-in-time.
+never point-in-time. A stored row is decoded only when the store holds it for the applied
+definition, the view's fingerprint and row layout (``ViewIdentity``, featurestore/online/
+base.py); any other row reads NOT_FOUND and is counted in the store's ``refused_rows``.
 
 Speed: what does not depend on the entity rows (resolving references, grouping views by
 their entity keys, the codecs) is compiled once per request shape into a ``ReadPlan`` and
@@ -21,14 +23,14 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
 from featurestore.errors import RetrievalError
-from featurestore.online.base import KeyGroup, OnlineStore
+from featurestore.online.base import KeyGroup, OnlineStore, ViewIdentity
 from featurestore.online.codec import (
     RowCodec,
     combine_keys,
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
 MAX_PLANS = 1_000  # compiled request shapes kept per reader
 
-EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+EntityRows = Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class ViewRead:
     """How to turn one view's stored rows into output columns."""
 
     view: str
+    identity: ViewIdentity  # the data the store must hold for its rows to be decoded
     codec: RowCodec
     ttl_us: int | None
     positions: tuple[int, ...]  # requested features' positions in the stored row
@@ -69,6 +72,10 @@ class GroupRead:
 
     keys: tuple[tuple[str, DType], ...]  # join keys, sorted by name
     views: tuple[ViewRead, ...]
+
+    @property
+    def identities(self) -> tuple[ViewIdentity, ...]:
+        return tuple(v.identity for v in self.views)
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ def compile_plan(
         ]
         read = ViewRead(
             view=view.name,
+            identity=ViewIdentity.of(state.view_record(view.name)),
             codec=RowCodec(view.features),
             ttl_us=view.ttl_microseconds,
             positions=tuple(order.index(f) for f in projection.features),
@@ -127,31 +135,59 @@ def compile_plan(
 def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str, list[Any]]]:
     """The join-key columns of the request, checked; RetrievalError names what is wrong."""
     if isinstance(entity_rows, Mapping):
-        lengths = {len(v) for v in entity_rows.values()}
+        given = {name: _column(name, values) for name, values in entity_rows.items()}
+        lengths = {len(v) for v in given.values()}
         if len(lengths) > 1:
             raise RetrievalError(f"entity columns have different lengths: {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
         columns = {}
         for name, _ in plan.join_keys:
-            if name not in entity_rows:
-                raise RetrievalError(_missing_key(name, list(entity_rows), None))
-            columns[name] = list(entity_rows[name])
+            if name not in given:
+                raise RetrievalError(_missing_key(name, list(given), None))
+            columns[name] = given[name]
     else:
-        n = len(entity_rows)
+        rows = _listed(
+            entity_rows,
+            "entity_rows must be a list of mappings ([{'<join key>': value}, ...]) or a "
+            f"mapping of columns ({{'<join key>': [values]}}), not {type(entity_rows).__name__}",
+        )
+        n = len(rows)
         columns = {name: [None] * n for name, _ in plan.join_keys}
-        for i, row in enumerate(entity_rows):
+        for i, row in enumerate(rows):
             for name, _ in plan.join_keys:
                 try:
                     columns[name][i] = row[name]
                 except KeyError:
                     raise RetrievalError(_missing_key(name, list(row), i)) from None
-                except TypeError:
+                except (TypeError, IndexError):
                     raise RetrievalError(
                         f"entity row {i} is {type(row).__name__}, not a mapping of join keys"
                     ) from None
     for name, dtype in plan.join_keys:
         _check_key_types(name, dtype, columns[name])
     return n, columns
+
+
+def _column(name: str, values: Any) -> list[Any]:
+    """One entity column as a list: any iterable of values, but not a single value."""
+    return _listed(
+        values,
+        f"entity column {name!r} must be a list of values, one per entity row, not "
+        f"{type(values).__name__} {values!r:.40}; for one row write {{{name!r}: [value]}}",
+    )
+
+
+def _listed(values: Any, message: str) -> list[Any]:
+    """``values`` as a list (lists, tuples, arrays, generators...); a scalar, a string or a
+    mapping is a RetrievalError with ``message``."""
+    if isinstance(values, list):
+        return values
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise RetrievalError(message)
+    try:
+        return list(values)
+    except TypeError:  # e.g. a 0-d numpy array: iterable by type, not in fact
+        raise RetrievalError(message) from None
 
 
 def _missing_key(name: str, present: list[str], row: int | None) -> str:
@@ -194,9 +230,7 @@ def read_online(
     """Read ``plan``'s features for ``entity_rows`` (statuses: module docstring)."""
     n, columns = _key_columns(plan, entity_rows)
     now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
-    requests = [
-        KeyGroup(tuple(v.view for v in g.views), _entity_keys(g, columns)) for g in plan.groups
-    ]
+    requests = [KeyGroup(g.identities, _entity_keys(g, columns)) for g in plan.groups]
     stored = store.read(requests)
     values: dict[str, list[Any]] = {}
     statuses: dict[str, list[str]] = {}
@@ -300,6 +334,7 @@ class OnlineReader:
     ) -> tuple[ReadPlan, FeatureService | None]:
         """The compiled plan for a request shape, and the feature service if one was named."""
         state = self.state()
+        # The first item says what the rest is, so no request can take another's plan.
         if isinstance(features, FeatureService):
             # Keyed by its features too: resolve() refuses an object that differs from the
             # applied service, and the cache must not let a stale object skip that check.
@@ -307,10 +342,15 @@ class OnlineReader:
             cache_key: tuple[Any, ...] = ("object", features.name, refs, full_feature_names)
         elif isinstance(features, str):
             cache_key = ("service", features, full_feature_names)
-        elif all(isinstance(ref, str) for ref in features):
-            cache_key = (*features, full_feature_names)
+        elif isinstance(features, Sequence) and all(isinstance(ref, str) for ref in features):
+            cache_key = ("refs", tuple(features), full_feature_names)
         else:
-            state.resolve(features)  # raises, naming the reference that is not "view:feature"
+            if isinstance(features, Sequence):
+                state.resolve(features)  # raises, naming the reference that is not a string
+            raise RetrievalError(
+                "features must be a list of 'view:feature' references, a FeatureService or "
+                f"a service name, not {type(features).__name__}"
+            )
         found = self._plans.get(cache_key)
         if found is None:
             projections, service = state.resolve(features)

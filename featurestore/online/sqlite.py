@@ -2,26 +2,56 @@
 
 Layout::
 
-    rows        (view TEXT, entity TEXT, row BLOB, PRIMARY KEY (view, entity)) WITHOUT ROWID
-    watermarks  (view TEXT PRIMARY KEY, end_us INTEGER, max_created_us INTEGER)
+    views      (generation INTEGER PRIMARY KEY AUTOINCREMENT,
+                project TEXT, view TEXT, fingerprint TEXT, layout TEXT,
+                end_us INTEGER, max_created_us INTEGER,          -- the watermark, once set
+                UNIQUE (project, view))
+    view_rows  (generation INTEGER, entity TEXT, row BLOB,
+                PRIMARY KEY (generation, entity)) WITHOUT ROWID
 
-``entity`` is the canonical entity key and ``row`` the codec row, as in Redis. Never regress
-is one upsert: ``ON CONFLICT DO UPDATE ... WHERE substr(excluded.row, 1, 16) >=
-substr(rows.row, 1, 16)`` — SQLite compares BLOBs with memcmp, and the codec's 16-byte prefix
-orders exactly like (event_ts, created_ts). A batch is one transaction. ``drop_view`` is one
-transaction: a DELETE over the primary key's ``view`` prefix and the watermark's. The file holds one project's data.
+A ``views`` row is a view's current *generation* (featurestore/online/base.py) in one
+project: the (fingerprint, layout id) its data was written for, and its watermark.
+AUTOINCREMENT never gives a generation twice, even after it is deleted. Every stored row is
+keyed by its generation, so it is tied to exactly one project, view, fingerprint and layout:
+two projects sharing the file never see each other's rows, and a read returns a row only when
+its generation is the view's current one and stands for the identity the reader asks
+(generations and rows are read in one transaction, so they agree); others are refused and
+counted. ``entity`` is the canonical entity key and ``row`` the codec row, as in Redis.
+
+Never regress is one upsert: ``ON CONFLICT DO UPDATE ... WHERE substr(excluded.row, 1, 16) >=
+substr(view_rows.row, 1, 16)`` — SQLite compares BLOBs with memcmp, and the codec's 16-byte
+prefix orders exactly like (event_ts, created_ts). A batch is one ``BEGIN IMMEDIATE``
+transaction that first checks the view's current generation is still the run's claim (else
+nothing is written and the run fails), so the check is atomic with the write, across
+processes; a watermark is one UPDATE of the claim's own ``views`` row. ``claim`` and
+``drop_view`` are one transaction each: deleting a generation's rows (over the primary key's
+prefix) and its ``views`` row together.
+
+Data from before generations (the tables ``rows`` and ``watermarks``, without project or
+layout id) is never decoded: reading a view that has such rows and no generation raises an
+error saying to materialize again; a claim or drop of the view deletes them (and the old
+tables once empty).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featurestore.errors import OnlineStoreUnavailable
-from featurestore.online.base import KeyGroup, OnlineStore, Watermark
+from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
+from featurestore.online.base import (
+    Claim,
+    KeyGroup,
+    OnlineStore,
+    ViewIdentity,
+    Watermark,
+    changed_under,
+    written_before_layouts,
+)
 from featurestore.online.codec import RowCodec, entity_keys, from_us, timestamp_us
 
 if TYPE_CHECKING:
@@ -30,33 +60,40 @@ if TYPE_CHECKING:
     from featurestore.definitions import Field
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
+CREATE TABLE IF NOT EXISTS views (
+    generation INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
     view TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    end_us INTEGER,
+    max_created_us INTEGER,
+    UNIQUE (project, view)
+);
+CREATE TABLE IF NOT EXISTS view_rows (
+    generation INTEGER NOT NULL,
     entity TEXT NOT NULL,
     row BLOB NOT NULL,
-    PRIMARY KEY (view, entity)
+    PRIMARY KEY (generation, entity)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS watermarks (
-    view TEXT PRIMARY KEY,
-    end_us INTEGER NOT NULL,
-    max_created_us INTEGER
-);
 """
 
 UPSERT = """
-INSERT INTO rows (view, entity, row) VALUES (?, ?, ?)
-ON CONFLICT (view, entity) DO UPDATE SET row = excluded.row
-WHERE substr(excluded.row, 1, 16) >= substr(rows.row, 1, 16)
+INSERT INTO view_rows (generation, entity, row) VALUES (?, ?, ?)
+ON CONFLICT (generation, entity) DO UPDATE SET row = excluded.row
+WHERE substr(excluded.row, 1, 16) >= substr(view_rows.row, 1, 16)
 """
 
 MAX_VARIABLES = 30_000  # below SQLite's default limit of 32,766 bound parameters
 
 
 class SqliteOnlineStore(OnlineStore):
-    """The embedded online store (layout and never-regress rule: module docstring)."""
+    """The embedded online store (layout and guarantees: module docstring), for ``project``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, project: str) -> None:
+        super().__init__()
         self.path = Path(path)
+        self.project = project
         self.location = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
         try:
@@ -67,13 +104,30 @@ class SqliteOnlineStore(OnlineStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._legacy = self._has_legacy_tables()
         except (OSError, sqlite3.Error) as exc:
             raise OnlineStoreUnavailable(
                 f"cannot open the SQLite online store {self.path}: {exc}"
             ) from None
 
     def __repr__(self) -> str:
-        return f"SqliteOnlineStore({str(self.path)!r})"
+        return f"SqliteOnlineStore({str(self.path)!r}, project={self.project!r})"
+
+    @contextmanager
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Cursor]:
+        """One transaction on the shared connection (under this store's lock)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.execute(begin)
+            try:
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            finally:
+                if self._legacy:  # a drop may have removed the old tables (if committed)
+                    self._legacy = self._has_legacy_tables()
 
     def ping(self) -> None:
         with self._lock:
@@ -82,76 +136,171 @@ class SqliteOnlineStore(OnlineStore):
             except sqlite3.Error as exc:
                 raise OnlineStoreUnavailable(f"SQLite online store {self.path}: {exc}") from None
 
+    def claim(self, identity: ViewIdentity) -> Claim:
+        with self._transaction() as cursor:
+            found = cursor.execute(
+                "SELECT generation, fingerprint, layout, end_us, max_created_us FROM views "
+                "WHERE project = ? AND view = ?",
+                (self.project, identity.view),
+            ).fetchone()
+            if found is not None and tuple(found[1:3]) == (identity.fingerprint, identity.layout):
+                return Claim(identity, found[0], _watermark(found[3], found[4]))
+            self._drop(cursor, identity.view)
+            cursor.execute(
+                "INSERT INTO views (project, view, fingerprint, layout) VALUES (?, ?, ?, ?)",
+                (self.project, identity.view, identity.fingerprint, identity.layout),
+            )
+            generation = cursor.lastrowid
+        assert generation is not None  # an INSERT into a rowid table always sets it
+        return Claim(identity, generation, None)
+
     def write_rows(
-        self, view: str, batch: pa.RecordBatch, join_keys: Sequence[str], features: Sequence[Field]
+        self,
+        claim: Claim,
+        batch: pa.RecordBatch,
+        join_keys: Sequence[str],
+        features: Sequence[Field],
     ) -> int:
+        codec = RowCodec(features)
+        if codec.layout != claim.identity.layout:
+            raise OnlineStoreError(
+                f"rows of feature view {claim.identity.view!r} encoded with layout "
+                f"{codec.layout}, but its claim is for layout {claim.identity.layout}"
+            )
         if batch.num_rows == 0:
             return 0
         keys = entity_keys(batch, join_keys)
-        rows = RowCodec(features).encode_batch(batch)
-        with self._lock:
-            cursor = self._db.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                cursor.executemany(UPSERT, ((view, k, r) for k, r in zip(keys, rows, strict=True)))
-                written = cursor.rowcount
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-        return written
+        rows = codec.encode_batch(batch)
+        generation = claim.generation
+        with self._transaction() as cursor:
+            holds = self._generation(cursor, claim.identity.view)
+            if holds != generation:
+                raise changed_under(claim, holds, self.location)
+            cursor.executemany(
+                UPSERT, ((generation, k, r) for k, r in zip(keys, rows, strict=True))
+            )
+            return cursor.rowcount
 
     def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
         out: list[list[bytes | None]] = []
-        with self._lock:
+        # one read transaction: the generations and the rows come from the same snapshot
+        with self._transaction("BEGIN") as cursor:
             for views, keys in groups:
-                found: dict[tuple[str, str], bytes] = {}
-                view_marks = ",".join("?" * len(views))
-                step = MAX_VARIABLES - len(views)
-                for i in range(0, len(keys), step):
-                    chunk = keys[i : i + step]
-                    sql = (
-                        f"SELECT view, entity, row FROM rows WHERE view IN ({view_marks}) "
-                        f"AND entity IN ({','.join('?' * len(chunk))})"
-                    )
-                    for view, entity, row in self._db.execute(sql, (*views, *chunk)):
-                        found[view, entity] = row
-                out += [[found.get((view, key)) for view in views] for key in keys]
+                out += self._read_group(cursor, views, keys)
         return out
+
+    def _read_group(
+        self, cursor: sqlite3.Cursor, views: tuple[ViewIdentity, ...], keys: Sequence[str]
+    ) -> list[list[bytes | None]]:
+        """One group's rows; rows of a generation that is not the asked identity's are
+        refused (counted), and a view with only data from before generations raises."""
+        names = [v.view for v in views]
+        held = {
+            view: (generation, fingerprint, layout)
+            for view, generation, fingerprint, layout in cursor.execute(
+                "SELECT view, generation, fingerprint, layout FROM views WHERE project = ? "
+                f"AND view IN ({','.join('?' * len(names))})",
+                (self.project, *names),
+            )
+        }
+        generations: list[int | None] = []  # per view: the generation to return rows of
+        refused: dict[int, str] = {}  # generations whose rows are counted, not returned
+        for v in views:
+            found = held.get(v.view)
+            if found is None:
+                if (
+                    self._legacy
+                    and cursor.execute(
+                        "SELECT 1 FROM rows WHERE view = ? LIMIT 1", (v.view,)
+                    ).fetchone()
+                ):
+                    raise written_before_layouts(v.view, self.location)
+                generations.append(None)
+            elif found[1:] == (v.fingerprint, v.layout):
+                generations.append(found[0])
+            else:
+                generations.append(None)
+                refused[found[0]] = v.view
+        wanted = [g for g in generations if g is not None] + list(refused)
+        found_rows: dict[tuple[int, str], bytes] = {}
+        if wanted:
+            marks = ",".join("?" * len(wanted))
+            step = MAX_VARIABLES - len(wanted)
+            for i in range(0, len(keys), step):
+                chunk = keys[i : i + step]
+                sql = (
+                    f"SELECT generation, entity, row FROM view_rows WHERE generation IN ({marks}) "
+                    f"AND entity IN ({','.join('?' * len(chunk))})"
+                )
+                for generation, entity, row in cursor.execute(sql, (*wanted, *chunk)):
+                    found_rows[generation, entity] = row
+        for generation, view in refused.items():
+            self._count_refused(view, sum((generation, key) in found_rows for key in keys))
+        return [
+            [None if g is None else found_rows.get((g, key)) for g in generations] for key in keys
+        ]
 
     def get_watermark(self, view: str) -> Watermark | None:
         with self._lock:
             found = self._db.execute(
-                "SELECT end_us, max_created_us FROM watermarks WHERE view = ?", (view,)
+                "SELECT end_us, max_created_us FROM views WHERE project = ? AND view = ?",
+                (self.project, view),
             ).fetchone()
-        if found is None:
-            return None
-        end, created = found
-        return Watermark(from_us(end), None if created is None else from_us(created))
+        return None if found is None else _watermark(*found)
 
-    def set_watermark(self, view: str, watermark: Watermark) -> None:
+    def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
         created = None if watermark.max_created is None else timestamp_us(watermark.max_created)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO watermarks (view, end_us, max_created_us) VALUES (?, ?, ?) "
-                "ON CONFLICT (view) DO UPDATE SET end_us = excluded.end_us, "
-                "max_created_us = excluded.max_created_us",
-                (view, timestamp_us(watermark.end), created),
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE views SET end_us = ?, max_created_us = ? WHERE generation = ?",
+                (timestamp_us(watermark.end), created, claim.generation),
             )
+            if cursor.rowcount == 0:  # the claim's generation is gone
+                raise changed_under(
+                    claim, self._generation(cursor, claim.identity.view), self.location
+                )
 
     def drop_view(self, view: str) -> int:
-        with self._lock:
-            cursor = self._db.cursor()
-            cursor.execute("BEGIN IMMEDIATE")  # rows and watermark go together, or neither
-            try:
-                removed = cursor.execute("DELETE FROM rows WHERE view = ?", (view,)).rowcount
-                cursor.execute("DELETE FROM watermarks WHERE view = ?", (view,))
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+        with self._transaction() as cursor:  # rows and watermark go together, or neither
+            return self._drop(cursor, view)
+
+    def _generation(self, cursor: sqlite3.Cursor, view: str) -> int | None:
+        found = cursor.execute(
+            "SELECT generation FROM views WHERE project = ? AND view = ?", (self.project, view)
+        ).fetchone()
+        return None if found is None else found[0]
+
+    def _drop(self, cursor: sqlite3.Cursor, view: str) -> int:
+        """Delete the view's generation (rows, watermark) and its data from before
+        generations, inside the caller's transaction; returns the rows removed."""
+        removed = 0
+        generation = self._generation(cursor, view)
+        if generation is not None:
+            removed = cursor.execute(
+                "DELETE FROM view_rows WHERE generation = ?", (generation,)
+            ).rowcount
+            cursor.execute("DELETE FROM views WHERE generation = ?", (generation,))
+        if self._legacy:
+            removed += cursor.execute("DELETE FROM rows WHERE view = ?", (view,)).rowcount
+            cursor.execute("DELETE FROM watermarks WHERE view = ?", (view,))
+            if cursor.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None:
+                cursor.execute("DROP TABLE rows")
+                cursor.execute("DROP TABLE IF EXISTS watermarks")
         return removed
+
+    def _has_legacy_tables(self) -> bool:
+        """Whether the file holds data from before generations (the table ``rows``)."""
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'rows'"
+        ).fetchone()
+        return found is not None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _watermark(end_us: int | None, max_created_us: int | None) -> Watermark | None:
+    if end_us is None:
+        return None
+    return Watermark(from_us(end_us), None if max_created_us is None else from_us(max_created_us))

@@ -3,7 +3,8 @@
 Views: ``user_stats`` (ttl 1 day) and ``user_profile`` (no ttl) keyed by the Int64
 ``user_id``; ``merchant_risk`` (ttl 1 hour) keyed by the String ``merchant_id``; ``pair``
 keyed by both; ``archive`` offline only. Service ``scoring``. Rows are written straight
-through ``OnlineStore.write_rows`` (materialization has its own tests).
+through ``OnlineStore.claim`` and ``write_rows``, as a materialization run of the applied
+definition would (materialization has its own tests).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore import FeatureStore
-from featurestore.online.base import OnlineStore
+from featurestore.online.base import OnlineStore, ViewIdentity
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -142,4 +143,5 @@ def put(
     columns["event_ts"] = pa.array([r["event_ts"] for r in rows], TS)
     columns["created_ts"] = pa.array([r.get("created_ts") for r in rows], TS)
     batch = pa.RecordBatch.from_pydict(columns)
-    return store.write_rows(view, batch, list(record.view.join_keys), list(record.view.features))
+    claim = store.claim(ViewIdentity.of(record))
+    return store.write_rows(claim, batch, list(record.view.join_keys), list(record.view.features))

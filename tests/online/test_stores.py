@@ -25,7 +25,14 @@ from hypothesis import strategies as st
 from featurestore.config import FeatureLogConfig, RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
 from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
-from featurestore.online.base import KeyGroup, OnlineStore, Watermark, open_online_store
+from featurestore.online.base import (
+    Claim,
+    KeyGroup,
+    OnlineStore,
+    ViewIdentity,
+    Watermark,
+    open_online_store,
+)
 from featurestore.online.codec import RowCodec
 from featurestore.online.redis import RedisOnlineStore, mask_url
 from featurestore.online.sqlite import SqliteOnlineStore
@@ -35,6 +42,10 @@ TS = pa.timestamp("us", tz="UTC")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FEATURES = [Field(name="amount", dtype=Float32), Field(name="n", dtype=Int64)]
 CODEC = RowCodec(FEATURES)
+
+
+def identity(view: str, fingerprint: str = "fp") -> ViewIdentity:
+    return ViewIdentity(view, fingerprint, CODEC.layout)
 
 
 def batch(
@@ -51,13 +62,19 @@ def batch(
     )
 
 
-def write(store: OnlineStore, view: str, rows: list[tuple[int, float, datetime, Any]]) -> int:
+def write(
+    store: OnlineStore, view: str | Claim, rows: list[tuple[int, float, datetime, Any]]
+) -> int:
+    """Write rows as a run that claims ``view`` (or holds ``view``, a claim) would."""
+    claim = store.claim(identity(view)) if isinstance(view, str) else view
     keys, amounts, events, created = (list(c) for c in zip(*rows, strict=True))
-    return store.write_rows(view, batch(keys, amounts, events, created), ["user_id"], FEATURES)
+    return store.write_rows(claim, batch(keys, amounts, events, created), ["user_id"], FEATURES)
 
 
-def amounts(store: OnlineStore, view: str, keys: list[int]) -> list[float | None]:
-    [group] = [KeyGroup((view,), [f"user_id=i{k}" for k in keys])]
+def amounts(store: OnlineStore, view: str | ViewIdentity, keys: list[int]) -> list[float | None]:
+    """The stored amounts, read as a reader whose registry has ``view`` (an identity)."""
+    asked = identity(view) if isinstance(view, str) else view
+    [group] = [KeyGroup((asked,), [f"user_id=i{k}" for k in keys])]
     return [None if r[0] is None else CODEC.decode(r[0])[2][0] for r in store.read([group])]
 
 
@@ -66,7 +83,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStor
     if request.param == "redis":
         opened: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"), "proj")
     else:
-        opened = SqliteOnlineStore(tmp_path / "online.db")
+        opened = SqliteOnlineStore(tmp_path / "online.db", "proj")
     yield opened
     opened.close()
 
@@ -97,9 +114,9 @@ def test_an_equal_row_is_rewritten_and_a_newer_one_wins(store: OnlineStore) -> N
 def test_rewriting_the_same_rows_is_idempotent(store: OnlineStore) -> None:
     rows = [(k, float(k), T0 + timedelta(seconds=k), None) for k in range(50)]
     assert write(store, "v", rows) == 50
-    first = store.read([KeyGroup(("v",), [f"user_id=i{k}" for k in range(50)])])
+    first = store.read([KeyGroup((identity("v"),), [f"user_id=i{k}" for k in range(50)])])
     assert write(store, "v", rows) == 50
-    assert store.read([KeyGroup(("v",), [f"user_id=i{k}" for k in range(50)])]) == first
+    assert store.read([KeyGroup((identity("v"),), [f"user_id=i{k}" for k in range(50)])]) == first
 
 
 def test_concurrent_writers_leave_the_newest_row_per_key(store: OnlineStore) -> None:
@@ -154,8 +171,11 @@ def test_read_returns_rows_per_group_key_and_view_in_order(store: OnlineStore) -
     write(store, "b", [(2, 20.0, T0, None)])
     rows = store.read(
         [
-            KeyGroup(("a", "b"), ["user_id=i2", "user_id=i3", "user_id=i1", "user_id=i2"]),
-            KeyGroup(("b",), ["user_id=i2"]),
+            KeyGroup(
+                (identity("a"), identity("b")),
+                ["user_id=i2", "user_id=i3", "user_id=i1", "user_id=i2"],
+            ),
+            KeyGroup((identity("b"),), ["user_id=i2"]),
         ]
     )
     decoded = [[None if r is None else CODEC.decode(r)[2][0] for r in key] for key in rows]
@@ -168,7 +188,12 @@ def test_large_reads_keep_their_order_across_script_batches(store: OnlineStore) 
     write(store, "a", [(k, float(k), T0, None) for k in range(n)])
     write(store, "b", [(k, float(-k), T0, None) for k in range(0, n, 2)])
     keys = [f"user_id=i{k}" for k in range(n)]
-    rows = store.read([KeyGroup(("a",), keys[:10]), KeyGroup(("a", "b"), keys[::-1])])
+    rows = store.read(
+        [
+            KeyGroup((identity("a"),), keys[:10]),
+            KeyGroup((identity("a"), identity("b")), keys[::-1]),
+        ]
+    )
     assert len(rows) == 10 + n
     assert [CODEC.decode(r[0])[2][0] for r in rows[:10]] == [float(k) for k in range(10)]
     for k, (a, b) in zip(range(n - 1, -1, -1), rows[10:], strict=True):
@@ -186,11 +211,12 @@ def test_views_keyed_by_two_entities(store: OnlineStore) -> None:
             "event_ts": pa.array([T0, T0], TS),
         }
     )
-    assert store.write_rows("pair", data, ["user_id", "merchant"], features) == 2
-    rows = store.read(
-        [KeyGroup(("pair",), ["merchant=s1:m|user_id=i1", "merchant=s3:m|1|user_id=i1"])]
-    )
     codec = RowCodec(features)
+    pair = ViewIdentity("pair", "fp", codec.layout)
+    assert store.write_rows(store.claim(pair), data, ["user_id", "merchant"], features) == 2
+    rows = store.read(
+        [KeyGroup((pair,), ["merchant=s1:m|user_id=i1", "merchant=s3:m|1|user_id=i1"])]
+    )
     assert [codec.decode(r[0])[2] for r in rows] == [[20], [10]]
 
 
@@ -199,14 +225,17 @@ def test_views_keyed_by_two_entities(store: OnlineStore) -> None:
 
 def test_watermarks_round_trip_per_view(store: OnlineStore) -> None:
     assert store.get_watermark("v") is None
+    v, w = store.claim(identity("v")), store.claim(identity("w"))
+    assert v.watermark is None and store.get_watermark("v") is None
     mark = Watermark(T0 + timedelta(microseconds=123), T0 - timedelta(days=3, microseconds=7))
-    store.set_watermark("v", mark)
-    store.set_watermark("w", Watermark(T0, None))
+    store.set_watermark(v, mark)
+    store.set_watermark(w, Watermark(T0, None))
     assert store.get_watermark("v") == mark
     assert store.get_watermark("w") == Watermark(T0, None)
     later = Watermark(T0 + timedelta(days=1), None)
-    store.set_watermark("v", later)
+    store.set_watermark(v, later)
     assert store.get_watermark("v") == later
+    assert store.claim(identity("v")) == Claim(identity("v"), v.generation, later)
 
 
 def test_drop_view_removes_its_rows_and_watermark_only(store: OnlineStore) -> None:
@@ -214,8 +243,8 @@ def test_drop_view_removes_its_rows_and_watermark_only(store: OnlineStore) -> No
     rows = [(k, float(k), T0, None) for k in range(n)]
     write(store, "a", rows)
     write(store, "b", rows[: n // 2])
-    store.set_watermark("a", Watermark(T0, None))
-    store.set_watermark("b", Watermark(T0, T0))
+    store.set_watermark(store.claim(identity("a")), Watermark(T0, None))
+    store.set_watermark(store.claim(identity("b")), Watermark(T0, T0))
     assert store.drop_view("a") == n
     assert amounts(store, "a", [0, n - 1]) == [None, None]
     assert amounts(store, "b", [0, n // 2 - 1]) == [0.0, float(n // 2 - 1)]
@@ -236,8 +265,9 @@ def test_redis_drop_view_removes_emptied_hashes(redis_url: str) -> None:
         assert sorted(client.scan_iter("proj|*")) == sorted(
             f"proj|user_id=i{k}".encode() for k in range(10)
         )
-        assert client.hkeys("proj|user_id=i0") == [client.hget("proj#meta", "tag:b")]
-        assert client.hget("proj#meta", "tag:a") is None
+        b = store.claim(identity("b"))
+        assert client.hkeys("proj|user_id=i0") == [str(b.generation).encode()]
+        assert client.hget("proj#meta", "view:a") is None
         assert len(list(client.scan_iter("other|*"))) == 10  # another project is untouched
         client.close()
     finally:
@@ -246,14 +276,14 @@ def test_redis_drop_view_removes_emptied_hashes(redis_url: str) -> None:
 
 
 def test_a_dropped_view_is_gone_even_if_the_drop_was_interrupted(redis_url: str) -> None:
-    """Killed after its transaction (tag retired), before deleting rows: still a drop."""
+    """Killed after its script (generation retired), before deleting rows: still a drop."""
     store = RedisOnlineStore(redis_url, "proj")
     client = redis.Redis.from_url(redis_url)
     try:
         write(store, "a", [(k, 1.0, T0 + timedelta(days=1), None) for k in range(50)])
-        tag = client.hget("proj#meta", "tag:a")
-        client.hset("proj#meta", b"retired:" + tag, "a")  # what the drop's transaction does
-        client.hdel("proj#meta", "tag:a")
+        tag = str(store.claim(identity("a")).generation).encode()
+        client.hset("proj#meta", b"retired:" + tag, "a")  # what the drop's script does
+        client.hdel("proj#meta", "view:a", "watermark:a")
         assert amounts(store, "a", [0, 49]) == [None, None]
         # older rows of the new definition are not blocked by the retired, newer ones
         assert write(store, "a", [(k, 2.0, T0, None) for k in range(10)]) == 10
@@ -284,14 +314,16 @@ def test_redis_layout_is_one_small_listpack_hash_per_entity(redis_url: str) -> N
             "created_ts": pa.array([T0], TS),
         }
     )
+    layout = RowCodec(features).layout
     for view in ("driver_hourly_stats", "driver_daily_stats"):
-        store.write_rows(view, data, ["driver_id"], features)
+        claim = store.claim(ViewIdentity(view, f"fp-{view}", layout))
+        store.write_rows(claim, data, ["driver_id"], features)
     client = redis.Redis.from_url(redis_url)
     key = "proj|driver_id=i1001"
     assert sorted(client.keys("*")) == [b"proj#meta", key.encode()]
     assert client.hgetall("proj#meta") == {
-        b"tag:driver_hourly_stats": b"1",
-        b"tag:driver_daily_stats": b"2",
+        b"view:driver_hourly_stats": f"fp-driver_hourly_stats:{layout}:1".encode(),
+        b"view:driver_daily_stats": f"fp-driver_daily_stats:{layout}:2".encode(),
         b"next_tag": b"2",
     }
     assert sorted(client.hkeys(key)) == [b"1", b"2"]
@@ -325,7 +357,7 @@ def test_unreachable_redis_is_a_quick_clear_error() -> None:
     port = closed_port()
     store = RedisOnlineStore(f"redis://:hunter2@127.0.0.1:{port}/0", "proj", socket_timeout=1)
     for action in (
-        lambda: store.read([KeyGroup(("v",), ["user_id=i1"])]),
+        lambda: store.read([KeyGroup((identity("v"),), ["user_id=i1"])]),
         lambda: write(store, "v", [(1, 1.0, T0, None)]),
         lambda: store.get_watermark("v"),
         store.ping,
@@ -349,7 +381,7 @@ def test_a_server_that_never_answers_times_out() -> None:
         store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0", "proj", socket_timeout=0.3)
         started = time.monotonic()
         with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
-            store.read([KeyGroup(("v",), ["user_id=i1"])])
+            store.read([KeyGroup((identity("v"),), ["user_id=i1"])])
         assert time.monotonic() - started < 3
         store.close()
 
@@ -437,7 +469,7 @@ def test_open_online_store_follows_the_config_and_never_falls_back(
 def test_an_unopenable_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OnlineStoreUnavailable, match="cannot open the SQLite online store"):
-        SqliteOnlineStore(tmp_path / "file" / "online.db")
+        SqliteOnlineStore(tmp_path / "file" / "online.db", "proj")
 
 
 def closed_port() -> int:
