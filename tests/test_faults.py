@@ -280,7 +280,8 @@ def test_a_silent_redis_on_read_times_out(tmp_path: Path) -> None:
         started = time.monotonic()
         with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
             store.get_online_features(features=["stats:rate"], entity_rows=[{"user_id": 1}])
-        assert time.monotonic() - started < 5  # socket_timeout 0.5 s, one retry
+        took = time.monotonic() - started
+        assert 0.45 <= took < 0.5 + 0.45  # socket_timeout 0.5 s, once: a timeout is not retried
 
 
 def _read_repo(tmp_path: Path, port: int) -> Path:

@@ -1,4 +1,5 @@
-"""Fixtures for online tests: the applied ``online_repo`` on SQLite, then on a throwaway Redis."""
+"""Fixtures for online tests: an ``OnlineStore`` (``store``) and the applied ``online_repo``
+(``online_fs``), each on SQLite, then on a throwaway Redis."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 from online_repo import write_repo
 
 from featurestore import FeatureStore
+from featurestore.online.base import OnlineStore
+from featurestore.online.redis import RedisOnlineStore
+from featurestore.online.sqlite import SqliteOnlineStore
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -23,3 +27,14 @@ def online_fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Featur
     fs.apply()
     yield fs
     fs.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    """A store for project "proj": a SQLite file, then a flushed throwaway Redis."""
+    if request.param == "redis":
+        opened: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"), "proj")
+    else:
+        opened = SqliteOnlineStore(tmp_path / "online.db", "proj")
+    yield opened
+    opened.close()

@@ -359,6 +359,24 @@ def test_a_new_apply_is_seen_without_reopening(online_fs: FeatureStore) -> None:
         (None, [{"user_id": 1}], RetrievalError, "exactly one of features= or feature_service="),
         (["user_stats:amount"], None, RetrievalError, "pass entity_rows"),
         (["user_stats:amount"], [1], RetrievalError, "entity row 0 is int, not a mapping"),
+        (
+            ["user_stats:amount"],
+            {"user_id": 1},
+            RetrievalError,
+            "entity column 'user_id' must be a list of values, one per entity row, not int 1; "
+            "for one row write {'user_id': \\[value\\]}",
+        ),
+        (["user_stats:amount"], {"user_id": "12"}, RetrievalError, "'user_id' must be a list"),
+        (["user_stats:amount"], {"user_id": np.int64(1)}, RetrievalError, "must be a list"),
+        (["user_stats:amount"], {"user_id": np.array(1)}, RetrievalError, "must be a list"),
+        (["user_stats:amount"], 7, RetrievalError, "entity_rows must be a list of mappings"),
+        (["user_stats:amount"], [[1]], RetrievalError, "entity row 0 is list, not a mapping"),
+        (
+            iter(["user_stats:amount"]),
+            [{"user_id": 1}],
+            RetrievalError,
+            "features must be a list of 'view:feature' references",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -396,3 +414,24 @@ def test_a_stale_service_object_is_refused_even_after_a_cached_read(
     stale = FeatureService(name="scoring", features=[applied.projections[0]])
     with pytest.raises(RetrievalError, match="scoring"):
         online_fs.get_online_features(feature_service=stale, entity_rows=[{"user_id": 1}])
+
+
+def test_entity_rows_from_generators_are_read_like_lists(online_fs: FeatureStore) -> None:
+    put(online(online_fs), online_fs, "user_stats", [{"user_id": 2, "amount": 2.5, "event_ts": T0}])
+    expected = {"user_id": [1, 2], "amount": [None, 2.5]}
+    rows = ({"user_id": u} for u in (1, 2))
+    assert read(online_fs, ["user_stats:amount"], rows, now=T0).to_dict() == expected
+    columns = {"user_id": (u for u in (1, 2))}
+    assert read(online_fs, ["user_stats:amount"], columns, now=T0).to_dict() == expected
+    columns = {"user_id": range(1, 3)}
+    assert read(online_fs, ["user_stats:amount"], columns, now=T0).to_dict() == expected
+
+
+def test_a_feature_list_never_takes_the_cached_plan_of_a_service(online_fs: FeatureStore) -> None:
+    """The plan cache keys a list of references apart from a service name: reading the
+    service "scoring" first must not make ["service", "scoring"] a valid feature list."""
+    online_fs.get_online_features(feature_service="scoring", entity_rows=[{"user_id": 1}])
+    with pytest.raises(UnknownFeatureError, match="'service' is not of the form"):
+        online_fs.get_online_features(["service", "scoring"], [{"user_id": 1}])
+    with pytest.raises(UnknownFeatureError, match="'object' is not of the form"):
+        online_fs.get_online_features(["object", "scoring"], [{"user_id": 1}])

@@ -5,13 +5,14 @@ Real SQLite files and real redis-server processes (throwaway, on their own ports
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rows import CODEC, T0, TS, amounts, identity, write
 
 from featurestore.config import FeatureLogConfig, RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
@@ -37,56 +39,6 @@ from featurestore.online.codec import RowCodec
 from featurestore.online.redis import RedisOnlineStore, mask_url
 from featurestore.online.sqlite import SqliteOnlineStore
 from featurestore.types import Float32, Int64
-
-TS = pa.timestamp("us", tz="UTC")
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-FEATURES = [Field(name="amount", dtype=Float32), Field(name="n", dtype=Int64)]
-CODEC = RowCodec(FEATURES)
-
-
-def identity(view: str, fingerprint: str = "fp") -> ViewIdentity:
-    return ViewIdentity(view, fingerprint, CODEC.layout)
-
-
-def batch(
-    keys: list[int], amounts: list[float | None], events: list[datetime], created: list[Any]
-) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict(
-        {
-            "user_id": pa.array(keys, pa.int64()),
-            "amount": pa.array(amounts, pa.float32()),
-            "n": pa.array(list(range(len(keys))), pa.int64()),
-            "event_ts": pa.array(events, TS),
-            "created_ts": pa.array(created, TS),
-        }
-    )
-
-
-def write(
-    store: OnlineStore, view: str | Claim, rows: list[tuple[int, float, datetime, Any]]
-) -> int:
-    """Write rows as a run that claims ``view`` (or holds ``view``, a claim) would."""
-    claim = store.claim(identity(view)) if isinstance(view, str) else view
-    keys, amounts, events, created = (list(c) for c in zip(*rows, strict=True))
-    return store.write_rows(claim, batch(keys, amounts, events, created), ["user_id"], FEATURES)
-
-
-def amounts(store: OnlineStore, view: str | ViewIdentity, keys: list[int]) -> list[float | None]:
-    """The stored amounts, read as a reader whose registry has ``view`` (an identity)."""
-    asked = identity(view) if isinstance(view, str) else view
-    [group] = [KeyGroup((asked,), [f"user_id=i{k}" for k in keys])]
-    return [None if r[0] is None else CODEC.decode(r[0])[2][0] for r in store.read([group])]
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
-    if request.param == "redis":
-        opened: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"), "proj")
-    else:
-        opened = SqliteOnlineStore(tmp_path / "online.db", "proj")
-    yield opened
-    opened.close()
-
 
 # --- never regress ------------------------------------------------------------------------
 
@@ -372,17 +324,78 @@ def test_unreachable_redis_is_a_quick_clear_error() -> None:
     store.close()
 
 
-def test_a_server_that_never_answers_times_out() -> None:
-    """A listener that accepts nothing and says nothing: the socket timeout ends the wait."""
+TIMEOUT = 0.5  # socket_timeout of the tests below
+MARGIN = 0.45  # what the test may add to one timeout: less than a second timeout
+
+
+def assert_each_call_waits_one_timeout(store: RedisOnlineStore) -> None:
+    """Every call that talks to Redis gives up after one ``socket_timeout``: never retried."""
+    claim = Claim(identity("v"), 1, None)
+    calls = {
+        "ping": store.ping,
+        "read": lambda: amounts(store, "v", [1]),
+        "claim": lambda: store.claim(identity("v")),
+        "write": lambda: write(store, claim, [(1, 1.0, T0, None)]),
+        "get_watermark": lambda: store.get_watermark("v"),
+        "set_watermark": lambda: store.set_watermark(claim, Watermark(T0, None)),
+        "drop_view": lambda: store.drop_view("v"),
+    }
+    for name, call in calls.items():
+        started = time.monotonic()
+        with pytest.raises(OnlineStoreUnavailable, match="does not answer") as caught:
+            call()
+        took = time.monotonic() - started
+        assert TIMEOUT * 0.9 <= took < TIMEOUT + MARGIN, f"{name} took {took:.2f} s"
+        assert "Timeout" in str(caught.value)
+
+
+def test_a_server_that_never_answers_costs_one_socket_timeout() -> None:
+    """A listener that accepts connections (the kernel's backlog) and never says a word."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         port = silent.getsockname()[1]
-        store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0", "proj", socket_timeout=0.3)
+        store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0", "proj", socket_timeout=TIMEOUT)
+        assert_each_call_waits_one_timeout(store)
+        store.close()
+
+
+def test_a_stopped_server_costs_one_socket_timeout_and_is_used_again_after(
+    redis_factory: Any,
+) -> None:
+    """A real redis-server of this test's own, frozen with SIGSTOP while the store holds an
+    open connection, then resumed."""
+    server = redis_factory()
+    store = RedisOnlineStore(server.url, "proj", socket_timeout=TIMEOUT)
+    try:
+        write(store, "v", [(1, 1.0, T0, None)])
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            assert_each_call_waits_one_timeout(store)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        store.ping()  # the timed-out connection was dropped; a new one works
+        assert amounts(store, "v", [2]) == [None]
+    finally:
+        store.close()
+
+
+def test_a_restarted_server_is_retried_once_at_once(redis_factory: Any, tmp_path: Path) -> None:
+    """A connection reset (the server restarted between two calls) is not an outage: the
+    call reconnects once, immediately, and succeeds."""
+    server = redis_factory("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    store = RedisOnlineStore(server.url, "proj", socket_timeout=TIMEOUT)
+    try:
+        claim = store.claim(identity("v"))
+        write(store, claim, [(1, 1.0, T0, None)])
+        server.stop()
+        server.start()  # same port, same data (append-only file)
         started = time.monotonic()
-        with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
-            store.read([KeyGroup((identity("v"),), ["user_id=i1"])])
-        assert time.monotonic() - started < 3
+        assert write(store, claim, [(1, 2.0, T0, None)]) == 1
+        assert amounts(store, "v", [1]) == [2.0]
+        assert time.monotonic() - started < TIMEOUT
+    finally:
         store.close()
 
 
