@@ -249,7 +249,7 @@ class RowCodec:
         events = [e - SIGN for e in fields[0]]
         columns = []
         for position in positions:
-            values = fields[3 + position]
+            values: Sequence[Any] = fields[3 + position]
             if position in self.strings:
                 values = self._strings(rows, fields, position)
             elif position in self.timestamps:

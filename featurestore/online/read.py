@@ -261,10 +261,13 @@ def _decode_view(
 ) -> None:
     """Set one view's value, status and event-time columns (one entry per entity row)."""
     found = [i for i, row in enumerate(rows) if row is not None]
+    events: list[Any]  # int µs, or None where there is no row
+    columns: list[list[Any]]
     if len(found) == len(rows):
-        events, columns = view.codec.decode_columns(rows, view.positions)  # type: ignore[arg-type]
+        events, columns = view.codec.decode_columns(rows, view.positions)  # type: ignore[arg-type]  # no None in rows here
     else:  # decode what exists, then put it back in place among the missing rows
-        present, decoded = view.codec.decode_columns([rows[i] for i in found], view.positions)
+        stored = [row for row in rows if row is not None]
+        present, decoded = view.codec.decode_columns(stored, view.positions)
         events = [None] * len(rows)
         columns = [[None] * len(rows) for _ in view.positions]
         for j, i in enumerate(found):
@@ -289,7 +292,7 @@ def _decode_view(
             ]
         values[name] = column
         statuses[name] = status
-        event_us[name] = events  # type: ignore[assignment]
+        event_us[name] = events  # type: ignore[assignment]  # list[int] where no row is missing
 
 
 class OnlineReader:

@@ -70,6 +70,7 @@ hashes under fields prefixed by their view's generation.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -384,9 +385,15 @@ class RedisOnlineStore(OnlineStore):
                 self._own_connections.append(connection)
         return connection
 
+    def _meta_field(self, what: str, field: str) -> bytes | None:
+        """One field of the project's meta hash."""
+        # Any: redis-py types replies as str, but this client does not decode them
+        raw: Any = self._call(what, lambda: self._client.hget(self._meta, field))
+        return raw
+
     def _holds(self, view: str) -> int | None:
         """The view's current generation (None: none), for error messages."""
-        raw = self._call("read a generation", lambda: self._client.hget(self._meta, f"view:{view}"))
+        raw = self._meta_field("read a generation", f"view:{view}")
         return None if raw is None else int(raw.rsplit(b":", 1)[1])
 
     # --- the interface -------------------------------------------------------------------
@@ -432,7 +439,7 @@ class RedisOnlineStore(OnlineStore):
                  *call_rows)
                 for call_keys, call_rows in calls[start : start + CALLS_PER_PIPELINE]
             ]  # fmt: skip
-            replies = self._call("write rows", lambda commands=commands: self._scripts(commands))
+            replies = self._call("write rows", functools.partial(self._scripts, commands))
             if min(replies) < 0:
                 raise changed_under(claim, self._holds(claim.identity.view), self.location)
             written += sum(replies)
@@ -493,9 +500,7 @@ class RedisOnlineStore(OnlineStore):
             start += count
 
     def get_watermark(self, view: str) -> Watermark | None:
-        raw = self._call(
-            "read a watermark", lambda: self._client.hget(self._meta, f"watermark:{view}")
-        )
+        raw = self._meta_field("read a watermark", f"watermark:{view}")
         return None if raw is None else _parse_watermark(raw)
 
     def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
@@ -516,7 +521,8 @@ class RedisOnlineStore(OnlineStore):
         Retired generations are invisible to reads and refused to writes, so collecting them
         can take its time, and be interrupted: the next drop or claim collects what is left.
         """
-        markers = [f for f in self._client.hkeys(self._meta) if f.startswith(RETIRED.encode())]
+        fields: list[bytes] = self._client.hkeys(self._meta)  # type: ignore[assignment]  # bytes: replies are not decoded
+        markers = [f for f in fields if f.startswith(RETIRED.encode())]
         retired = [m[len(RETIRED) :] for m in markers]
         removed = 0
         cursor = 0
