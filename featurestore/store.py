@@ -68,11 +68,12 @@ class FeatureStore:
     def apply(self) -> Plan:
         """Register the repo's definitions; returns what changed.
 
-        Views removed, or whose fingerprint changed, lose their online data and watermarks
-        first (``Plan.views_to_reset``): they must be materialized again. The new registry is
-        serialized and staged before the drop, and replaces the old one after it, so a failure
-        leaves the old definitions applied and a re-run repeats the (idempotent) drop. A
-        malformed registry is replaced, and every applied view is reset (see registry.py).
+        Views removed, or whose fingerprint or online row layout (field order, dtypes)
+        changed, lose their online data and watermarks first (``Plan.views_to_reset``): they
+        must be materialized again. The new registry is serialized and staged before the
+        drop, and replaces the old one after it, so a failure leaves the old definitions
+        applied and a re-run repeats the (idempotent) drop. A malformed registry is replaced,
+        and every applied view is reset (see registry.py).
         """
         result = self.registry.apply(
             self.load_definitions(), self.repo_path, before_write=self._drop_online_data

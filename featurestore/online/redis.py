@@ -27,9 +27,9 @@ identifies the exact definition and layout it was written with. Why:
   one- or two-byte generation, not one field per feature plus a ``_ts:<view>`` field as in
   Feast; small hashes stay in Redis' listpack encoding. Quickstart-shaped data (6 features
   in 2 views, 10k drivers; benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver):
-  205 bytes here (235 with the view names as field names), 306 for Feast's layout on the
-  same data (FEAST_NOTES.md: ~264 on its data). Most of what is left is Redis' own per-key
-  overhead. A row longer than the server's ``hash-max-listpack-value`` (64 bytes by
+  208 bytes here (of which 3 are these scripts' fixed ~50 KB spread over the 10k drivers;
+  235 with the view names as field names), 306 for Feast's layout on the same data
+  (FEAST_NOTES.md: ~264 on its data). Most of what is left is Redis' own per-key overhead. A row longer than the server's ``hash-max-listpack-value`` (64 bytes by
   default: ~5 numeric features per view) turns that hash into a real hash table, ~100
   bytes more per entity; raise that setting for wide views.
 - **Never regress, only for the current generation, atomically.** Writes go through a Lua
