@@ -274,12 +274,15 @@ class _Run:
                 raise _failed(view, runs, exc) from exc
         for view, claim in zip(chosen, claims, strict=True):
             try:
-                runs.append(self.view(view, claim, window_for(view, claim.watermark)))
+                mark = self.store.get_watermark(view.name)  # as late as possible: runs overlap
+                runs.append(self.view(view, claim, window_for(view, mark), mark))
             except FeatureStoreError as exc:
                 raise _failed(view, runs, exc) from exc
         return MaterializationReport(runs, skipped)
 
-    def view(self, view: FeatureView, claim: Claim, window: Window) -> ViewRun:
+    def view(
+        self, view: FeatureView, claim: Claim, window: Window, mark: Watermark | None
+    ) -> ViewRun:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
         from featurestore.online.base import Watermark
 
@@ -288,7 +291,6 @@ class _Run:
         began = time.perf_counter()
         join_keys, features = list(view.join_keys), list(view.features)
         rows_read = rows_written = 0
-        mark = claim.watermark
         max_created = mark.max_created if mark is not None else None
         batches = self.engine.read_latest(
             self.config,

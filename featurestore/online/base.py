@@ -23,7 +23,7 @@ current generation and the identity it stands for. Then:
   ``/metrics`` endpoint). Data written before generations existed (no layout id) is refused
   with an ``OnlineStoreError`` that says to materialize again: there is no migration.
 - A materialization run ``claim``s each view when it starts: the store keeps the view's data
-  if it was written for the same identity (same generation, its watermark), else (another
+  if it was written for the same identity (same generation and watermark), else (another
   fingerprint or layout, data without a layout id, nothing) drops it and starts a new
   generation. The registry is the truth: whatever a store holds, a run writes what the applied
   definition says, so an ``apply`` that died between dropping online data and writing the
@@ -92,12 +92,11 @@ class ViewIdentity(NamedTuple):
 
 @dataclass(frozen=True)
 class Claim:
-    """A run's right to write one view's data: the identity it writes, the generation the
-    store gave that data, and the view's watermark when the run claimed it (None: none)."""
+    """A run's right to write one view's data: the identity it writes, and the generation
+    the store gave that data."""
 
     identity: ViewIdentity
     generation: int
-    watermark: Watermark | None
 
 
 class KeyGroup(NamedTuple):
@@ -138,10 +137,10 @@ class OnlineStore(ABC):
     def claim(self, identity: ViewIdentity) -> Claim:
         """Start writing ``identity``'s data (a materialization run calls it first).
 
-        If the store holds the view's data for this same identity, the claim continues it:
-        same generation, its watermark. Otherwise whatever the store holds of the view (data
-        of another fingerprint or layout, or data without a layout id) is dropped as by
-        ``drop_view``, and a new generation starts, with no watermark. Atomic.
+        If the store holds the view's data for this same identity, the claim continues it
+        (same generation, same watermark). Otherwise whatever the store holds of the view
+        (data of another fingerprint or layout, or data without a layout id) is dropped with
+        its watermark, as by ``drop_view``, and a new generation starts. Atomic.
         """
 
     @abstractmethod

@@ -196,7 +196,7 @@ DROP_SCRIPT = _RETIRE + "return retire(KEYS[1], ARGV[1])\n"
 
 # KEYS[1]: meta; ARGV[1]: the view; ARGV[2]: "<fingerprint>:<layout id>". Continues the view's
 # generation when it stands for that identity, else retires what the view holds and gives a
-# new generation. Returns {generation, watermark or nil, 1 when something was retired}.
+# new generation. Returns {generation, 1 when something was retired}.
 CLAIM_SCRIPT = (
     _RETIRE
     + """
@@ -204,12 +204,12 @@ local meta, view, identity = KEYS[1], ARGV[1], ARGV[2]
 local held, generation = string.match(
   redis.call('HGET', meta, 'view:' .. view) or '', '^(.*):(%d+)$')
 if held == identity then
-  return {generation, redis.call('HGET', meta, 'watermark:' .. view), 0}
+  return {generation, 0}
 end
 local retired = retire(meta, view)
 generation = redis.call('HINCRBY', meta, 'next_tag', 1)
 redis.call('HSET', meta, 'view:' .. view, identity .. ':' .. generation)
-return {tostring(generation), false, retired}
+return {tostring(generation), retired}
 """
 )
 
@@ -402,13 +402,12 @@ class RedisOnlineStore(OnlineStore):
         self._call("answer PING", self._client.ping)
 
     def claim(self, identity: ViewIdentity) -> Claim:
-        generation, watermark, retired = self._script(
+        generation, retired = self._script(
             "claim a view", self._claim_sha, [self._meta], [identity.view, _held(identity)]
         )
         if retired:
             self._call("drop a view", self._collect_retired)
-        mark = None if watermark is None else _parse_watermark(watermark)
-        return Claim(identity, int(generation), mark)
+        return Claim(identity, int(generation))
 
     def write_rows(
         self,

@@ -139,12 +139,11 @@ class SqliteOnlineStore(OnlineStore):
     def claim(self, identity: ViewIdentity) -> Claim:
         with self._transaction() as cursor:
             found = cursor.execute(
-                "SELECT generation, fingerprint, layout, end_us, max_created_us FROM views "
-                "WHERE project = ? AND view = ?",
+                "SELECT generation, fingerprint, layout FROM views WHERE project = ? AND view = ?",
                 (self.project, identity.view),
             ).fetchone()
-            if found is not None and tuple(found[1:3]) == (identity.fingerprint, identity.layout):
-                return Claim(identity, found[0], _watermark(found[3], found[4]))
+            if found is not None and tuple(found[1:]) == (identity.fingerprint, identity.layout):
+                return Claim(identity, found[0])
             self._drop(cursor, identity.view)
             cursor.execute(
                 "INSERT INTO views (project, view, fingerprint, layout) VALUES (?, ?, ?, ?)",
@@ -152,7 +151,7 @@ class SqliteOnlineStore(OnlineStore):
             )
             generation = cursor.lastrowid
         assert generation is not None  # an INSERT into a rowid table always sets it
-        return Claim(identity, generation, None)
+        return Claim(identity, generation)
 
     def write_rows(
         self,
