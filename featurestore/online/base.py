@@ -12,8 +12,8 @@ Which definition the data belongs to. Rows are positional (codec.py), so a row i
 meaningful with the definition it was written for: its ``ViewIdentity``, the view's name,
 fingerprint and row layout id. A store holds at most one identity's data per view, under a
 *generation*: a number the store gives when it starts holding a view's data for an identity,
-never given twice (a dropped generation is never reused), and carried by every stored row
-(the Redis field name, the SQLite row's key). The store keeps, beside the data, the view's
+never given twice (not even after a drop), and carried by every stored row (the Redis field
+name, the SQLite row's key). The store keeps, beside the data, the view's
 current generation and the identity it stands for. Then:
 
 - A read asks for each view's identity as the applied registry has it, and gets only rows of

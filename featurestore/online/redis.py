@@ -29,9 +29,10 @@ identifies the exact definition and layout it was written with. Why:
   in 2 views, 10k drivers; benchmarks/bench_online_sdk.py, ``INFO memory`` delta per driver):
   208 bytes here (of which 3 are these scripts' fixed ~50 KB spread over the 10k drivers;
   235 with the view names as field names), 306 for Feast's layout on the same data
-  (FEAST_NOTES.md: ~264 on its data). Most of what is left is Redis' own per-key overhead. A row longer than the server's ``hash-max-listpack-value`` (64 bytes by
-  default: ~5 numeric features per view) turns that hash into a real hash table, ~100
-  bytes more per entity; raise that setting for wide views.
+  (FEAST_NOTES.md: ~264 on its data). Most of what is left is Redis' own per-key overhead.
+  A row longer than the server's ``hash-max-listpack-value`` (64 bytes by default: ~5
+  numeric features per view) turns that hash into a real hash table, ~100 bytes more per
+  entity; raise that setting for wide views.
 - **Never regress, only for the current generation, atomically.** Writes go through a Lua
   script (registered once, called by SHA, re-loaded after a NOSCRIPT from a restarted
   server) that first checks that ``view:<view>`` still holds the run's claim (else it writes
@@ -60,9 +61,9 @@ On Redis Cluster (not supported yet): a script may only touch keys of one slot. 
 and watermarks touch only the meta hash and stay atomic. The write's check reads the meta hash
 beside the data hashes, which a cluster refuses (CROSSSLOT); there a write would carry its
 generation alone, so a run that outlived an ``apply`` writes only under its dead generation,
-which no read asks for (reads resolve ``view:<view>`` first; a generation's identity never
-changes, so that lookup can be cached), and would see the change by re-reading
-``view:<view>`` after each batch, then fail with its watermark refused. Rows written under a
+which no read asks for (reads resolve ``view:<view>`` in the meta hash's slot first: one more
+round trip, or a cache refreshed when the registry changes), and would see the change by
+re-reading ``view:<view>`` after each batch, then fail with its watermark refused. Rows written under a
 generation after its drop collected it would need their own collection pass (e.g. deleting
 every field that is no view's current generation). Aggregation tiles can live in the same
 hashes under fields prefixed by their view's generation.
