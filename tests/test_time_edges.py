@@ -13,7 +13,7 @@ from tiny_repo import source_table, write_repo
 
 from featurestore import FeatureStore
 from featurestore.cli import main
-from featurestore.online.base import Watermark, open_online_store
+from featurestore.online.base import ViewIdentity, Watermark, open_online_store
 from featurestore.types import MAX_TIME
 
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
@@ -57,7 +57,8 @@ def test_an_out_of_range_watermark_left_by_an_older_version_is_read_as_everythin
     store.materialize(datetime(2026, 1, 1), datetime(2026, 1, 2))
     with open_online_store(store.config) as online:
         created = online.get_watermark("stats").max_created  # type: ignore[union-attr]
-        online.set_watermark("stats", Watermark(FAR_FUTURE, created))
+        claim = online.claim(ViewIdentity.of(store.state.view_record("stats")))
+        online.set_watermark(claim, Watermark(FAR_FUTURE, created))
 
     # A late row (created after everything written) is still picked up: driver 1 at hour 3.
     ts = pa.timestamp("us", tz="UTC")

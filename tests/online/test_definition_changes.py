@@ -28,7 +28,6 @@ import pytest
 from featurestore import FeatureStore, MaterializationError
 from featurestore.materialize import Progress, materialize_incremental
 from featurestore.online.base import open_online_store
-from featurestore.registry import Registry
 
 T = datetime(2026, 2, 1, tzinfo=UTC)
 USERS = 600
@@ -222,11 +221,14 @@ def test_an_apply_that_died_before_writing_the_registry_is_repaired(
     store.materialize_incremental(T)
     write_definitions(store.repo_path, "dtype")
 
-    def dies(self: Registry, state: Any) -> None:
+    drop = FeatureStore._drop_online_data
+
+    def drops_then_dies(self: FeatureStore, plan: Any) -> None:
+        drop(self, plan)
         raise OSError("killed between the online drop and the registry write")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Registry, "_write", dies)
+        patch.setattr(FeatureStore, "_drop_online_data", drops_then_dies)
         with pytest.raises(OSError, match="killed between"):
             store.apply()
     assert store.state.view("stats").feature("a").dtype.name == "Float32"  # the old definition
