@@ -214,7 +214,8 @@ def describe(name: str, repo: Path) -> None:
     "--entities",
     required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Labeled entity rows (.parquet or .csv): join keys, event_timestamp, the label.",
+    help="Labeled entity rows (.parquet, .csv or a folder of .parquet): join keys, "
+    "event_timestamp, the label.",
 )
 @click.option("--label", required=True, help="The binary label column (0/1 or true/false).")
 @click.option(
@@ -295,7 +296,8 @@ def train(
     "--entities",
     required=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Entity rows to score (.parquet or .csv): join keys and event_timestamp.",
+    help="Entity rows to score (.parquet, .csv or a folder of .parquet): join keys and "
+    "event_timestamp.",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @friendly_errors
@@ -336,24 +338,42 @@ def models_describe(model: Path, repo: Path, check: bool) -> None:
 
 
 def _print_dry_run(store, entities, features, full_feature_names, as_of) -> None:  # type: ignore[no-untyped-def]
-    from featurestore.offline.bigquery import dry_run_request
+    """Print the SQL a BigQuery training set would run and the bytes it would scan; without
+    credentials, the SQL, then one error line saying how to provide them (exit 1)."""
+    from featurestore.errors import ConfigError
+    from featurestore.offline.bigquery import BigQueryEngine
+    from featurestore.training import plan_join
 
-    result = dry_run_request(
-        store.config,
+    engine = store.offline_engine()
+    if not isinstance(engine, BigQueryEngine):
+        raise ConfigError(
+            "--dry-run estimates what BigQuery would scan: it needs offline_store: {type: "
+            "bigquery, ...} in featurestore.yaml (DuckDB runs locally, at no cost)"
+        )
+    projections, _ = store.state.resolve(features)
+    plan, rows = plan_join(
+        engine,
         store.state,
         entities,
-        features,
+        projections,
         full_feature_names=full_feature_names,
         as_of=as_of,
-        client=store.bigquery_client,
+        with_timestamps=False,
+        repo_path=store.repo_path,
     )
+    result = engine.dry_run(plan, rows)
     click.echo(result.sql)
-    gib = result.total_bytes_processed / 2**30
-    click.echo(
-        f"-- BigQuery dry run: {result.total_bytes_processed:,} bytes ({gib:.3f} GiB) would be scanned"
-    )
+    if result.total_bytes_processed is not None:
+        gib = result.total_bytes_processed / 2**30
+        click.echo(
+            f"-- BigQuery dry run: {result.total_bytes_processed:,} bytes ({gib:.3f} GiB) "
+            "would be scanned"
+        )
     for note in result.notes:
         click.echo(f"-- {note}")
+    if result.unavailable is not None:
+        click.secho(f"error: {result.unavailable}", fg="red", err=True)
+        sys.exit(1)
 
 
 @main.command("training-set")
@@ -369,8 +389,9 @@ def _print_dry_run(store, entities, features, full_feature_names, as_of) -> None
 @click.option(
     "--entities",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Parquet file of entity rows: join keys and event_timestamp (other columns pass through).",
+    type=click.Path(exists=True, path_type=Path),
+    help="Entity rows (.parquet, .csv or a folder of .parquet): join keys and event_timestamp "
+    "(other columns pass through).",
 )
 @click.option(
     "--out",
@@ -407,12 +428,11 @@ def training_set(
     """Build a point-in-time-correct training set and its manifest."""
     import time
 
-    import pyarrow.parquet as pq
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from featurestore.training import summarize
+    from featurestore.training import check_label, output_file, summarize
 
     if bool(service) == bool(features):
         raise click.UsageError("pass --service NAME or one or more --features VIEW:FEATURE")
@@ -422,8 +442,19 @@ def training_set(
         return
     if out is None:
         raise click.UsageError("pass --out PATH (or --dry-run)")
-    n_rows = pq.ParquetFile(entities).metadata.num_rows
+    # Everything that can be wrong is checked before the join runs and anything is written.
+    output_file(out, "training set")
     started = time.perf_counter()
+    job = store.get_historical_features(
+        entities,
+        list(features) or None,
+        feature_service=service,
+        full_feature_names=full_feature_names,
+        as_of=as_of,  # type: ignore[arg-type]
+    )
+    if label is not None:
+        check_label(job, label)
+    n_rows = job.entity_rows or 0
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -432,16 +463,8 @@ def training_set(
         transient=True,
         disable=n_rows < 100_000,  # small inputs finish before a spinner would help
     ) as progress:
-        step = progress.add_task(f"planning the join of {n_rows:,} entity rows", total=None)
-        job = store.get_historical_features(
-            entities,
-            list(features) or None,
-            feature_service=service,
-            full_feature_names=full_feature_names,
-            as_of=as_of,  # type: ignore[arg-type]
-        )
         views = ", ".join(v.name for v in job.plan.views)
-        progress.update(step, description=f"joining {n_rows:,} entity rows with {views}")
+        step = progress.add_task(f"joining {n_rows:,} entity rows with {views}", total=None)
         job.to_arrow()
         progress.update(step, description=f"writing {out}")
         job.to_parquet(out)

@@ -11,6 +11,8 @@
     │   └── UnknownFeatureError    a feature reference names nothing that was applied
     ├── OnlineStoreError       the online store failed
     │   └── OnlineStoreUnavailable the configured online store does not answer
+    ├── OfflineStoreUnavailable    the configured offline engine cannot be reached
+    ├── OutputError            an output file (training set, scores) cannot be written
     ├── MaterializationError   a materialization run failed (watermarks did not move)
     └── ModelError             a model artifact is missing, tampered with or mismatched
 
@@ -57,6 +59,14 @@ class OnlineStoreError(FeatureStoreError):
 
 class OnlineStoreUnavailable(OnlineStoreError):
     """The configured online store does not answer (never silently replaced by another)."""
+
+
+class OfflineStoreUnavailable(FeatureStoreError):
+    """The configured offline engine cannot be reached (e.g. BigQuery without credentials)."""
+
+
+class OutputError(FeatureStoreError):
+    """An output file (a training set, batch scores) cannot be written where it was asked."""
 
 
 class MaterializationError(FeatureStoreError):

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from featurestore.errors import FeatureStoreError, MaterializationError
 from featurestore.types import MAX_TIME, as_utc, check_time
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
     from featurestore.config import RepoConfig
     from featurestore.definitions import FeatureView
+    from featurestore.offline.engine import OfflineEngine
     from featurestore.online.base import Claim, OnlineStore, Watermark
     from featurestore.registry import RegistryState
-    from featurestore.types import DType
 
 log = logging.getLogger("featurestore.materialize")
 
@@ -108,24 +108,6 @@ class MaterializationReport:
         return sum(r.rows_written for r in self.runs)
 
 
-class OfflineEngine(Protocol):
-    """What materialization needs from an offline engine (offline/duckdb.py, or BigQuery's)."""
-
-    def read_latest(
-        self,
-        config: RepoConfig,
-        view: FeatureView,
-        key_dtypes: Mapping[str, DType],
-        *,
-        end: datetime,
-        start: datetime | None = None,
-        created_after: datetime | None = None,
-        batch_rows: int = ...,
-    ) -> Iterator[pa.RecordBatch]:
-        """The latest candidate row per entity key (see offline/duckdb.py ``read_latest``)."""
-        ...
-
-
 class Progress:
     """Hooks a caller (the CLI's progress bar) receives; the default does nothing."""
 
@@ -173,7 +155,8 @@ def materialize(
     written)``: as in Feast, later incremental runs continue from ``end`` even when ``start``
     left older rows out (for everything, start early or use ``materialize_incremental``).
     ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity rows per
-    batch read and written; ``engine``: the offline engine (default: DuckDB).
+    batch read and written; ``engine``: the offline engine (default: the configured one,
+    ``offline.engine.open_offline_engine``).
     """
     start = check_time(start, "materialize: start", MaterializationError)
     end = check_time(end, "materialize: end", MaterializationError)
@@ -182,7 +165,7 @@ def materialize(
             f"materialize: end {end.isoformat()} is before start {start.isoformat()}; "
             "swap them (both ends are inclusive)"
         )
-    run = _Run(config, state, store, _engine(engine), progress or Progress(), batch_rows)
+    run = _Run(config, state, store, _engine(engine, config), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: Window(end, start))
 
 
@@ -203,16 +186,16 @@ def materialize_incremental(
     greatest created time written (late rows); without a watermark, everything up to ``end``.
     """
     end = check_time(end, "materialize-incremental: end", MaterializationError)
-    run = _Run(config, state, store, _engine(engine), progress or Progress(), batch_rows)
+    run = _Run(config, state, store, _engine(engine, config), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: incremental_window(view, mark, end))
 
 
-def _engine(engine: OfflineEngine | None) -> OfflineEngine:
+def _engine(engine: OfflineEngine | None, config: RepoConfig) -> OfflineEngine:
     if engine is not None:
         return engine
-    from featurestore.offline import duckdb
+    from featurestore.offline.engine import open_offline_engine
 
-    return duckdb  # type: ignore[return-value]  # a module with the protocol's function
+    return open_offline_engine(config)
 
 
 def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime) -> Window:
@@ -284,6 +267,7 @@ class _Run:
         self, view: FeatureView, claim: Claim, window: Window, mark: Watermark | None
     ) -> ViewRun:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
+        from featurestore.offline.plan import plan_latest
         from featurestore.online.base import Watermark
 
         log.info("materializing feature view %s: %s", view.name, window.describe())
@@ -292,15 +276,15 @@ class _Run:
         join_keys, features = list(view.join_keys), list(view.features)
         rows_read = rows_written = 0
         max_created = mark.max_created if mark is not None else None
-        batches = self.engine.read_latest(
-            self.config,
+        plan = plan_latest(
             view,
             self.state.key_dtypes(view.name),
+            repo_path=self.config.repo_path,
             end=window.end,
             start=window.start,
             created_after=window.created_after,
-            batch_rows=self.batch_rows,
         )
+        batches = self.engine.read_latest(plan, batch_rows=self.batch_rows)
         for batch in batches:
             written = self.store.write_rows(claim, batch, join_keys, features)
             rows_read += batch.num_rows

@@ -41,7 +41,7 @@ from featurestore.sources import check_view_schema, file_schema
 from featurestore.types import DType
 
 if TYPE_CHECKING:
-    from featurestore.offline.bigquery_schema import SchemaReader
+    from featurestore.offline.bigquery.schema import SchemaReader
 
 SCHEMA_VERSION = 1
 
@@ -271,12 +271,12 @@ def resolve_key_dtypes(
 ) -> dict[str, DType]:
     """Check a view against its source's schema and return its join keys' dtypes.
 
-    A BigQuery source is checked through ``bigquery_schema`` (see offline/bigquery_schema.py);
+    A BigQuery source is checked through ``bigquery_schema`` (see offline/bigquery/schema.py);
     without it, or when BigQuery is unreachable, a warning says so and the declared
     dtypes are used.
     """
     if isinstance(view.source, BigQuerySource):
-        from featurestore.offline.bigquery_schema import check_bigquery_view
+        from featurestore.offline.bigquery.schema import check_bigquery_view
 
         return check_bigquery_view(view, bigquery_schema)
     return check_view_schema(view, file_schema(view.source, repo_path))

@@ -1,13 +1,18 @@
-"""Where a source's data lives and what columns it has; schema checks at ``apply``.
+"""Where a source's data lives and what columns it has; the one schema check.
 
-A view's declared fields and timestamp columns are checked against the source's actual
-Parquet schema before anything is built, so schema skew fails early and names the column.
+A view's declared fields, join keys and timestamp columns are checked against the source's
+actual columns before anything is built (at ``apply``, and by the DuckDB engine before each
+read, which catches a source changed since), so schema skew fails early and names the
+column. The check is one function, ``check_columns``, parameterized by an engine's
+``TypeRule``: Arrow types here, BigQuery's in ``offline/bigquery/schema.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from featurestore.definitions import FeatureView, FileSource, Source
 from featurestore.errors import SchemaMismatchError
@@ -79,50 +84,131 @@ def _same_kind(a: pa.DataType, b: pa.DataType) -> bool:
     return kind_a == kind_b if kind_a is not None else a == b
 
 
-def check_view_schema(view: FeatureView, schema: pa.Schema) -> dict[str, DType]:
-    """Check a view against its source's schema; return every join key's dtype.
+# --- the apply-time schema check, parameterized by an engine's type rule ----------------
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TypeRule(Generic[T]):
+    """How one engine's source column types (``T``) relate to our dtypes: the parameter of
+    the one schema check. ``ARROW_TYPES`` (Parquet files) is below; BigQuery's, on its
+    ``SchemaField`` (only 64-bit numbers, TIMESTAMP-only times, REPEATED fields), is
+    ``offline/bigquery/schema.py``'s ``BIGQUERY_TYPES``."""
+
+    describe: Callable[[T], str]  # a type as the user knows it, for messages
+    is_timestamp: Callable[[T], bool]  # may serve as an event or created timestamp
+    compatible: Callable[[DType, T], bool]  # can be read losslessly as the declared dtype
+    key_dtype: Callable[[T], DType | None]  # the dtype an undeclared join key gets, or None
+    timestamp_type: str  # what a timestamp column must be, for messages
+    key_types: str  # what a join key may be, for messages
+    unusable: Callable[[T], str | None] = lambda _: None  # why no column may have this type
+    timestamp_hint: str = ""  # how to fix a timestamp column of another type
+
+
+def _arrow_key_dtype(arrow_type: pa.DataType) -> DType | None:
+    dtype = dtype_from_arrow(arrow_type)
+    return dtype if dtype is not None and is_key_dtype(dtype) else None
+
+
+ARROW_TYPES: TypeRule[pa.DataType] = TypeRule(
+    describe=str,
+    is_timestamp=is_timestamp,
+    compatible=arrow_compatible,
+    key_dtype=_arrow_key_dtype,
+    timestamp_type="a timestamp",
+    key_types=key_dtype_names(),
+)
+
+
+def check_columns(
+    where: str,
+    columns: Mapping[str, T],
+    rule: TypeRule[T],
+    *,
+    timestamps: Sequence[tuple[str | None, str]],
+    declared: Sequence[tuple[str, DType]],
+    inferred_keys: Sequence[str] = (),
+) -> dict[str, DType]:
+    """Check a source's ``columns`` (name -> the engine's type) against what a view needs.
+
+    ``timestamps``: (column or None, role) that must be timestamps; ``declared``: columns
+    that must be readable as their dtype (``rule.compatible``); ``inferred_keys``: join keys
+    without a declared dtype, which get one from their column (``rule.key_dtype``), returned.
+    ``SchemaMismatchError`` names ``where``, the column, what was expected and found.
+    """
+
+    def need(column: str, role: str) -> T:
+        if column not in columns:
+            raise SchemaMismatchError(
+                f"{where}: {role} column {column!r} is missing from the source; "
+                f"it has {sorted(columns)}"
+            )
+        problem = rule.unusable(columns[column])
+        if problem is not None:
+            raise SchemaMismatchError(f"{where}: column {column!r} {problem}")
+        return columns[column]
+
+    for column, role in timestamps:
+        if column is None:
+            continue
+        actual = need(column, role)
+        if not rule.is_timestamp(actual):
+            raise SchemaMismatchError(
+                f"{where}: {role} column {column!r} should be {rule.timestamp_type} but is "
+                f"{rule.describe(actual)}{rule.timestamp_hint}"
+            )
+    for name, dtype in declared:
+        actual = need(name, "declared")
+        if not rule.compatible(dtype, actual):
+            raise SchemaMismatchError(
+                f"{where}: column {name!r} is declared {dtype} but the source holds "
+                f"{rule.describe(actual)}"
+            )
+    inferred = {}
+    for key in inferred_keys:
+        actual = need(key, "join key")
+        key_dtype = rule.key_dtype(actual)
+        if key_dtype is None:
+            raise SchemaMismatchError(
+                f"{where}: join key {key!r} has type {rule.describe(actual)}; "
+                f"a join key must be one of {rule.key_types}"
+            )
+        inferred[key] = key_dtype
+    return inferred
+
+
+def check_view_columns(
+    view: FeatureView, columns: Mapping[str, T], rule: TypeRule[T]
+) -> dict[str, DType]:
+    """Check a view against its source's columns under an engine's type ``rule``; return
+    every join key's dtype (declared by a ``Field``, else read from the source).
 
     Fails when a declared field, key or timestamp column is missing or has an incompatible
     type, naming the view, the column, what was expected and what was found.
     """
     source: Source = view.source
-    where = f"feature view {view.name!r} (source {getattr(source, 'path', None) or source.table!r})"
-    names = set(schema.names)
-
-    def need(column: str, role: str) -> pa.DataType:
-        if column not in names:
-            raise SchemaMismatchError(
-                f"{where}: {role} column {column!r} is missing from the source; "
-                f"it has {sorted(names)}"
-            )
-        return schema.field(column).type
-
-    for column, role in [
-        (source.timestamp_field, "timestamp"),
-        (source.created_timestamp_column, "created timestamp"),
-    ]:
-        if column is None:
-            continue
-        actual = need(column, role)
-        if not is_timestamp(actual):
-            raise SchemaMismatchError(
-                f"{where}: {role} column {column!r} should be a timestamp but is {actual}"
-            )
-    for f in view.schema:
-        actual = need(f.name, "declared")
-        if not arrow_compatible(f.dtype, actual):
-            raise SchemaMismatchError(
-                f"{where}: column {f.name!r} is declared {f.dtype} but the source holds {actual}"
-            )
+    if isinstance(source, FileSource):
+        where = f"feature view {view.name!r} (source {source.path!r})"
+    else:
+        where = f"feature view {view.name!r} (BigQuery source {source.table or 'query'!r})"
     key_dtypes = dict(view.declared_key_dtypes)
-    for key in view.join_keys:
-        if key in key_dtypes:
-            continue
-        dtype = dtype_from_arrow(need(key, "join key"))
-        if dtype is None or not is_key_dtype(dtype):
-            raise SchemaMismatchError(
-                f"{where}: join key {key!r} has type {schema.field(key).type}; "
-                f"a join key must be one of {key_dtype_names()}"
-            )
-        key_dtypes[key] = dtype
+    key_dtypes.update(
+        check_columns(
+            where,
+            columns,
+            rule,
+            timestamps=[
+                (source.timestamp_field, "timestamp"),
+                (source.created_timestamp_column, "created timestamp"),
+            ],
+            declared=[(f.name, f.dtype) for f in view.schema],
+            inferred_keys=[k for k in view.join_keys if k not in key_dtypes],
+        )
+    )
     return key_dtypes
+
+
+def check_view_schema(view: FeatureView, schema: pa.Schema) -> dict[str, DType]:
+    """``check_view_columns`` for a Parquet source's Arrow ``schema``."""
+    return check_view_columns(view, {f.name: f.type for f in schema}, ARROW_TYPES)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from featurestore.materialize import MaterializationReport, Progress
+    from featurestore.offline.engine import OfflineEngine
     from featurestore.online.read import EntityRows, OnlineReader, OnlineResponse
     from featurestore.training import RetrievalJob
 
@@ -42,12 +43,13 @@ class FeatureStore:
         *,
         bigquery_client: Any = None,
     ):
-        from featurestore.offline.bigquery_schema import schema_reader
+        from featurestore.offline.bigquery.schema import schema_reader
 
         self.config = config or load_config(repo_path)
         self.repo_path: Path = self.config.repo_path
         # A google.cloud.bigquery.Client for a BigQuery offline store (None: opened on demand).
         self.bigquery_client = bigquery_client
+        self._offline: OfflineEngine | None = None
         self.registry = Registry(
             self.config.registry_path,
             self.config.project,
@@ -164,13 +166,14 @@ class FeatureStore:
                 engine=self.offline_engine(),
             )
 
-    def offline_engine(self) -> Any:
-        """The configured offline engine: offline/duckdb.py, or BigQuery with this store's client."""
-        from featurestore.config import BigQueryConfig
-        from featurestore.offline import bigquery, duckdb
+    def offline_engine(self) -> OfflineEngine:
+        """The configured offline engine (``offline/engine.py``: ``open_offline_engine``),
+        with this store's BigQuery client if one was given; opened once and kept."""
+        if self._offline is None:
+            from featurestore.offline.engine import open_offline_engine
 
-        on_bigquery = isinstance(self.config.offline_store, BigQueryConfig)
-        return bigquery.BigQueryEngine(self.bigquery_client) if on_bigquery else duckdb
+            self._offline = open_offline_engine(self.config, bigquery_client=self.bigquery_client)
+        return self._offline
 
     def get_historical_features(
         self,
@@ -180,31 +183,46 @@ class FeatureStore:
         feature_service: str | FeatureService | None = None,
         full_feature_names: bool = False,
         as_of: Literal["event", "created"] = "event",
+        with_timestamps: bool = False,
     ) -> RetrievalJob:
         """A point-in-time-correct training set for ``entity_df`` (see DESIGN.md "Semantics").
 
-        ``entity_df`` (pandas, pyarrow Table, Parquet path or SQL query) holds the join keys
-        and ``event_timestamp``; per row and view, the latest source row with
+        ``entity_df`` holds the join keys and ``event_timestamp`` (other columns pass
+        through): a pandas DataFrame, a pyarrow Table, a Parquet file or folder, a CSV file,
+        or a SQL query run by the offline engine with its full access (on DuckDB, every file
+        the process can read: never build one from untrusted input); see
+        offline/entities.py. Per row and view, the latest source row with
         ``t - ttl <= event_ts <= t`` wins (ties: greater created time, then later file and
         row), and no such row gives nulls. ``as_of="created"`` also requires
         ``created_ts <= t``. Pass ``features`` (``"view:feature"`` refs or a FeatureService)
-        or ``feature_service`` (a name or object). The join runs on the configured engine
-        when the job's result is first asked for.
+        or ``feature_service`` (a name or object).
+
+        ``with_timestamps=True`` adds, per view, the winning row's event and created times
+        as ``<view>__event_ts`` and ``<view>__created_ts`` (timestamp[us, UTC]; null without
+        a winner, created also null when the source has no created column): what replaying
+        served requests needs to tell a stale online value from a late correction.
+
+        The entity rows are read and the join planned now (errors are raised here); the
+        join runs on the configured engine when the job's result is first asked for.
         """
+        from featurestore.training import historical_job
+
         if (features is None) == (feature_service is None):
             raise RetrievalError("pass exactly one of features= or feature_service=")
         state = self.state
         projections, service = state.resolve(
             feature_service if feature_service is not None else features  # type: ignore[arg-type]
         )
-        return self.offline_engine().historical_job(
-            self.config,
+        return historical_job(
+            self.offline_engine(),
             state,
             entity_df,
             projections,
             service,
             full_feature_names=full_feature_names,
             as_of=as_of,
+            with_timestamps=with_timestamps,
+            repo_path=self.repo_path,
         )
 
     def get_online_features(

@@ -1,61 +1,84 @@
 """Training sets: the result of a point-in-time join, and the manifest that describes it.
 
-A ``RetrievalJob`` runs its join once, when a result is first asked for, and keeps it.
-Its manifest (JSON, ``MANIFEST_SCHEMA_VERSION``) records what the set was built from:
-the feature service and its fingerprint (or each projection's fingerprint), the features
-in output order with dtypes, ``as_of``, ``full_feature_names``, the row count and entity
-time range, a fingerprint of every source file at build time, engine and library
-versions, and when it was built. ``to_parquet(path)`` writes it to ``<path>.manifest.json``.
+``historical_job`` is the one place a join becomes a ``RetrievalJob``: it reads the entity
+rows and plans the join on the configured offline engine (``offline/engine.py``), so a bad
+request fails before any join runs. A ``RetrievalJob`` runs its join once, when a result is
+first asked for, and keeps it. Its manifest (``manifest.TrainingSetManifest``) records
+what the set was built from: the feature service and its fingerprint (or each projection's
+fingerprint), the features in output order with dtypes, ``as_of``, ``full_feature_names``,
+the row count and entity time range, a fingerprint of every source at planning time,
+engine and library versions, and when it was built. ``to_parquet(path)`` writes it to
+``<path>.manifest.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from featurestore.offline.plan import ENTITY_TIMESTAMP, FileSourcePlan, JoinPlan
+from featurestore.errors import OutputError, RetrievalError
+from featurestore.manifest import (
+    EngineInfo,
+    ManifestFeature,
+    ServiceRef,
+    SourceFingerprint,
+    TrainingSetManifest,
+)
+from featurestore.offline.plan import (
+    ENTITY_TIMESTAMP,
+    AsOf,
+    JoinPlan,
+    build_join_plan,
+    request_key_dtypes,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-MANIFEST_SCHEMA_VERSION = 1
+    from featurestore.definitions import FeatureService, FeatureViewProjection
+    from featurestore.offline.engine import Entities, OfflineEngine
+    from featurestore.offline.entities import EntityInput
+    from featurestore.registry import RegistryState
+
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-def file_source_fingerprints(plan: JoinPlan) -> list[dict[str, Any]]:
-    """Path, size, modification time and row count of every Parquet file the plan reads."""
-    import pyarrow.parquet as pq
+def output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a file that can be written (its folder created), checked before any work.
 
-    found = []
-    for view in plan.views:
-        if not isinstance(view.source, FileSourcePlan):
-            continue
-        for path in view.source.paths:
-            stat = os.stat(path)
-            found.append(
-                {
-                    "view": view.name,
-                    "path": path,
-                    "size": stat.st_size,
-                    "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
-                    "row_count": pq.ParquetFile(path).metadata.num_rows,
-                }
-            )
-    return found
+    ``OutputError`` naming the path when it is a folder, its folder cannot be created, or
+    the file cannot be opened for writing. The check leaves no file behind.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with path.open("ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} to {path}: {exc}") from None
+    return path
 
 
 class RetrievalJob:
     """A training set: ``.to_arrow()``, ``.to_df()``, ``.to_parquet(path)``, ``.manifest``.
 
     ``.to_arrow()`` is the contract: every entity column and row in the caller's order,
-    then one column per feature with its declared Arrow type (nulls where no source row
-    qualified). ``.to_df()`` converts it with ``types.to_pandas``.
+    then the plan's outputs (``plan.output_schema()``: one column per feature with its
+    declared Arrow type, nulls where no source row qualified, and with
+    ``with_timestamps`` each view's winner's event and created times).
+    ``.to_df()`` converts it with ``types.to_pandas``. ``entity_rows`` is the number of
+    entity rows (None for an entity query, which runs on the engine).
     """
 
     def __init__(
@@ -63,15 +86,17 @@ class RetrievalJob:
         plan: JoinPlan,
         execute: Callable[[], pa.Table],
         *,
-        engine: dict[str, str],
-        service: tuple[str, str] | None,
-        sources: list[dict[str, Any]],
+        engine: EngineInfo,
+        service: ServiceRef | None,
+        sources: Sequence[SourceFingerprint],
+        entity_rows: int | None,
     ) -> None:
         self.plan = plan
+        self.entity_rows = entity_rows
         self._execute = execute
         self._engine = engine
         self._service = service
-        self._sources = sources
+        self._sources = tuple(sources)
         self._result: pa.Table | None = None
         self._built_at: str | None = None
 
@@ -94,18 +119,24 @@ class RetrievalJob:
         return to_pandas(self.to_arrow())
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
-        """Write the training set to ``path`` and its manifest to ``<path>.manifest.json``."""
+        """Write the training set to ``path`` and its manifest to ``<path>.manifest.json``.
+
+        ``OutputError`` when ``path`` cannot be written, checked before the join runs.
+        """
         import pyarrow.parquet as pq
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(self.to_arrow(), path)
-        manifest_path = path.with_name(path.name + MANIFEST_SUFFIX)
-        manifest_path.write_text(json.dumps(self.manifest, indent=2) + "\n")
+        path = output_file(path, "training set")
+        manifest_path = output_file(path.with_name(path.name + MANIFEST_SUFFIX), "manifest")
+        table = self.to_arrow()
+        try:
+            pq.write_table(table, path)
+            manifest_path.write_text(json.dumps(self.manifest.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write the training set to {path}: {exc}") from None
         return path
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> TrainingSetManifest:
         """What this training set was built from (runs the join if it has not run)."""
         import duckdb
         import pyarrow as pa
@@ -119,40 +150,101 @@ class RetrievalJob:
         def iso(value: pa.Scalar | None) -> str | None:
             return None if value is None or not value.is_valid else value.as_py().isoformat()
 
-        return {
-            "schema_version": MANIFEST_SCHEMA_VERSION,
-            "feature_service": (
-                None
-                if self._service is None
-                else {"name": self._service[0], "fingerprint": self._service[1]}
-            ),
-            "features": [
-                {
-                    "ref": f"{view.name}:{feature.name}",
-                    "column": feature.output,
-                    "dtype": feature.dtype.name,
-                    "projection_fingerprint": view.fingerprint,
-                }
+        return TrainingSetManifest(
+            feature_service=self._service,
+            features=tuple(
+                ManifestFeature(
+                    ref=f"{view.name}:{feature.name}",
+                    column=feature.output,
+                    dtype=feature.dtype.name,
+                    projection_fingerprint=view.fingerprint,
+                )
                 for view in self.plan.views
                 for feature in view.features
-            ],
-            "entity_columns": list(self.plan.entity_columns),
-            "as_of": self.plan.as_of,
-            "full_feature_names": self.plan.full_feature_names,
-            "row_count": table.num_rows,
-            "entity_time_range": {
-                "min": iso(times["min"] if times else None),
-                "max": iso(times["max"] if times else None),
-            },
-            "sources": self._sources,
-            "engine": self._engine,
-            "versions": {
+            ),
+            entity_columns=self.plan.entity_columns,
+            as_of=self.plan.as_of,
+            full_feature_names=self.plan.full_feature_names,
+            row_count=table.num_rows,
+            entity_time_min=iso(times["min"] if times else None),
+            entity_time_max=iso(times["max"] if times else None),
+            sources=self._sources,
+            engine=self._engine,
+            versions={
                 "featurestore": featurestore.__version__,
                 "pyarrow": pa.__version__,
                 "duckdb": duckdb.__version__,
             },
-            "created_at": self._built_at,
-        }
+            created_at=self._built_at,
+        )
+
+
+def plan_join(
+    engine: OfflineEngine,
+    state: RegistryState,
+    entity_df: EntityInput,
+    projections: Sequence[FeatureViewProjection],
+    *,
+    full_feature_names: bool,
+    as_of: AsOf,
+    with_timestamps: bool,
+    repo_path: Path,
+) -> tuple[JoinPlan, Entities]:
+    """Read the entity rows on ``engine`` and plan the join; nothing is joined yet.
+
+    Every problem a request can have (entity input, columns, key types, output names, a
+    view the engine cannot read) is a ``RetrievalError`` raised here.
+    """
+    entities = engine.read_entities(entity_df, request_key_dtypes(state, projections))
+    plan = build_join_plan(
+        state,
+        projections,
+        entities.schema,
+        full_feature_names,
+        as_of,
+        repo_path,
+        with_timestamps=with_timestamps,
+    )
+    engine.check_sources(plan)
+    return plan, entities
+
+
+def historical_job(
+    engine: OfflineEngine,
+    state: RegistryState,
+    entity_df: EntityInput,
+    projections: Sequence[FeatureViewProjection],
+    service: FeatureService | None,
+    *,
+    full_feature_names: bool = False,
+    as_of: AsOf = "event",
+    with_timestamps: bool = False,
+    repo_path: Path,
+) -> RetrievalJob:
+    """Plan a training set on ``engine`` (``plan_join``); the join runs when the job's
+    result is first asked for. ``service``: the feature service the projections came from,
+    recorded with its applied fingerprint."""
+    plan, entities = plan_join(
+        engine,
+        state,
+        entity_df,
+        projections,
+        full_feature_names=full_feature_names,
+        as_of=as_of,
+        with_timestamps=with_timestamps,
+        repo_path=repo_path,
+    )
+    service_ref = None
+    if service is not None:
+        service_ref = ServiceRef(service.name, state.service_record(service.name).fingerprint)
+    return RetrievalJob(
+        plan,
+        lambda: engine.join(plan, entities),
+        engine=engine.describe(),
+        service=service_ref,
+        sources=engine.source_fingerprints(plan),
+        entity_rows=entities.num_rows,
+    )
 
 
 @dataclass(frozen=True)
@@ -165,12 +257,22 @@ class TrainingSetSummary:
     label_counts: dict[str, int] | None
 
 
+def check_label(job: RetrievalJob, label: str) -> None:
+    """``RetrievalError`` unless ``label`` is a column of the training set (checked on its
+    plan, before the join runs)."""
+    if label not in job.plan.output_columns:
+        raise RetrievalError(
+            f"label column {label!r} is not in the training set; it has "
+            f"{list(job.plan.output_columns)}"
+        )
+
+
 def summarize(job: RetrievalJob, label: str | None = None) -> TrainingSetSummary:
     """Summarize a training set: its shape, each feature's null rate, the label's counts."""
     import pyarrow.compute as pc
 
-    from featurestore.errors import RetrievalError
-
+    if label is not None:
+        check_label(job, label)
     table = job.to_arrow()
     null_rates = {
         f.output: (table[f.output].null_count / table.num_rows if table.num_rows else 0.0)
@@ -178,10 +280,6 @@ def summarize(job: RetrievalJob, label: str | None = None) -> TrainingSetSummary
     }
     label_counts = None
     if label is not None:
-        if label not in table.column_names:
-            raise RetrievalError(
-                f"label column {label!r} is not in the training set; it has {table.column_names}"
-            )
         counts = pc.value_counts(table[label]).to_pylist()
         label_counts = {str(c["values"]): c["counts"] for c in sorted(counts, key=str)}
     return TrainingSetSummary(table.num_rows, table.num_columns, null_rates, label_counts)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import ModelError
+from featurestore.manifest import TrainingSetManifest
 from featurestore.models.binding import Binding, TrainedView, check_binding
 from featurestore.models.matrix import FeatureSpec, build_matrix
 
@@ -76,7 +77,7 @@ class ArtifactMetadata:
     hyperparameters: dict[str, Any]
     num_trees: int
     library_versions: dict[str, str]
-    training_set: dict[str, Any]
+    training_set: TrainingSetManifest
     created_at: str
     parent: dict[str, Any] | None = None
     model_sha256: str = ""
@@ -131,7 +132,7 @@ class ArtifactMetadata:
             "hyperparameters": self.hyperparameters,
             "num_trees": self.num_trees,
             "library_versions": self.library_versions,
-            "training_set": self.training_set,
+            "training_set": self.training_set.to_json(),
             "parent": self.parent,
             "model_file": self.model_file,
             "model_sha256": self.model_sha256,
@@ -157,7 +158,7 @@ class ArtifactMetadata:
             hyperparameters=dict(data["hyperparameters"]),
             num_trees=data["num_trees"],
             library_versions=dict(data["library_versions"]),
-            training_set=dict(data["training_set"]),
+            training_set=TrainingSetManifest.from_json(data["training_set"]),
             parent=data.get("parent"),
             model_file=data["model_file"],
             model_sha256=data["model_sha256"],

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from featurestore.errors import OutputError
 from featurestore.models.artifact import ModelArtifact, load
-from featurestore.models.entities import open_store, read_entities
+from featurestore.models.entities import open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,6 +24,9 @@ def predict(
 ) -> pd.DataFrame:
     """Score entity rows: every entity column and row in order, plus ``prediction``.
 
+    ``entities``: anything ``get_historical_features`` reads (a DataFrame, a Parquet or CSV
+    path, a folder of Parquet files...).
+
     Features come from the offline point-in-time join, exactly as in training (same service,
     same ``as_of``), and go through the same matrix builder. Refuses with ``ModelError``
     naming the changed views when the registry's fingerprint no longer matches the model's.
@@ -31,13 +34,12 @@ def predict(
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     store = open_store(store)
     artifact.binding(store.state).require()
-    entity_df = read_entities(entities)
     service = artifact.metadata.feature_service
     job = store.get_historical_features(
-        entity_df, feature_service=service, full_feature_names=True, as_of=artifact.metadata.as_of
+        entities, feature_service=service, full_feature_names=True, as_of=artifact.metadata.as_of
     )
     frame = job.to_df()
-    scored = frame[list(entity_df.columns)].copy()
+    scored = frame[list(job.plan.entity_columns)].copy()
     scored[PREDICTION_COLUMN] = artifact.predict_features(frame)
     return scored
 
@@ -56,6 +58,9 @@ def predict_batch(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from featurestore.training import output_file
+
+    path = output_file(out, "scores")  # checked before any work
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     scored = predict(artifact, store, entities)
     table = pa.Table.from_pandas(scored, preserve_index=False)
@@ -65,7 +70,8 @@ def predict_batch(
         b"featurestore.service_fingerprint": artifact.metadata.service_fingerprint.encode(),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    try:
+        pq.write_table(table, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the scores to {path}: {exc}") from None
     return scored

@@ -24,7 +24,7 @@ from featurestore.models.artifact import (
     save,
 )
 from featurestore.models.binding import trained_views
-from featurestore.models.entities import open_store, read_entities
+from featurestore.models.entities import open_store
 from featurestore.models.matrix import FeatureSpec, build_matrix, fit_categories
 from featurestore.models.progress import TrainingProgress
 from featurestore.offline.plan import ENTITY_TIMESTAMP
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from featurestore.manifest import TrainingSetManifest
     from featurestore.registry import RegistryState, ServiceRecord
     from featurestore.store import FeatureStore
 
@@ -104,13 +105,10 @@ def labels(frame: pd.DataFrame, label: str) -> np.ndarray:
     return column.to_numpy(dtype=np.int8)
 
 
-def feature_specs(manifest: Mapping[str, Any]) -> list[FeatureSpec]:
+def feature_specs(manifest: TrainingSetManifest) -> list[FeatureSpec]:
     """The model's inputs: the training set's feature columns, in the order its manifest
     lists them (the service's order), with their declared dtypes."""
-    return [
-        FeatureSpec(ref=f["ref"], column=f["column"], dtype=f["dtype"])
-        for f in manifest["features"]
-    ]
+    return [FeatureSpec(ref=f.ref, column=f.column, dtype=f.dtype) for f in manifest.features]
 
 
 def train(
@@ -129,8 +127,9 @@ def train(
 ) -> ModelArtifact:
     """Train a binary LightGBM model on ``service``'s features and write its artifact to ``out``.
 
-    ``entities`` (a DataFrame or a Parquet/CSV path) holds the join keys, ``event_timestamp``
-    and the ``label`` column (0/1 or bool). The training set is built by the offline
+    ``entities`` (anything ``get_historical_features`` reads: a DataFrame, a Parquet or CSV
+    path, a folder of Parquet files...) holds the join keys, ``event_timestamp`` and the
+    ``label`` column (0/1 or bool). The training set is built by the offline
     point-in-time join; rows before the split time train, the rest validate.
 
     ``warm_start`` continues boosting from a previous artifact (LightGBM ``init_model``) and
@@ -186,7 +185,7 @@ class TrainingSet:
     features: list[FeatureSpec]
     timestamps: pd.Series
     entity_columns: tuple[str, ...]
-    manifest: dict[str, Any]
+    manifest: TrainingSetManifest
 
 
 def build_training_set(
@@ -205,16 +204,26 @@ def build_training_set(
     import pandas as pd
 
     service = service_record.service.name
-    entity_df = read_entities(entities)
-    if len(entity_df) == 0:
-        where = "" if isinstance(entities, pd.DataFrame) else f" ({entities})"
-        raise ModelError(f"the entities{where} hold no rows: there is nothing to train on")
-    y = labels(entity_df, label)
     job = store.get_historical_features(
-        entity_df, feature_service=service, full_feature_names=True, as_of=AS_OF
+        entities, feature_service=service, full_feature_names=True, as_of=AS_OF
     )
-    frame, manifest = job.to_df(), dict(job.manifest)
-    if manifest["feature_service"]["fingerprint"] != service_record.fingerprint:
+    no_rows = ModelError(
+        f"the entities{'' if isinstance(entities, pd.DataFrame) else f' ({entities})'} hold "
+        "no rows: there is nothing to train on"
+    )
+    if job.entity_rows == 0:  # known before the join (an entity query's only after it)
+        raise no_rows
+    if label not in job.plan.entity_columns:  # checked before the join runs
+        raise ModelError(
+            f"label column {label!r} is not in the entities; it has {list(job.plan.entity_columns)}"
+        )
+    frame, manifest = job.to_df(), job.manifest
+    if frame.empty:
+        raise no_rows
+    y = labels(frame, label)
+    if manifest.feature_service is None or (
+        manifest.feature_service.fingerprint != service_record.fingerprint
+    ):
         raise ModelError(
             f"feature service {service!r} was applied again while its training set was being "
             "built; run the training again"
@@ -244,7 +253,7 @@ def build_training_set(
         split=split,
         features=specs,
         timestamps=frame[ENTITY_TIMESTAMP],
-        entity_columns=tuple(str(c) for c in entity_df.columns),
+        entity_columns=job.plan.entity_columns,
         manifest=manifest,
     )
 

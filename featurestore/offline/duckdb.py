@@ -1,38 +1,42 @@
 """The embedded offline engine: point-in-time joins and latest-per-key reads on DuckDB.
 
 DuckDB reads the Parquet sources itself (only the needed columns) and returns Arrow; no
-source is ever pulled into pandas. The SQL lives in ``offline/duckdb_sql.py``.
+source is ever pulled into pandas. The SQL lives in ``offline/duckdb_sql.py``. Before a
+view's files are read, their schemas are checked against the plan (the one schema check
+of ``sources.py``), so a column dropped or retyped since ``apply`` is an error naming the
+view, the column and the file, not a DuckDB binder error.
+
+Entity rows given as SQL run in the process's DuckDB with its full file access (see
+``offline/entities.py``): pass SQL only from trusted code.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from featurestore.config import DuckDBConfig, RepoConfig
-from featurestore.definitions import FeatureService, FeatureView, FeatureViewProjection
-from featurestore.errors import SkippedRowsWarning
+from featurestore.errors import RetrievalError, SchemaMismatchError, SkippedRowsWarning
 from featurestore.offline import duckdb_sql as sql
-from featurestore.offline.entities import EntityInput, load_entities, normalize_timestamps
+from featurestore.offline.engine import BATCH_ROWS, Entities, OfflineEngine
+from featurestore.offline.entities import EntityInput, probe_table, read_entities
 from featurestore.offline.plan import (
     ENTITY_TIMESTAMP,
-    AsOf,
+    FileSourcePlan,
     JoinPlan,
+    LatestPlan,
     ViewJoin,
-    build_join_plan,
-    plan_view,
 )
-from featurestore.types import DType
+from featurestore.sources import ARROW_TYPES, check_columns
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from featurestore.registry import RegistryState
-    from featurestore.training import RetrievalJob
+    from featurestore.manifest import EngineInfo, FileFingerprint
+    from featurestore.types import DType
 
 
 @functools.cache
@@ -61,74 +65,86 @@ def connect(config: DuckDBConfig | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def warn_skipped_rows(con: duckdb.DuckDBPyConnection, view: ViewJoin) -> int:
-    """Count the view's source rows with a null key or event time, warn if any; return it.
+def check_files(view: ViewJoin) -> bool:
+    """Check every file of the view's source against the plan; return whether a key or the
+    event time may hold a null (Parquet statistics say no without a scan).
 
-    Parquet statistics answer without a scan when no such column holds a null.
+    The plan was made from what ``apply`` checked; a file may have changed since. A column
+    the plan reads that is missing or of another type is a ``SchemaMismatchError`` naming
+    the view, the file and the column, and saying to re-run ``apply``.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = sql.file_source(view)
-    columns = [k.name for k in view.keys] + [source.timestamp_column]
+    needed = [(k.name, k.dtype) for k in view.keys] + [(f.name, f.dtype) for f in view.features]
+    nullable = [k.name for k in view.keys] + [source.timestamp_column]
     maybe_null = False
     for path in source.paths:
-        meta = pq.ParquetFile(path).metadata
+        try:
+            parquet = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise RetrievalError(f"feature view {view.name!r}: cannot read {path}: {exc}") from None
+        schema = parquet.schema_arrow
+        try:
+            check_columns(
+                f"feature view {view.name!r} (source file {path})",
+                {f.name: f.type for f in schema},
+                ARROW_TYPES,
+                timestamps=[
+                    (source.timestamp_column, "timestamp"),
+                    (source.created_column, "created timestamp"),
+                ],
+                declared=needed,
+            )
+        except SchemaMismatchError as exc:
+            raise SchemaMismatchError(
+                f"{exc}. The source changed since it was applied: update the definition if "
+                "needed and re-run `featurestore apply`, which checks every source"
+            ) from None
+        meta = parquet.metadata
         names = [meta.schema.column(i).name for i in range(meta.num_columns)]
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
-            for name in columns:
+            for name in nullable:
                 stats = group.column(names.index(name)).statistics
                 if stats is None or not stats.has_null_count or stats.null_count:
                     maybe_null = True
-    if not maybe_null:
+    return maybe_null
+
+
+def warn_skipped_rows(con: duckdb.DuckDBPyConnection, view: ViewJoin) -> int:
+    """Check the view's files (``check_files``), then count its source rows with a null key
+    or event time and warn if any; return the count."""
+    if not check_files(view):
         return 0
-    skipped = con.execute(sql.render_skipped_count(view)).fetchall()[0][0]
+    skipped: int = con.execute(sql.render_skipped_count(view)).fetchall()[0][0]
     if skipped:
         warnings.warn(
             f"feature view {view.name!r}: skipped {skipped} source row(s) with a null join key "
-            f"or a null event time ({source.timestamp_column!r})",
+            f"or a null event time ({sql.file_source(view).timestamp_column!r})",
             SkippedRowsWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return skipped
 
 
-def _probe_table(plan: JoinPlan, entities: pa.Table) -> pa.Table:
-    """The narrow table DuckDB joins: row position, typed join keys, event time."""
-    import numpy as np
-    import pyarrow as pa
-
-    columns = {sql.ROW: pa.array(np.arange(entities.num_rows, dtype=np.int64))}
-    for name, dtype in plan.key_dtypes.items():
-        target = pa.int64() if sql.join_type(dtype) == "BIGINT" else pa.string()
-        columns[name] = entities[name].cast(target)
-    columns[sql.T] = entities[ENTITY_TIMESTAMP]
-    return pa.table(columns)
-
-
-def output_schema(plan: JoinPlan) -> pa.Schema:
-    """The features' part of the result schema: each feature with its declared Arrow type."""
-    import pyarrow as pa
-
-    return pa.schema([(f.output, f.dtype.to_arrow()) for f in plan.feature_columns])
-
-
 def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table) -> pa.Table:
-    """Execute the point-in-time join; every entity column and row in order, then features.
+    """Execute the point-in-time join; every entity column and row in order, then the plan's
+    outputs (``JoinPlan.output_schema``).
 
     One query per view, one after the other, so only one view's sorted source is held at
     a time; each result comes back in DuckDB's order with ``__fs_row`` and is put back in
     the caller's order by an O(n) inverse permutation rather than a sort.
     """
     import numpy as np
+    import pyarrow.compute as pc
 
     for view in plan.views:
         warn_skipped_rows(con, view)
-    import pyarrow.compute as pc
-
-    schema = output_schema(plan)
+    schema = plan.output_schema()
     times = pc.min_max(entities[ENTITY_TIMESTAMP]).as_py()
-    con.register(sql.ENTITIES, _probe_table(plan, entities))
+    con.register(sql.ENTITIES, probe_table(plan, entities))
     table = entities
     try:
         for index in range(len(plan.views)):
@@ -139,101 +155,111 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
             rows = result[sql.ROW].to_numpy()
             order = np.empty(len(rows), dtype=np.int64)
             order[rows] = np.arange(len(rows), dtype=np.int64)
-            features = result.drop_columns([sql.ROW]).take(order)
-            for name in features.column_names:
-                table = table.append_column(
-                    schema.field(name), features[name].cast(schema.field(name).type)
-                )
+            outputs = result.drop_columns([sql.ROW]).take(order)
+            for name in outputs.column_names:
+                field = schema.field(name)
+                table = table.append_column(field, outputs[name].cast(field.type))
     finally:
         con.execute(f"DROP TABLE IF EXISTS {sql.LATEST_TABLE}")
         con.unregister(sql.ENTITIES)
     return table
 
 
-def historical_job(
-    config: RepoConfig,
-    state: RegistryState,
-    entity_df: EntityInput,
-    projections: Sequence[FeatureViewProjection],
-    service: FeatureService | None,
-    *,
-    full_feature_names: bool = False,
-    as_of: AsOf = "event",
-) -> RetrievalJob:
-    """Plan a training set on DuckDB; the join runs when the job's result is first asked for."""
-    import duckdb
+class DuckDBEngine(OfflineEngine):
+    """The embedded engine: Parquet sources, DuckDB SQL (``offline/duckdb_sql.py``).
 
-    from featurestore.training import RetrievalJob, file_source_fingerprints
+    Each call opens its own cursor of the process's DuckDB (``connect``) and closes it.
+    """
 
-    offline = config.offline_store if isinstance(config.offline_store, DuckDBConfig) else None
-    # One connection (opening one costs ~40 ms): it runs an entity_df given as SQL, then
-    # the join, and is closed once the join has run.
-    con = connect(offline)
-    entities = normalize_timestamps(load_entities(entity_df, con))
-    plan = build_join_plan(
-        state, projections, entities.schema, full_feature_names, as_of, config.repo_path
-    )
+    def __init__(self, config: RepoConfig, settings: DuckDBConfig) -> None:
+        self.config = config
+        self.settings = settings
 
-    def execute() -> pa.Table:
+    def __repr__(self) -> str:
+        return f"DuckDBEngine({self.settings})"
+
+    def read_entities(self, entity_df: EntityInput, key_dtypes: Mapping[str, DType]) -> Entities:
+        """Entity rows as Arrow; a SQL string runs in this process's DuckDB (full file access:
+        trusted code only)."""
+        table = read_entities(entity_df, key_dtypes, self._run_sql)
+        return Entities(table.schema, table=table)
+
+    def _run_sql(self, query: str) -> pa.Table:
+        import duckdb
+
+        con = connect(self.settings)
         try:
-            return run_join(con, plan, entities)
+            return con.sql(query).to_arrow_table()
+        except duckdb.Error as exc:
+            raise RetrievalError(f"entity_df SQL failed: {exc}") from None
         finally:
             con.close()
 
-    service_info = None
-    if service is not None:
-        service_info = (service.name, state.service_record(service.name).fingerprint)
-    return RetrievalJob(
-        plan,
-        execute,
-        engine={"name": "duckdb", "version": duckdb.__version__},
-        service=service_info,
-        sources=file_source_fingerprints(plan),
-    )
+    def check_sources(self, plan: JoinPlan) -> None:
+        for view in plan.views:
+            sql.file_source(view)
 
+    def join(self, plan: JoinPlan, entities: Entities) -> pa.Table:
+        if entities.table is None:
+            raise RetrievalError("the DuckDB engine joins local entity rows, not a remote query")
+        con = connect(self.settings)
+        try:
+            return run_join(con, plan, entities.table)
+        finally:
+            con.close()
 
-def read_latest(
-    config: RepoConfig,
-    view: FeatureView,
-    key_dtypes: Mapping[str, DType],
-    *,
-    end: datetime,
-    start: datetime | None = None,
-    created_after: datetime | None = None,
-    batch_rows: int = 65_536,
-) -> Iterator[pa.RecordBatch]:
-    """The latest source row per entity key, as Arrow record batches (for materialization).
+    def read_latest(
+        self, plan: LatestPlan, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """See ``OfflineEngine.read_latest``. The order key is the join's: (event_ts,
+        created_ts with NULL oldest, file, row)."""
+        lower = "TRUE" if plan.start is None else f"{sql.EVENT} >= {sql.time_literal(plan.start)}"
+        late = (
+            "FALSE"
+            if plan.created_after is None
+            else f"{sql.CREATED} > {sql.time_literal(plan.created_after)}"
+        )
+        where = f"{sql.EVENT} <= {sql.time_literal(plan.end)} AND ({lower} OR {late})"
+        schema = plan.output_schema()
+        con = connect(self.settings)
+        try:
+            warn_skipped_rows(con, plan.view)
+            reader = con.sql(sql.render_latest(plan.view, where)).to_arrow_reader(batch_rows)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch.cast(schema)
+        finally:
+            con.close()
 
-    Candidates: non-null keys and event time, ``event_ts <= end``, and ``event_ts >= start``
-    (no bound when ``start`` is None) or ``created_ts > created_after`` (a late row). Per
-    key the winner is the greatest (event_ts, created_ts with NULL oldest, file, row): the
-    same tie-break as the training-set join. Columns: join keys, features (declared Arrow
-    types; NaN stays NaN), ``event_ts`` and ``created_ts`` as timestamp[us, UTC] (created
-    is null when the source has none). Naive datetimes are read as UTC.
-    """
-    import pyarrow as pa
+    def describe(self) -> EngineInfo:
+        import duckdb
 
-    plan = plan_view(
-        view, key_dtypes, view.feature_names, full_feature_names=False, repo_path=config.repo_path
-    )
-    lower = "TRUE" if start is None else f"{sql.EVENT} >= {sql.time_literal(start)}"
-    late = (
-        "FALSE" if created_after is None else f"{sql.CREATED} > {sql.time_literal(created_after)}"
-    )
-    where = f"{sql.EVENT} <= {sql.time_literal(end)} AND ({lower} OR {late})"
-    utc = pa.timestamp("us", tz="UTC")
-    schema = pa.schema(
-        [(k.name, k.dtype.to_arrow()) for k in plan.keys]
-        + [(f.name, f.dtype.to_arrow()) for f in plan.features]
-        + [("event_ts", utc), ("created_ts", utc)]
-    )
-    offline = config.offline_store if isinstance(config.offline_store, DuckDBConfig) else None
-    con = connect(offline)
-    try:
-        warn_skipped_rows(con, plan)
-        reader = con.sql(sql.render_latest(plan, where)).to_arrow_reader(batch_rows)
-        for batch in reader:
-            if batch.num_rows:
-                yield batch.cast(schema)
-    finally:
-        con.close()
+        from featurestore.manifest import EngineInfo
+
+        return EngineInfo("duckdb", duckdb.__version__)
+
+    def source_fingerprints(self, plan: JoinPlan) -> tuple[FileFingerprint, ...]:
+        """Path, size, modification time and row count of every Parquet file the plan reads."""
+        import os
+        from datetime import UTC, datetime
+
+        import pyarrow.parquet as pq
+
+        from featurestore.manifest import FileFingerprint
+
+        found = []
+        for view in plan.views:
+            if not isinstance(view.source, FileSourcePlan):
+                continue
+            for path in view.source.paths:
+                stat = os.stat(path)
+                found.append(
+                    FileFingerprint(
+                        view=view.name,
+                        path=path,
+                        size=stat.st_size,
+                        modified_at=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
+                        row_count=pq.ParquetFile(path).metadata.num_rows,
+                    )
+                )
+        return tuple(found)

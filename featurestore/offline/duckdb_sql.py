@@ -136,15 +136,14 @@ def prune(view: ViewJoin, t_min: datetime | None, t_max: datetime | None) -> str
 
     Nothing after ``t_max`` can be a candidate, nor (with a ttl) anything before
     ``t_min - ttl``; the condition reaches the Parquet scan, which skips row groups.
+    (Entity times lie in the accepted range and a ttl is at most ``types.MAX_TTL``, so
+    ``t_min - ttl`` stays far from year 1.)
     """
     if t_min is None or t_max is None:
         return "FALSE"  # no entity row has a time: nothing can match
     bounds = [f"{EVENT} <= {time_literal(t_max)}"]
     if view.ttl_us is not None:
-        ttl = timedelta(microseconds=view.ttl_us)
-        # A ttl reaching back before year 1 bounds nothing (and datetime would overflow).
-        if t_min - datetime.min.replace(tzinfo=t_min.tzinfo) > ttl:
-            bounds.append(f"{EVENT} >= {time_literal(t_min - ttl)}")
+        bounds.append(f"{EVENT} >= {time_literal(t_min - timedelta(microseconds=view.ttl_us))}")
     return " AND ".join(bounds)
 
 
@@ -162,26 +161,32 @@ def render_view_join(
     view = plan.views[index]
     # Steps 1-2 (source_rows), keeping only rows that can matter to these entity times.
     source = source_rows(view, index, prune(view, t_min, t_max))
+    outputs = _Outputs(view, index, plan.with_timestamps)
     if plan.as_of == "event" or view.source.created_column is None:
-        return _join_by_event(view, index, source)
-    return [_join_known_by_t(view, index, source)]
+        return _join_by_event(view, outputs, source)
+    return [_join_known_by_t(view, outputs, source)]
 
 
-def _features_struct(view: ViewJoin, index: int) -> str:
-    return ", ".join(
-        f"{feature_alias(index, j)} := s.{feature_alias(index, j)}"
-        for j in range(len(view.features))
-    )
+class _Outputs:
+    """What the winner carries: the view's features, and (``with_timestamps``) its event
+    and created times, packed in one struct so ``arg_max`` picks them together."""
+
+    def __init__(self, view: ViewJoin, index: int, with_timestamps: bool) -> None:
+        self.fields = [(feature_alias(index, j), f.output) for j, f in enumerate(view.features)]
+        if with_timestamps:
+            event, created = view.timestamp_columns
+            self.fields += [(EVENT, event), (CREATED, created)]
+
+    def struct(self) -> str:
+        """The ``struct_pack`` fields, read from the source rows aliased ``s``."""
+        return ", ".join(f"{name} := s.{name}" for name, _ in self.fields)
+
+    def columns(self, struct: str) -> str:
+        """The output columns, read from the winner's struct."""
+        return ", ".join(f"{struct}.{name} AS {quote(output)}" for name, output in self.fields)
 
 
-def _feature_columns(view: ViewJoin, index: int, struct: str) -> str:
-    return ", ".join(
-        f"{struct}.{feature_alias(index, j)} AS {quote(f.output)}"
-        for j, f in enumerate(view.features)
-    )
-
-
-def _join_by_event(view: ViewJoin, index: int, source: str) -> list[str]:
+def _join_by_event(view: ViewJoin, outputs: _Outputs, source: str) -> list[str]:
     """as_of="event", in two passes: an ASOF JOIN sorting the whole source by a compound
     (event, created, position) key costs about twice the time and memory of one sorting by
     the event time alone, and only the rows at the winning event time need the rest."""
@@ -205,18 +210,18 @@ def _join_by_event(view: ViewJoin, index: int, source: str) -> list[str]:
     pick = f"""
     WITH won AS (
       SELECT {", ".join(f"s.{k}" for k in keys)}, s.{EVENT} AS {LATEST},
-             arg_max(struct_pack({_features_struct(view, index)}), s.{ORDER}) AS w
+             arg_max(struct_pack({outputs.struct()}), s.{ORDER}) AS w
       FROM ({source}) s SEMI JOIN {LATEST_TABLE} l
         ON {" AND ".join(f"s.{k} = l.{k}" for k in keys)} AND s.{EVENT} = l.{LATEST}
       GROUP BY ALL
     )
-    SELECT l.{ROW}, {_feature_columns(view, index, "won.w")}
+    SELECT l.{ROW}, {outputs.columns("won.w")}
     FROM {LATEST_TABLE} l LEFT JOIN won
       ON {" AND ".join(f"l.{k} = won.{k}" for k in keys)} AND l.{LATEST} = won.{LATEST}"""
     return [latest, pick]
 
 
-def _join_known_by_t(view: ViewJoin, index: int, source: str) -> str:
+def _join_known_by_t(view: ViewJoin, outputs: _Outputs, source: str) -> str:
     """as_of="created": also ``created_ts <= t``, a second inequality ASOF cannot take."""
     on_keys = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
     window = " AND ".join(
@@ -232,11 +237,11 @@ def _join_known_by_t(view: ViewJoin, index: int, source: str) -> str:
     # null where an older-created row exists.)
     return f"""
     WITH won AS (
-      SELECT e.{ROW}, arg_max(struct_pack({_features_struct(view, index)}), s.{ORDER}) AS w
+      SELECT e.{ROW}, arg_max(struct_pack({outputs.struct()}), s.{ORDER}) AS w
       FROM {ENTITIES} e JOIN ({source}) s ON {on_keys} AND {window}
       GROUP BY e.{ROW}
     )
-    SELECT e.{ROW}, {_feature_columns(view, index, "won.w")}
+    SELECT e.{ROW}, {outputs.columns("won.w")}
     FROM {ENTITIES} e LEFT JOIN won ON won.{ROW} = e.{ROW}"""
 
 

@@ -1,15 +1,18 @@
-"""The point-in-time join, planned: which views, keys, sources, windows and output columns.
+"""The point-in-time join and materialization's read, planned: views, keys, sources, windows
+and output columns.
 
-A ``JoinPlan`` is engine-neutral: ``offline/duckdb.py`` renders it as DuckDB SQL and
-``offline/bigquery.py`` as BigQuery SQL, so both engines answer the same question.
-Everything a request can get wrong (a missing key or timestamp column, a key of the wrong
-type, two features landing in one output column) is checked here, before any data is read.
+A ``JoinPlan`` (the training-set join) and a ``LatestPlan`` (the latest row per key, for
+materialization) are engine-neutral: every offline engine (``offline/engine.py``) runs
+them, DuckDB's as DuckDB SQL and BigQuery's as BigQuery SQL, so both answer the same
+question. Everything a request can get wrong (a missing key or timestamp column, a key of
+the wrong type, two outputs landing in one column) is checked here, before any data is read.
 
 The question, for every entity row with keys ``k`` and time ``t`` and every view with ttl
 ``d``: among the view's source rows with keys ``k`` and ``t - d <= event_ts <= t`` (no lower
 bound without a ttl; with ``as_of="created"`` also ``created_ts <= t``), the one with the
 greatest ``(event_ts, created_ts, file, row)`` wins (a missing created time sorts oldest);
-no candidate gives nulls.
+no candidate gives nulls. With ``with_timestamps`` the winner's event and created times are
+output too (``columns.timestamp_columns``), null where there is no winner.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from featurestore.columns import check_unique, feature_column, timestamp_columns
 from featurestore.definitions import (
     BigQuerySource,
     FeatureView,
@@ -30,6 +34,8 @@ from featurestore.sources import parquet_files
 from featurestore.types import DType, dtype_from_arrow, is_timestamp
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pyarrow as pa
 
     from featurestore.registry import RegistryState
@@ -80,18 +86,28 @@ SourcePlan = FileSourcePlan | BigQuerySourcePlan
 
 @dataclass(frozen=True)
 class ViewJoin:
-    """One requested view: how to read it, match it and which features it contributes."""
+    """One requested view: how to read it, match it and which features it contributes.
+
+    ``all_features`` lists every feature of the view in schema order: an engine whose
+    tables have no row order (BigQuery) breaks complete ties by their values.
+    """
 
     name: str
     keys: tuple[KeyColumn, ...]
     source: SourcePlan
     ttl_us: int | None
     features: tuple[FeatureColumn, ...]
+    all_features: tuple[tuple[str, DType], ...]
     fingerprint: str
 
     @property
     def key_names(self) -> tuple[str, ...]:
         return tuple(k.name for k in self.keys)
+
+    @property
+    def timestamp_columns(self) -> tuple[str, str]:
+        """Where the winner's event and created times go (``with_timestamps``)."""
+        return timestamp_columns(self.name)
 
 
 @dataclass(frozen=True)
@@ -106,15 +122,34 @@ class JoinPlan:
     entity_columns: tuple[str, ...]
     as_of: AsOf
     full_feature_names: bool
+    with_timestamps: bool = False
     timestamp_column: str = ENTITY_TIMESTAMP
 
     @property
     def feature_columns(self) -> tuple[FeatureColumn, ...]:
         return tuple(f for v in self.views for f in v.features)
 
+    def view_outputs(self, view: ViewJoin) -> tuple[str, ...]:
+        """A view's output columns: its features, then (``with_timestamps``) its winner's
+        event and created times."""
+        features = tuple(f.output for f in view.features)
+        return features + (view.timestamp_columns if self.with_timestamps else ())
+
     @property
     def output_columns(self) -> tuple[str, ...]:
-        return self.entity_columns + tuple(f.output for f in self.feature_columns)
+        return self.entity_columns + tuple(c for v in self.views for c in self.view_outputs(v))
+
+    def output_schema(self) -> pa.Schema:
+        """The columns the join adds to the entity table, with their Arrow types."""
+        import pyarrow as pa
+
+        utc = pa.timestamp("us", tz="UTC")
+        fields = []
+        for view in self.views:
+            fields += [(f.output, f.dtype.to_arrow()) for f in view.features]
+            if self.with_timestamps:
+                fields += [(name, utc) for name in view.timestamp_columns]
+        return pa.schema(fields)
 
     @property
     def key_dtypes(self) -> dict[str, DType]:
@@ -157,12 +192,70 @@ def plan_view(
             FeatureColumn(
                 name=name,
                 dtype=by_name[name].dtype,
-                output=f"{view.name}__{name}" if full_feature_names else name,
+                output=feature_column(view.name, name, full_feature_names),
             )
             for name in features
         ),
+        all_features=tuple((f.name, f.dtype) for f in view.features),
         fingerprint=fingerprint,
     )
+
+
+@dataclass(frozen=True)
+class LatestPlan:
+    """Materialization's read of one view: per entity key, the latest candidate row.
+
+    Candidates: non-null keys and event time, ``event_ts <= end``, and ``event_ts >= start``
+    (no bound when ``start`` is None) or ``created_ts > created_after`` (a late row). The
+    winner per key is the join's: the greatest (event_ts, created_ts with NULL oldest,
+    then the engine's last tie-break). ``view`` holds every feature of the view.
+    """
+
+    view: ViewJoin
+    end: datetime
+    start: datetime | None = None
+    created_after: datetime | None = None
+
+    def output_schema(self) -> pa.Schema:
+        """The rows read: join keys, every feature (declared Arrow types), ``event_ts`` and
+        ``created_ts`` as timestamp[us, UTC] (created is null when the source has none)."""
+        import pyarrow as pa
+
+        utc = pa.timestamp("us", tz="UTC")
+        return pa.schema(
+            [(k.name, k.dtype.to_arrow()) for k in self.view.keys]
+            + [(f.name, f.dtype.to_arrow()) for f in self.view.features]
+            + [("event_ts", utc), ("created_ts", utc)]
+        )
+
+
+def plan_latest(
+    view: FeatureView,
+    key_dtypes: Mapping[str, DType],
+    *,
+    repo_path: Path,
+    end: datetime,
+    start: datetime | None = None,
+    created_after: datetime | None = None,
+) -> LatestPlan:
+    """Plan materialization's read of ``view``'s latest rows (see ``LatestPlan``)."""
+    planned = plan_view(
+        view, key_dtypes, view.feature_names, full_feature_names=False, repo_path=repo_path
+    )
+    return LatestPlan(planned, end, start, created_after)
+
+
+def request_key_dtypes(
+    state: RegistryState, projections: Sequence[FeatureViewProjection]
+) -> dict[str, DType]:
+    """Every join key the projected views need, with its applied dtype (entity files are
+    read with these types, so a CSV key ``001`` of a String key stays a string)."""
+    found: dict[str, DType] = {}
+    for p in projections:
+        dtypes = state.key_dtypes(p.view.name)
+        for key in state.view(p.view.name).join_keys:
+            found.setdefault(key, dtypes[key])
+    return found
 
 
 def _check_timestamp_column(entity_schema: pa.Schema, views: Sequence[ViewJoin]) -> None:
@@ -218,12 +311,14 @@ def build_join_plan(
     full_feature_names: bool,
     as_of: AsOf,
     repo_path: Path,
+    with_timestamps: bool = False,
 ) -> JoinPlan:
     """Plan the point-in-time join of ``projections`` onto an entity table of ``entity_schema``.
 
     Views, keys and dtypes come from the applied registry ``state``. Raises RetrievalError
     naming the culprit when the entity table lacks a column a view needs, holds a key of
-    the wrong type, or when two output columns would share a name.
+    the wrong type, or when two output columns would share a name
+    (``columns.check_unique``).
     """
     if as_of not in ("event", "created"):
         raise RetrievalError(f"as_of must be 'event' or 'created', got {as_of!r}")
@@ -247,24 +342,22 @@ def build_join_plan(
     for view in views:
         for key in view.keys:
             _check_key(view, key, entity_schema)
-    plan = JoinPlan(tuple(views), tuple(entity_schema.names), as_of, full_feature_names)
-    _check_output_names(plan)
+    plan = JoinPlan(
+        tuple(views), tuple(entity_schema.names), as_of, full_feature_names, with_timestamps
+    )
+    check_unique(_owners(plan), full_feature_names)
     return plan
 
 
-def _check_output_names(plan: JoinPlan) -> None:
-    owner: dict[str, str] = {c: "entity_df" for c in plan.entity_columns}
+def _owners(plan: JoinPlan) -> list[tuple[str, str]]:
+    """Every output column with what it holds, in output order (for the clash check)."""
+    found = [(c, f"entity_df column {c!r}") for c in plan.entity_columns]
     for view in plan.views:
-        for feature in view.features:
-            where = f"feature {view.name}:{feature.name}"
-            if feature.output in owner:
-                hint = (
-                    ""
-                    if plan.full_feature_names
-                    else "; pass full_feature_names=True to get 'view__feature' columns"
-                )
-                raise RetrievalError(
-                    f"{where} would be output as column {feature.output!r}, which "
-                    f"{owner[feature.output]} already has{hint}"
-                )
-            owner[feature.output] = where
+        found += [(f.output, f"feature '{view.name}:{f.name}'") for f in view.features]
+        if plan.with_timestamps:
+            event, created = view.timestamp_columns
+            found += [
+                (event, f"the event time of view {view.name!r}'s winner"),
+                (created, f"the created time of view {view.name!r}'s winner"),
+            ]
+    return found

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featurestore.columns import check_unique, feature_column
 from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
 from featurestore.errors import RetrievalError
 from featurestore.online.base import KeyGroup, OnlineStore, ViewIdentity
@@ -94,6 +95,7 @@ def compile_plan(
     join_keys: dict[str, DType] = {}
     groups: dict[tuple[tuple[str, DType], ...], list[ViewRead]] = {}
     features: list[tuple[str, DType]] = []
+    owners: list[tuple[str, str]] = []  # (output column, what it is), for the clash check
     for projection in projections:
         view = state.view(projection.view.name)
         if not view.online:
@@ -105,13 +107,10 @@ def compile_plan(
         for name in view.join_keys:
             join_keys.setdefault(name, key_dtypes[name])
         order = view.feature_names
-        out = tuple(f"{view.name}__{f}" if full_feature_names else f for f in projection.features)
-        clash = set(out) & {name for name, _ in features}
-        if clash:
-            raise RetrievalError(
-                f"feature name(s) {sorted(clash)} are requested from two views; pass "
-                "full_feature_names=True to name them view__feature"
-            )
+        out = tuple(feature_column(view.name, f, full_feature_names) for f in projection.features)
+        owners += [
+            (o, f"feature '{view.name}:{f}'") for o, f in zip(out, projection.features, strict=True)
+        ]
         features += [
             (name, view.feature(f).dtype) for name, f in zip(out, projection.features, strict=True)
         ]
@@ -125,6 +124,8 @@ def compile_plan(
         )
         group = tuple(sorted((k, key_dtypes[k]) for k in view.join_keys))
         groups.setdefault(group, []).append(read)
+    # The response holds the join keys, then the features: one name each (as offline).
+    check_unique([(k, f"join key {k!r}") for k in join_keys] + owners, full_feature_names)
     return ReadPlan(
         join_keys=tuple(join_keys.items()),
         groups=tuple(GroupRead(keys, tuple(views)) for keys, views in groups.items()),

@@ -176,6 +176,13 @@ class LocalBigQuery:
         sqlglot.parse_one(query, read="bigquery")  # BigQuery would reject what does not parse
         local = sqlglot.transpile(query, read="bigquery", write="duckdb")[0]
         self.jobs.append((query, job_config))
+        try:
+            return self._query(query, local, job_config)
+        except (duckdb.BinderException, duckdb.CatalogException) as exc:
+            # BigQuery answers a query naming an unknown column or table with a 400.
+            raise api.BadRequest(str(exc).splitlines()[0]) from None
+
+    def _query(self, query: str, local: str, job_config: Any) -> Job:
         job = Job(self, query, job_config, job_id=f"job_{len(self.jobs)}")
         if job_config is not None and job_config.dry_run:
             job.schema = self._schema(f"({local})")
@@ -264,7 +271,7 @@ def build_bigquery_repo(scenario: Any, path: Any, client: LocalBigQuery) -> Any:
     into ``test-project.ds.<view>``, applied with the schema read through ``client``."""
     from featurestore import BigQuerySource, Entity, FeatureStore, FeatureView, Field
     from featurestore.config import load_config
-    from featurestore.offline.bigquery_schema import schema_reader
+    from featurestore.offline.bigquery.schema import schema_reader
     from featurestore.registry import Registry
     from featurestore.repo import RepoContents
     from featurestore.types import dtype_by_name

@@ -94,16 +94,25 @@ def test_apply_rejects_a_missing_table(tmp_path: Path) -> None:
     assert "BigQuery source 'test-project.ds.user_stats' does not exist" in done.stderr
 
 
-def test_apply_without_credentials_says_so_and_uses_the_declared_dtypes(tmp_path: Path) -> None:
-    """No credentials (and no metadata-server probe): the check is skipped, loudly."""
+def _no_credentials(tmp_path: Path) -> dict[str, str]:
+    """An environment without Google credentials (and no metadata-server probe)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
     env.update(NO_GCE_CHECK="true", CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path))
+    return env
+
+
+def test_apply_without_credentials_says_so_and_uses_the_declared_dtypes(tmp_path: Path) -> None:
+    """No credentials: the check is skipped, loudly."""
+    env = _no_credentials(tmp_path)
     offline = "{type: bigquery, project: test-project, dataset: ds}"
     repo = _repo(tmp_path / "repo", offline)
     done = _run("apply", "--repo", str(repo), env=env)
     # The key has no declared dtype and the table cannot be read: an error naming it.
     assert done.returncode == 1
-    assert "BigQuery is not reachable (DefaultCredentialsError" in done.stderr
+    assert (
+        "BigQuery is not reachable (BigQuery credentials were not found "
+        "(DefaultCredentialsError): run `gcloud auth application-default login`"
+    ) in done.stderr
     assert "declare the dtype of join key(s) ['user_id']" in done.stderr
 
     definitions = (repo / "features.py").read_text()
@@ -158,3 +167,39 @@ def test_training_set_dry_run_prints_the_sql_and_the_bytes(tmp_path: Path) -> No
         "featurestore_project": "shop",
         "team": "risk",
     }
+
+
+def test_training_set_dry_run_without_credentials_prints_the_sql_and_says_how(
+    tmp_path: Path,
+) -> None:
+    """Defect 8: no credentials ended in a DefaultCredentialsError traceback. Now the SQL
+    is printed, then one line says the byte estimate needs credentials and how (exit 1)."""
+    env = _no_credentials(tmp_path)
+    repo = _repo(tmp_path / "repo", "{type: bigquery, project: test-project, dataset: ds}")
+    definitions = (repo / "features.py").read_text()
+    (repo / "features.py").write_text(
+        definitions.replace("schema=[", 'schema=[Field(name="user_id", dtype=Int32), ')
+    )
+    assert _run("apply", "--repo", str(repo), env=env).returncode == 0
+    entities = pa.table(
+        {
+            "user_id": pa.array([1, 2], pa.int64()),
+            "event_timestamp": pa.array([minute(30), minute(90)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(entities, tmp_path / "entities.parquet")
+    done = _run(
+        "training-set", "--repo", str(repo), "--features", "user_stats:rate",
+        "--entities", str(tmp_path / "entities.parquet"), "--dry-run", env=env,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    printed = done.stdout.split("\n-- the 2 entity rows")[0]
+    sqlglot.parse_one(printed, read="bigquery")  # the SQL it would run, in full
+    assert "`test-project`.`ds`.`user_stats`" in printed
+    assert "2 entity rows" in done.stdout and "bytes) would be scanned" not in done.stdout
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the byte estimate needs BigQuery, which cannot be reached")
+    assert "credentials were not found" in error
+    assert "gcloud auth application-default login" in error
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -16,8 +17,8 @@ from google.cloud import bigquery
 
 from featurestore.config import BigQueryConfig
 from featurestore.errors import ConfigError, RetrievalError
-from featurestore.offline import bigquery_jobs as jobs
-from featurestore.offline.bigquery import read_latest
+from featurestore.offline.bigquery import jobs
+from featurestore.offline.plan import plan_latest
 from featurestore.types import Int64
 from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
 from tests.reference import RefView, SourceRow
@@ -38,6 +39,19 @@ def _scenario() -> Scenario:
         naive_timestamps=False,
     )
     return Scenario([case], [], "event", False)
+
+
+def _dry_run(store: Any, entity_df: Any, refs: list[str]) -> Any:
+    """What ``training-set --dry-run`` asks of the engine."""
+    from featurestore.training import plan_join
+
+    projections, _ = store.state.resolve(refs)
+    engine = store.offline_engine()
+    plan, entities = plan_join(
+        engine, store.state, entity_df, projections, full_feature_names=False,
+        as_of="event", with_timestamps=False, repo_path=store.repo_path,
+    )  # fmt: skip
+    return engine.dry_run(plan, entities)
 
 
 def _store(tmp_path: Path, client: LocalBigQuery, extra: str = ""):  # type: ignore[no-untyped-def]
@@ -145,10 +159,11 @@ def test_an_entity_query_is_numbered_once_into_an_expiring_table(tmp_path: Path)
 def test_read_latest_streams_from_an_expiring_result_deleted_when_done(tmp_path: Path) -> None:
     client = LocalBigQuery()
     store = _store(tmp_path, client)
-    view, keys = store.state.view("v0"), store.state.key_dtypes("v0")
-    batches = list(
-        read_latest(store.config, view, keys, end=minute(10), client=client, batch_rows=1)
+    plan = plan_latest(
+        store.state.view("v0"), store.state.key_dtypes("v0"), repo_path=tmp_path, end=minute(10)
     )
+    engine = store.offline_engine()
+    batches = list(engine.read_latest(plan, batch_rows=1))
     assert [b.num_rows for b in batches] == [1, 1]  # pages of batch_rows
     ((_, config),) = client.queries()
     assert config.labels["featurestore"] == "materialize"
@@ -162,7 +177,7 @@ def test_read_latest_streams_from_an_expiring_result_deleted_when_done(tmp_path:
         ("created_ts", pa.timestamp("us", tz="UTC")),
     ]
     # A consumer that stops early still leaves no result table behind.
-    stream = read_latest(store.config, view, keys, end=minute(10), client=client, batch_rows=1)
+    stream = engine.read_latest(plan, batch_rows=1)
     next(stream)
     stream.close()
     ((_, config),) = client.queries()[1:]
@@ -192,13 +207,11 @@ def test_bigquery_settings_are_validated(settings: dict, message: str) -> None:
 
 
 def test_the_dry_run_says_whether_the_time_bounds_prune_partitions(tmp_path: Path) -> None:
-    from featurestore.offline.bigquery import dry_run_request
-
     client = LocalBigQuery()
     store = _store(tmp_path, client)
 
     def notes() -> list[str]:
-        found = dry_run_request(store.config, store.state, ENTITIES, ["v0:v0_small"], client=client)
+        found = _dry_run(store, ENTITIES, ["v0:v0_small"])
         assert found.sql in [q for q, _ in client.queries()]
         return [n for n in found.notes if n.startswith("view v0")]
 
@@ -219,7 +232,7 @@ def test_the_dry_run_says_whether_the_time_bounds_prune_partitions(tmp_path: Pat
 
 def test_a_query_source_is_checked_by_a_dry_run_and_joins_like_its_table(tmp_path: Path) -> None:
     from featurestore import BigQuerySource, FeatureStore, FeatureView, SchemaMismatchError
-    from featurestore.offline.bigquery_schema import schema_reader
+    from featurestore.offline.bigquery.schema import schema_reader
     from featurestore.registry import Registry
     from featurestore.repo import RepoContents
 

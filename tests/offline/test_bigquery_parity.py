@@ -33,8 +33,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from featurestore.offline import duckdb as duckdb_engine
-from featurestore.offline.bigquery import read_latest as bigquery_read_latest
+from featurestore.offline.plan import plan_latest
 from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
 from tests.reference import RefView, SourceRow, latest, point_in_time, same_value, winner
 from tests.strategies import Scenario, build_repo, entity_table, minute, scenarios
@@ -167,26 +166,19 @@ def test_bigquery_read_latest_equals_duckdb_engine(
         "created_after": None if created_after is None else minute(created_after),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        on_duckdb, on_bigquery, client = _engines(scenario, Path(tmp))
+        on_duckdb, on_bigquery, _ = _engines(scenario, Path(tmp))
         for case in scenario.views:
             name, keys = case.ref.name, case.ref.join_keys
-            d_state, b_state = on_duckdb.state, on_bigquery.state
+            d_plan, b_plan = (
+                plan_latest(
+                    s.state.view(name), s.state.key_dtypes(name), repo_path=s.repo_path, **window
+                )
+                for s in (on_duckdb, on_bigquery)
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                expected_batches = list(
-                    duckdb_engine.read_latest(
-                        on_duckdb.config, d_state.view(name), d_state.key_dtypes(name), **window
-                    )
-                )
-            got_batches = list(
-                bigquery_read_latest(
-                    on_bigquery.config,
-                    b_state.view(name),
-                    b_state.key_dtypes(name),
-                    client=client,
-                    **window,
-                )
-            )
+                expected_batches = list(on_duckdb.offline_engine().read_latest(d_plan))
+            got_batches = list(on_bigquery.offline_engine().read_latest(b_plan))
             features = [*case.ref.features, "event_ts", "created_ts"]
             for batch in got_batches:  # keys are INT64 on BigQuery; the rest as declared
                 assert batch.schema.remove(0) == expected_batches[0].schema.remove(0)

@@ -16,17 +16,18 @@ from sqlglot import exp
 
 from featurestore import BigQuerySource, DefinitionError, Entity, Field, Int64
 from featurestore.errors import RetrievalError
-from featurestore.offline import bigquery_sql as sql
+from featurestore.offline.bigquery import sql
 from featurestore.offline.plan import (
     BigQuerySourcePlan,
     FeatureColumn,
     JoinPlan,
     KeyColumn,
+    LatestPlan,
     ViewJoin,
 )
-from featurestore.types import Float32
+from featurestore.types import MAX_TIME, MAX_TTL, MIN_TIME, Float32
 from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
-from tests.reference import RefView, SourceRow
+from tests.reference import RefView, SourceRow, point_in_time
 from tests.strategies import Scenario, ViewCase, build_repo, minute
 
 HOSTILE = "x`; DROP TABLE y; --"
@@ -39,14 +40,14 @@ def _view(ttl_us: int | None, created: str | None = "created") -> ViewJoin:
         source=BigQuerySourcePlan("test-project.ds.stats", None, "ts", created),
         ttl_us=ttl_us,
         features=(FeatureColumn("rate", Float32, "rate"),),
+        all_features=(("rate", Float32),),
         fingerprint="",
     )
 
 
 def _render(view: ViewJoin, times: sql.TimeRange, as_of: str = "event") -> str:
     plan = JoinPlan((view,), ("user_id", "event_timestamp"), as_of, False)  # type: ignore[arg-type]
-    columns = [sql.ViewColumns((("rate", Float32),))]
-    return sql.render_join(plan, columns, sql.table_ref("test-project.ds.entities"), times)
+    return sql.render_join(plan, sql.table_ref("test-project.ds.entities"), times)
 
 
 DAY = timedelta(days=1) // timedelta(microseconds=1)
@@ -67,8 +68,7 @@ def test_the_join_parses_as_bigquery_and_keeps_its_structure() -> None:
 
 def test_every_qualify_sits_beside_a_where_as_bigquery_requires() -> None:
     view = _view(DAY)
-    columns = sql.ViewColumns((("rate", Float32),))
-    latest = sql.render_latest(view, columns, end=TIMES.latest, start=None, created_after=None)  # type: ignore[arg-type]
+    latest = sql.render_latest(LatestPlan(view, TIMES.latest))  # type: ignore[arg-type]
     for text in (_render(view, TIMES), latest):
         selects = [
             q for q in sqlglot.parse_one(text, read="bigquery").find_all(exp.Select)
@@ -89,18 +89,18 @@ def test_the_source_scan_is_pruned_to_min_t_minus_ttl_and_max_t_as_literals() ->
     assert "AND FALSE" in nothing
 
 
-def test_a_ttl_reaching_before_year_1_never_makes_timestamp_sub_overflow() -> None:
-    since_year_1000 = (
-        datetime(2024, 1, 2, tzinfo=UTC) - datetime(1000, 1, 1, tzinfo=UTC)
-    ) // timedelta(microseconds=1)
-    text = _render(_view(since_year_1000 * 2), TIMES)
-    # No lower scan bound; rows whose t - ttl would fall before year 1 skip TIMESTAMP_SUB.
-    assert "`ts` >=" not in text
-    assert "IF(e.__fs_t < TIMESTAMP '" in text
-    endless = _render(_view(10**18), TIMES)  # longer than BigQuery's whole range
-    assert "TIMESTAMP_SUB" not in endless
-    for text in (_render(_view(since_year_1000 * 2), TIMES), endless):
-        sqlglot.parse_one(text, read="bigquery")
+def test_the_longest_ttl_at_the_earliest_time_stays_in_bigquerys_range_without_a_guard() -> None:
+    """Entity times lie in types' accepted range and a ttl is at most MAX_TTL, so
+    ``t - ttl`` (about year 1093 at the extreme) never leaves BigQuery's TIMESTAMP range
+    (years 1-9999): a plain TIMESTAMP_SUB and a literal scan bound, no guard."""
+    longest = MAX_TTL // timedelta(microseconds=1)
+    text = _render(_view(longest), sql.TimeRange(MIN_TIME, MAX_TIME))
+    sqlglot.parse_one(text, read="bigquery")
+    assert f"s.__fs_event_ts >= TIMESTAMP_SUB(e.__fs_t, INTERVAL {longest} MICROSECOND)" in text
+    assert "IF(e.__fs_t" not in text
+    earliest = MIN_TIME - MAX_TTL
+    assert earliest.year > 1000
+    assert f"`ts` >= {sql.timestamp_literal(earliest)}" in text
 
 
 def test_identifiers_are_validated_and_backquoted() -> None:
@@ -185,12 +185,13 @@ def test_a_hostile_entity_column_passes_through_on_bigquery(tmp_path: Path) -> N
 
 
 def _plan_for(store: Any, refs: list[str]) -> Any:
-    from featurestore.offline.bigquery_join import plan_bigquery_join
+    from featurestore.training import plan_join
 
     projections, _ = store.state.resolve(refs)
-    return plan_bigquery_join(
-        store.config, store.state, _hostile_entities(), projections,
-        full_feature_names=False, as_of="event", client=store.bigquery_client,
+    return plan_join(
+        store.offline_engine(), store.state, _hostile_entities(), projections,
+        full_feature_names=False, as_of="event", with_timestamps=False,
+        repo_path=store.repo_path,
     )  # fmt: skip
 
 
@@ -219,28 +220,58 @@ def _ttl_scenario(ttl: timedelta | None) -> Scenario:
     return Scenario([case], [], "event", False)
 
 
-@pytest.mark.parametrize("years", [500])
-def test_a_ttl_of_centuries_runs_and_bounds_nothing(tmp_path: Path, years: int) -> None:
-    """A ttl of centuries (the maximum is about 584 years) renders a plain bound and runs."""
+def test_the_longest_ttl_at_both_ends_of_the_time_range_runs_on_both_engines(
+    tmp_path: Path,
+) -> None:
+    """The edge the removed overflow guards were for: entity times at types.MIN_TIME and
+    MAX_TIME with a ttl of MAX_TTL (``t - ttl`` about year 1093) run on both engines and
+    give the reference's values."""
+    times = [MIN_TIME, minute(-(10**6) - 1), minute(-10), minute(5), MAX_TIME, None]
+    rows = [{"user_id": 1, "event_timestamp": t} for t in times]
     entities = pa.table(
         {
-            "user_id": pa.array([1, 1, 1, 1], pa.int64()),
-            "event_timestamp": pa.array(
-                [minute(-(10**6) - 1), minute(-10), minute(5), None], pa.timestamp("us", tz="UTC")
-            ),
+            "user_id": pa.array([1] * len(times), pa.int64()),
+            "event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
         }
     )
+    scenario = _ttl_scenario(MAX_TTL)
     client = LocalBigQuery()
-    ttl = timedelta(days=365 * years)
-    store = build_bigquery_repo(_ttl_scenario(ttl), tmp_path / "bq", client)
-    got = store.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
-    assert got["v0_count"].to_pylist() == [None, 5, 10, None]  # the 2-year-old row counts
+    on_bigquery = build_bigquery_repo(scenario, tmp_path / "bq", client)
+    on_duckdb = build_repo(scenario, tmp_path / "duckdb")
+    expected = [r["v0_count"] for r in point_in_time(rows, [scenario.views[0].ref])]
+    assert expected == [None, None, 5, 10, 10, None]
+    for store in (on_bigquery, on_duckdb):
+        got = store.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
+        assert got["v0_count"].to_pylist() == expected
     ((sql_text, _),) = client.queries()
-    assert "IF(e.__fs_t <" not in sql_text
-    # Such a ttl bounds nothing here: the DuckDB engine without a ttl agrees.
-    on_duckdb = build_repo(_ttl_scenario(None), tmp_path / "duckdb")
-    expected = on_duckdb.get_historical_features(entities, ["v0:v0_count"]).to_arrow()
-    assert got == expected
+    assert "TIMESTAMP_SUB" in sql_text and "IF(e.__fs_t" not in sql_text
+
+
+def test_entity_times_outside_the_accepted_range_are_refused_on_both_engines(
+    tmp_path: Path,
+) -> None:
+    scenario = _ttl_scenario(MAX_TTL)
+    client = LocalBigQuery()
+    on_bigquery = build_bigquery_repo(scenario, tmp_path / "bq", client)
+    on_duckdb = build_repo(scenario, tmp_path / "duckdb")
+    too_early = MIN_TIME - timedelta(microseconds=1)
+    entities = pa.table(
+        {
+            "user_id": pa.array([1, 1], pa.int64()),
+            "event_timestamp": pa.array([minute(0), too_early], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    for store in (on_bigquery, on_duckdb):
+        with pytest.raises(RetrievalError, match=r"row 1 holds 1677-09-22.*outside the accepted"):
+            store.get_historical_features(entities, ["v0:v0_count"])
+    # An entity query's times are only known on BigQuery: checked there, before the join.
+    client.load_arrow("test-project.ds.old", entities)
+    job = on_bigquery.get_historical_features(
+        "SELECT * FROM `test-project.ds.old`", ["v0:v0_count"]
+    )
+    with pytest.raises(RetrievalError, match="entity query's event_timestamp 1677-09-22"):
+        job.to_arrow()
+    assert not [q for q, _ in client.queries() if "QUALIFY" in q]  # the join never ran
 
 
 def test_no_entity_rows_give_an_empty_typed_training_set(tmp_path: Path) -> None:

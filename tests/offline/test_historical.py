@@ -18,6 +18,8 @@ import pytest
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
 from featurestore.errors import SkippedRowsWarning
+from featurestore.manifest import ServiceRef, TrainingSetManifest
+from featurestore.offline.plan import plan_latest
 from featurestore.types import MAX_TTL
 from tests.reference import RefView, SourceRow
 from tests.strategies import Scenario, ViewCase, build_repo, entity_table, minute
@@ -287,7 +289,8 @@ def test_to_parquet_writes_the_manifest_beside_it(store: FeatureStore, tmp_path:
     path = job.to_parquet(tmp_path / "train.parquet")
     assert repr(pq.read_table(path).to_pylist()) == repr(job.to_arrow().to_pylist())
     manifest = json.loads((tmp_path / "train.parquet.manifest.json").read_text())
-    assert manifest == job.manifest
+    assert manifest == job.manifest.to_json()
+    assert TrainingSetManifest.from_json(manifest) == job.manifest  # typed, round trip
     assert manifest["schema_version"] == 1
     assert manifest["row_count"] == 2
     assert manifest["feature_service"] is None
@@ -317,7 +320,7 @@ def test_feature_service_by_name_object_or_features_argument(store: FeatureStore
     ):
         assert repr(job.to_arrow().to_pylist()) == repr(expected.to_pylist())
         fingerprint = store.state.service_record("everything").fingerprint
-        assert job.manifest["feature_service"] == {"name": "everything", "fingerprint": fingerprint}
+        assert job.manifest.feature_service == ServiceRef("everything", fingerprint)
     with pytest.raises(RetrievalError, match="exactly one"):
         store.get_historical_features(entities, REFS, feature_service="everything")
     with pytest.raises(UnknownFeatureError, match="everything"):
@@ -337,25 +340,26 @@ def test_two_views_with_one_feature_name_need_full_feature_names(tmp_path: Path)
     )
     store = build_repo(scenario, tmp_path)
     entities = _entities((1, "1", 1))
-    with pytest.raises(RetrievalError, match=r"b:score.*'score'.*a:score.*full_feature_names"):
+    with pytest.raises(
+        RetrievalError,
+        match=r"feature 'a:score' and feature 'b:score' would both be output as column 'score'; "
+        r"pass full_feature_names=True",
+    ):
         store.get_historical_features(entities, ["a:score", "b:score"])
     got = _get(store, entities, ["a:score", "b:score"], full_feature_names=True)
     assert got["a__score"].to_pylist() == got["b__score"].to_pylist() == [1.0]
 
 
 def test_read_latest_counts_skipped_rows(store: FeatureStore) -> None:
-    from featurestore.offline.duckdb import read_latest
-
     state = store.state
+    plan = plan_latest(
+        state.view("user_stats"),
+        state.key_dtypes("user_stats"),
+        repo_path=store.repo_path,
+        end=minute(10),
+    )
     with pytest.warns(SkippedRowsWarning, match=r"user_stats.*skipped 2 source row"):
-        batches = list(
-            read_latest(
-                store.config,
-                state.view("user_stats"),
-                state.key_dtypes("user_stats"),
-                end=minute(10),
-            )
-        )
+        batches = list(store.offline_engine().read_latest(plan))
     rows = sorted((r for b in batches for r in b.to_pylist()), key=lambda r: r["user_id"])
     assert [(r["user_id"], r["clicks"]) for r in rows] == [(1, 12), (2, 20)]
     assert rows[0]["created_ts"] is None and rows[1]["created_ts"] == minute(1)

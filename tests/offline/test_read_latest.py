@@ -15,7 +15,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurestore.offline.duckdb import read_latest
+from featurestore.offline.plan import plan_latest
 from featurestore.types import dtype_by_name
 from tests.reference import latest, same_value
 from tests.strategies import Scenario, build_repo, minute, view_cases
@@ -45,11 +45,10 @@ def test_read_latest_matches_reference(case: tuple[Scenario, int | None, int, in
         state = store.state
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            batches = list(
-                read_latest(
-                    store.config, state.view("v0"), state.key_dtypes("v0"), **window, batch_rows=3
-                )
+            plan = plan_latest(
+                state.view("v0"), state.key_dtypes("v0"), repo_path=store.repo_path, **window
             )
+            batches = list(store.offline_engine().read_latest(plan, batch_rows=3))
     keys = view_case.ref.join_keys
     expected = latest(view_case.ref, **window)
     utc = pa.timestamp("us", tz="UTC")

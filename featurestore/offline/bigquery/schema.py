@@ -2,7 +2,9 @@
 
 ``SourceSchemas(config, client)`` reads a table's schema (``client.get_table``) or a query's
 (a dry-run job), and ``check_bigquery_view`` checks a view's declared fields, keys and
-timestamp columns against it, as ``sources.check_view_schema`` does for Parquet files.
+timestamp columns against it with the one schema check (``sources.check_columns``) under
+BigQuery's type rule, ``BIGQUERY_TYPES``: only 64-bit numbers, TIMESTAMP-only time columns,
+no REPEATED fields.
 
 When BigQuery cannot be reached (no credentials, no network) the check is skipped, loudly:
 a warning names the view and the reason, and the declared dtypes are used (join keys must
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.config import BigQueryConfig, RepoConfig
 from featurestore.definitions import BigQuerySource, FeatureView
-from featurestore.errors import SchemaMismatchError
+from featurestore.errors import OfflineStoreUnavailable, SchemaMismatchError
+from featurestore.sources import TypeRule, check_view_columns
 from featurestore.types import DType, Int64, String
 
 if TYPE_CHECKING:
@@ -52,18 +55,18 @@ class SourceSchemas:
         from google.api_core import exceptions as api
         from google.auth import exceptions as auth
 
-        from featurestore.offline.bigquery_jobs import RETRY
+        from featurestore.offline.bigquery.jobs import RETRY
 
         what = source.table or "query"
         try:
             if self._client is None:
-                from featurestore.offline.bigquery_jobs import open_client
+                from featurestore.offline.bigquery.jobs import open_client
 
                 self._client = open_client(self.config)
             if source.table is not None:
                 table = self._client.get_table(source.table, retry=RETRY, timeout=30)
                 return list(table.schema)
-            from featurestore.offline.bigquery_jobs import schema_job_config
+            from featurestore.offline.bigquery.jobs import schema_job_config
 
             job = self._client.query(
                 source.query,
@@ -79,6 +82,14 @@ class SourceSchemas:
             ) from None
         except api.BadRequest as exc:
             raise SchemaMismatchError(f"BigQuery rejected source {what!r}: {exc.message}") from None
+        except OfflineStoreUnavailable as exc:
+            log.warning(
+                "BigQuery is not reachable (%s): source %r was NOT checked against BigQuery; "
+                "using the declared dtypes",
+                exc,
+                what,
+            )
+            return None
         except (auth.GoogleAuthError, api.GoogleAPIError, OSError) as exc:
             log.warning(
                 "BigQuery is not reachable (%s: %s): source %r was NOT checked against "
@@ -114,10 +125,23 @@ def arrow_schema(fields: Sequence[SchemaField]) -> pa.Schema:
     return pa.schema([(f.name, arrow_type(f) or pa.null()) for f in fields])
 
 
-def _compatible(declared: DType, field_type: str) -> bool:
+def _key_dtype(field: SchemaField) -> DType | None:
+    return {"INT64": Int64, "STRING": String}.get(canonical_type(field.field_type))
+
+
+BIGQUERY_TYPES: TypeRule[SchemaField] = TypeRule(
+    describe=lambda field: str(field.field_type),
+    is_timestamp=lambda field: canonical_type(field.field_type) == "TIMESTAMP",
     # BigQuery has only 64-bit numbers: INT64 backs Int32 and Int64, FLOAT64 backs both
     # float widths; results are cast back to the declared type.
-    return canonical_type(field_type) == declared.bigquery
+    compatible=lambda declared, field: canonical_type(field.field_type) == declared.bigquery,
+    key_dtype=_key_dtype,
+    timestamp_type="TIMESTAMP",
+    key_types="INT64, STRING",
+    unusable=lambda field: "is REPEATED (an array)" if field.mode == "REPEATED" else None,
+    timestamp_hint="; cast it in a query= source (TIMESTAMP(column) reads it as UTC)",
+)
+"""BigQuery's type rule for the one schema check (``sources.check_columns``)."""
 
 
 def check_bigquery_view(view: FeatureView, read_schema: SchemaReader | None) -> dict[str, DType]:
@@ -139,46 +163,7 @@ def check_bigquery_view(view: FeatureView, read_schema: SchemaReader | None) -> 
                 view.name,
             )
         return _declared_keys(view)
-    where = f"feature view {view.name!r} (BigQuery source {source.table or 'query'!r})"
-    by_name = {f.name: f for f in fields}
-
-    def need(column: str, role: str) -> SchemaField:
-        if column not in by_name:
-            raise SchemaMismatchError(
-                f"{where}: {role} column {column!r} is missing from the source; "
-                f"it has {sorted(by_name)}"
-            )
-        field = by_name[column]
-        if field.mode == "REPEATED":
-            raise SchemaMismatchError(f"{where}: column {column!r} is REPEATED (an array)")
-        return field
-
-    for column, role in [
-        (source.timestamp_field, "timestamp"),
-        (source.created_timestamp_column, "created timestamp"),
-    ]:
-        if column is not None and canonical_type(need(column, role).field_type) != "TIMESTAMP":
-            raise SchemaMismatchError(
-                f"{where}: {role} column {column!r} is {by_name[column].field_type}, not "
-                "TIMESTAMP; cast it in a query= source (TIMESTAMP(column) reads it as UTC)"
-            )
-    for f in view.schema:
-        actual = need(f.name, "declared").field_type
-        if not _compatible(f.dtype, actual):
-            raise SchemaMismatchError(
-                f"{where}: column {f.name!r} is declared {f.dtype} but the source holds {actual}"
-            )
-    key_dtypes = dict(view.declared_key_dtypes)
-    for key in view.join_keys:
-        if key in key_dtypes:
-            continue
-        actual = canonical_type(need(key, "join key").field_type)
-        if actual not in ("INT64", "STRING"):
-            raise SchemaMismatchError(
-                f"{where}: join key {key!r} has type {actual}; keys must be INT64 or STRING"
-            )
-        key_dtypes[key] = Int64 if actual == "INT64" else String
-    return key_dtypes
+    return check_view_columns(view, {f.name: f for f in fields}, BIGQUERY_TYPES)
 
 
 def _declared_keys(view: FeatureView) -> dict[str, DType]:

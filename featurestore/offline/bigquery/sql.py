@@ -14,8 +14,12 @@ That makes the choice deterministic and the same offline and in materialization,
 price of reading every feature column of a requested view.
 
 Every identifier is validated (``definitions.check_name``) and quoted with backticks;
-timestamps are rendered as literals so that BigQuery can prune partitions. Everything here
-returns SQL text; ``offline/bigquery_join.py`` and ``offline/bigquery.py`` run it.
+timestamps are rendered as literals so that BigQuery can prune partitions. With
+``with_timestamps`` each view's winner also gives its event and created times. Entity times
+lie in the accepted range (``types.MIN_TIME`` .. ``MAX_TIME``, checked before a join runs)
+and a ttl is at most ``types.MAX_TTL``, so ``t - ttl`` never leaves BigQuery's TIMESTAMP
+range (years 1 to 9999) and needs no guard. Everything here returns SQL text;
+``offline/bigquery/join.py`` and ``offline/bigquery/engine.py`` run it.
 
 The tests run this SQL on DuckDB through sqlglot's transpiler, so it is written to mean the
 same in both dialects rather than relying on their defaults: NULLS LAST is explicit, NaN
@@ -26,23 +30,18 @@ above), and every QUALIFY sits beside a WHERE (which BigQuery requires).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from featurestore.definitions import check_name
 from featurestore.errors import RetrievalError
-from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, ViewJoin
+from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, LatestPlan, ViewJoin
 from featurestore.types import DType, as_utc
 
 ROW = "__fs_row"  # the entity row's identity: its position, numbered on upload
 T = "__fs_t"  # the entity row's time, TIMESTAMP
 EVENT = "__fs_event_ts"
 CREATED = "__fs_created_ts"
-
-# BigQuery TIMESTAMP range: 0001-01-01 00:00:00 to 9999-12-31 23:59:59.999999 UTC.
-EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 _TABLE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,2}$")
 
 
@@ -91,20 +90,6 @@ class TimeRange:
     latest: datetime | None
 
 
-@dataclass(frozen=True)
-class ViewColumns:
-    """A view's feature columns as the source is read: every feature, in schema order.
-
-    ``all_features`` (name, dtype) is the tie-break order; the plan's requested features
-    are a subset of it.
-    """
-
-    all_features: tuple[tuple[str, DType], ...]
-
-    def index(self, name: str) -> int:
-        return [n for n, _ in self.all_features].index(name)
-
-
 def bigquery_source(view: ViewJoin) -> BigQuerySourcePlan:
     """The view's BigQuery source; the BigQuery engine does not read Parquet files."""
     if not isinstance(view.source, BigQuerySourcePlan):
@@ -124,17 +109,18 @@ def source_relation(view: ViewJoin) -> str:
 
 
 def _earliest_candidate(view: ViewJoin, times: TimeRange) -> datetime | None:
-    """min(t) - ttl, or None when the view has no ttl or it reaches before year 1."""
+    """min(t) - ttl, or None when the view has no ttl (or no entity row has a time)."""
     if view.ttl_us is None or times.earliest is None:
         return None
-    try:
-        bound = times.earliest - timedelta(microseconds=view.ttl_us)
-    except OverflowError:
-        return None
-    return bound if bound >= EARLIEST else None
+    return times.earliest - timedelta(microseconds=view.ttl_us)
 
 
-def source_rows(view: ViewJoin, view_index: int, columns: ViewColumns, where: str) -> str:
+def _index(view: ViewJoin, name: str) -> int:
+    """A feature's position among all the view's features (its alias in ``source_rows``)."""
+    return [n for n, _ in view.all_features].index(name)
+
+
+def source_rows(view: ViewJoin, view_index: int, where: str) -> str:
     """The view's usable source rows: typed keys, event/created time, every feature.
 
     Rows with a null key or a null event time are dropped (they can never be candidates).
@@ -155,7 +141,7 @@ def source_rows(view: ViewJoin, view_index: int, columns: ViewColumns, where: st
     ]
     selected += [
         f"CAST({quote(name)} AS {bigquery_type(dtype)}) AS {feature_alias(view_index, j)}"
-        for j, (name, dtype) in enumerate(columns.all_features)
+        for j, (name, dtype) in enumerate(view.all_features)
     ]
     not_null = [f"{quote(k.name)} IS NOT NULL" for k in view.keys]
     not_null.append(f"{quote(source.timestamp_column)} IS NOT NULL")
@@ -168,14 +154,14 @@ def source_rows(view: ViewJoin, view_index: int, columns: ViewColumns, where: st
     )
 
 
-def winner_order(view_index: int, columns: ViewColumns, alias: str) -> str:
+def winner_order(view: ViewJoin, view_index: int, alias: str) -> str:
     """ORDER BY of the winner first: event time, created time, then the feature values.
 
     Written so BigQuery and DuckDB order alike: NULL last in DESC in both; NaN is put
     above every number explicitly (BigQuery sorts NaN lowest, DuckDB highest).
     """
     terms = [f"{alias}.{EVENT} DESC", f"{alias}.{CREATED} DESC NULLS LAST"]
-    for j, (_, dtype) in enumerate(columns.all_features):
+    for j, (_, dtype) in enumerate(view.all_features):
         value = f"{alias}.{feature_alias(view_index, j)}"
         if dtype.name in ("Float32", "Float64"):
             terms.append(f"IF(IS_NAN({value}), 1, 0) DESC NULLS LAST")
@@ -183,20 +169,11 @@ def winner_order(view_index: int, columns: ViewColumns, alias: str) -> str:
     return ", ".join(terms)
 
 
-def _window(view: ViewJoin, times: TimeRange, as_of: str) -> list[str]:
+def _window(view: ViewJoin, as_of: str) -> list[str]:
     """The candidate conditions of the join, beyond equal keys."""
     conditions = [f"s.{EVENT} <= e.{T}"]
     if view.ttl_us is not None:
-        lower = f"s.{EVENT} >= TIMESTAMP_SUB(e.{T}, INTERVAL {view.ttl_us} MICROSECOND)"
-        if _earliest_candidate(view, times) is None:
-            # Some t - ttl falls before year 1, where TIMESTAMP_SUB fails; for those rows
-            # the bound excludes nothing. IF evaluates only the branch it returns.
-            try:
-                oldest = EARLIEST + timedelta(microseconds=view.ttl_us)
-                lower = f"IF(e.{T} < {timestamp_literal(oldest)}, TRUE, {lower})"
-            except OverflowError:  # a ttl longer than BigQuery's whole time range
-                lower = "TRUE"
-        conditions.append(lower)
+        conditions.append(f"s.{EVENT} >= TIMESTAMP_SUB(e.{T}, INTERVAL {view.ttl_us} MICROSECOND)")
     if as_of == "created":
         # A missing created time counts as known (it sorts oldest, as in the tie-break).
         conditions.append(f"(s.{CREATED} IS NULL OR s.{CREATED} <= e.{T})")
@@ -217,7 +194,6 @@ def _pruning(view: ViewJoin, times: TimeRange) -> str:
 
 def render_join(
     plan: JoinPlan,
-    columns: Sequence[ViewColumns],
     entities: str,
     times: TimeRange,
     *,
@@ -227,24 +203,26 @@ def render_join(
 
     ``entities`` is a table (or subquery) with ``__fs_row`` (INT64, unique), the join keys
     (INT64 or STRING) and ``__fs_t`` (TIMESTAMP). Output: ``__fs_row``, then (with
-    ``entity_columns``) every other column of ``entities`` but ``__fs_t``, then every
-    feature under its output name, in the plan's order. ``columns[i]`` lists every feature
-    of ``plan.views[i]`` (the tie-break).
+    ``entity_columns``) every other column of ``entities`` but ``__fs_t``, then the plan's
+    outputs under their names, in its order (``JoinPlan.output_schema``).
     """
     ctes = []
     joins = []
     selects = [f"e.{ROW}"]
     if entity_columns:
         selects.append(f"e.* EXCEPT ({ROW}, {T})")
-    for i, (view, cols) in enumerate(zip(plan.views, columns, strict=True)):
+    for i, view in enumerate(plan.views):
         alias = f"v{i}"
         ctes.append(
             f"-- Step 1, view {view.name}: its usable source rows (non-null keys and event time),\n"
             f"  -- read only within [min(t) - ttl, max(t)], the window any entity row can see.\n"
-            f"  {alias} AS (\n    {source_rows(view, i, cols, _pruning(view, times))}\n  )"
+            f"  {alias} AS (\n    {source_rows(view, i, _pruning(view, times))}\n  )"
         )
         keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
-        requested = [f"s.{feature_alias(i, cols.index(f.name))}" for f in view.features]
+        carried = [(feature_alias(i, _index(view, f.name)), f.output) for f in view.features]
+        if plan.with_timestamps:
+            carried += list(zip((EVENT, CREATED), view.timestamp_columns, strict=True))
+        requested = [f"s.{name}" for name, _ in carried]
         ctes.append(
             f"-- Step 2, view {view.name}: per entity row, every candidate (same keys,\n"
             f"  -- t - ttl <= event_ts <= t{', created_ts <= t' if plan.as_of == 'created' else ''});"
@@ -255,16 +233,13 @@ def render_join(
             f"    JOIN {alias} AS s\n"
             f"      ON {keys_equal}\n"
             # (BigQuery takes QUALIFY only beside a WHERE, GROUP BY or HAVING clause.)
-            f"    WHERE {' AND '.join(_window(view, times, plan.as_of))}\n"
+            f"    WHERE {' AND '.join(_window(view, plan.as_of))}\n"
             f"    QUALIFY ROW_NUMBER() OVER (\n"
-            f"      PARTITION BY e.{ROW} ORDER BY {winner_order(i, cols, 's')}) = 1\n"
+            f"      PARTITION BY e.{ROW} ORDER BY {winner_order(view, i, 's')}) = 1\n"
             "  )"
         )
         joins.append(f"LEFT JOIN {alias}_won ON {alias}_won.{ROW} = e.{ROW}")
-        selects += [
-            f"{alias}_won.{feature_alias(i, cols.index(f.name))} AS {quote(f.output)}"
-            for f in view.features
-        ]
+        selects += [f"{alias}_won.{name} AS {quote(output)}" for name, output in carried]
     return (
         "WITH\n  "
         + ",\n  ".join(ctes)
@@ -275,41 +250,34 @@ def render_join(
     )
 
 
-def render_latest(
-    view: ViewJoin,
-    columns: ViewColumns,
-    *,
-    end: datetime,
-    start: datetime | None,
-    created_after: datetime | None,
-) -> str:
+def render_latest(plan: LatestPlan) -> str:
     """One row per entity key: the winner among rows with ``event_ts <= end`` and
     (``event_ts >= start`` or ``created_ts > created_after``).
 
     Columns: the join keys, every feature under its own name, ``event_ts``, ``created_ts``.
     """
+    view = plan.view
     source = bigquery_source(view)
     event = quote(source.timestamp_column)
-    lower = "TRUE" if start is None else f"{event} >= {timestamp_literal(start)}"
+    lower = "TRUE" if plan.start is None else f"{event} >= {timestamp_literal(plan.start)}"
     late = (
         "FALSE"
-        if created_after is None or source.created_column is None
-        else f"{quote(source.created_column)} > {timestamp_literal(created_after)}"
+        if plan.created_after is None or source.created_column is None
+        else f"{quote(source.created_column)} > {timestamp_literal(plan.created_after)}"
     )
-    where = f"{event} <= {timestamp_literal(end)} AND ({lower} OR {late})"
+    where = f"{event} <= {timestamp_literal(plan.end)} AND ({lower} OR {late})"
     keys = ", ".join(f"s.{quote(k)}" for k in view.key_names)
     features = [
-        f"s.{feature_alias(0, j)} AS {quote(name)}"
-        for j, (name, _) in enumerate(columns.all_features)
+        f"s.{feature_alias(0, j)} AS {quote(name)}" for j, (name, _) in enumerate(view.all_features)
     ]
     return (
         "-- The view's usable source rows in the materialization window; per entity key the\n"
         "-- greatest (event_ts, created_ts, feature values) wins, as in the training-set join.\n"
-        f"WITH s AS (\n    {source_rows(view, 0, columns, where)}\n)\n"
+        f"WITH s AS (\n    {source_rows(view, 0, where)}\n)\n"
         f"SELECT {keys}, {', '.join(features)}, s.{EVENT} AS event_ts, s.{CREATED} AS created_ts\n"
         "FROM s\n"
         "WHERE TRUE  -- BigQuery takes QUALIFY only beside a WHERE, GROUP BY or HAVING clause\n"
-        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {winner_order(0, columns, 's')}) = 1"
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {winner_order(view, 0, 's')}) = 1"
     )
 
 

@@ -21,22 +21,34 @@ import pyarrow as pa
 from google.cloud import bigquery
 
 from featurestore.config import BigQueryConfig
-from featurestore.errors import RetrievalError
+from featurestore.errors import OfflineStoreUnavailable, RetrievalError
 from featurestore.types import DType
 
 # Metadata calls give up after a minute instead of the library's default ten.
 RETRY = bigquery.DEFAULT_RETRY.with_deadline(60)
 _LABEL = re.compile(r"[^a-z0-9_-]")
+CREDENTIALS_HELP = (
+    "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+    "to a service-account key file"
+)
 
 
 def open_client(config: BigQueryConfig) -> bigquery.Client:
     """A BigQuery client for the configured project and location.
 
-    Application default credentials (``google.auth.exceptions.DefaultCredentialsError``
-    without them), or anonymous ones at a configured ``api_endpoint`` (an emulator).
+    Application default credentials (``OfflineStoreUnavailable`` saying how to provide
+    them when there are none), or anonymous ones at a configured ``api_endpoint`` (an
+    emulator).
     """
+    from google.auth.exceptions import DefaultCredentialsError
+
     if config.api_endpoint is None:
-        return bigquery.Client(project=config.project, location=config.location)
+        try:
+            return bigquery.Client(project=config.project, location=config.location)
+        except DefaultCredentialsError:
+            raise OfflineStoreUnavailable(
+                "BigQuery credentials were not found (DefaultCredentialsError): " + CREDENTIALS_HELP
+            ) from None
     from google.auth.credentials import AnonymousCredentials
 
     return bigquery.Client(

@@ -1,0 +1,49 @@
+"""Output column names: one rule for training sets and online responses, and one clash check.
+
+A feature is output as ``feature``, or as ``view__feature`` with ``full_feature_names=True``.
+A training set asked for its winners' timestamps (``with_timestamps=True``) also gets, per
+view, ``view__event_ts`` and ``view__created_ts`` (whatever ``full_feature_names`` says).
+Two outputs under one name are an error naming both, raised before any data is read: the
+offline join plan (``offline/plan.py``) and the online read plan (``online/read.py``) both
+call ``check_unique``, so a request is refused alike on both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from featurestore.errors import RetrievalError
+
+EVENT_TS_SUFFIX = "__event_ts"
+CREATED_TS_SUFFIX = "__created_ts"
+
+
+def feature_column(view: str, feature: str, full_feature_names: bool) -> str:
+    """The output column of feature ``view:feature``."""
+    return f"{view}__{feature}" if full_feature_names else feature
+
+
+def timestamp_columns(view: str) -> tuple[str, str]:
+    """The output columns of a view's winning row's event and created timestamps."""
+    return f"{view}{EVENT_TS_SUFFIX}", f"{view}{CREATED_TS_SUFFIX}"
+
+
+def check_unique(columns: Iterable[tuple[str, str]], full_feature_names: bool) -> None:
+    """Refuse two outputs under one column name.
+
+    ``columns`` holds ``(output column, what it is)`` in output order, e.g.
+    ``("user_id", "entity_df column 'user_id'")`` or ``("x", "feature 'v:x'")``. Raises
+    ``RetrievalError`` naming both owners and, when feature names are short, the fix.
+    """
+    owners: dict[str, str] = {}
+    for name, owner in columns:
+        first = owners.get(name)
+        if first is None:
+            owners[name] = owner
+            continue
+        hint = (
+            ""
+            if full_feature_names
+            else "; pass full_feature_names=True to name feature columns 'view__feature'"
+        )
+        raise RetrievalError(f"{first} and {owner} would both be output as column {name!r}{hint}")
