@@ -8,7 +8,9 @@ tested against it on random data (tests/strategies.py). DESIGN.md "Semantics":
   and ``t - d <= event_ts <= t`` (no lower bound when ``d`` is None or zero); with
   ``as_of="created"`` also ``created_ts <= t`` (a missing created time counts as known);
 - winner: greatest ``(event_ts, created_ts, file index, row index)``, a missing created
-  time sorting oldest; no candidate (or a null entity key or time) gives nulls.
+  time sorting oldest; no candidate (or a null entity key or time) gives nulls;
+- asked ``with_timestamps``, the winner's event and created times as ``view__event_ts``
+  and ``view__created_ts`` (aware UTC; null without a winner or a created time).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 OLDEST = datetime.min
@@ -49,8 +51,6 @@ class RefView:
 
 
 def _utc_naive(ts: datetime) -> datetime:
-    from datetime import UTC
-
     return ts.replace(tzinfo=None) if ts.tzinfo is None else ts.astimezone(UTC).replace(tzinfo=None)
 
 
@@ -102,9 +102,15 @@ def point_in_time(
     *,
     as_of: str = "event",
     full_feature_names: bool = False,
+    with_timestamps: bool = False,
     timestamp_column: str = "event_timestamp",
 ) -> list[dict[str, Any]]:
-    """Every entity row (all its columns, in order, duplicates kept) plus each feature."""
+    """Every entity row (all its columns, in order, duplicates kept) plus each feature
+    (and, ``with_timestamps``, each view's winner's event and created times)."""
+
+    def utc(ts: datetime | None) -> datetime | None:
+        return None if ts is None else _utc_naive(ts).replace(tzinfo=UTC)
+
     out = []
     for entity in entity_rows:
         row = dict(entity)
@@ -113,6 +119,9 @@ def point_in_time(
             for feature in view.features:
                 name = f"{view.name}__{feature}" if full_feature_names else feature
                 row[name] = None if won is None else won.values.get(feature)
+            if with_timestamps:
+                row[f"{view.name}__event_ts"] = None if won is None else utc(won.event_ts)
+                row[f"{view.name}__created_ts"] = None if won is None else utc(won.created_ts)
         out.append(row)
     return out
 

@@ -69,6 +69,7 @@ class Scenario:
     entity_rows: list[dict[str, Any]]
     as_of: str
     full_feature_names: bool
+    with_timestamps: bool = False  # also ask for each view's winner's event/created times
 
 
 def _maybe_null(strategy: st.SearchStrategy[Any], p_null: int = 8) -> st.SearchStrategy[Any]:
@@ -161,6 +162,7 @@ def scenarios(draw: st.DrawFn, as_of: str | None = None) -> Scenario:
         entity_rows=draw(entity_rows()),
         as_of=as_of or draw(st.sampled_from(["event", "created"])),
         full_feature_names=draw(st.booleans()),
+        with_timestamps=draw(st.booleans()),
     )
 
 

@@ -141,11 +141,15 @@ def _read_folder(path: Path) -> pa.Table:
     if not files:
         raise RetrievalError(f"entity_df: folder {path} holds no .parquet file")
     tables = [pq.read_table(f) for f in files]
+
+    def columns(table: pa.Table) -> str:
+        return ", ".join(f"{f.name} {f.type}" for f in table.schema)
+
     for file, table in zip(files[1:], tables[1:], strict=True):
         if table.schema.remove_metadata() != tables[0].schema.remove_metadata():
             raise RetrievalError(
-                f"entity_df: {file} has columns {table.schema} but {files[0]} has "
-                f"{tables[0].schema}; every file of the folder needs the same columns"
+                f"entity_df: {file} has columns ({columns(table)}) but {files[0]} has "
+                f"({columns(tables[0])}); every file of the folder needs the same columns"
             )
     return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
 

@@ -74,7 +74,11 @@ def _engines(scenario: Scenario, tmp: Path) -> tuple[Any, Any, LocalBigQuery]:
 def _training_sets(scenario: Scenario, entity_df: Any) -> tuple[Any, Any, LocalBigQuery]:
     """The DuckDB engine's training set (for the entity table) and the BigQuery engine's."""
     refs = [f"{c.ref.name}:{f}" for c in scenario.views for f in c.ref.features]
-    options = {"full_feature_names": scenario.full_feature_names, "as_of": scenario.as_of}
+    options = {
+        "full_feature_names": scenario.full_feature_names,
+        "as_of": scenario.as_of,
+        "with_timestamps": scenario.with_timestamps,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         on_duckdb, on_bigquery, client = _engines(scenario, Path(tmp))
         with warnings.catch_warnings():
@@ -97,7 +101,11 @@ def test_bigquery_join_equals_duckdb_engine(scenario: Scenario) -> None:
     assert any("QUALIFY ROW_NUMBER()" in sql for sql, _ in client.queries())
     assert got.schema == expected.schema  # values and, after the cast step, types
     views = [c.ref for c in scenario.views]
-    options = {"full_feature_names": scenario.full_feature_names, "as_of": scenario.as_of}
+    options = {
+        "full_feature_names": scenario.full_feature_names,
+        "as_of": scenario.as_of,
+        "with_timestamps": scenario.with_timestamps,
+    }
     bigquery_rule = point_in_time(scenario.entity_rows, [by_values(v) for v in views], **options)
     view_of = {
         (f"{v.name}__{f}" if scenario.full_feature_names else f): v
@@ -110,7 +118,9 @@ def test_bigquery_join_equals_duckdb_engine(scenario: Scenario) -> None:
             assert same_value(g[column], b[column]), (i, column, g[column], b[column])
             if same_value(g[column], e[column]):
                 continue
-            # The engines may differ only where the winner is a complete tie.
+            # The engines may differ only where the winner is a complete tie (so never in
+            # the winner's event and created times).
+            assert column in view_of, (i, column, g[column], e[column])
             entity, view = scenario.entity_rows[i], view_of[column]
             t = entity["event_timestamp"]
             by_files = winner(view, entity, t, scenario.as_of)
@@ -137,7 +147,11 @@ def test_entity_sql_query_gives_the_uploaded_rows_result(scenario: Scenario) -> 
     got, expected, client = _training_sets(scenario, query)
     assert got.schema == expected.schema
     views = [by_values(c.ref) for c in scenario.views]
-    options = {"full_feature_names": scenario.full_feature_names, "as_of": scenario.as_of}
+    options = {
+        "full_feature_names": scenario.full_feature_names,
+        "as_of": scenario.as_of,
+        "with_timestamps": scenario.with_timestamps,
+    }
     reference = point_in_time(scenario.entity_rows, views, **options)
     columns = got.column_names
     assert _sortable(got.to_pylist(), columns) == _sortable(reference, columns)

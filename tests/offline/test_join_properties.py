@@ -13,6 +13,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 
 from featurestore.types import dtype_by_name, to_pandas
@@ -34,6 +35,7 @@ def _check(scenario: Scenario, as_pandas: bool) -> None:
                 refs,
                 full_feature_names=scenario.full_feature_names,
                 as_of=scenario.as_of,
+                with_timestamps=scenario.with_timestamps,
             )
             got = job.to_arrow()
     expected = point_in_time(
@@ -41,6 +43,7 @@ def _check(scenario: Scenario, as_pandas: bool) -> None:
         [c.ref for c in scenario.views],
         as_of=scenario.as_of,
         full_feature_names=scenario.full_feature_names,
+        with_timestamps=scenario.with_timestamps,
     )
     assert got.num_rows == len(expected)
     assert got.column_names[: entities.num_columns] == entities.column_names
@@ -48,6 +51,9 @@ def _check(scenario: Scenario, as_pandas: bool) -> None:
         for feature, dtype in case.dtypes.items():
             name = f"{case.ref.name}__{feature}" if scenario.full_feature_names else feature
             assert got.schema.field(name).type == dtype_by_name(dtype).to_arrow(), name
+        if scenario.with_timestamps:
+            for name in (f"{case.ref.name}__event_ts", f"{case.ref.name}__created_ts"):
+                assert got.schema.field(name).type == pa.timestamp("us", tz="UTC"), name
     rows = got.to_pylist()
     for i, (g, e) in enumerate(zip(rows, expected, strict=True)):
         assert g.keys() == e.keys()

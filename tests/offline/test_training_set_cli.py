@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,3 +72,77 @@ def test_training_set_errors_are_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     both = _run(*base, "--out", "x.parquet", "--service", "everything", "--features", "a:b")
     assert both.returncode == 2 and "--service NAME or one or more --features" in both.stderr
+
+
+def _invoke(*args: str) -> Any:
+    """The command in-process (click's runner): exit code, stdout and stderr apart."""
+    from click.testing import CliRunner
+
+    from featurestore.cli import main
+
+    return CliRunner().invoke(main, ["training-set", *args])
+
+
+def _entities(tmp_path: Path) -> Path:
+    rows = [
+        {"user_id": u, "merchant": "", "region": "", "event_timestamp": minute(t), "extra": e}
+        for u, t, e in [(1, 1, 1), (2, 6, 0)]
+    ]
+    path = tmp_path / "entities.parquet"
+    pq.write_table(entity_table(rows), path)
+    return path
+
+
+def test_an_unknown_label_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    out = tmp_path / "out" / "train.parquet"
+    done = _invoke(
+        "--repo", str(repo), "--features", "user_stats:clicks",
+        "--entities", str(_entities(tmp_path)), "--out", str(out), "--label", "is_fraud",
+    )  # fmt: skip
+    assert done.exit_code == 1
+    assert "error: label column 'is_fraud' is not in the training set; it has" in done.stderr
+    assert not out.exists() and not Path(f"{out}.manifest.json").exists()
+
+
+def test_an_unwritable_out_is_refused_before_the_join(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "train.parquet"  # its folder would have to be a file
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")  # never read: the output is checked first
+    base = ["--repo", str(repo), "--features", "user_stats:clicks", "--entities"]
+    done = _invoke(*base, str(broken), "--out", str(out))
+    assert done.exit_code == 1
+    assert done.stderr.startswith(f"error: cannot write the training set to {out}: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    folder = _invoke(*base, str(_entities(tmp_path)), "--out", str(tmp_path))
+    assert folder.exit_code == 2 and "is a directory" in folder.stderr
+
+
+def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    parquet = _entities(tmp_path)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(pq.read_table(parquet), folder / "part-0.parquet")
+    csv = tmp_path / "entities.csv"
+    pq.read_table(parquet).to_pandas().to_csv(csv, index=False)
+    results = []
+    for entities in (parquet, folder, csv):
+        out = tmp_path / f"{entities.name}.out.parquet"
+        done = _invoke(
+            "--repo", str(repo), "--features", "user_stats:clicks",
+            "--entities", str(entities), "--out", str(out),
+        )  # fmt: skip
+        assert done.exit_code == 0, done.output
+        results.append(pq.read_table(out).select(["user_id", "clicks"]).to_pylist())
+    assert (
+        results[0]
+        == results[1]
+        == results[2]
+        == [
+            {"user_id": 1, "clicks": 10},
+            {"user_id": 2, "clicks": 20},
+        ]
+    )
