@@ -432,7 +432,8 @@ def training_set(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from featurestore.training import check_label, output_file, summarize
+    from featurestore.outputs import check_writable
+    from featurestore.training import check_label, summarize
 
     if bool(service) == bool(features):
         raise click.UsageError("pass --service NAME or one or more --features VIEW:FEATURE")
@@ -443,7 +444,7 @@ def training_set(
     if out is None:
         raise click.UsageError("pass --out PATH (or --dry-run)")
     # Everything that can be wrong is checked before the join runs and anything is written.
-    output_file(out, "training set")
+    check_writable(out, "training set")
     started = time.perf_counter()
     job = store.get_historical_features(
         entities,

@@ -36,6 +36,7 @@ from featurestore.offline.plan import (
     build_join_plan,
     request_key_dtypes,
 )
+from featurestore.outputs import check_writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,27 +48,6 @@ if TYPE_CHECKING:
     from featurestore.registry import RegistryState
 
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-def output_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` as a file that can be written (its folder created), checked before any work.
-
-    ``OutputError`` naming the path when it is a folder, its folder cannot be created, or
-    the file cannot be opened for writing. The check leaves no file behind.
-    """
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        with path.open("ab"):
-            pass
-        if not existed:
-            path.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write the {what} to {path}: {exc}") from None
-    return path
 
 
 class RetrievalJob:
@@ -125,10 +105,11 @@ class RetrievalJob:
         """
         import pyarrow.parquet as pq
 
-        path = output_file(path, "training set")
-        manifest_path = output_file(path.with_name(path.name + MANIFEST_SUFFIX), "manifest")
+        path = check_writable(path, "training set")
+        manifest_path = check_writable(path.with_name(path.name + MANIFEST_SUFFIX), "manifest")
         table = self.to_arrow()
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path)
             manifest_path.write_text(json.dumps(self.manifest.to_json(), indent=2) + "\n")
         except OSError as exc:

@@ -33,6 +33,7 @@ from featurestore.errors import ModelError
 from featurestore.manifest import TrainingSetManifest
 from featurestore.models.binding import Binding, TrainedView, check_binding
 from featurestore.models.matrix import FeatureSpec, build_matrix
+from featurestore.outputs import check_writable as check_output
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -222,28 +223,10 @@ def save(
 
 
 def check_writable(out: str | os.PathLike[str]) -> Path:
-    """``out`` as a Path, or ``ModelError`` when the artifact folder cannot be written there.
-
-    Creates nothing: the nearest existing folder on the way must accept a new file. Training
-    calls it first, so an unwritable ``--out`` fails before the training set is built.
-    """
-    folder = Path(out)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ModelError(
-            f"cannot write the model artifact to {folder}: {existing} is a file, not a folder"
-        )
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ModelError(
-            f"cannot write the model artifact to {folder}: {existing} is not writable "
-            f"({exc.strerror or exc}); choose another --out"
-        ) from None
-    return folder
+    """``out`` as a Path, or ``ModelError`` when the artifact folder cannot be written there
+    (``outputs.check_writable``: creates nothing). Training calls it first, so an unwritable
+    ``--out`` fails before the training set is built."""
+    return check_output(out, "model artifact", folder=True, error=ModelError)
 
 
 def load(path: str | os.PathLike[str]) -> ModelArtifact:

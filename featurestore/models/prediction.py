@@ -58,9 +58,9 @@ def predict_batch(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from featurestore.training import output_file
+    from featurestore.outputs import check_writable
 
-    path = output_file(out, "scores")  # checked before any work
+    path = check_writable(out, "scores")  # checked before any work
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     scored = predict(artifact, store, entities)
     table = pa.Table.from_pandas(scored, preserve_index=False)
@@ -71,6 +71,7 @@ def predict_batch(
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
     except OSError as exc:
         raise OutputError(f"cannot write the scores to {path}: {exc}") from None

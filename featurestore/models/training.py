@@ -70,8 +70,6 @@ def time_split(timestamps: pd.Series, valid_fraction: float) -> TimeSplit:
 
     if not 0.0 < valid_fraction < 1.0:
         raise ModelError(f"valid fraction must be between 0 and 1, got {valid_fraction}")
-    if not len(timestamps):
-        raise ModelError("the entities hold no rows: give labeled rows to train on")
     stamps = pd.to_datetime(timestamps, utc=True)
     ordered = stamps.sort_values(ignore_index=True)
     split = ordered.iloc[min(int(len(ordered) * (1.0 - valid_fraction)), len(ordered) - 1)]

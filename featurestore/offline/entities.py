@@ -11,8 +11,9 @@ outside the accepted time range (``types.MIN_TIME`` .. ``types.MAX_TIME``) is an
 naming its row.
 
 Refused with a one-line ``RetrievalError``: duplicate column names, an object column
-mixing value types, a file that cannot be read, a join key of unsigned 64-bit values at or
-above 2**63 (keys are signed 64-bit).
+mixing value types, a file that cannot be read. (Key columns are checked by the join plan
+with ``types.dtype_from_arrow``: a ``uint64`` key column is refused, as it cannot be read
+losslessly as Int64.)
 
 **Entity SQL runs with the engine's full access.** On DuckDB, a query string runs in the
 process's DuckDB, which can read (and, through ``COPY``, write) any file the process can:
@@ -247,21 +248,6 @@ def probe_table(plan: JoinPlan, entities: pa.Table) -> pa.Table:
     columns = {ROW: pa.array(np.arange(entities.num_rows, dtype=np.int64))}
     for name, dtype in plan.key_dtypes.items():
         target = pa.string() if dtype.name == "String" else pa.int64()
-        columns[name] = _key_column(name, entities[name], target)
+        columns[name] = entities[name].cast(target)
     columns[T] = entities[ENTITY_TIMESTAMP]
     return pa.table(columns)
-
-
-def _key_column(name: str, column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_uint64(column.type) and len(column):
-        too_big = pc.greater(column, pa.scalar(2**63 - 1, pa.uint64()))
-        if pc.any(too_big).as_py():
-            row = pc.index(too_big, True).as_py()
-            raise RetrievalError(
-                f"entity_df join key {name!r}: row {row} holds {column[row].as_py()}, beyond "
-                "the signed 64-bit range keys are stored in (at most 2**63 - 1)"
-            )
-    return column.cast(target)

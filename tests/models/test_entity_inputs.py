@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from model_repo import Trained
 
-from featurestore import ModelError, OutputError, RetrievalError, models
+from featurestore import OutputError, RetrievalError, models
 
 
 def test_csv_and_folder_entities_score_like_parquet(trained: Trained, tmp_path: Path) -> None:
@@ -45,13 +45,3 @@ def test_entity_problems_are_the_readers_errors(trained: Trained, tmp_path: Path
         models.predict(trained.artifact, trained.repo, doubled)
     with pytest.raises(RetrievalError, match="no file or folder at"):
         models.predict(trained.artifact, trained.repo, tmp_path / "missing.csv")
-
-
-def test_train_with_zero_rows_is_a_clear_error(trained: Trained, tmp_path: Path) -> None:
-    empty = pd.read_parquet(trained.entities).iloc[:0]
-    with pytest.raises(ModelError, match="the entities hold no rows"):
-        models.train(
-            trained.repo, service="svc", entities=empty, label="is_fraud",
-            out=tmp_path / "m", progress=False,
-        )  # fmt: skip
-    assert not (tmp_path / "m").exists()

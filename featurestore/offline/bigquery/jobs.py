@@ -178,8 +178,8 @@ def fetch_batches(job: Any, page_size: int) -> Iterator[pa.RecordBatch]:
     otherwise pages of ``page_size`` rows over the REST API)."""
     storage = None
     if storage_api_installed():
-        from google.cloud import bigquery_storage
-
+        # An optional package: imported by name, as it may be absent (mypy cannot see it).
+        bigquery_storage = importlib.import_module("google.cloud.bigquery_storage")
         storage = bigquery_storage.BigQueryReadClient()
     yield from job.result(page_size=page_size).to_arrow_iterable(bqstorage_client=storage)
 
