@@ -36,7 +36,10 @@ def predict(
     artifact.binding(store.state).require()
     service = artifact.metadata.feature_service
     job = store.get_historical_features(
-        entities, feature_service=service, full_feature_names=True, as_of=artifact.metadata.as_of
+        entities,
+        feature_service=service,
+        full_feature_names=True,
+        as_of=artifact.metadata.as_of,  # type: ignore[arg-type]  # recorded by training: "event" or "created"
     )
     frame = job.to_df()
     scored = frame[list(job.plan.entity_columns)].copy()

@@ -190,8 +190,8 @@ class DuckDBEngine(OfflineEngine):
         con = connect(self.settings)
         try:
             return con.sql(query).to_arrow_table()
-        except duckdb.Error as exc:
-            raise RetrievalError(f"entity_df SQL failed: {exc}") from None
+        except duckdb.Error as exc:  # DuckDB's message may span lines: the first says it
+            raise RetrievalError(f"entity_df SQL failed: {str(exc).splitlines()[0]}") from None
         finally:
             con.close()
 

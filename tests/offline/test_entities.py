@@ -189,3 +189,20 @@ def test_entity_times_outside_the_accepted_range_name_the_row(
     table = _arrow().set_column(2, "event_timestamp", column)
     with pytest.raises(RetrievalError, match=rf"row {row} holds {shown}.*outside the accepted"):
         store.get_historical_features(table, REFS)
+
+
+def test_entity_sql_runs_on_duckdb_and_its_errors_are_one_line(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "rows.parquet"
+    pq.write_table(_arrow(), path)
+    got = store.get_historical_features(f"SELECT * FROM read_parquet('{path}')", REFS)
+    assert _values(got.to_arrow()) == _expected()
+    for query, message in [
+        ("SELEC user_id FROM t", 'Parser Error: syntax error at or near "SELEC"'),
+        ("SELECT * FROM no_such_table", "Table with name no_such_table does not exist"),
+    ]:
+        with pytest.raises(RetrievalError) as info:
+            store.get_historical_features(query, REFS)
+        assert str(info.value).startswith("entity_df SQL failed: ") and message in str(info.value)
+        assert "\n" not in str(info.value)

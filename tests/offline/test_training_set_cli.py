@@ -146,3 +146,13 @@ def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None
             {"user_id": 2, "clicks": 20},
         ]
     )
+
+
+def test_dry_run_on_duckdb_says_it_is_for_bigquery(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    done = _invoke(
+        "--repo", str(repo), "--features", "user_stats:clicks",
+        "--entities", str(_entities(tmp_path)), "--dry-run",
+    )  # fmt: skip
+    assert done.exit_code == 1
+    assert done.stderr.startswith("error: --dry-run estimates what BigQuery would scan")
