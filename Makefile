@@ -37,11 +37,14 @@ demo: install
 
 test: install feast
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	FEATURESTORE_FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m pytest -n 2 -q
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(FEAST_VENV) feature_repo/data artifacts

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -19,6 +19,13 @@ from featurestore.definitions import format_ttl
 from featurestore.errors import FeatureStoreError
 from featurestore.materialize import Progress as MaterializeHooks
 from featurestore.types import as_utc
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from featurestore.offline.plan import AsOf
+    from featurestore.registry import Plan
+    from featurestore.store import FeatureStore
 
 REPO_OPTION = click.option(
     "--repo",
@@ -44,13 +51,13 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _store(repo: Path):  # type: ignore[no-untyped-def]
+def _store(repo: Path) -> FeatureStore:
     from featurestore.store import FeatureStore
 
     return FeatureStore(repo)
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Console:
     from rich.console import Console
 
     return Console()
@@ -86,7 +93,7 @@ def init(directory: Path, project: str | None) -> None:
     click.echo(f"Next: featurestore apply --repo {directory}")
 
 
-def _print_plan(result, applied: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_plan(result: Plan, applied: bool) -> None:
     if result.replaces_unreadable is not None:
         click.secho(
             f"Replaced the unreadable registry ({result.replaces_unreadable}) with the repo's "
@@ -337,7 +344,13 @@ def models_describe(model: Path, repo: Path, check: bool) -> None:
         sys.exit(3)
 
 
-def _print_dry_run(store, entities, features, full_feature_names, as_of) -> None:  # type: ignore[no-untyped-def]
+def _print_dry_run(
+    store: FeatureStore,
+    entities: Path,
+    features: str | list[str],
+    full_feature_names: bool,
+    as_of: AsOf,
+) -> None:
     """Print the SQL a BigQuery training set would run and the bytes it would scan; without
     credentials, the SQL, then one error line saying how to provide them (exit 1)."""
     from featurestore.errors import ConfigError
@@ -437,9 +450,10 @@ def training_set(
 
     if bool(service) == bool(features):
         raise click.UsageError("pass --service NAME or one or more --features VIEW:FEATURE")
+    when = cast("AsOf", as_of)  # click.Choice allows only "event" and "created"
     store = _store(repo)
     if dry_run:
-        _print_dry_run(store, entities, service or list(features), full_feature_names, as_of)
+        _print_dry_run(store, entities, service or list(features), full_feature_names, when)
         return
     if out is None:
         raise click.UsageError("pass --out PATH (or --dry-run)")
@@ -451,7 +465,7 @@ def training_set(
         list(features) or None,
         feature_service=service,
         full_feature_names=full_feature_names,
-        as_of=as_of,  # type: ignore[arg-type]
+        as_of=when,
     )
     if label is not None:
         check_label(job, label)

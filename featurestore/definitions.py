@@ -113,7 +113,7 @@ class Entity:
         _freeze(self, "join_keys", keys)
         _check_documentation(self, f"entity {self.name!r}")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +135,7 @@ class Field:
             )
         _check_documentation(self, f"field {self.name!r}")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +164,7 @@ class FileSource:
             check_name(self.created_timestamp_column, f"source {self.path!r}: created column")
         _check_documentation(self, f"source {self.path!r}")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,7 +204,7 @@ class BigQuerySource:
             check_name(self.created_timestamp_column, "BigQuerySource: created column")
         _check_documentation(self, f"BigQuerySource {self.table or self.name or ''}".rstrip())
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
 
 Source = FileSource | BigQuerySource
@@ -287,7 +287,7 @@ class FeatureView:
         _freeze(self, "schema", schema)
         _check_documentation(self, f"feature view {self.name!r}")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
     @property
     def join_keys(self) -> tuple[str, ...]:
@@ -351,7 +351,7 @@ class FeatureViewProjection:
         if len(set(self.features)) != len(self.features):
             raise DefinitionError(f"projection of {self.view.name!r} repeats a feature")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
     @property
     def refs(self) -> list[str]:
@@ -393,11 +393,11 @@ class FeatureService:
         _freeze(self, "features", tuple(projections))
         _check_documentation(self, f"feature service {self.name!r}")
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
     @property
     def projections(self) -> tuple[FeatureViewProjection, ...]:
-        return self.features  # type: ignore[return-value]
+        return self.features  # type: ignore[return-value]  # __post_init__ stored projections only
 
     @property
     def refs(self) -> list[str]:

@@ -41,6 +41,8 @@ from featurestore.sources import check_view_schema, file_schema
 from featurestore.types import DType
 
 if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
     from featurestore.offline.bigquery.schema import SchemaReader
 
 SCHEMA_VERSION = 1
@@ -394,7 +396,7 @@ class Registry:
         self.project = project
         self.bigquery_schema = bigquery_schema  # reads BigQuery sources' schemas at apply
 
-    def _lock(self):  # type: ignore[no-untyped-def]
+    def _lock(self) -> BaseFileLock:
         from filelock import FileLock
 
         self.path.parent.mkdir(parents=True, exist_ok=True)

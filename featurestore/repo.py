@@ -11,6 +11,8 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from featurestore.definitions import Entity, FeatureService, FeatureView, suggest
 from featurestore.errors import DefinitionError
@@ -47,22 +49,29 @@ class RepoContents:
         for service in self.services.values():
             where = self.origin.get(f"service:{service.name}", "?")
             for projection in service.projections:
-                view = self.views.get(projection.view.name)
-                if view is None:
+                served = self.views.get(projection.view.name)
+                if served is None:
                     raise DefinitionError(
                         f"feature service {service.name!r} ({where}) uses feature view "
                         f"{projection.view.name!r}, which is not defined in the repo"
                         f"{suggest(projection.view.name, list(self.views))}"
                     )
                 for name in projection.features:
-                    if name not in view.feature_names:
+                    if name not in served.feature_names:
                         raise DefinitionError(
                             f"feature service {service.name!r} ({where}) names unknown feature "
-                            f"'{view.name}:{name}'{suggest(name, view.feature_names)}"
+                            f"'{served.name}:{name}'{suggest(name, served.feature_names)}"
                         )
 
 
-def _add(contents: RepoContents, kind: str, table: dict, obj, where: str, defined: bool) -> None:  # type: ignore[type-arg]
+def _add(
+    contents: RepoContents,
+    kind: str,
+    table: dict[str, Any],
+    obj: Entity | FeatureView | FeatureService,
+    where: str,
+    defined: bool,
+) -> None:
     existing = table.get(obj.name)
     if existing is obj or existing == obj:  # the same definition imported by another file
         if defined:  # the file that assigns it is its origin, not one that imports it
@@ -125,7 +134,7 @@ def _forget(module_names: list[str]) -> None:
         sys.modules.pop(name, None)
 
 
-def _import(file: Path):  # type: ignore[no-untyped-def]
+def _import(file: Path) -> ModuleType:
     name = f"featurestore_repo_{abs(hash(str(file.parent)))}_{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:

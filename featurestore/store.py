@@ -50,6 +50,7 @@ class FeatureStore:
         # A google.cloud.bigquery.Client for a BigQuery offline store (None: opened on demand).
         self.bigquery_client = bigquery_client
         self._offline: OfflineEngine | None = None
+        self._reader: OnlineReader | None = None
         self.registry = Registry(
             self.config.registry_path,
             self.config.project,
@@ -211,7 +212,7 @@ class FeatureStore:
             raise RetrievalError("pass exactly one of features= or feature_service=")
         state = self.state
         projections, service = state.resolve(
-            feature_service if feature_service is not None else features  # type: ignore[arg-type]
+            feature_service if feature_service is not None else features  # type: ignore[arg-type]  # exactly one is None, checked above
         )
         return historical_job(
             self.offline_engine(),
@@ -253,7 +254,7 @@ class FeatureStore:
         )
 
     def _online_reader(self) -> OnlineReader:
-        reader: OnlineReader | None = getattr(self, "_reader", None)
+        reader = self._reader
         if reader is None:
             from featurestore.online.base import open_online_store
             from featurestore.online.read import OnlineReader
@@ -266,7 +267,7 @@ class FeatureStore:
 
     def close(self) -> None:
         """Close the online store connection that ``get_online_features`` opened, if any."""
-        reader: OnlineReader | None = getattr(self, "_reader", None)
+        reader = self._reader
         if reader is not None:
             reader.store.close()
             self._reader = None

@@ -62,7 +62,7 @@ class ModelDescription:
         """Whether the fingerprint still matches; if not, which views changed and how."""
         b = self.binding
         if b.matches:
-            lines = [f"fingerprint matches the registry ({b.current_fingerprint[:12]})"]  # type: ignore[index]
+            lines = [f"fingerprint matches the registry ({b.current_fingerprint[:12]})"]  # type: ignore[index]  # matches implies a current fingerprint
         elif b.current_fingerprint is None:
             lines = [f"MISMATCH: feature service {b.service} is no longer applied"]
         else:

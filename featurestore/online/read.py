@@ -381,7 +381,7 @@ class OnlineReader:
         if now is not None:
             now = check_time(now, "now", RetrievalError)
         plan, _ = self.plan(
-            feature_service if feature_service is not None else features,  # type: ignore[arg-type]
+            feature_service if feature_service is not None else features,  # type: ignore[arg-type]  # exactly one is None, checked above
             full_feature_names,
         )
         return read_online(self.store, plan, entity_rows, now)
