@@ -1,8 +1,11 @@
 """Generate the example fraud data: seeded, vectorized, every timestamp in UTC.
 
-    python feature_repo/generate.py [--scale 1] [--seed 7] [--out feature_repo/data]
+    python feature_repo/generate.py [--scale 1] [--seed 7] [--out feature_repo/data] [--end T]
 
-writes four Parquet files covering 60 days from 2026-01-01 00:00 UTC:
+writes four Parquet files covering the 60 days (and hours) up to the current hour (``--end``:
+another hour; the same seed and end give the same data), so that served features are fresh
+and within their ttl, as in Feast's quickstart. Rows whose created time would be after the end
+(a snapshot or correction not made yet) do not exist yet and are not written:
 
 - ``transactions.parquet``: the labeled entity rows (transaction_id, user_id, merchant_id,
   event_timestamp, amount, is_fraud), in time order.
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-START = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = 60
 USERS_PER_SCALE = 3_000
 MERCHANTS_PER_SCALE = 300
@@ -45,8 +47,23 @@ MERCHANTS_PER_SCALE = 300
 US_PER_MINUTE = 60_000_000
 US_PER_HOUR = 60 * US_PER_MINUTE
 US_PER_DAY = 24 * US_PER_HOUR
-START_US = int(START.timestamp()) * 1_000_000
-END_US = START_US + DAYS * US_PER_DAY
+
+
+@dataclass(frozen=True)
+class Window:
+    """The data's span: ``start`` is the UTC midnight DAYS days before ``end``'s date, ``end``
+    an hour (µs). Daily snapshots are at ``start + d`` days for d in 0..DAYS."""
+
+    start_us: int
+    end_us: int
+
+    @classmethod
+    def ending(cls, end: datetime) -> Window:
+        end = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        midnight = end.replace(hour=0)
+        end_us = int(end.timestamp()) * 1_000_000
+        return cls(int(midnight.timestamp()) * 1_000_000 - DAYS * US_PER_DAY, end_us)
+
 
 # name, share of merchants, amount multiplier, fraud log-odds bump
 CATEGORIES = (
@@ -110,13 +127,13 @@ class Transactions:
     reported_us: np.ndarray  # when a fraud becomes known (int64 max for legitimate ones)
 
 
-def make_users(rng: np.random.Generator, n: int) -> Users:
+def make_users(rng: np.random.Generator, n: int, w: Window) -> Users:
     """Accounts: most opened long before the window, a third during it."""
     import numpy as np
 
     new = rng.random(n) < 0.3
-    old_signup = START_US - (rng.uniform(30, 1_500, n) * US_PER_DAY).astype(np.int64)
-    new_signup = START_US + (rng.uniform(0, DAYS - 5, n) * US_PER_DAY).astype(np.int64)
+    old_signup = w.start_us - (rng.uniform(30, 1_500, n) * US_PER_DAY).astype(np.int64)
+    new_signup = w.start_us + (rng.uniform(0, DAYS - 5, n) * US_PER_DAY).astype(np.int64)
     signup = np.where(new, new_signup, old_signup)
     never = rng.random(n) < 0.15
     verified = signup + (rng.exponential(5, n) * US_PER_DAY).astype(np.int64)
@@ -149,7 +166,9 @@ def make_merchants(rng: np.random.Generator, n: int) -> Merchants:
     )
 
 
-def make_transactions(rng: np.random.Generator, users: Users, merchants: Merchants) -> Transactions:
+def make_transactions(
+    rng: np.random.Generator, users: Users, merchants: Merchants, w: Window
+) -> Transactions:
     """Everyday purchases plus fraud bursts, labeled, sorted by (user, time)."""
     import numpy as np
 
@@ -158,8 +177,8 @@ def make_transactions(rng: np.random.Generator, users: Users, merchants: Merchan
 
     # Everyday purchases: a Poisson number per user over the time the account is open,
     # mostly at a handful of regular merchants.
-    active_from = np.maximum(users.signup_us, START_US)
-    span = END_US - active_from
+    active_from = np.maximum(users.signup_us, w.start_us)
+    span = w.end_us - active_from
     counts = rng.poisson(users.rate_per_day * span / US_PER_DAY)
     user = np.repeat(np.arange(n_users), counts)
     ts = active_from[user] + (rng.random(len(user)) * span[user]).astype(np.int64)
@@ -186,7 +205,7 @@ def make_transactions(rng: np.random.Generator, users: Users, merchants: Merchan
     )
     fraud = rng.random(len(user)) < 1 / (1 + np.exp(-logit))
 
-    burst = _fraud_bursts(rng, users, merchants, country_risk)
+    burst = _fraud_bursts(rng, users, merchants, country_risk, w)
     user = np.concatenate([user, burst["user"]])
     ts = np.concatenate([ts, burst["ts"]])
     merchant = np.concatenate([merchant, burst["merchant"]])
@@ -212,19 +231,23 @@ def make_transactions(rng: np.random.Generator, users: Users, merchants: Merchan
 
 
 def _fraud_bursts(
-    rng: np.random.Generator, users: Users, merchants: Merchants, country_risk: np.ndarray
+    rng: np.random.Generator,
+    users: Users,
+    merchants: Merchants,
+    country_risk: np.ndarray,
+    w: Window,
 ) -> dict[str, np.ndarray]:
     """Compromised accounts: several large purchases at risky merchants within 90 minutes."""
     import numpy as np
 
     n_users = len(users.user_id)
-    active_from = np.maximum(users.signup_us, START_US)
+    active_from = np.maximum(users.signup_us, w.start_us)
     never_verified = users.verified_us == np.iinfo(np.int64).max
-    young = users.signup_us > START_US - 60 * US_PER_DAY
+    young = users.signup_us > w.start_us - 60 * US_PER_DAY
     logit = -1.9 + 1.2 * never_verified + 0.8 * young + country_risk[users.country]
     hit = np.flatnonzero(rng.random(n_users) < 1 / (1 + np.exp(-logit)))
     begin = active_from[hit] + (
-        rng.random(len(hit)) * (END_US - 2 * US_PER_HOUR - active_from[hit])
+        rng.random(len(hit)) * (w.end_us - 2 * US_PER_HOUR - active_from[hit])
     ).astype(np.int64)
     size = 2 + rng.poisson(3, len(hit))
     user = np.repeat(hit, size)
@@ -244,7 +267,7 @@ def _fraud_bursts(
     }
 
 
-def user_activity(tx: Transactions, users: Users) -> pa.Table:
+def user_activity(tx: Transactions, users: Users, w: Window) -> pa.Table:
     """Each transaction's rolling user activity, from the user's transactions strictly before it.
 
     Windows are ``[t - w, t)``: a transaction never sees itself, nor another one at the very
@@ -256,7 +279,7 @@ def user_activity(tx: Transactions, users: Users) -> pa.Table:
     n = len(tx.ts_us)
     # Sorted by (user, time): one key orders rows and keeps every window inside its user.
     stride = (DAYS + 8) * US_PER_DAY
-    key = tx.user.astype(np.int64) * stride + (tx.ts_us - START_US)
+    key = tx.user.astype(np.int64) * stride + (tx.ts_us - w.start_us)
     end = np.searchsorted(key, key, side="left")
     begin = {hours: np.searchsorted(key, key - hours * US_PER_HOUR) for hours in (1, 24, 168)}
     cents_before = np.concatenate([[0], np.cumsum(tx.cents)])
@@ -304,7 +327,9 @@ def _distinct_before(tx: Transactions, begin: np.ndarray, end: np.ndarray) -> np
     return distinct
 
 
-def merchant_stats(rng: np.random.Generator, tx: Transactions, merchants: Merchants) -> pa.Table:
+def merchant_stats(
+    rng: np.random.Generator, tx: Transactions, merchants: Merchants, w: Window
+) -> pa.Table:
     """Daily merchant statistics over the days before each day, plus late corrections.
 
     The row for day D (event time D 00:00) covers transactions in ``[D - 7d, D)`` (30 days for
@@ -317,8 +342,8 @@ def merchant_stats(rng: np.random.Generator, tx: Transactions, merchants: Mercha
 
     n_m = len(merchants.merchant_id)
     n_days = DAYS + 1  # snapshots at every midnight, the window's end included
-    day = (tx.ts_us - START_US) // US_PER_DAY
-    event = START_US + np.arange(n_days, dtype=np.int64) * US_PER_DAY
+    day = (tx.ts_us - w.start_us) // US_PER_DAY
+    event = w.start_us + np.arange(n_days, dtype=np.int64) * US_PER_DAY
     created = event[None, :] + US_PER_HOUR * 2 + rng.integers(0, 30 * US_PER_MINUTE, (n_m, n_days))
 
     def daily(weights: np.ndarray | None) -> np.ndarray:
@@ -361,8 +386,9 @@ def merchant_stats(rng: np.random.Generator, tx: Transactions, merchants: Mercha
         "avg": np.concatenate([avg_30d.ravel(), avg_30d[lm, ld]]),
         "n_7d": np.concatenate([n_7d.ravel(), n_7d[lm, ld]]).astype(np.int64),
     }
-    order = np.lexsort((rows["created"], rows["merchant"], rows["event"]))
-    rows = {k: v[order] for k, v in rows.items()}
+    made = rows["created"] <= w.end_us  # a snapshot or correction not made yet does not exist
+    order = np.lexsort((rows["created"][made], rows["merchant"][made], rows["event"][made]))
+    rows = {k: v[made][order] for k, v in rows.items()}
     names = np.array([c[0] for c in CATEGORIES])
     return pa.table(
         {
@@ -377,18 +403,20 @@ def merchant_stats(rng: np.random.Generator, tx: Transactions, merchants: Mercha
     )
 
 
-def user_profile(rng: np.random.Generator, users: Users) -> pa.Table:
+def user_profile(rng: np.random.Generator, users: Users, w: Window) -> pa.Table:
     """A snapshot of every open account at each midnight, created 1-2 hours later."""
     import numpy as np
     import pyarrow as pa
 
     n_days = DAYS + 1
-    snapshot = START_US + np.arange(n_days, dtype=np.int64) * US_PER_DAY
+    snapshot = w.start_us + np.arange(n_days, dtype=np.int64) * US_PER_DAY
     u, d = np.nonzero(users.signup_us[:, None] <= snapshot[None, :])
     ts = snapshot[d]
     created = ts + US_PER_HOUR + rng.integers(0, US_PER_HOUR, len(ts))
     countries = np.array([c[0] for c in COUNTRIES])
     credit = users.credit_limit[u] * np.where(d >= users.raise_day[u], 2.0, 1.0)
+    made = created <= w.end_us  # the snapshot is written 1-2 hours after its time
+    u, d, ts, created, credit = u[made], d[made], ts[made], created[made], credit[made]
     order = np.lexsort((u, d))
     return pa.table(
         {
@@ -429,19 +457,23 @@ def _timestamps(us: np.ndarray) -> pa.Array:
     return pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
-def generate(out: Path, scale: float = 1.0, seed: int = 7) -> dict[str, int]:
-    """Write the four example tables to ``out``; return each file's row count."""
+def generate(
+    out: Path, scale: float = 1.0, seed: int = 7, end: datetime | None = None
+) -> dict[str, int]:
+    """Write the four example tables, ending at ``end``'s hour (default: the current hour),
+    to ``out``; return each file's row count."""
     import numpy as np
     import pyarrow.parquet as pq
 
+    w = Window.ending(end or datetime.now(UTC))
     rng = np.random.default_rng(seed)
-    users = make_users(rng, max(20, round(USERS_PER_SCALE * scale)))
+    users = make_users(rng, max(20, round(USERS_PER_SCALE * scale)), w)
     merchants = make_merchants(rng, max(10, round(MERCHANTS_PER_SCALE * scale)))
-    tx = make_transactions(rng, users, merchants)
+    tx = make_transactions(rng, users, merchants, w)
     tables = {
-        "user_profile": user_profile(rng, users),
-        "merchant_stats": merchant_stats(rng, tx, merchants),
-        "user_activity": user_activity(tx, users),
+        "user_profile": user_profile(rng, users, w),
+        "merchant_stats": merchant_stats(rng, tx, merchants, w),
+        "user_activity": user_activity(tx, users, w),
         "transactions": transactions(tx, users, merchants),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -457,9 +489,18 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "data", help="output folder"
     )
+    parser.add_argument(
+        "--end",
+        type=datetime.fromisoformat,
+        default=None,
+        help="the data's last hour, ISO-8601 (naive = UTC; default: the current hour)",
+    )
     args = parser.parse_args()
+    end = args.end
+    if end is not None and end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
     started = time.perf_counter()
-    counts = generate(args.out, args.scale, args.seed)
+    counts = generate(args.out, args.scale, args.seed, end)
     for name, rows in counts.items():
         print(f"{args.out / name}.parquet: {rows:,} rows")
     print(

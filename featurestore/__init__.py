@@ -19,6 +19,7 @@ from featurestore.errors import (
     FeatureStoreError,
     MaterializationError,
     ModelError,
+    ModelNotServable,
     OfflineStoreUnavailable,
     OnlineStoreError,
     OnlineStoreUnavailable,
@@ -27,6 +28,7 @@ from featurestore.errors import (
     RetrievalError,
     SchemaMismatchError,
     SkippedRowsWarning,
+    TooManyEntitiesError,
     UnknownFeatureError,
 )
 from featurestore.store import FeatureStore
@@ -53,6 +55,7 @@ __all__ = [
     "Int64",
     "MaterializationError",
     "ModelError",
+    "ModelNotServable",
     "OfflineStoreUnavailable",
     "OnlineStoreError",
     "OnlineStoreUnavailable",
@@ -62,6 +65,7 @@ __all__ = [
     "SchemaMismatchError",
     "SkippedRowsWarning",
     "String",
+    "TooManyEntitiesError",
     "UnixTimestamp",
     "UnknownFeatureError",
 ]

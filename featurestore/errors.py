@@ -8,13 +8,15 @@
     ├── RegistryError          the registry file is missing, unreadable or not applied
     ├── SchemaMismatchError    a source's columns do not match the declared schema
     ├── RetrievalError         a historical or online request is malformed
-    │   └── UnknownFeatureError    a feature reference names nothing that was applied
+    │   ├── UnknownFeatureError    a feature reference names nothing that was applied
+    │   └── TooManyEntitiesError   a request holds more entity rows than the limit
     ├── OnlineStoreError       the online store failed
     │   └── OnlineStoreUnavailable the configured online store does not answer
     ├── OfflineStoreUnavailable    the configured offline engine cannot be reached
     ├── OutputError            an output file (training set, scores) cannot be written
     ├── MaterializationError   a materialization run failed (watermarks did not move)
     └── ModelError             a model artifact is missing, tampered with or mismatched
+        └── ModelNotServable       the model cannot be served now (binding, materialization)
 
 Warnings: ``SkippedRowsWarning`` (source rows with a null key or event time were skipped,
 and counted).
@@ -53,6 +55,10 @@ class UnknownFeatureError(RetrievalError):
     """A feature reference names a view or feature that has not been applied."""
 
 
+class TooManyEntitiesError(RetrievalError):
+    """A request holds more entity rows than the configured limit (``serving.max_entities``)."""
+
+
 class OnlineStoreError(FeatureStoreError):
     """The online store failed while reading or writing."""
 
@@ -75,6 +81,11 @@ class MaterializationError(FeatureStoreError):
 
 class ModelError(FeatureStoreError):
     """A model artifact is missing, tampered with, or bound to other feature definitions."""
+
+
+class ModelNotServable(ModelError):
+    """The model cannot be served right now: the registry no longer matches its binding, or a
+    view it reads has no materialized data in this store. Serving answers 503 until fixed."""
 
 
 class SkippedRowsWarning(UserWarning):

@@ -72,6 +72,13 @@ def is_key_dtype(dtype: DType) -> bool:
     return dtype in KEY_DTYPES
 
 
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "Int32": (-(2**31), 2**31 - 1),
+    "Int64": (-(2**63), 2**63 - 1),
+}
+"""The values an integer dtype can hold, both ends inclusive (a key outside is the wrong type)."""
+
+
 def key_dtype_names() -> str:
     """``"Int32, Int64, String"``: the valid key dtypes, for messages."""
     return ", ".join(d.name for d in KEY_DTYPES)

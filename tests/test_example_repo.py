@@ -20,6 +20,7 @@ from featurestore import FeatureStore
 
 EXAMPLE = Path(__file__).parents[1] / "feature_repo"
 SCALE = "0.1"  # 300 users, 30 merchants, ~35,000 transactions
+END = "2026-03-01T13:00:00+00:00"  # a fixed last hour: the same seed and end give the same data
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for file in [*EXAMPLE.glob("*.py"), EXAMPLE / "featurestore.yaml"]:
         shutil.copy(file, root)
     subprocess.run(
-        [sys.executable, str(root / "generate.py"), "--scale", SCALE, "--out", str(root / "data")],
+        [
+            sys.executable,
+            str(root / "generate.py"),
+            "--scale",
+            SCALE,
+            "--out",
+            str(root / "data"),
+            "--end",
+            END,
+        ],
         check=True,
         capture_output=True,
     )
@@ -63,13 +73,54 @@ def test_importing_the_generator_is_cheap_and_does_nothing(repo: Path) -> None:
 
 def test_the_same_seed_gives_the_same_data(repo: Path, tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, str(repo / "generate.py"), "--scale", SCALE, "--out", str(tmp_path)],
+        [
+            sys.executable,
+            str(repo / "generate.py"),
+            "--scale",
+            SCALE,
+            "--out",
+            str(tmp_path),
+            "--end",
+            END,
+        ],
         check=True,
         capture_output=True,
     )
     for name in ("transactions", "user_profile", "merchant_stats", "user_activity"):
         again = pq.read_table(tmp_path / f"{name}.parquet")
         assert again.equals(pq.read_table(repo / "data" / f"{name}.parquet")), name
+
+
+def test_the_data_ends_at_the_given_hour_and_nothing_is_created_after_it(repo: Path) -> None:
+    end = pd.Timestamp(END)
+    tx = read(repo, "transactions")
+    assert end - pd.Timedelta("2h") < tx["event_timestamp"].max() <= end
+    for name, event in (("user_profile", "snapshot_ts"), ("merchant_stats", "event_ts")):
+        table = read(repo, name)
+        assert table["created_ts"].max() <= end, name
+        assert table[event].max() == end.normalize(), name  # the day's snapshot exists
+    assert (read(repo, "user_activity")["created_ts"] <= end).all()
+
+
+def test_by_default_the_data_ends_at_the_current_hour(tmp_path: Path) -> None:
+    before = pd.Timestamp.now(tz="UTC").floor("h")
+    subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE / "generate.py"),
+            "--scale",
+            "0.05",
+            "--out",
+            str(tmp_path / "data"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    after = pd.Timestamp.now(tz="UTC").floor("h")
+    last = read(tmp_path, "transactions")["event_timestamp"].max()
+    assert before - pd.Timedelta("6h") < last <= after
+    snapshots = read(tmp_path, "user_profile")["snapshot_ts"].max()
+    assert snapshots >= before.normalize() - pd.Timedelta("1D")
 
 
 def test_timestamps_are_utc_microseconds(repo: Path) -> None:

@@ -237,12 +237,14 @@ def written_before_layouts(view: str, location: str) -> OnlineStoreError:
     )
 
 
-def open_online_store(config: RepoConfig) -> OnlineStore:
+def open_online_store(config: RepoConfig, *, check: bool = True) -> OnlineStore:
     """The online store ``featurestore.yaml`` configures, checked to answer.
 
     Redis for ``online_store: {type: redis, url: ...}`` (``FEATURESTORE_REDIS_URL``
     overrides the URL), else the embedded SQLite file. Raises ``OnlineStoreUnavailable``
     when the configured store does not answer; never falls back to another store.
+    ``check=False`` skips that first ping (a server that starts while Redis is down
+    reports it as not ready instead of refusing to start).
     """
     from featurestore.config import RedisConfig
     from featurestore.errors import ConfigError
@@ -261,6 +263,8 @@ def open_online_store(config: RepoConfig) -> OnlineStore:
         from featurestore.online.sqlite import SqliteOnlineStore
 
         store = SqliteOnlineStore(online.path, config.project)
+    if not check:
+        return store
     try:
         store.ping()
     except BaseException:

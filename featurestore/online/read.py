@@ -45,7 +45,7 @@ from featurestore.online.response import (
     PRESENT,
     OnlineResponse,
 )
-from featurestore.types import DType, check_time
+from featurestore.types import INT_RANGES, DType, check_time
 
 if TYPE_CHECKING:
     from featurestore.registry import RegistryState
@@ -200,10 +200,12 @@ def _missing_key(name: str, present: list[str], row: int | None) -> str:
 
 
 def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
-    """Join keys are typed: an int key needs ints (not bools or strings), a string key str."""
+    """Join keys are typed: an int key needs ints (not bools or strings) its dtype can hold,
+    a string key str."""
     want: type = str if dtype.name == "String" else int
+    low, high = INT_RANGES.get(dtype.name, (0, 0))
     for i, v in enumerate(values):
-        if type(v) is want:
+        if type(v) is want and (want is str or low <= v <= high):
             continue
         if want is str and isinstance(v, str):
             values[i] = str(v)
@@ -211,7 +213,12 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
         if want is int and not isinstance(v, bool | str | bytes):
             try:
                 values[i] = operator.index(v)  # numpy integers and the like
-                continue
+                if low <= values[i] <= high:
+                    continue
+                raise RetrievalError(
+                    f"entity row {i}: join key {name!r} is {dtype.name}, and {v!r} is outside "
+                    f"its range {low} .. {high}"
+                )
             except TypeError:
                 pass
         raise RetrievalError(
@@ -236,12 +243,15 @@ def read_online(
     values: dict[str, list[Any]] = {}
     statuses: dict[str, list[str]] = {}
     event_us: dict[str, list[int | None]] = {}
+    stored_rows: dict[str, list[bytes | None]] = {}
     start = 0
     for group in plan.groups:
         rows = stored[start : start + n]
         start += n
         for j, view in enumerate(group.views):
-            _decode_view(view, [r[j] for r in rows], now_us, values, statuses, event_us)
+            view_rows = [r[j] for r in rows]
+            _decode_view(view, view_rows, now_us, values, statuses, event_us)
+            stored_rows.update(dict.fromkeys(view.names, view_rows))
     return OnlineResponse(
         plan.join_keys,
         plan.features,
@@ -249,6 +259,7 @@ def read_online(
         {name: values[name] for name, _ in plan.features},
         {name: statuses[name] for name, _ in plan.features},
         {name: event_us[name] for name, _ in plan.features},
+        {name: stored_rows[name] for name, _ in plan.features},
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featurestore.online.codec import from_us
+from featurestore.online.codec import decode_version, from_us
 from featurestore.types import DType
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class OnlineResponse:
         values: dict[str, list[Any]],
         statuses: dict[str, list[str]],
         event_us: dict[str, list[int | None]],
+        stored_rows: dict[str, list[bytes | None]] | None = None,
     ) -> None:
         self._key_dtypes = key_dtypes
         self._feature_dtypes = feature_dtypes
@@ -50,11 +51,48 @@ class OnlineResponse:
         self._values = values
         self.statuses = statuses
         self._event_us = event_us
+        # per feature, its view's stored rows: created times are decoded only when asked for
+        self._stored_rows = stored_rows or {}
 
     @property
     def feature_names(self) -> list[str]:
         """The output feature columns, in the order they were asked for."""
         return [name for name, _ in self._feature_dtypes]
+
+    @property
+    def key_dtypes(self) -> Sequence[tuple[str, DType]]:
+        """The join keys and their dtypes, in output order."""
+        return self._key_dtypes
+
+    @property
+    def feature_dtypes(self) -> Sequence[tuple[str, DType]]:
+        """The output feature columns and their dtypes, in the order they were asked for."""
+        return self._feature_dtypes
+
+    @property
+    def event_us(self) -> dict[str, list[int | None]]:
+        """Per feature, the stored row's event time in µs since the epoch, None when NOT_FOUND."""
+        return self._event_us
+
+    @property
+    def created_us(self) -> dict[str, list[int | None]]:
+        """Per feature, the stored row's created time in µs since the epoch; None when
+        NOT_FOUND or when the source has no created time."""
+        decoded: dict[int, list[int | None]] = {}
+        out = {}
+        for name, rows in self._stored_rows.items():
+            if id(rows) not in decoded:  # the features of one view share their rows
+                decoded[id(rows)] = [None if r is None else decode_version(r)[1] for r in rows]
+            out[name] = decoded[id(rows)]
+        return out
+
+    @property
+    def created_timestamps(self) -> dict[str, list[datetime | None]]:
+        """Per feature, the stored row's created time (UTC), None when unknown or NOT_FOUND."""
+        return {
+            name: [None if us is None else from_us(us) for us in column]
+            for name, column in self.created_us.items()
+        }
 
     @property
     def event_timestamps(self) -> dict[str, list[datetime | None]]:

@@ -1,0 +1,192 @@
+"""Scoring over the online store: the model's features read as ``get_online_features`` reads
+them, turned into model input by ``build_matrix``, scored; and whether the model may be served.
+
+``OnlineModel.score`` reads the model's feature service (full feature names: the training
+set's column names) through the same compiled read plan and decoder as the SDK, at one
+``now`` that it returns, so a caller can log exactly the time the ttl check used.
+
+A model is *servable* when the registry still matches its binding (the feature service's
+fingerprint) and every view it reads has been materialized into this store (its watermark
+exists: an ``apply`` that changed a view dropped its rows and watermark, and so does any other
+reset). Otherwise ``require_servable`` raises ``ModelNotServable`` naming the view, instead of
+scoring a vector of nulls. The binding is re-checked whenever the registry file changes (the
+reader notices it on every call); watermarks are re-read at most every ``refresh_seconds`` and
+at once after a registry change. ``status`` adds what readiness needs: the store answering,
+and each view's materialization lag within ``max_lag``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import ModelNotServable, OnlineStoreError
+from featurestore.models.matrix import build_matrix
+from featurestore.online.codec import from_us
+from featurestore.online.read import read_online
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from featurestore.models.artifact import ModelArtifact
+    from featurestore.models.binding import Binding
+    from featurestore.online.base import Watermark
+    from featurestore.online.read import OnlineReader, ReadPlan
+    from featurestore.online.response import OnlineResponse
+    from featurestore.registry import RegistryState
+
+REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scoring call: the online response the model read, its predictions, and ``now``."""
+
+    response: OnlineResponse
+    plan: ReadPlan
+    predictions: np.ndarray
+    now_us: int
+
+    @property
+    def now(self) -> datetime:
+        return from_us(self.now_us)
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    """Whether the model can be served, and every reason it cannot (empty: ready)."""
+
+    binding: Binding | None
+    watermarks: dict[str, Watermark | None] = field(default_factory=dict)
+    problems: tuple[tuple[str, str], ...] = ()  # (check, what is wrong and what to do)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class OnlineModel:
+    """A loaded model artifact served from an ``OnlineReader`` (module docstring)."""
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        reader: OnlineReader,
+        *,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
+        self.artifact = artifact
+        self.reader = reader
+        self.service = artifact.metadata.feature_service
+        self.views = tuple(v.name for v in artifact.metadata.views)
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._state: RegistryState | None = None
+        self._binding: Binding | None = None
+        self._watermarks: dict[str, Watermark | None] | None = None
+        self._checked_at = 0.0
+
+    @property
+    def name(self) -> str:
+        """The model's name: its artifact folder's name."""
+        return self.artifact.path.name if self.artifact.path else self.service
+
+    @property
+    def fingerprint(self) -> str:
+        """The feature-service fingerprint the model is bound to."""
+        return self.artifact.metadata.service_fingerprint
+
+    @property
+    def sha256(self) -> str:
+        """The model file's checksum: which trained model exactly."""
+        return self.artifact.metadata.model_sha256
+
+    def binding(self) -> Binding:
+        """The binding against the registry as applied now (re-checked when it changes)."""
+        state = self.reader.state()
+        if state is not self._state or self._binding is None:
+            with self._lock:
+                self._binding = self.artifact.binding(state)
+                self._state = state
+                self._checked_at = 0.0  # a registry change: re-read the watermarks at once
+        return self._binding
+
+    def watermarks(self) -> dict[str, Watermark | None]:
+        """Each view's watermark, at most ``refresh_seconds`` old (raises when the store is
+        unreachable)."""
+        now = time.monotonic()
+        if self._watermarks is None or now - self._checked_at >= self.refresh_seconds:
+            store = self.reader.store
+            marks = {view: store.get_watermark(view) for view in self.views}
+            self._watermarks, self._checked_at = marks, now
+        return self._watermarks
+
+    def require_servable(self) -> None:
+        """Raise ``ModelNotServable`` naming what is wrong, unless the model may be scored."""
+        binding = self.binding()
+        mismatch = binding.mismatch()
+        if mismatch is not None:
+            raise ModelNotServable(f"model {self.name} is not served: {mismatch}")
+        missing = [view for view, mark in self.watermarks().items() if mark is None]
+        if missing:
+            raise ModelNotServable(_not_materialized(self.name, missing))
+
+    def status(self, max_lag: timedelta | None = None) -> ServingStatus:
+        """Every readiness check: store answering, binding, views materialized and fresh."""
+        problems: list[tuple[str, str]] = []
+        binding = self.binding()
+        mismatch = binding.mismatch()
+        if mismatch is not None:
+            problems.append(("binding", mismatch))
+        marks: dict[str, Watermark | None] = {}
+        try:
+            self.reader.store.ping()
+            marks = self.watermarks()
+        except OnlineStoreError as exc:
+            problems.append(("online_store", str(exc)))
+        missing = [view for view, mark in marks.items() if mark is None]
+        if missing:
+            problems.append(("materialized", _not_materialized(self.name, missing)))
+        if max_lag is not None:
+            now = datetime.now(UTC)
+            for view, mark in marks.items():
+                if mark is not None and now - mark.end > max_lag:
+                    problems.append(
+                        (
+                            "lag",
+                            f"view {view!r} was last materialized up to {mark.end.isoformat()}, "
+                            f"{now - mark.end} ago (serving.max_lag is {max_lag}): run "
+                            "'featurestore materialize-incremental now'",
+                        )
+                    )
+        return ServingStatus(binding, marks, tuple(problems))
+
+    def plan(self) -> ReadPlan:
+        """The compiled read plan of the model's feature service (cached by the reader)."""
+        return self.reader.plan(self.service, True)[0]
+
+    def score(self, entity_rows: Mapping[str, Sequence[Any]]) -> Scored:
+        """Read the model's features for ``entity_rows`` at the current time and score them.
+
+        Call ``require_servable`` first; key errors raise ``RetrievalError`` as in
+        ``get_online_features``.
+        """
+        plan = self.plan()
+        now_us = time.time_ns() // 1000
+        response = read_online(self.reader.store, plan, entity_rows, from_us(now_us))
+        matrix = build_matrix(response.to_dict(), self.artifact.features)
+        predictions = self.artifact.booster.predict(matrix, num_threads=1)
+        return Scored(response, plan, predictions, now_us)
+
+
+def _not_materialized(model: str, views: list[str]) -> str:
+    names = ", ".join(repr(v) for v in views)
+    return (
+        f"model {model} reads view(s) {names}, which have no materialized data in this online "
+        "store (never materialized, or dropped by an apply that changed them): run "
+        "'featurestore materialize' for them"
+    )

@@ -1,0 +1,212 @@
+"""The prediction service: ``create_app(settings)`` builds the FastAPI app.
+
+Its lifespan loads the model and refuses to start when the registry no longer matches the
+model's binding (naming the views that changed), opens the online store without requiring it
+to answer (with Redis down the app starts, ``/ready`` says so, requests get 503 until it
+answers), starts the feature log's writer, and installs the SIGHUP handler (reload the model
+and registry; keep the old model if the new one is refused). On shutdown (SIGTERM) uvicorn
+finishes the requests in flight, then the lifespan writes the feature log's queue out.
+
+Errors: one handler maps the library's errors (featurestore/errors.py) to status codes and a
+JSON body ``{"detail": "<one line>", "error": "<class>"}``:
+
+=========================  ======  =====================================================
+error                      status  when
+=========================  ======  =====================================================
+request validation         422     malformed JSON, a field of the wrong type (named)
+TooManyEntitiesError       413     more entity rows than ``serving.max_entities``
+UnknownFeatureError        404     an unknown feature, view or service (with close names)
+RetrievalError             400     a missing join key, columns of different lengths, a key
+                                   of the wrong type (named, with the expected type)
+ModelNotServable           503     the registry no longer matches the model, or a view it
+                                   reads has no materialized data (named)
+OnlineStoreError           503     the online store does not answer (within its timeout)
+RegistryError              503     the registry is missing or unreadable
+anything else              500     logged with its traceback and counted
+=========================  ======  =====================================================
+
+With ``FEATURESTORE_API_TOKEN`` set, every endpoint but ``/health`` answers 401 unless the
+request carries ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from featurestore.errors import (
+    FeatureStoreError,
+    ModelNotServable,
+    OnlineStoreError,
+    RegistryError,
+    RetrievalError,
+    TooManyEntitiesError,
+    UnknownFeatureError,
+)
+from serving.metrics import Metrics
+from serving.routes import ENDPOINTS, router
+from serving.service import Service
+from serving.settings import ServingSettings, from_environment
+
+log = logging.getLogger("featurestore.serving")
+
+STATUS_CODES: tuple[tuple[type[FeatureStoreError], int], ...] = (
+    (TooManyEntitiesError, 413),
+    (UnknownFeatureError, 404),
+    (RetrievalError, 400),
+    (ModelNotServable, 503),
+    (OnlineStoreError, 503),
+    (RegistryError, 503),
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+def create_app(settings: ServingSettings) -> FastAPI:
+    """The prediction service for ``settings`` (module docstring)."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await asyncio.to_thread(Service, settings, metrics)
+        app.state.service = service
+        loop = asyncio.get_running_loop()
+        reloading: set[asyncio.Task[bool]] = set()
+
+        def on_sighup() -> None:
+            task = loop.create_task(asyncio.to_thread(service.reload))
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        hooked = False
+        with suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+            hooked = True
+        try:
+            yield
+        finally:
+            if hooked:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await asyncio.to_thread(service.close)
+
+    app = FastAPI(
+        title="featurestore prediction service",
+        description="Online features (Feast's API) and predictions of a model bound to them.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.include_router(router)
+    app.add_exception_handler(FeatureStoreError, _library_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(Instrumented, metrics=metrics, token=settings.api_token)  # type: ignore[arg-type]
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app for uvicorn's worker processes (``featurestore serve`` sets the environment)."""
+    return create_app(from_environment())
+
+
+def error_body(status: int, detail: str, error: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": error}, status_code=status, headers=headers)
+
+
+async def _library_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
+    status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), 500)
+    if status == 500:
+        _count_unexpected(request, exc)
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    return error_body(status, str(exc), type(exc).__name__, **headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    body = {
+        "detail": detail + more,
+        "error": "RequestValidationError",
+        "errors": jsonable_encoder(
+            errors, custom_encoder={bytes: lambda b: b.decode(errors="replace")}
+        ),
+    }
+    return JSONResponse(body, status_code=422)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    _count_unexpected(request, exc)
+    return error_body(500, f"internal error ({type(exc).__name__}); it was logged", "InternalError")
+
+
+def _count_unexpected(request: Request, exc: BaseException) -> None:
+    log.error("unexpected error on %s", request.url.path, exc_info=exc)
+    metrics: Metrics = request.app.state.metrics
+    metrics.unhandled.labels(_endpoint(request.url.path)).inc()
+
+
+def _endpoint(path: str) -> str:
+    return path if path in ENDPOINTS else "other"
+
+
+class Instrumented:
+    """Pure ASGI middleware: the bearer token check, and per-endpoint latency and counts."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, token: str | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.token = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = _endpoint(scope["path"])
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self.token is not None and endpoint != "/health" and not self._authorized(scope):
+                response = error_body(
+                    401,
+                    "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
+                    "(FEATURESTORE_API_TOKEN)",
+                    "Unauthorized",
+                    **{"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, sending)
+                return
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self.token or b"")
+        return False

@@ -1,0 +1,125 @@
+"""The endpoints: thin handlers over ``serving.service.Service``.
+
+Handlers are ``async`` and call the service inline on the event loop: an online read is one
+Redis round trip of well under a millisecond on the same host, and handing it to a thread
+(FastAPI's threadpool for ``def`` handlers) costs more than the read itself and halves the
+requests per second (benchmarks/bench_serving.py measured both; the README has the figures).
+A store that does not answer blocks the loop at most ``online_store.socket_timeout``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+
+from featurestore.errors import RetrievalError
+from serving.schemas import (
+    ErrorResponse,
+    OnlineFeaturesResponse,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+)
+from serving.schemas import OnlineFeaturesRequest as FeaturesBody
+from serving.service import Service
+
+ENDPOINTS = frozenset(
+    {"/get-online-features", "/predict", "/health", "/ready", "/metrics", "/openapi.json"}
+)
+REQUEST_ID = "X-Request-ID"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,200}$")
+JSON = "application/json"
+
+router = APIRouter()
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "A missing join key, columns of different lengths, a key of the wrong type."),
+        (401, "FEATURESTORE_API_TOKEN is set and the bearer token is missing or wrong."),
+        (404, "An unknown feature, view or feature service."),
+        (413, "More entity rows than serving.max_entities."),
+        (503, "The online store does not answer, or the model cannot be served now."),
+    )
+}
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _request_id(given: str | None) -> str:
+    if given is None:
+        return uuid.uuid4().hex
+    if not _VALID_ID.match(given):
+        raise RetrievalError(
+            f"header {REQUEST_ID} {given[:60]!r} must be 1 to 200 letters, digits or ._:/+=@-"
+        )
+    return given
+
+
+@router.post(
+    "/get-online-features",
+    response_model=OnlineFeaturesResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    summary="Online features, in Feast's request and response shape",
+)
+async def get_online_features(request: Request, body: FeaturesBody) -> Response:
+    service = _service(request)
+    text = service.online_features(
+        body.entities,
+        body.features,
+        body.feature_service,
+        body.full_feature_names,
+        uuid.uuid4().hex,
+    )
+    return Response(text, media_type=JSON)
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses=ERRORS,  # type: ignore[arg-type]
+    summary="Score entity rows with the served model",
+)
+async def predict(
+    request: Request,
+    body: PredictRequest,
+    x_request_id: Annotated[str | None, Header(alias=REQUEST_ID)] = None,
+) -> Response:
+    request_id = _request_id(x_request_id)
+    text = _service(request).predict(body.entities, body.include_features, request_id)
+    return Response(text, media_type=JSON, headers={REQUEST_ID: request_id})
+
+
+@router.get("/health", summary="Alive (no check of anything else)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "Not ready: problems named."}},
+    summary="Model loaded, store answering, binding matching, views materialized and fresh",
+)
+async def ready(request: Request) -> Response:
+    service = _service(request)
+    status = service.status()
+    model = service.model
+    body = ReadyResponse(
+        ready=status.ok,
+        model=model.name,
+        model_fingerprint=model.fingerprint,
+        problems=[{"check": c, "detail": d} for c, d in status.problems],  # type: ignore[misc]
+        views={v: None if m is None else m.end.isoformat() for v, m in status.watermarks.items()},
+    )
+    return Response(body.model_dump_json(), status_code=200 if status.ok else 503, media_type=JSON)
+
+
+@router.get("/metrics", summary="Prometheus metrics of every worker")
+async def metrics(request: Request) -> Response:
+    exposition = request.app.state.metrics.exposition()
+    return Response(exposition, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,218 @@
+"""What the routes call: the served model, the online reader, the feature log and metrics.
+
+One ``Service`` per worker process, built by the app's lifespan. The model and the reader it
+reads through are swapped together, as one attribute, by ``reload`` (SIGHUP), so a request
+in flight finishes with the model it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from featurestore import models
+from featurestore.errors import FeatureStoreError, RetrievalError, TooManyEntitiesError
+from featurestore.feature_log import (
+    ONLINE_FEATURES,
+    PREDICT,
+    FeatureLogWriter,
+    ServedRequest,
+    log_columns,
+)
+from featurestore.models.online import OnlineModel, ServingStatus
+from featurestore.online.base import OnlineStore, open_online_store
+from featurestore.online.codec import from_us
+from featurestore.online.read import OnlineReader, ReadPlan, read_online
+from featurestore.online.response import NOT_FOUND, OUTSIDE_MAX_AGE, OnlineResponse
+from featurestore.registry import Registry
+from serving import encoding
+from serving.metrics import LogMetrics, Metrics
+from serving.settings import ServingSettings
+
+log = logging.getLogger("featurestore.serving")
+
+
+class Service:
+    """The service's state in one worker (module docstring)."""
+
+    def __init__(self, settings: ServingSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        config = settings.config
+        self.registry = Registry(config.registry_path, config.project)
+        self.store: OnlineStore = open_online_store(config, check=False)
+        try:
+            self.model = self._load()
+        except BaseException:
+            self.store.close()
+            raise
+        self.log = (
+            FeatureLogWriter(
+                settings.log_path, queue_size=settings.log_queue_size, hooks=LogMetrics(metrics)
+            )
+            if settings.log_path is not None
+            else None
+        )
+        self._columns: dict[int, tuple[ReadPlan, dict[str, str]]] = {}
+        self._publish_model(None)
+
+    def _load(self) -> OnlineModel:
+        """Load the model and a fresh view of the registry; ModelError unless they match."""
+        artifact = models.load(self.settings.model)
+        reader = OnlineReader(self.store, self.settings.config.registry_path, self.registry.require)
+        model = OnlineModel(artifact, reader)
+        model.binding().require()
+        return model
+
+    def reload(self) -> bool:
+        """SIGHUP: load the model and registry again; keep the old model if the new one is
+        unreadable, tampered with or does not match the registry."""
+        old = self.model
+        try:
+            new = self._load()
+        except FeatureStoreError as exc:
+            self.metrics.reloads.labels("refused").inc()
+            log.warning(
+                "SIGHUP: still serving %s (sha256 %s): the model at %s was refused: %s",
+                old.name,
+                old.sha256[:12],
+                self.settings.model,
+                exc,
+            )
+            return False
+        self.model = new
+        self._publish_model(old)
+        self.metrics.reloads.labels("loaded").inc()
+        log.warning(
+            "SIGHUP: now serving %s (fingerprint %s, sha256 %s; was sha256 %s)",
+            new.name,
+            new.fingerprint[:12],
+            new.sha256[:12],
+            old.sha256[:12],
+        )
+        return True
+
+    def _publish_model(self, old: OnlineModel | None) -> None:
+        if old is not None:
+            self.metrics.model_info.labels(old.name, old.fingerprint, old.sha256).set(0)
+        m = self.model
+        self.metrics.model_info.labels(m.name, m.fingerprint, m.sha256).set(1)
+        self.metrics.binding.set(1)
+
+    def close(self) -> None:
+        """Write the feature log's queue out, then close the store (clean shutdown)."""
+        if self.log is not None:
+            self.log.close()
+        self.store.close()
+
+    # --- the endpoints' work -----------------------------------------------------------
+
+    def check_size(self, entities: Mapping[str, Sequence[Any]]) -> None:
+        n = max((len(v) for v in entities.values()), default=0)
+        if n > self.settings.max_entities:
+            raise TooManyEntitiesError(
+                f"{n} entity rows in one request; the limit is {self.settings.max_entities} "
+                "(serving.max_entities in featurestore.yaml): split the request"
+            )
+
+    def online_features(
+        self,
+        entities: Mapping[str, Sequence[Any]],
+        features: Sequence[str],
+        feature_service: str | None,
+        full_feature_names: bool,
+        request_id: str,
+    ) -> str:
+        """``/get-online-features``: the SDK's read, in Feast's JSON shape."""
+        self.check_size(entities)
+        if feature_service and features:
+            raise RetrievalError("pass either 'features' or 'feature_service', not both")
+        if not feature_service and not features:
+            raise RetrievalError("pass 'features' (['view:feature', ...]) or 'feature_service'")
+        reader = self.model.reader
+        plan, _ = reader.plan(feature_service or list(features), full_feature_names)
+        now_us = time.time_ns() // 1000
+        started = time.perf_counter()
+        response = read_online(reader.store, plan, entities, from_us(now_us))
+        self.metrics.read_seconds.labels(ONLINE_FEATURES).observe(time.perf_counter() - started)
+        self._count_statuses(plan, response)
+        if self.log is not None and self.settings.log_online_features:
+            self.log.submit(
+                ServedRequest(
+                    request_id,
+                    now_us,
+                    ONLINE_FEATURES,
+                    response,
+                    self._log_columns(plan),
+                    service=feature_service,
+                )
+            )
+        return encoding.online_features(response)
+
+    def predict(
+        self, entities: Mapping[str, Sequence[Any]], include_features: bool, request_id: str
+    ) -> str:
+        """``/predict``: 503 unless the model is servable, then read, score, log."""
+        self.check_size(entities)
+        model = self.model
+        try:
+            model.require_servable()
+        except FeatureStoreError:
+            self.metrics.binding.set(1 if model.binding().matches else 0)
+            raise
+        self.metrics.binding.set(1)
+        started = time.perf_counter()
+        scored = model.score(entities)
+        self.metrics.read_seconds.labels(PREDICT).observe(time.perf_counter() - started)
+        self._count_statuses(scored.plan, scored.response)
+        predictions = scored.predictions.tolist()
+        self.metrics.predictions.inc(len(predictions))
+        if self.log is not None:
+            self.log.submit(
+                ServedRequest(
+                    request_id,
+                    scored.now_us,
+                    PREDICT,
+                    scored.response,
+                    self._log_columns(scored.plan),
+                    service=model.service,
+                    model=model.name,
+                    model_fingerprint=model.fingerprint,
+                    model_sha256=model.sha256,
+                    predictions=predictions,
+                )
+            )
+        return encoding.prediction(
+            request_id,
+            model.name,
+            model.fingerprint,
+            model.sha256,
+            predictions,
+            scored.response if include_features else None,
+        )
+
+    def status(self) -> ServingStatus:
+        model = self.model
+        status = model.status(self.settings.max_lag)
+        self.metrics.binding.set(1 if status.binding is None or status.binding.matches else 0)
+        return status
+
+    def _log_columns(self, plan: ReadPlan) -> dict[str, str]:
+        found = self._columns.get(id(plan))
+        if found is None or found[0] is not plan:
+            if len(self._columns) > 1_000:
+                self._columns = {}
+            found = self._columns[id(plan)] = (plan, log_columns(plan))
+        return found[1]
+
+    def _count_statuses(self, plan: ReadPlan, response: OnlineResponse) -> None:
+        """Per view, the entity rows read NOT_FOUND / OUTSIDE_MAX_AGE (one feature tells)."""
+        for group in plan.groups:
+            for view in group.views:
+                statuses = response.statuses[view.names[0]]
+                for status in (NOT_FOUND, OUTSIDE_MAX_AGE):
+                    count = statuses.count(status)
+                    if count:
+                        self.metrics.feature_status.labels(view.view, status).inc(count)
