@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from serving.metrics import MULTIPROC_ENV
-from serving.settings import MODEL_ENV, REPO_ENV
+# nothing here imports prometheus_client: it must first see PROMETHEUS_MULTIPROC_DIR
+from serving.settings import MODEL_ENV, MULTIPROC_ENV, REPO_ENV
 
 APP = "serving.app:create_app_from_environment"
 log = logging.getLogger("featurestore.serving")

@@ -22,6 +22,7 @@ from featurestore.errors import ConfigError
 TOKEN_ENV = "FEATURESTORE_API_TOKEN"
 REPO_ENV = "FEATURESTORE_SERVE_REPO"
 MODEL_ENV = "FEATURESTORE_SERVE_MODEL"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when first imported
 DEFAULT_MAX_ENTITIES = 10_000
 DEFAULT_QUEUE_SIZE = 100_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")

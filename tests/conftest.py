@@ -8,6 +8,7 @@
 ``as_unprivileged`` a command prefix under which file permissions apply (for read-only
                   folder tests: root writes anywhere, so as root the command runs without
                   the capabilities that bypass permissions, through util-linux's setpriv).
+``redis_session_factory`` (session) the same, for servers a session's fixtures keep.
 """
 
 from __future__ import annotations
@@ -119,3 +120,18 @@ def as_unprivileged() -> list[str]:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv: permissions cannot be enforced")
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+@pytest.fixture(scope="session")
+def redis_session_factory() -> Iterator[Callable[..., RedisServer]]:
+    """``redis_factory`` for session-scoped fixtures: servers killed when the session ends."""
+    servers: list[RedisServer] = []
+
+    def start(*extra_args: str, password: str | None = None) -> RedisServer:
+        server = RedisServer(*extra_args, password=password)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -10,8 +10,9 @@ fingerprint) and every view it reads has been materialized into this store (its 
 exists: an ``apply`` that changed a view dropped its rows and watermark, and so does any other
 reset). Otherwise ``require_servable`` raises ``ModelNotServable`` naming the view, instead of
 scoring a vector of nulls. The binding is re-checked whenever the registry file changes (the
-reader notices it on every call); watermarks are re-read at most every ``refresh_seconds`` and
-at once after a registry change. ``status`` adds what readiness needs: the store answering,
+reader notices it on every call); watermarks are re-read at most every ``refresh_seconds``, at
+once after a registry change, and at once when a read finds no row of a view for any entity
+of the request (its data may have been dropped, or the store restarted empty, since). ``status`` adds what readiness needs: the store answering,
 and each view's materialization lag within ``max_lag``.
 """
 
@@ -28,6 +29,7 @@ from featurestore.errors import ModelNotServable, OnlineStoreError
 from featurestore.models.matrix import build_matrix
 from featurestore.online.codec import from_us
 from featurestore.online.read import read_online
+from featurestore.online.response import NOT_FOUND
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,6 +180,14 @@ class OnlineModel:
         plan = self.plan()
         now_us = time.time_ns() // 1000
         response = read_online(self.reader.store, plan, entity_rows, from_us(now_us))
+        if any(
+            statuses[0] == NOT_FOUND and len(set(statuses)) == 1
+            for statuses in (response.statuses[v.names[0]] for g in plan.groups for v in g.views)
+        ):
+            # A view with no row for any entity: maybe its data was just dropped (or the
+            # store restarted empty) since the watermarks were last read. Check now.
+            self._checked_at = 0.0
+            self.require_servable()
         matrix = build_matrix(response.to_dict(), self.artifact.features)
         predictions = self.artifact.booster.predict(matrix, num_threads=1)
         return Scored(response, plan, predictions, now_us)

@@ -139,7 +139,11 @@ def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str
         given = {name: _column(name, values) for name, values in entity_rows.items()}
         lengths = {len(v) for v in given.values()}
         if len(lengths) > 1:
-            raise RetrievalError(f"entity columns have different lengths: {sorted(lengths)}")
+            sizes = ", ".join(f"{k!r} has {len(v)}" for k, v in entity_rows.items())
+            raise RetrievalError(
+                f"entity columns have different lengths ({sizes}): give every join key one "
+                "value per entity row"
+            )
         n = lengths.pop() if lengths else 0
         columns = {}
         for name, _ in plan.join_keys:
@@ -205,9 +209,9 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
     want: type = str if dtype.name == "String" else int
     low, high = INT_RANGES.get(dtype.name, (0, 0))
     for i, v in enumerate(values):
-        if type(v) is want and (want is str or low <= v <= high):
+        if type(v) is want and (low <= v <= high if want is int else _is_utf8(v)):
             continue
-        if want is str and isinstance(v, str):
+        if want is str and isinstance(v, str) and _is_utf8(v):
             values[i] = str(v)
             continue
         if want is int and not isinstance(v, bool | str | bytes):
@@ -225,6 +229,15 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
             f"entity row {i}: join key {name!r} is {dtype.name} ({want.__name__}), got "
             f"{v!r} ({type(v).__name__}); keys are typed, so 1 and '1' are different keys"
         )
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text UTF-8 cannot encode (a lone surrogate, as JSON's "\\ud800" decodes)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _entity_keys(group: GroupRead, columns: dict[str, list[Any]]) -> list[str]:

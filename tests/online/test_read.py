@@ -342,7 +342,30 @@ def test_a_new_apply_is_seen_without_reopening(online_fs: FeatureStore) -> None:
             RetrievalError,
             "entity row 0: join key 'merchant_id' is String \\(str\\), got 1",
         ),
-        (["user_stats:amount"], {"user_id": [1, 2], "x": [1]}, RetrievalError, "different lengths"),
+        (
+            ["user_stats:amount"],
+            {"user_id": [1, 2], "x": [1]},
+            RetrievalError,
+            "different lengths \\('user_id' has 2, 'x' has 1\\)",
+        ),
+        (
+            ["user_stats:amount"],
+            [{"user_id": 2**63}],
+            RetrievalError,
+            "join key 'user_id' is Int64, and 9223372036854775808 is outside its range",
+        ),
+        (
+            ["user_stats:amount"],
+            [{"user_id": np.uint64(2**63)}],
+            RetrievalError,
+            "outside its range",
+        ),
+        (
+            ["merchant_risk:risk"],
+            [{"merchant_id": "\ud800"}],
+            RetrievalError,
+            "join key 'merchant_id' is String",
+        ),
         (["archive:old"], [{"user_id": 1}], RetrievalError, "'archive' is not served online"),
         (
             ["user_stats:city", "merchant_risk:city"],

@@ -1,0 +1,48 @@
+"""The HTTP JSON rules, decided once (serving/encoding.py), on the values that break naive JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from serving import encoding
+
+
+def test_nan_and_infinities_are_proto3_strings() -> None:
+    assert encoding.float64(float("nan")) == '"NaN"'
+    assert encoding.float64(float("inf")) == '"Infinity"'
+    assert encoding.float64(float("-inf")) == '"-Infinity"'
+    assert encoding.float32(float("nan")) == '"NaN"'
+    assert encoding.float64(-0.0) == "-0.0" and encoding.float32(-0.0) == "-0.0"
+    assert encoding.values("Float64", [1.5, None, float("nan")]) == '[1.5,null,"NaN"]'
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float32_is_the_shortest_decimal_reading_back_to_the_same_float32(value: float) -> None:
+    text = encoding.float32(value)
+    parsed = json.loads(text)
+    assert np.float32(parsed).tobytes() == np.float32(value).tobytes()
+    assert len(text) <= len(repr(float(np.float32(value))))
+    digits = text.split("e")[0].replace("-", "").replace(".", "").lstrip("0") or "0"
+    assert len(digits.rstrip("0")) <= 9  # float32 never needs more than 9 significant digits
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float64_reads_back_exactly(value: float) -> None:
+    assert json.loads(encoding.float64(value)) == value
+    assert math.copysign(1, json.loads(encoding.float64(value))) == math.copysign(1, value)
+
+
+def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
+    assert encoding.timestamp_us(1_700_000_000_123_456) == '"2023-11-14T22:13:20.123456Z"'
+    assert encoding.timestamp_us(None) == '"1970-01-01T00:00:00Z"'
+    assert encoding.timestamp_us(0) == '"1970-01-01T00:00:00.000000Z"'
+
+
+@given(st.text())
+def test_strings_are_json_strings(value: str) -> None:
+    assert json.loads(encoding.values("String", [value])) == [value]

@@ -1,0 +1,245 @@
+"""Bad input over real HTTP: each mistake gets its status code and a one-line error naming it;
+schemathesis finds no 5xx but the documented 503; JSON encodes NaN and float32 by the rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from service_process import ExampleRepo, ServiceProcess
+from small_repo import write_small_repo
+
+from featurestore import FeatureStore
+
+pytestmark = pytest.mark.xdist_group("serving")
+
+
+def error(server: ServiceProcess, path: str, body: object, status: int) -> str:
+    answer = server.post(path, body)
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert "\n" not in detail and "Traceback" not in detail
+    return detail
+
+
+@pytest.mark.parametrize("path", ["/get-online-features", "/predict"])
+def test_malformed_json_and_wrong_types_are_422_naming_the_field(
+    service: ServiceProcess, path: str
+) -> None:
+    answer = service.client.post(
+        path, content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert "JSON" in answer.json()["detail"]
+    detail = error(service, path, {"entities": [1, 2], "features": ["a:b"]}, 422)
+    assert detail.startswith("body.entities")
+    detail = error(service, path, {"entities": {"user_id": 5}, "features": ["a:b"]}, 422)
+    assert "body.entities.user_id" in detail
+
+
+def test_unknown_features_views_and_services_are_404_with_close_names(
+    service: ServiceProcess,
+) -> None:
+    entities = {"user_id": [1], "merchant_id": [2]}
+    detail = error(
+        service,
+        "/get-online-features",
+        {"features": ["user_profile:countyr"], "entities": entities},
+        404,
+    )
+    assert "countyr" in detail and "user_profile:country" in detail
+    detail = error(
+        service,
+        "/get-online-features",
+        {"features": ["user_profiles:country"], "entities": entities},
+        404,
+    )
+    assert "user_profiles" in detail and "user_profile" in detail
+    detail = error(
+        service, "/get-online-features", {"feature_service": "fraud_v2", "entities": entities}, 404
+    )
+    assert "fraud_v2" in detail and "fraud_v1" in detail
+
+
+def test_missing_keys_lengths_and_key_types_are_400_naming_the_key(service: ServiceProcess) -> None:
+    for path in ("/predict", "/get-online-features"):
+        body = {"feature_service": "fraud_v1"} if path != "/predict" else {}
+        detail = error(service, path, {**body, "entities": {"user_id": [1]}}, 400)
+        assert "merchant_id" in detail
+        detail = error(
+            service, path, {**body, "entities": {"user_id": [1, 2], "merchant_id": [3]}}, 400
+        )
+        assert "user_id" in detail and "merchant_id" in detail and "length" in detail
+        detail = error(
+            service, path, {**body, "entities": {"user_id": ["1"], "merchant_id": [3]}}, 400
+        )
+        assert "user_id" in detail and "Int64" in detail
+        for wrong in (True, 1.5, None, [1], 2**63):
+            detail = error(
+                service, path, {**body, "entities": {"user_id": [wrong], "merchant_id": [3]}}, 400
+            )
+            assert "user_id" in detail and "Int64" in detail
+    detail = error(service, "/get-online-features", {"entities": {"user_id": [1]}}, 400)
+    assert "features" in detail
+    answer = service.post(
+        "/predict",
+        {"entities": {"user_id": [1], "merchant_id": [2]}},
+        headers={"X-Request-ID": "bad id"},
+    )
+    assert answer.status_code == 400 and "X-Request-ID" in answer.json()["detail"]
+
+
+def test_more_entities_than_the_limit_is_413(service: ServiceProcess) -> None:
+    n = 10_001  # serving.max_entities defaults to 10,000
+    body = {"entities": {"user_id": list(range(n)), "merchant_id": list(range(n))}}
+    assert "10000" in error(service, "/predict", body, 413)
+    body["feature_service"] = "fraud_v1"  # type: ignore[assignment]
+    error(service, "/get-online-features", body, 413)
+    ok = {"user_id": list(range(10_000)), "merchant_id": list(range(10_000))}
+    assert service.post("/predict", {"entities": ok}).status_code == 200
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    user=st.one_of(st.integers(), st.text(), st.floats(), st.booleans(), st.none()),
+    merchant=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+def test_random_keys_never_give_a_server_error(
+    service: ServiceProcess, user: object, merchant: int
+) -> None:
+    answer = service.post("/predict", {"entities": {"user_id": [user], "merchant_id": [merchant]}})
+    valid = isinstance(user, int) and not isinstance(user, bool) and -(2**63) <= user < 2**63
+    assert answer.status_code == (200 if valid else 400), answer.text
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_but_the_documented_503(service: ServiceProcess) -> None:
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
+    statuses: dict[int, int] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        modes = [GenerationMode.POSITIVE]
+        if operation.method == "post":  # a GET without parameters has no invalid form
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
+            _fuzz(service, operation, mode, statuses)
+    assert statuses.get(422, 0) > 0 and statuses.get(400, 0) > 0, statuses
+
+
+def _fuzz(service: ServiceProcess, operation, mode, statuses: dict[int, int]) -> None:  # type: ignore[no-untyped-def]
+    import schemathesis
+
+    documented = set(operation.definition.raw.get("responses", {}))
+
+    @settings(
+        max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: schemathesis.Case) -> None:
+        response = case.call(base_url=service.url, timeout=30)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code >= 500:
+            assert response.status_code == 503 and "503" in documented, (
+                response.status_code,
+                response.text,
+                case.body,
+            )
+        content_type = response.headers["content-type"]
+        content_type = content_type[0] if isinstance(content_type, list) else content_type
+        assert content_type.startswith(("application/json", "text/plain")), content_type
+
+    run()
+
+
+# --- JSON encoding: NaN, infinities, -0.0, float32, unicode, int64, timestamps ------------
+
+
+@pytest.fixture(scope="module")
+def small(
+    tmp_path_factory: pytest.TempPathFactory, redis_session_factory
+) -> Iterator[tuple[Path, ServiceProcess]]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("small")
+    repo, model = write_small_repo(root, redis_session_factory().url)
+    server = ServiceProcess(repo, model)
+    yield repo, server
+    server.stop()
+
+
+def test_json_follows_the_encoding_rules(small: tuple[Path, ServiceProcess]) -> None:
+    repo, server = small
+    users = list(range(1, 13)) + [999]
+    features = FeatureStore(repo).state.service("small_svc").refs
+    answer = server.post(
+        "/get-online-features", {"features": features, "entities": {"user_id": users}}
+    )
+    assert answer.status_code == 200, answer.text
+    body = json.loads(answer.text)  # strict JSON: no NaN literals
+    sdk = FeatureStore(repo).get_online_features(features, {"user_id": users})
+    columns = dict(zip(body["metadata"]["feature_names"], body["results"], strict=True))
+    special = {"NaN", "Infinity", "-Infinity"}
+    weird = columns["weird"]["values"]
+    assert special <= set(v for v in weird if isinstance(v, str))
+    for name, dtype in sdk.feature_dtypes:
+        got, want = columns[name]["values"], sdk.to_dict()[name]
+        if dtype.name in ("Float32", "Float64"):
+            kind = np.float32 if dtype.name == "Float32" else np.float64
+            decoded = [None if v is None else kind(float(v)) for v in got]
+            assert [None if v is None else kind(v).tobytes() for v in want] == [
+                None if v is None else v.tobytes() for v in decoded
+            ], name
+            if dtype.name == "Float32":
+                texts = [t for t in _raw_values(answer.text, name) if t not in ("null",)]
+                assert all(len(t) <= 16 for t in texts), texts  # shortest float32 decimals
+        elif dtype.name == "UnixTimestamp":
+            assert got == [None if v is None else v.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for v in want]
+        else:
+            assert got == want, name
+    assert columns["score32"]["event_timestamps"][-1] == "1970-01-01T00:00:00Z"
+    assert columns["score32"]["statuses"][-1] == "NOT_FOUND"
+
+
+def _raw_values(text: str, name: str) -> list[str]:
+    """The raw JSON tokens of one column's values in a response text."""
+    body = json.loads(text)
+    index = body["metadata"]["feature_names"].index(name)
+    marker = '"results":['
+    start = text.index(marker) + len(marker)
+    columns = text[start:].split('{"values":[')[1:]
+    return columns[index].split("]", 1)[0].split(",")
+
+
+def test_predict_scores_nan_and_infinite_features(small: tuple[Path, ServiceProcess]) -> None:
+    _, server = small
+    answer = server.post(
+        "/predict", {"entities": {"user_id": list(range(1, 13))}, "include_features": True}
+    )
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert len(predictions) == 12 and all(0 <= p <= 1 for p in predictions)
+
+
+def test_the_bearer_token_guards_everything_but_health(
+    example: ExampleRepo, tmp_path: Path
+) -> None:
+    copy = example.copy(tmp_path)
+    with ServiceProcess(copy.repo, copy.model, env={"FEATURESTORE_API_TOKEN": "s3cret"}) as server:
+        body = {"entities": {"user_id": [1], "merchant_id": [2]}}
+        assert server.client.get("/health").status_code == 200
+        for path in ("/ready", "/metrics", "/openapi.json"):
+            assert server.client.get(path).status_code == 401, path
+        answer = server.post("/predict", body, headers={"Authorization": "Bearer wrong"})
+        assert answer.status_code == 401 and "bearer" in answer.json()["detail"]
+        answer = server.post("/predict", body, headers={"Authorization": "Bearer s3cret"})
+        assert answer.status_code == 200, answer.text
+        assert (
+            server.client.get("/ready", headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
