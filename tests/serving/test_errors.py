@@ -175,7 +175,7 @@ def small(
 
 def test_json_follows_the_encoding_rules(small: tuple[Path, ServiceProcess]) -> None:
     repo, server = small
-    users = list(range(1, 13)) + [999]
+    users = [*list(range(1, 13)), 999]
     features = FeatureStore(repo).state.service("small_svc").refs
     answer = server.post(
         "/get-online-features", {"features": features, "entities": {"user_id": users}}

@@ -44,8 +44,18 @@ def change_ttl(repo: Path) -> None:
 def test_a_model_whose_views_changed_is_refused_at_start(own_example: ExampleRepo) -> None:
     change_ttl(own_example.repo)
     result = subprocess.run(
-        [sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(own_example.repo)]
-        + ["--model", str(own_example.model), "--port", "1"],
+        [
+            sys.executable,
+            "-m",
+            "featurestore.cli",
+            "serve",
+            "--repo",
+            str(own_example.repo),
+            "--model",
+            str(own_example.model),
+            "--port",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
