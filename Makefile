@@ -34,12 +34,15 @@ demo: install
 	$(BIN)/featurestore models describe artifacts/fraud_v1 --repo feature_repo
 	@# Materialize and look a few entities up: Redis at 127.0.0.1:6379/15 if one answers, else SQLite.
 	$(BIN)/python feature_repo/online_demo.py
+	@# Serve the model over HTTP (the repo's own online store), ask it, stop it; then the log.
+	$(BIN)/python feature_repo/serve_demo.py
+	$(BIN)/featurestore log show --repo feature_repo
 
 test: install feast
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	FEATURESTORE_FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m pytest -n 2 -q
+	FEATURESTORE_FEAST_PYTHON=$(FEAST_VENV)/bin/python $(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: install
 	$(BIN)/ruff check .

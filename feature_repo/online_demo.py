@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DEMO_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -63,7 +63,7 @@ def main() -> None:
         )
 
     # Look up the last transaction's user and merchant at its time, an unknown pair, and the
-    # same pair today: months after the data ends, every ttl has passed.
+    # same pair four days later: every view's ttl (12 hours to 3 days) has passed by then.
     transactions = pq.read_table(args.repo / "data" / "transactions.parquet")
     last = transactions.take(
         [pc.index(transactions["event_timestamp"], pc.max(transactions["event_timestamp"])).as_py()]
@@ -73,7 +73,7 @@ def main() -> None:
     lookups = [
         ("at the data's end", known, end),
         ("unknown keys", {"user_id": 1, "merchant_id": 1}, end),
-        ("today: ttl passed", known, datetime.now(UTC)),
+        ("+4 days: ttl passed", known, end + timedelta(days=4)),
     ]
     table = Table(
         title="get_online_features(feature_service='fraud_v1', now=...)",

@@ -136,7 +136,8 @@ def _build_from_columns(
             matrix[:, i] = [nan if v is None or v != v else codes.get(v, 0.0) for v in values]
         elif spec.dtype == "Bool" or spec.dtype in _NUMERIC:
             try:
-                matrix[:, i] = [nan if v is None else v for v in values]
+                # every NaN becomes the one NaN, as in the frame path (payloads are noise)
+                matrix[:, i] = [nan if v is None or v != v else v for v in values]
             except (TypeError, ValueError) as exc:
                 raise ModelError(
                     f"column {spec.column!r} cannot be encoded as {spec.dtype} for feature "

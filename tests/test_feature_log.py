@@ -1,0 +1,178 @@
+"""The feature log's writer and schema, in process: the columns and types the reports rely on,
+partitions and file names, requests of different shapes in one flush, a full queue, and
+``featurestore log show``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.feature_log import (
+    PREDICT,
+    FeatureLogWriter,
+    LogHooks,
+    ServedRequest,
+    log_columns,
+    log_files,
+    read_log,
+    summarize,
+)
+from featurestore.online.codec import timestamp_us
+from featurestore.online.read import read_online
+from tests.online.online_repo import T0, put, write_repo
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> FeatureStore:
+    store = FeatureStore(write_repo(tmp_path / "repo", "{type: sqlite, path: data/online.db}"))
+    store.apply()
+    return store
+
+
+def served(
+    fs: FeatureStore, features: list[str], users: list[int], at: datetime, **kw
+) -> ServedRequest:  # type: ignore[no-untyped-def]
+    reader = fs._online_reader()
+    plan, _ = reader.plan(features, False)
+    response = read_online(reader.store, plan, {"user_id": users}, at)
+    return ServedRequest(
+        request_id=kw.pop("request_id", "r1"),
+        request_us=timestamp_us(at),
+        endpoint=kw.pop("endpoint", PREDICT),
+        response=response,
+        columns=log_columns(plan),
+        **kw,
+    )
+
+
+def test_the_schema_is_the_documented_one(fs: FeatureStore, tmp_path: Path) -> None:
+    online = fs._online_reader().store
+    put(
+        online,
+        fs,
+        "user_stats",
+        [{"user_id": 1, "amount": 1.5, "count": 3, "city": "Oslo", "event_ts": T0}],
+    )
+    at = T0 + timedelta(minutes=1)
+    request = served(
+        fs,
+        ["user_stats:amount", "user_stats:city"],
+        [1, 2],
+        at,
+        model="m",
+        model_fingerprint="f" * 64,
+        model_sha256="s" * 64,
+        service="svc",
+        predictions=[0.25, 0.5],
+    )
+    writer = FeatureLogWriter(tmp_path / "log", flush_seconds=60)
+    assert writer.submit(request)
+    writer.close()
+    (file,) = log_files(tmp_path / "log")
+    assert file.parent.name == f"date={at:%Y-%m-%d}"
+    assert (
+        file.name.startswith("part-")
+        and f"-{__import__('os').getpid()}-000001.parquet" in file.name
+    )
+    table = read_log(tmp_path / "log")
+    assert table.schema.names == [
+        "request_id", "request_ts", "endpoint", "model", "model_fingerprint", "model_sha256",
+        "service", "user_id",
+        "user_stats__amount", "user_stats__amount__status", "user_stats__amount__event_ts",
+        "user_stats__amount__created_ts",
+        "user_stats__city", "user_stats__city__status", "user_stats__city__event_ts",
+        "user_stats__city__created_ts",
+        "prediction",
+    ]  # fmt: skip
+    types = {f.name: f.type for f in table.schema}
+    assert types["request_ts"] == UTC_US and types["user_id"] == pa.int64()
+    assert types["user_stats__amount"] == pa.float32() and types["user_stats__city"] == pa.string()
+    assert types["user_stats__amount__event_ts"] == UTC_US
+    assert types["prediction"] == pa.float64()
+    assert table.schema.metadata[b"featurestore.feature_log.version"] == b"1"
+    rows = table.to_pylist()
+    assert [r["user_stats__amount"] for r in rows] == [1.5, None]
+    assert [r["user_stats__amount__status"] for r in rows] == ["PRESENT", "NOT_FOUND"]
+    assert (
+        rows[0]["user_stats__amount__event_ts"] == T0
+        and rows[1]["user_stats__city__event_ts"] is None
+    )
+    assert rows[0]["request_ts"] == at and rows[0]["prediction"] == 0.25
+    assert rows[0]["user_stats__amount__created_ts"] is None  # put() writes no created time
+
+
+def test_requests_of_different_shapes_share_one_file_per_flush(
+    fs: FeatureStore, tmp_path: Path
+) -> None:
+    written: list[tuple[int, Path]] = []
+
+    class Hooks(LogHooks):
+        def written(self, rows: int, path: Path) -> None:
+            written.append((rows, path))
+
+    writer = FeatureLogWriter(tmp_path / "log", flush_seconds=60, hooks=Hooks())
+    writer.submit(served(fs, ["user_stats:amount"], [1, 2, 3], T0, request_id="a"))
+    writer.submit(
+        served(fs, ["user_stats:city"], [4], T0, request_id="b", endpoint="/get-online-features")
+    )
+    writer.submit(served(fs, ["user_stats:amount"], [5], T0 + timedelta(days=1), request_id="c"))
+    writer.close()
+    assert [rows for rows, _ in written] == [4, 1]  # one file per date partition
+    table = read_log(tmp_path / "log")
+    assert table.num_rows == 5
+    assert {"user_stats__amount", "user_stats__city"} <= set(table.schema.names)
+    assert read_log(tmp_path / "log", since=T0 + timedelta(hours=1)).num_rows == 1
+    assert read_log(tmp_path / "log", until=T0 + timedelta(hours=1)).num_rows == 4
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(fs: FeatureStore, tmp_path: Path) -> None:
+    dropped: list[int] = []
+
+    class Hooks(LogHooks):
+        def dropped(self, rows: int) -> None:
+            dropped.append(rows)
+
+    writer = FeatureLogWriter(tmp_path / "log", queue_size=3, flush_seconds=60, hooks=Hooks())
+    assert writer.submit(served(fs, ["user_stats:amount"], [1, 2], T0))
+    assert not writer.submit(served(fs, ["user_stats:amount"], [1, 2], T0))
+    assert writer.submit(served(fs, ["user_stats:amount"], [1], T0))
+    writer.close()
+    assert dropped == [2]
+    assert read_log(tmp_path / "log").num_rows == 3
+
+
+def test_log_show_summarizes(fs: FeatureStore, tmp_path: Path) -> None:
+    log = fs.config.feature_log_path
+    writer = FeatureLogWriter(log, flush_seconds=60)
+    writer.submit(served(fs, ["user_stats:amount"], [1, 2], T0, model="fraud_v1", request_id="a"))
+    writer.submit(served(fs, ["user_stats:amount"], [3], T0 + timedelta(hours=2), request_id="b"))
+    writer.close()
+    summary = summarize(log)
+    assert (summary.rows, summary.requests, summary.files) == (3, 2, 1)
+    assert summary.first == T0 and summary.last == T0 + timedelta(hours=2)
+    assert summary.by_model == [("/predict", "-", 1), ("/predict", "fraud_v1", 2)]
+    cli = [sys.executable, "-m", "featurestore.cli", "log", "show", "--repo", str(fs.repo_path)]
+    out = subprocess.run(cli, capture_output=True, text=True, check=True).stdout
+    assert "3 rows from 2 requests in 1 files" in out and "fraud_v1" in out
+    out = subprocess.run(
+        [*cli, "--since", (T0 + timedelta(hours=1)).isoformat()],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "1 rows from 1 requests" in out
+    empty = subprocess.run([*cli[:-1], str(tmp_path / "none")], capture_output=True, text=True)
+    assert empty.returncode == 1 and "featurestore.yaml" in empty.stderr
+
+
+def test_naive_and_aware_since_agree(fs: FeatureStore) -> None:
+    assert summarize(fs.config.feature_log_path, datetime(2000, 1, 1)).rows == 0
+    assert summarize(fs.config.feature_log_path, datetime(2000, 1, 1, tzinfo=UTC)).rows == 0
