@@ -102,7 +102,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
         finally:
             if hooked:
                 loop.remove_signal_handler(signal.SIGHUP)
-            await asyncio.to_thread(service.close)
+            await service.close()
 
     app = FastAPI(
         title="featurestore prediction service",

@@ -7,6 +7,7 @@ in flight finishes with the model it started with.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from featurestore.feature_log import (
 from featurestore.models.online import OnlineModel, ServingStatus
 from featurestore.online.base import OnlineStore, open_online_store
 from featurestore.online.codec import from_us
-from featurestore.online.read import OnlineReader, ReadPlan, read_online
+from featurestore.online.read import OnlineReader, ReadPlan, read_online_async
 from featurestore.online.response import NOT_FOUND, OUTSIDE_MAX_AGE, OnlineResponse
 from featurestore.registry import Registry
 from serving import encoding
@@ -101,11 +102,11 @@ class Service:
         self.metrics.model_info.labels(m.name, m.fingerprint, m.sha256).set(1)
         self.metrics.binding.set(1)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Write the feature log's queue out, then close the store (clean shutdown)."""
         if self.log is not None:
-            self.log.close()
-        self.store.close()
+            await asyncio.to_thread(self.log.close)
+        await self.store.close_async()
 
     # --- the endpoints' work -----------------------------------------------------------
 
@@ -117,7 +118,7 @@ class Service:
                 "(serving.max_entities in featurestore.yaml): split the request"
             )
 
-    def online_features(
+    async def online_features(
         self,
         entities: Mapping[str, Sequence[Any]],
         features: Sequence[str],
@@ -135,7 +136,7 @@ class Service:
         plan, _ = reader.plan(feature_service or list(features), full_feature_names)
         now_us = time.time_ns() // 1000
         started = time.perf_counter()
-        response = read_online(reader.store, plan, entities, from_us(now_us))
+        response = await read_online_async(reader.store, plan, entities, from_us(now_us))
         self.metrics.read_seconds.labels(ONLINE_FEATURES).observe(time.perf_counter() - started)
         self._count_statuses(plan, response)
         if self.log is not None and self.settings.log_online_features:
@@ -151,7 +152,7 @@ class Service:
             )
         return encoding.online_features(response)
 
-    def predict(
+    async def predict(
         self, entities: Mapping[str, Sequence[Any]], include_features: bool, request_id: str
     ) -> str:
         """``/predict``: 503 unless the model is servable, then read, score, log."""
@@ -164,7 +165,7 @@ class Service:
             raise
         self.metrics.binding.set(1)
         started = time.perf_counter()
-        scored = model.score(entities)
+        scored = await model.score_async(entities)
         self.metrics.read_seconds.labels(PREDICT).observe(time.perf_counter() - started)
         self._count_statuses(scored.plan, scored.response)
         predictions = scored.predictions.tolist()

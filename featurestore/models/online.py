@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from featurestore.errors import ModelNotServable, OnlineStoreError
 from featurestore.models.matrix import build_matrix
 from featurestore.online.codec import from_us
-from featurestore.online.read import read_online
+from featurestore.online.read import read_online, read_online_async
 from featurestore.online.response import NOT_FOUND
 
 if TYPE_CHECKING:
@@ -177,9 +177,17 @@ class OnlineModel:
         Call ``require_servable`` first; key errors raise ``RetrievalError`` as in
         ``get_online_features``.
         """
-        plan = self.plan()
-        now_us = time.time_ns() // 1000
+        plan, now_us = self.plan(), time.time_ns() // 1000
         response = read_online(self.reader.store, plan, entity_rows, from_us(now_us))
+        return self._scored(plan, response, now_us)
+
+    async def score_async(self, entity_rows: Mapping[str, Sequence[Any]]) -> Scored:
+        """``score`` on an event loop: the store's round trip is awaited."""
+        plan, now_us = self.plan(), time.time_ns() // 1000
+        response = await read_online_async(self.reader.store, plan, entity_rows, from_us(now_us))
+        return self._scored(plan, response, now_us)
+
+    def _scored(self, plan: ReadPlan, response: OnlineResponse, now_us: int) -> Scored:
         if any(
             statuses[0] == NOT_FOUND and len(set(statuses)) == 1
             for statuses in (response.statuses[v.names[0]] for g in plan.groups for v in g.views)

@@ -177,6 +177,11 @@ class OnlineStore(ABC):
         view whose data was written before layout ids (it must be materialized again).
         """
 
+    async def read_async(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
+        """``read`` awaited on an event loop; stores with a network round trip override it
+        so the loop is not blocked while the server answers (here: the blocking ``read``)."""
+        return self.read(groups)
+
     @abstractmethod
     def get_watermark(self, view: str) -> Watermark | None:
         """The view's watermark, or None when it was never materialized into this store."""
@@ -207,6 +212,10 @@ class OnlineStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections; the store cannot be used afterwards."""
+
+    async def close_async(self) -> None:
+        """``close``, from the event loop ``read_async`` ran on (its connections too)."""
+        self.close()
 
     def __enter__(self) -> OnlineStore:
         return self

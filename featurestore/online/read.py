@@ -249,10 +249,38 @@ def read_online(
     store: OnlineStore, plan: ReadPlan, entity_rows: EntityRows, now: datetime | None
 ) -> OnlineResponse:
     """Read ``plan``'s features for ``entity_rows`` (statuses: module docstring)."""
-    n, columns = _key_columns(plan, entity_rows)
+    n, columns, requests = _requests(plan, entity_rows)
     now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
+    return _response(plan, n, columns, store.read(requests), now_us)
+
+
+async def read_online_async(
+    store: OnlineStore, plan: ReadPlan, entity_rows: EntityRows, now: datetime | None
+) -> OnlineResponse:
+    """``read_online`` for an event loop: the same keys, store call and decoder, with the
+    store's round trip awaited (``OnlineStore.read_async``) instead of blocking the loop."""
+    n, columns, requests = _requests(plan, entity_rows)
+    now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
+    return _response(plan, n, columns, await store.read_async(requests), now_us)
+
+
+def _requests(
+    plan: ReadPlan, entity_rows: EntityRows
+) -> tuple[int, dict[str, list[Any]], list[KeyGroup]]:
+    """The checked key columns, and the store's request: per group, its views and keys."""
+    n, columns = _key_columns(plan, entity_rows)
     requests = [KeyGroup(g.identities, _entity_keys(g, columns)) for g in plan.groups]
-    stored = store.read(requests)
+    return n, columns, requests
+
+
+def _response(
+    plan: ReadPlan,
+    n: int,
+    columns: dict[str, list[Any]],
+    stored: list[list[bytes | None]],
+    now_us: int,
+) -> OnlineResponse:
+    """Decode the store's rows into the response (values, statuses, event times)."""
     values: dict[str, list[Any]] = {}
     statuses: dict[str, list[str]] = {}
     event_us: dict[str, list[int | None]] = {}

@@ -51,6 +51,11 @@ identifies the exact definition and layout it was written with. Why:
 - **Data from before generations** (meta ``tag:<view>``, rows without a layout id) is never
   decoded: a read raises an error saying to materialize again; a claim or drop retires it.
 
+Reads come in two transports over the same script, replies and refusals: ``read`` on one
+connection per thread (per process: a forked child makes its own), and ``read_async`` for an
+event loop (the prediction service) on a redis.asyncio pool of at most ``ASYNC_CONNECTIONS``
+per process and loop, a free connection waited for within the timeout.
+
 Timeouts are always set (``socket_timeout``, also used to connect). A failed call is retried
 once, at once, only when the connection was reset or refused (a restarted server; every
 command here is idempotent), never after a timeout: an unreachable or silent server raises
@@ -101,6 +106,7 @@ WRITE_BATCH = 1_000  # keys per script call
 CALLS_PER_PIPELINE = 8  # script calls per round trip
 READ_BATCH = 2_000  # keys per read script call: bigger reads pipeline several calls
 SCAN_COUNT = 1_000
+ASYNC_CONNECTIONS = 8  # per process and event loop: concurrent async reads share these
 RETIRED = "retired:"  # in the meta hash: a dropped generation whose rows may remain
 
 # KEYS[1]: the project's meta hash; KEYS[i + 1]: hashes; ARGV[1]: "view:<view>"; ARGV[2]: the
@@ -236,6 +242,9 @@ def _claim_value(claim: Claim) -> str:
     return f"{_held(claim.identity)}:{claim.generation}"
 
 
+_ReadCall = tuple[list[str], list[Any], list[tuple[int, tuple[ViewIdentity, ...]]]]
+
+
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (safe for messages and logs)."""
     parts = urlsplit(url)
@@ -259,6 +268,9 @@ class RedisOnlineStore(OnlineStore):
         super().__init__()
         self.location = mask_url(url)
         self.project = project
+        self._url = url
+        self._timeout = socket_timeout
+        self._async_clients: dict[tuple[int, int], Any] = {}
         self._prefix = f"{project}|"
         self._meta = f"{project}#meta"
         self._errors: tuple[type[BaseException], ...] = (
@@ -303,20 +315,24 @@ class RedisOnlineStore(OnlineStore):
         """Run ``func``, turning connection failures into OnlineStoreUnavailable."""
         try:
             return func()
-        except self._auth_error as exc:
-            raise OnlineStoreUnavailable(
+        except (self._auth_error, *self._errors, self._response_error) as exc:
+            raise self._translate(what, exc) from None
+
+    def _translate(self, what: str, exc: BaseException) -> OnlineStoreError:
+        """The error a redis-py exception becomes (one wording for sync and async calls)."""
+        if isinstance(exc, self._auth_error):
+            return OnlineStoreUnavailable(
                 f"Redis at {self.location} refused the credentials in its URL ({what}): "
                 f"{str(exc).rstrip('.')}. Put the right password in the URL: "
                 "redis://:PASSWORD@host:port/db"
-            ) from None
-        except self._errors as exc:
-            raise OnlineStoreUnavailable(
+            )
+        if isinstance(exc, self._errors):
+            return OnlineStoreUnavailable(
                 f"Redis at {self.location} does not answer ({what}): {str(exc).rstrip('.')}. "
                 "Is the server running, and the URL (featurestore.yaml or "
                 "FEATURESTORE_REDIS_URL) right?"
-            ) from None
-        except self._response_error as exc:
-            raise OnlineStoreError(f"Redis at {self.location} refused to {what}: {exc}") from None
+            )
+        return OnlineStoreError(f"Redis at {self.location} refused to {what}: {exc}")
 
     def _load_scripts(self) -> None:
         for script in SCRIPTS:
@@ -446,9 +462,70 @@ class RedisOnlineStore(OnlineStore):
         return written
 
     def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
+        calls, commands = self._read_calls(groups)
+        if not commands:
+            return []
+        replies = self._call("read rows", lambda: self._scripts(commands))
+        return self._read_rows(calls, replies)
+
+    async def read_async(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
+        """``read`` over redis.asyncio on the running loop's own client: the same script
+        calls, replies and refusals, without blocking the loop while the server answers."""
+        calls, commands = self._read_calls(groups)
+        if not commands:
+            return []
+        client = self._async_client()
+        try:
+            replies = [await self._async_script(client, command) for command in commands]
+        except (self._auth_error, *self._errors, self._response_error) as exc:
+            raise self._translate("read rows", exc) from None
+        return self._read_rows(calls, replies)
+
+    async def _async_script(self, client: Any, command: tuple[Any, ...]) -> Any:
+        try:
+            return await client.execute_command(*command)
+        except self._noscript:  # a new or restarted server: register the scripts, once more
+            for script in SCRIPTS:
+                await client.script_load(script)
+            return await client.execute_command(*command)
+
+    def _async_client(self) -> Any:
+        """This process's and event loop's redis.asyncio client (the sync one's settings)."""
+        import asyncio
+
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        key = (os.getpid(), id(asyncio.get_running_loop()))
+        client = self._async_clients.get(key)
+        if client is None:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=ASYNC_CONNECTIONS,
+                timeout=self._timeout,  # waiting for a free connection counts as not answering
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+            )
+            retry = Retry(NoBackoff(), 1, supported_errors=(self._reset,))
+            client = self._async_clients[key] = redis.asyncio.Redis(
+                connection_pool=pool, retry=retry
+            )
+        return client
+
+    async def close_async(self) -> None:
+        mine = [c for (pid, _), c in self._async_clients.items() if pid == os.getpid()]
+        self._async_clients.clear()
+        for client in mine:
+            await client.aclose()
+        self.close()
+
+    def _read_calls(
+        self, groups: Sequence[KeyGroup]
+    ) -> tuple[list[_ReadCall], list[tuple[Any, ...]]]:
+        """The read script calls for ``groups`` (several when a request holds many keys)."""
         # per script call: its keys, its arguments, and the (key count, views) of its groups
-        calls: list[tuple[list[str], list[Any], list[tuple[int, tuple[ViewIdentity, ...]]]]]
-        calls = [([], [], [])]
+        calls: list[_ReadCall] = [([], [], [])]
         prefix = self._prefix
         for views, entity_keys_ in groups:
             asked = [a for v in views for a in (f"view:{v.view}", _held(v))]
@@ -461,14 +538,16 @@ class RedisOnlineStore(OnlineStore):
                 keys += [prefix + k for k in chunk]
                 args += [len(chunk), len(views), *asked]
                 parts.append((len(chunk), views))
+        calls = [c for c in calls if c[0]]
         commands = [
-            ("EVALSHA", self._read_sha, len(k) + 1, self._meta, *k, *a) for k, a, _ in calls if k
+            ("EVALSHA", self._read_sha, len(k) + 1, self._meta, *k, *a) for k, a, _ in calls
         ]
-        if not commands:
-            return []
-        replies = self._call("read rows", lambda: self._scripts(commands))
+        return calls, commands
+
+    def _read_rows(self, calls: list[_ReadCall], replies: list[Any]) -> list[list[bytes | None]]:
+        """The rows of the read scripts' replies, other identities' rows refused."""
         out: list[list[bytes | None]] = []
-        for (_, _, parts), reply in zip((c for c in calls if c[0]), replies, strict=True):
+        for (_, _, parts), reply in zip(calls, replies, strict=True):
             statuses, rows = reply[0], reply[1:]
             if statuses.strip(b".n"):  # some view holds another identity's data, or old data
                 self._refuse(statuses.decode(), rows, parts)

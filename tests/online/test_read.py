@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import redis
-from online_repo import DEFINITIONS, T0, put
+from online_repo import DEFINITIONS, T0, put, write_repo
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
 from featurestore.online.response import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
@@ -458,3 +458,66 @@ def test_a_feature_list_never_takes_the_cached_plan_of_a_service(online_fs: Feat
         online_fs.get_online_features(["service", "scoring"], [{"user_id": 1}])
     with pytest.raises(UnknownFeatureError, match="'object' is not of the form"):
         online_fs.get_online_features(["object", "scoring"], [{"user_id": 1}])
+
+
+# --- the async transport: the same read, awaited ------------------------------------------
+
+
+def test_read_online_async_equals_read_online(online_fs: FeatureStore) -> None:
+    import asyncio
+
+    from featurestore.online.read import read_online, read_online_async
+
+    put(
+        online(online_fs),
+        online_fs,
+        "user_stats",
+        [
+            {"user_id": 1, "amount": 1.5, "count": 3, "city": "Oslo", "event_ts": T0},
+            {"user_id": 3, "amount": 9.0, "count": 9, "city": "Old", "event_ts": T0 - 2 * DAY},
+        ],
+    )
+    reader = online_fs._online_reader()
+    plan, _ = reader.plan(["user_stats:amount", "user_stats:city"], False)
+    rows = [{"user_id": u} for u in (1, 2, 3) * 700]  # more keys than one script call reads
+
+    async def both() -> tuple[Any, Any]:
+        awaited = await read_online_async(reader.store, plan, rows, T0)
+        await reader.store.close_async()
+        return awaited, read_online(online_fs._online_reader().store, plan, rows, T0)
+
+    online_fs._reader = None  # close_async closed it: the second read opens a new one
+    awaited, blocking = asyncio.run(both())
+    assert awaited.to_dict() == blocking.to_dict() and awaited.statuses == blocking.statuses
+    assert awaited.created_us == blocking.created_us
+
+
+def test_read_async_survives_a_restart_and_names_a_dead_server(redis_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from featurestore import OnlineStoreUnavailable
+    from featurestore.online.read import read_online_async
+
+    server = redis_factory()
+    fs = FeatureStore(
+        write_repo(tmp_path, f"{{type: redis, url: '{server.url}', socket_timeout: 1}}")
+    )
+    fs.apply()
+    reader = fs._online_reader()
+    plan, _ = reader.plan(["user_stats:amount"], False)
+
+    async def reads() -> list[Any]:
+        out = [(await read_online_async(reader.store, plan, [{"user_id": 1}], T0)).statuses]
+        server.stop()
+        try:
+            await read_online_async(reader.store, plan, [{"user_id": 1}], T0)
+        except OnlineStoreUnavailable as exc:
+            out.append(str(exc))
+        server.start()  # empty and without the script: NOSCRIPT, loaded again
+        out.append((await read_online_async(reader.store, plan, [{"user_id": 1}], T0)).statuses)
+        await reader.store.close_async()
+        return out
+
+    first, error, after = asyncio.run(reads())
+    assert first == after == {"amount": [NOT_FOUND]}
+    assert "does not answer" in error and f"127.0.0.1:{server.port}" in error
