@@ -690,7 +690,7 @@ def serve(repo: Path, model: Path, host: str, port: int, workers: int, access_lo
         f"Serving model {settings.model.name} (fingerprint {m.service_fingerprint[:12]}, "
         f"sha256 {m.model_sha256[:12]}, feature service {m.feature_service}) from "
         f"{_store_location(settings.config)} at http://{host}:{port} with {workers} "
-        f"worker{'s' if workers > 1 else ''}; feature log {settings.log_path}",
+        f"worker{'s' if workers > 1 else ''}; feature log {settings.feature_log.path}",
         err=True,
     )
     run(repo, model, host=host, port=port, workers=workers, access_log=access_log)

@@ -49,13 +49,8 @@ class Service:
         except BaseException:
             self.store.close()
             raise
-        self.log = (
-            FeatureLogWriter(
-                settings.log_path, queue_size=settings.log_queue_size, hooks=LogMetrics(metrics)
-            )
-            if settings.log_path is not None
-            else None
-        )
+        log = settings.feature_log
+        self.log = FeatureLogWriter(log.path, queue_size=log.queue_size, hooks=LogMetrics(metrics))
         self._columns: dict[int, tuple[ReadPlan, dict[str, str]]] = {}
         self._publish_model(None)
 
@@ -104,17 +99,16 @@ class Service:
 
     async def close(self) -> None:
         """Write the feature log's queue out, then close the store (clean shutdown)."""
-        if self.log is not None:
-            await asyncio.to_thread(self.log.close)
+        await asyncio.to_thread(self.log.close)
         await self.store.close_async()
 
     # --- the endpoints' work -----------------------------------------------------------
 
     def check_size(self, entities: Mapping[str, Sequence[Any]]) -> None:
         n = max((len(v) for v in entities.values()), default=0)
-        if n > self.settings.max_entities:
+        if n > self.settings.serving.max_entities:
             raise TooManyEntitiesError(
-                f"{n} entity rows in one request; the limit is {self.settings.max_entities} "
+                f"{n} entity rows in one request; the limit is {self.settings.serving.max_entities} "
                 "(serving.max_entities in featurestore.yaml): split the request"
             )
 
@@ -139,7 +133,7 @@ class Service:
         response = await read_online_async(reader.store, plan, entities, from_us(now_us))
         self.metrics.read_seconds.labels(ONLINE_FEATURES).observe(time.perf_counter() - started)
         self._count_statuses(plan, response)
-        if self.log is not None and self.settings.log_online_features:
+        if self.settings.feature_log.include_online_features:
             self.log.submit(
                 ServedRequest(
                     request_id,
@@ -170,21 +164,20 @@ class Service:
         self._count_statuses(scored.plan, scored.response)
         predictions = scored.predictions.tolist()
         self.metrics.predictions.inc(len(predictions))
-        if self.log is not None:
-            self.log.submit(
-                ServedRequest(
-                    request_id,
-                    scored.now_us,
-                    PREDICT,
-                    scored.response,
-                    self._log_columns(scored.plan),
-                    service=model.service,
-                    model=model.name,
-                    model_fingerprint=model.fingerprint,
-                    model_sha256=model.sha256,
-                    predictions=predictions,
-                )
+        self.log.submit(
+            ServedRequest(
+                request_id,
+                scored.now_us,
+                PREDICT,
+                scored.response,
+                self._log_columns(scored.plan),
+                service=model.service,
+                model=model.name,
+                model_fingerprint=model.fingerprint,
+                model_sha256=model.sha256,
+                predictions=predictions,
             )
+        )
         return encoding.prediction(
             request_id,
             model.name,
@@ -196,7 +189,7 @@ class Service:
 
     def status(self) -> ServingStatus:
         model = self.model
-        status = model.status(self.settings.max_lag)
+        status = model.status(self.settings.serving.max_lag)
         self.metrics.binding.set(1 if status.binding is None or status.binding.matches else 0)
         return status
 

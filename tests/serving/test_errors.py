@@ -106,7 +106,13 @@ def test_more_entities_than_the_limit_is_413(service: ServiceProcess) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    user=st.one_of(st.integers(), st.text(), st.floats(), st.booleans(), st.none()),
+    user=st.one_of(
+        st.integers(),
+        st.text(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.none(),
+    ),
     merchant=st.integers(min_value=-(2**63), max_value=2**63 - 1),
 )
 def test_random_keys_never_give_a_server_error(
