@@ -197,7 +197,9 @@ class OnlineModel:
             self._checked_at = 0.0
             self.require_servable()
         matrix = build_matrix(response.to_dict(), self.artifact.features)
-        predictions = self.artifact.booster.predict(matrix, num_threads=1)
+        import numpy as np
+
+        predictions = np.asarray(self.artifact.booster.predict(matrix, num_threads=1))
         return Scored(response, plan, predictions, now_us)
 
 

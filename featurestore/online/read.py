@@ -139,7 +139,7 @@ def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str
         given = {name: _column(name, values) for name, values in entity_rows.items()}
         lengths = {len(v) for v in given.values()}
         if len(lengths) > 1:
-            sizes = ", ".join(f"{k!r} has {len(v)}" for k, v in entity_rows.items())
+            sizes = ", ".join(f"{k!r} has {len(v)}" for k, v in given.items())
             raise RetrievalError(
                 f"entity columns have different lengths ({sizes}): give every join key one "
                 "value per entity row"
@@ -209,7 +209,10 @@ def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
     want: type = str if dtype.name == "String" else int
     low, high = INT_RANGES.get(dtype.name, (0, 0))
     for i, v in enumerate(values):
-        if type(v) is want and (low <= v <= high if want is int else _is_utf8(v)):
+        if want is int:
+            if type(v) is int and low <= v <= high:
+                continue
+        elif type(v) is str and _is_utf8(v):
             continue
         if want is str and isinstance(v, str) and _is_utf8(v):
             values[i] = str(v)

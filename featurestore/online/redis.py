@@ -283,6 +283,12 @@ class RedisOnlineStore(OnlineStore):
         self._noscript = redis.exceptions.NoScriptError
         self._response_error = redis.exceptions.ResponseError
         self._auth_error = redis.exceptions.AuthenticationError
+        # everything _translate turns into our errors (AuthenticationError first: a subclass)
+        self._failures: tuple[type[BaseException], ...] = (
+            self._auth_error,
+            *self._errors,
+            self._response_error,
+        )
         self._pack = hiredis.pack_command
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -315,7 +321,7 @@ class RedisOnlineStore(OnlineStore):
         """Run ``func``, turning connection failures into OnlineStoreUnavailable."""
         try:
             return func()
-        except (self._auth_error, *self._errors, self._response_error) as exc:
+        except self._failures as exc:
             raise self._translate(what, exc) from None
 
     def _translate(self, what: str, exc: BaseException) -> OnlineStoreError:
@@ -477,7 +483,7 @@ class RedisOnlineStore(OnlineStore):
         client = self._async_client()
         try:
             replies = [await self._async_script(client, command) for command in commands]
-        except (self._auth_error, *self._errors, self._response_error) as exc:
+        except self._failures as exc:
             raise self._translate("read rows", exc) from None
         return self._read_rows(calls, replies)
 
