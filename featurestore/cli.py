@@ -712,7 +712,7 @@ def log_show(repo: Path, since: Any) -> None:
 
     path = load_config(repo).feature_log_path
     summary = summarize(path, since)
-    if summary.rows == 0:
+    if summary.rows == 0 or summary.first is None or summary.last is None:
         click.echo(
             f"No logged rows in {path} ({summary.files} files)"
             + (f" since {since}" if since else "")
@@ -720,7 +720,7 @@ def log_show(repo: Path, since: Any) -> None:
         return
     click.echo(
         f"{path}: {summary.rows:,} rows from {summary.requests:,} requests in {summary.files} "
-        f"files, {summary.first.isoformat()} .. {summary.last.isoformat()}"  # type: ignore[union-attr]
+        f"files, {summary.first.isoformat()} .. {summary.last.isoformat()}"
     )
     for endpoint, model, rows in summary.by_model:
         click.echo(f"  {endpoint:<22} model {model:<20} {rows:>10,} rows")

@@ -112,10 +112,11 @@ def create_app(settings: ServingSettings) -> FastAPI:
     )
     app.state.metrics = metrics
     app.include_router(router)
-    app.add_exception_handler(FeatureStoreError, _library_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    # Starlette types a handler as taking any Exception; these take the class they handle
+    app.add_exception_handler(FeatureStoreError, _library_error)  # type: ignore[arg-type]  # see above
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(Instrumented, metrics=metrics, token=settings.api_token)  # type: ignore[arg-type]
+    app.add_middleware(Instrumented, metrics=metrics, token=settings.api_token)
     return app
 
 

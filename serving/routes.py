@@ -22,6 +22,7 @@ from serving.schemas import (
     OnlineFeaturesResponse,
     PredictRequest,
     PredictResponse,
+    Problem,
     ReadyResponse,
 )
 from serving.schemas import OnlineFeaturesRequest as FeaturesBody
@@ -48,7 +49,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def _request_id(given: str | None) -> str:
@@ -64,7 +65,7 @@ def _request_id(given: str | None) -> str:
 @router.post(
     "/get-online-features",
     response_model=OnlineFeaturesResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Online features, in Feast's request and response shape",
 )
 async def get_online_features(request: Request, body: FeaturesBody) -> Response:
@@ -82,7 +83,7 @@ async def get_online_features(request: Request, body: FeaturesBody) -> Response:
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses=ERRORS,  # type: ignore[arg-type]
+    responses=ERRORS,
     summary="Score entity rows with the served model",
 )
 async def predict(
@@ -114,7 +115,7 @@ async def ready(request: Request) -> Response:
         ready=status.ok,
         model=model.name,
         model_fingerprint=model.fingerprint,
-        problems=[{"check": c, "detail": d} for c, d in status.problems],  # type: ignore[misc]
+        problems=[Problem(check=c, detail=d) for c, d in status.problems],
         views={v: None if m is None else m.end.isoformat() for v, m in status.watermarks.items()},
     )
     return Response(body.model_dump_json(), status_code=200 if status.ok else 503, media_type=JSON)
