@@ -8,7 +8,8 @@
 ``as_unprivileged`` a command prefix under which file permissions apply (for read-only
                   folder tests: root writes anywhere, so as root the command runs without
                   the capabilities that bypass permissions, through util-linux's setpriv).
-``redis_session_factory`` (session) the same, for servers a session's fixtures keep.
+``redis_session_factory`` (session) like ``redis_factory``, for servers that session-scoped
+                  fixtures keep (killed when the session ends).
 """
 
 from __future__ import annotations
