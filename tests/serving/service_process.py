@@ -72,7 +72,12 @@ class ServiceProcess:
             )
         self.client = httpx.Client(base_url=self.url, timeout=30)
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:
+                self.process.kill()  # never leave a server behind a failed start
+                self.process.wait()
+                raise
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
