@@ -75,8 +75,7 @@ class ServiceProcess:
             try:
                 self.wait_healthy()
             except BaseException:
-                self.process.kill()  # never leave a server behind a failed start
-                self.process.wait()
+                self.stop()  # never leave a server (or its workers) behind a failed start
                 raise
 
     def log(self) -> str:
