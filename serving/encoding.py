@@ -42,9 +42,11 @@ def float64(v: float) -> str:
 
 
 def float32(v: float) -> str:
-    """A float32 value (held in a Python float) as its shortest float32 decimal."""
+    """A float32 value (held in a Python float) as its shortest float32 decimal, written
+    positionally or in scientific notation, whichever is shorter."""
     if math.isfinite(v):
-        return str(np.float32(v))
+        f = np.float32(v)
+        return min(str(f), np.format_float_positional(f, unique=True, trim="0"), key=len)
     return _SPECIAL[repr(v)]
 
 

@@ -6,7 +6,7 @@ import json
 import math
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from serving import encoding
@@ -21,6 +21,9 @@ def test_nan_and_infinities_are_proto3_strings() -> None:
     assert encoding.values("Float64", [1.5, None, float("nan")]) == '[1.5,null,"NaN"]'
 
 
+@example(1000001.0)  # numpy's str() is 1.000001e+06: positional is shorter
+@example(1e-05)
+@example(3.4028234663852886e38)
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False))
 def test_float32_is_the_shortest_decimal_reading_back_to_the_same_float32(value: float) -> None:
     text = encoding.float32(value)
