@@ -37,6 +37,7 @@ def main() -> None:
     from rich.table import Table
 
     from featurestore import FeatureStore, models
+    from featurestore.online.base import open_online_store
 
     here = Path(__file__).parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -47,9 +48,9 @@ def main() -> None:
 
     store = FeatureStore(args.repo)
     store.materialize(datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC))
-    console.print(
-        f"[bold]Materialized[/bold] everything up to now into {store.config.online_store}"
-    )
+    with open_online_store(store.config) as online:
+        where = online.location
+    console.print(f"[bold]Materialized[/bold] everything up to now into {where}")
 
     port = free_port()
     command = [sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(args.repo)]
