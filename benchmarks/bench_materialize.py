@@ -1,6 +1,8 @@
-"""Materialization into Redis, ours vs Feast 0.67, side by side in one run.
+"""Materialization into Redis, ours vs Feast 0.67 (or, with --cluster, ours on one server vs
+ours on a local Redis Cluster), side by side in one run.
 
     .venv/bin/python benchmarks/bench_materialize.py [--sizes 1.25M,12.5M] [--repeat 3]
+    .venv/bin/python benchmarks/bench_materialize.py --cluster [--replicas 1]
 
 Data shaped like Feast's quickstart: one ``driver_id`` (Int64) entity and two views with
 ``event_timestamp`` and ``created`` columns,
@@ -18,6 +20,12 @@ is that system's alone. Feast runs under ``.venv-feast`` as a subprocess
 Reported per size: median wall time, source rows/s (rows in the Parquet sources / s),
 entity rows written/s (one per entity and view), Redis ``used_memory`` per entity (after
 minus before), and ours/Feast ratios. The machine is shared and noisy: medians of --repeat.
+
+``--cluster``: the same data into one ``redis-server`` and into a local cluster of 3 masters
+("cluster 3+3": each with ``--replicas`` replicas, 1 by default; a run then also waits for
+them, ``WAIT``, before each watermark), both ours; memory per entity is summed over the
+masters only (replicas hold copies), less what replication holds there (its backlog, a fixed
+1 MB ring per master, and the replica links' buffers); ratios are cluster / one server.
 """
 
 from __future__ import annotations
@@ -35,11 +43,12 @@ import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from redis_server import RedisServer
+from redis_server import LocalCluster, RedisServer
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -120,7 +129,7 @@ def dataset(data_dir: Path, label: str) -> dict[str, Path]:
     return paths
 
 
-def ours(workdir: Path, sources: dict[str, Path], server: RedisServer) -> float:
+def ours(workdir: Path, sources: dict[str, Path], server: RedisServer | LocalCluster) -> float:
     """Materialize with featurestore; the seconds of ``FeatureStore.materialize``."""
     from featurestore import FeatureStore
 
@@ -128,7 +137,7 @@ def ours(workdir: Path, sources: dict[str, Path], server: RedisServer) -> float:
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     (repo / "featurestore.yaml").write_text(
-        f"project: bench\nonline_store: {{type: redis, url: 'redis://127.0.0.1:{server.port}/0'}}\n"
+        f"project: bench\nonline_store: {server.online_store}\n"
     )
     views = "".join(
         VIEW.format(
@@ -144,7 +153,12 @@ def ours(workdir: Path, sources: dict[str, Path], server: RedisServer) -> float:
     store.apply()
     # Like Feast's process, which imported its libraries before its timer started (pandas:
     # pyarrow.compute imports it on first use).
-    for module in ("pandas", "featurestore.offline.duckdb", "featurestore.online.redis"):
+    for module in (
+        "pandas",
+        "featurestore.offline.duckdb",
+        "featurestore.online.redis",
+        "featurestore.online.redis_cluster",
+    ):
         importlib.import_module(module)
     began = time.perf_counter()
     store.materialize(START, START + timedelta(days=DAYS))
@@ -182,20 +196,23 @@ def feast(workdir: Path, sources: dict[str, Path], server: RedisServer) -> float
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def measure(label: str, data_dir: Path, workdir: Path, repeat: int) -> dict[str, dict]:
+def measure(
+    label: str, data_dir: Path, workdir: Path, repeat: int, systems: list[tuple[str, Any, Any]]
+) -> dict[str, dict]:
+    """Each system (name, run, server factory) in turn on its own server(s)."""
     rows, entities = SIZES[label]
     sources = dataset(data_dir, label)
     results: dict[str, dict] = {}
-    for system, run in (("featurestore", ours), ("Feast 0.67", feast)):
-        server = RedisServer()
+    for system, run, make_server in systems:
+        server = make_server()
         try:
             seconds, memory = [], []
             for _ in range(repeat):
-                server.client.flushall()
+                server.flushall()
                 before = server.used_memory()
                 seconds.append(run(workdir, sources, server))
                 memory.append(server.used_memory() - before)
-                keys = server.client.dbsize()
+                keys = server.keys()
         finally:
             server.stop()
         wall = statistics.median(seconds)
@@ -215,9 +232,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="1.25M,12.5M", help="comma-separated: 1.25M,12.5M")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "fs-bench")
+    parser.add_argument("--cluster", action="store_true", help="one server vs a local cluster")
+    parser.add_argument("--replicas", type=int, default=1, help="per master, with --cluster")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.cluster:
+        systems = [
+            ("ours, one server", ours, RedisServer),
+            (
+                f"ours, cluster 3+{3 * args.replicas}",
+                ours,
+                lambda: LocalCluster(replicas=args.replicas),
+            ),
+        ]
+    else:
+        systems = [("featurestore", ours, RedisServer), ("Feast 0.67", feast, RedisServer)]
     console = Console(width=130)
+    load_before = os.getloadavg()[0]
     table = Table(
         title=f"materialize into Redis (medians of {args.repeat}; shared, noisy machine)",
         box=box.MARKDOWN,
@@ -235,7 +266,7 @@ def main() -> None:
         table.add_column(column, justify="right")
     with tempfile.TemporaryDirectory(prefix="bench-materialize-") as tmp:
         for label in args.sizes.split(","):
-            results = measure(label, args.data_dir, Path(tmp), args.repeat)
+            results = measure(label, args.data_dir, Path(tmp), args.repeat, systems)
             for system, r in results.items():
                 table.add_row(
                     label,
@@ -247,19 +278,30 @@ def main() -> None:
                     f"{r['keys']:,}",
                     " ".join(f"{s:.2f}" for s in r["runs"]),
                 )
-            a, b = results["featurestore"], results["Feast 0.67"]
+            a, b = (results[name] for name, _, _ in systems)
             table.add_row(
                 label,
                 "ratio",
-                f"{b['seconds'] / a['seconds']:.1f}x faster",
+                f"{b['seconds'] / a['seconds']:.2f}x the time"
+                if args.cluster
+                else f"{b['seconds'] / a['seconds']:.1f}x faster",
+                f"{b['source_rows_per_s'] / a['source_rows_per_s']:.2f} of one server's"
+                if args.cluster
+                else "",
                 "",
-                "",
-                f"{a['bytes_per_entity'] / b['bytes_per_entity']:.2f} of Feast's",
+                f"{b['bytes_per_entity'] / a['bytes_per_entity']:.2f} of one server's"
+                if args.cluster
+                else f"{a['bytes_per_entity'] / b['bytes_per_entity']:.2f} of Feast's",
                 "",
                 "",
                 end_section=True,
             )
     console.print(table)
+    console.print(
+        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, "
+        f"{os.cpu_count()} cores"
+        + ("; cluster memory: masters only, replicas excluded" if args.cluster else "")
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Online reads from Python, ours vs Feast 0.67's SDK, on the same data in one run.
+"""Online reads from Python, ours vs Feast 0.67's SDK (or, with --cluster, ours on one server
+vs ours on a local Redis Cluster), on the same data in one run.
 
     .venv/bin/python benchmarks/bench_online_sdk.py [--calls 2000] [--entities 10000]
+    .venv/bin/python benchmarks/bench_online_sdk.py --cluster
 
 Data shaped like Feast's quickstart: one ``driver_id`` (Int64) entity, two views
 (``driver_hourly_stats``: conv_rate Float32, acc_rate Float32, avg_daily_trips Int64,
@@ -15,6 +17,11 @@ times its own calls block by block when told; ours runs in this process. The fir
 answers of both are compared value by value, and ``used_memory`` per driver is read from
 each server. "CPU" is the mean CPU time per call of the calling process (user + system),
 which the load on the machine disturbs far less than wall-clock percentiles.
+
+``--cluster``: the two sides are ours on one ``redis-server`` and ours on a local cluster of
+3 masters and 3 replicas (benchmarks/redis_server.py), the same calls interleaved the same
+way; memory per driver is summed over the masters only (replicas hold copies), less what
+replication holds there.
 
 The machine is shared (2 cores, other jobs running): p99 especially is noisy, so the table
 says what one run saw.
@@ -36,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from redis_server import RedisServer
+from redis_server import LocalCluster, RedisServer
 from rich.console import Console
 from rich.table import Table
 
@@ -119,14 +126,14 @@ class Ours:
     """Our repo on ``server``: applied, materialized, warmed up; times blocks of calls."""
 
     def __init__(
-        self, workdir: Path, sources: dict[str, Path], server: RedisServer, start: datetime,
-        end: datetime, id_lists: dict[str, list[list[int]]],
+        self, workdir: Path, sources: dict[str, Path], server: RedisServer | LocalCluster,
+        start: datetime, end: datetime, id_lists: dict[str, list[list[int]]],
     ) -> None:  # fmt: skip
-        repo = workdir / "ours"
+        repo = workdir / f"ours-{type(server).__name__}"
         repo.mkdir()
         (repo / "featurestore.yaml").write_text(
             "project: bench\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
-            f"online_store: {{type: redis, url: 'redis://127.0.0.1:{server.port}/0'}}\n"
+            f"online_store: {server.online_store}\n"
         )
         text = DEFINITIONS
         for view, fields in VIEWS.items():
@@ -243,28 +250,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--cluster", action="store_true", help="one server vs a local cluster")
     args = parser.parse_args()
-    if not FEAST_PYTHON.exists():
+    if not args.cluster and not FEAST_PYTHON.exists():
         sys.exit(f"Feast's venv is missing ({FEAST_PYTHON}): run 'make feast' first")
 
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     start = end - timedelta(days=1)
     id_lists = {"1": requests(args.entities, 1, 500), "100": requests(args.entities, 100, 50)}
-    servers = {"ours": RedisServer(), "feast": RedisServer()}
-    latencies: dict[str, dict[str, list[float]]] = {"ours": {}, "feast": {}}
-    cpu: dict[str, dict[str, float]] = {"ours": {}, "feast": {}}
+    # (label, server, side class): the first is "ours" in the ratios, the second the other
+    names = ("one server", "cluster 3+3") if args.cluster else ("ours", "Feast 0.67")
+    servers: dict[str, RedisServer | LocalCluster] = {names[0]: RedisServer()}
+    servers[names[1]] = LocalCluster() if args.cluster else RedisServer()
+    kinds: tuple[type, type] = (Ours, Ours) if args.cluster else (Ours, Feast)
+    latencies: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    cpu: dict[str, dict[str, float]] = {name: {} for name in names}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             sources = generate(workdir, args.entities, end)
             sides = {
-                "ours": Ours(workdir, sources, servers["ours"], start, end, id_lists),
-                "feast": Feast(workdir, sources, servers["feast"], start, end, id_lists),
+                name: kind(workdir, sources, servers[name], start, end, id_lists)
+                for name, kind in zip(names, kinds, strict=True)
             }
             load_before = os.getloadavg()[0]
             per_block = args.calls // ROUNDS
             for round_ in range(ROUNDS):  # interleaved, so both see the same machine load
-                order = ["ours", "feast"] if round_ % 2 == 0 else ["feast", "ours"]
+                order = list(names) if round_ % 2 == 0 else list(reversed(names))
                 for size in id_lists:
                     for name in order:
                         lat, used = sides[name].block(size, per_block, round_ * per_block)
@@ -281,29 +293,30 @@ def main() -> None:
         for server in servers.values():
             server.stop()
 
-    problems = same_answers(firsts["ours"], firsts["feast"])
+    a, b = names
+    problems = same_answers(firsts[a], firsts[b])
     console = Console(width=130)
     table = Table(
         title=f"get_online_features from Python: 6 features over 2 views, {args.calls} calls "
         "(ms; CPU = mean CPU time per call; shared noisy machine)"
     )
-    columns = ("request", "ours p50", "ours p99", "ours CPU", "Feast p50", "Feast p99", "Feast CPU")
+    columns = ["request", *(f"{n} {m}" for n in names for m in ("p50", "p99", "CPU"))]
     for column in (*columns, "p50 x", "p99 x", "CPU x"):
         table.add_column(column, justify="right")
     rows = []
     for size, label in (("1", "1 entity"), ("100", "100 entities")):
-        o50, o99 = percentile(latencies["ours"][size], 50), percentile(latencies["ours"][size], 99)
-        f50 = percentile(latencies["feast"][size], 50)
-        f99 = percentile(latencies["feast"][size], 99)
-        ocpu, fcpu = cpu["ours"][size] * 1000, cpu["feast"][size] * 1000
+        o50, o99 = percentile(latencies[a][size], 50), percentile(latencies[a][size], 99)
+        f50, f99 = percentile(latencies[b][size], 50), percentile(latencies[b][size], 99)
+        ocpu, fcpu = cpu[a][size] * 1000, cpu[b][size] * 1000
         row = [label, f"{o50:.3f}", f"{o99:.3f}", f"{ocpu:.3f}", f"{f50:.3f}", f"{f99:.3f}",
-               f"{fcpu:.3f}", f"{f50 / o50:.1f}x", f"{f99 / o99:.1f}x", f"{fcpu / ocpu:.1f}x"]  # fmt: skip
+               f"{fcpu:.3f}", f"{f50 / o50:.2f}x", f"{f99 / o99:.2f}x", f"{fcpu / ocpu:.2f}x"]  # fmt: skip
         rows.append(row)
         table.add_row(*row)
     console.print(table)
+    masters = " (cluster: masters only, replicas excluded)" if args.cluster else ""
     console.print(
-        f"Redis used_memory per driver (2 views): ours {memory['ours']:.0f} B, "
-        f"Feast {memory['feast']:.0f} B"
+        f"Redis used_memory per driver (2 views){masters}: {a} {memory[a]:.0f} B, "
+        f"{b} {memory[b]:.0f} B"
     )
     console.print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after, 2 cores")
     console.print(
@@ -312,9 +325,7 @@ def main() -> None:
         else "[red]answers differ:[/red]\n" + "\n".join(problems[:20])
     )
     print("\nMarkdown (README):\n")
-    print(
-        "| request | ours p50 / p99 / CPU | Feast 0.67 p50 / p99 / CPU | ours faster: p50 / p99 / CPU |"
-    )
+    print(f"| request | {a} p50 / p99 / CPU | {b} p50 / p99 / CPU | {b} / {a}: p50 / p99 / CPU |")
     print("|---|---|---|---|")
     for label, o50, o99, ocpu, f50, f99, fcpu, x50, x99, xcpu in rows:
         print(

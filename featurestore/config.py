@@ -384,12 +384,34 @@ def _online(section: _Section, repo: Path) -> OnlineConfig:
             f"{section.file}: online_store.startup_nodes is for a Redis Cluster; "
             "add cluster: true, or remove startup_nodes"
         )
+    if cluster:
+        _check_cluster_url(section.file, url)
     return RedisConfig(
         url=url,
         socket_timeout=section.seconds("socket_timeout", 5.0),
         cluster=cluster,
         startup_nodes=nodes,
     )
+
+
+def _check_cluster_url(file: Path, url: str) -> None:
+    """A Redis Cluster is reached over TCP and has only database 0."""
+    from urllib.parse import parse_qs, urlsplit
+
+    where = REDIS_URL_ENV if os.environ.get(REDIS_URL_ENV) else "online_store.url"
+    masked = re.sub(r":[^:@/]*@", ":***@", url)
+    if url.startswith("unix://"):
+        raise ConfigError(
+            f"{file}: {where} {masked!r} is a Unix socket, but online_store has cluster: true; "
+            "a Redis Cluster is reached over TCP: use redis:// or rediss://"
+        )
+    parts = urlsplit(url)
+    db = (parse_qs(parts.query).get("db") or [parts.path.strip("/") or "0"])[0]
+    if db != "0":
+        raise ConfigError(
+            f"{file}: {where} {masked!r} selects database {db}, but a Redis Cluster has only "
+            "database 0: end the URL with /0 (or no database)"
+        )
 
 
 def _feature_log(section: _Section, repo: Path) -> FeatureLogConfig:

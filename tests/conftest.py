@@ -5,6 +5,11 @@
 ``redis_factory`` (function) start more servers (``redis_factory("--requirepass", "pw")``),
                   each a ``RedisServer`` that can be stopped and restarted on its port;
                   all are killed when the test ends.
+``redis_cluster`` (session) a throwaway Redis Cluster (tests/redis_cluster.py): 3 masters and 3
+                  replicas, password-protected, cluster-node-timeout 1 s, built once per
+                  session; every test using it is marked ``cluster`` and runs on one xdist
+                  worker (group "redis-cluster", ``--dist loadgroup``), so one cluster serves all.
+``cluster_url``   (function) its URL, the cluster healthy and flushed before the test.
 ``as_unprivileged`` a command prefix under which file permissions apply (for read-only
                   folder tests: root writes anywhere, so as root the command runs without
                   the capabilities that bypass permissions, through util-linux's setpriv).
@@ -22,6 +27,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.redis_cluster import RedisClusterNodes
+
+CLUSTER_PASSWORD = "cluster-s3cret"
 
 
 def free_port() -> int:
@@ -136,3 +145,37 @@ def redis_session_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A throwaway Redis Cluster for the session (see the module docstring)."""
+    try:
+        nodes = RedisClusterNodes(
+            tmp_path_factory.mktemp("redis-cluster"), password=CLUSTER_PASSWORD
+        )
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterNodes) -> str:
+    """The session's cluster, healthy and flushed: every test starts from an empty store."""
+    redis_cluster.wait_healthy()
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the cluster are marked ``cluster`` and grouped on one xdist worker."""
+    for item in items:
+        if item.get_closest_marker("cluster") or "redis_cluster" in getattr(
+            item, "fixturenames", ()
+        ):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))

@@ -122,6 +122,18 @@ def test_bigquery_settings(tmp_path: Path) -> None:
             "startup_nodes: ['host']}\n",
             ["startup_nodes", "'host'", "host:port"],
         ),
+        (
+            "project: p\nonline_store: {type: redis, url: 'redis://h:7000/2', cluster: true}\n",
+            ["online_store.url", "'redis://h:7000/2'", "database 2", "only database 0", "/0"],
+        ),
+        (
+            "project: p\nonline_store: {type: redis, url: 'redis://:pw@h?db=1', cluster: true}\n",
+            ["database 1", "only database 0", "redis://:***@h?db=1"],
+        ),
+        (
+            "project: p\nonline_store: {type: redis, url: 'unix:///tmp/r.sock', cluster: true}\n",
+            ["Unix socket", "cluster: true", "over TCP"],
+        ),
         ("project: p\nonline_store: {type: sqlite, path: [a]}\n", ["online_store.path"]),
         ("project: p\nfeature_log: {queue_size: 0}\n", ["feature_log.queue_size", "positive"]),
         ("project: p\nfeature_log: {include_online_features: 1}\n", ["true or false"]),
@@ -278,11 +290,35 @@ def test_a_corrupted_config_is_a_config_error_never_another_exception(document: 
 
 
 def test_a_cluster_setting_is_never_silently_ignored(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """cluster: true opens the cluster store, whose discovery names what it could not reach."""
+    import socket
+
+    from featurestore.errors import OnlineStoreUnavailable
     from featurestore.online.base import open_online_store
 
     monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     repo = write(
-        tmp_path, "project: p\nonline_store: {type: redis, url: 'redis://h', cluster: true}\n"
+        tmp_path,
+        f"project: p\nonline_store: {{type: redis, url: 'redis://127.0.0.1:{port}', "
+        "cluster: true, socket_timeout: 1}\n",
     )
-    with pytest.raises(ConfigError, match="Redis Cluster is not supported yet"):
+    with pytest.raises(OnlineStoreUnavailable, match=f"Redis Cluster at redis://127.0.0.1:{port}"):
         open_online_store(load_config(repo))
+
+
+def test_the_environment_url_of_a_cluster_is_checked_too(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    repo = write(
+        tmp_path, "project: p\nonline_store: {type: redis, url: 'redis://h:1/0', cluster: true}\n"
+    )
+    monkeypatch.setenv(REDIS_URL_ENV, "redis://127.0.0.1:7000/3")
+    with pytest.raises(
+        ConfigError, match=f"{REDIS_URL_ENV} 'redis://127.0.0.1:7000/3' selects database 3"
+    ):
+        load_config(repo)
+    monkeypatch.setenv(REDIS_URL_ENV, "rediss://127.0.0.1:7000")
+    assert load_config(repo).online_store == RedisConfig(
+        url="rediss://127.0.0.1:7000", cluster=True
+    )

@@ -1,11 +1,14 @@
-"""Faults, on throwaway redis-servers of the tests' own (never the shared one).
+"""Faults, on throwaway redis-servers of the tests' own (never the shared one), and on the
+throwaway Redis Cluster (the cluster's own faults, failovers and resharding, are in
+tests/test_cluster_faults.py).
 
 - Redis killed in the middle of a materialization: a clear error naming the view, the
   watermark where it was, and after a restart on the same port a re-run completes, leaving
   the store identical to a clean run.
 - A materialization process killed with SIGKILL halfway, then re-run: the store (every key,
-  field and value) is identical to a clean run's.
-- An unreachable or silent Redis on read: a clear error within the configured timeout.
+  field and value) is identical to a clean run's; on one server and on the cluster.
+- An unreachable or silent Redis (or cluster node) on read: a clear error within the
+  configured timeout.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import redis
 from featurestore import FeatureStore, MaterializationError, OnlineStoreUnavailable
 from featurestore.materialize import Progress, materialize_incremental
 from featurestore.online.base import Watermark, open_online_store
+from tests.redis_cluster import dump_project
+
+ON_BOTH = ["redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -75,10 +81,13 @@ def write_part(repo: Path, part: int, hour: int) -> None:
     )
 
 
-def make_repo(path: Path, url: str) -> FeatureStore:
+def make_repo(
+    path: Path, url: str, *, cluster: bool = False, project: str = "faults"
+) -> FeatureStore:
     path.mkdir(parents=True, exist_ok=True)
     (path / "featurestore.yaml").write_text(
-        f"project: faults\nonline_store: {{type: redis, url: '{url}', socket_timeout: 2}}\n"
+        f"project: {project}\nonline_store: {{type: redis, url: '{url}', socket_timeout: 2, "
+        f"cluster: {str(cluster).lower()}}}\n"
     )
     (path / "definitions.py").write_text(DEFINITIONS)
     write_part(path, 0, hour=1)
@@ -100,14 +109,15 @@ def dump(url: str) -> dict[bytes, Any]:
         client.close()
 
 
-def clean_run(tmp_path: Path, url: str, end: datetime) -> dict[bytes, Any]:
-    """Parts 0 and 1 materialized up to ``end`` in one undisturbed run at ``url``; its dump."""
+def clean_run(tmp_path: Path, url: str, end: datetime, cluster: bool = False) -> dict[bytes, Any]:
+    """Parts 0 and 1 materialized up to ``end`` in one undisturbed run at ``url``; its dump
+    (on a cluster, of its own project "clean")."""
     repo = tmp_path / "clean"
-    store = make_repo(repo, url)
+    store = make_repo(repo, url, cluster=cluster, project="clean" if cluster else "faults")
     write_part(repo, 1, hour=2)
     store.materialize_incremental(end)
     store.close()
-    return dump(url)
+    return dump_project(url, "clean") if cluster else dump(url)
 
 
 def wait_until_loaded(url: str) -> None:
@@ -225,14 +235,22 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.parametrize("online", ON_BOTH)
 def test_sigkill_halfway_then_rerun_equals_a_clean_run(
-    tmp_path: Path, redis_factory: Callable[..., Any]
+    tmp_path: Path, redis_factory: Callable[..., Any], online: str, request: pytest.FixtureRequest
 ) -> None:
-    server = redis_factory()
-    killed_url = server.url
-    clean_url = killed_url[: -len("/0")] + "/1"
+    cluster = online == "redis-cluster"
+    if cluster:  # one cluster, two projects
+        killed_url = clean_url = request.getfixturevalue("cluster_url")
+    else:
+        killed_url = redis_factory().url
+        clean_url = killed_url[: -len("/0")] + "/1"
+
+    def dump_run() -> dict[bytes, Any]:
+        return dump_project(killed_url, "faults") if cluster else dump(killed_url)
+
     repo = tmp_path / "repo"
-    store = make_repo(repo, killed_url)
+    store = make_repo(repo, killed_url, cluster=cluster)
     write_part(repo, 1, hour=2)
     end = (T0 + timedelta(hours=3)).isoformat()
 
@@ -250,33 +268,35 @@ def test_sigkill_halfway_then_rerun_equals_a_clean_run(
     child.wait(timeout=10)
     assert child.returncode == -9
     assert watermark(store) is None  # killed before the end of the run
-    assert 0 < len(dump(killed_url)) < USERS
+    assert 0 < len(dump_run()) < USERS
 
     store.materialize_incremental(datetime.fromisoformat(end))
     store.close()
-    got = dump(killed_url)
-    assert got == clean_run(tmp_path, clean_url, datetime.fromisoformat(end))
+    got = dump_run()
+    assert got == clean_run(tmp_path, clean_url, datetime.fromisoformat(end), cluster)
     assert len(got) == USERS + 1
 
 
-def test_unreachable_redis_on_read_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_unreachable_redis_on_read_is_a_clear_error(tmp_path: Path, cluster: bool) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    store = FeatureStore(_read_repo(tmp_path, port))
+    store = FeatureStore(_read_repo(tmp_path, port, cluster))
     started = time.monotonic()
     with pytest.raises(OnlineStoreUnavailable, match=f"127.0.0.1:{port}"):
         store.get_online_features(features=["stats:rate"], entity_rows=[{"user_id": 1}])
     assert time.monotonic() - started < 3
 
 
-def test_a_silent_redis_on_read_times_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_a_silent_redis_on_read_times_out(tmp_path: Path, cluster: bool) -> None:
     """A server that accepts connections and never answers: the socket timeout ends it."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)  # connections complete in the backlog; nothing ever replies
         port = listener.getsockname()[1]
-        store = FeatureStore(_read_repo(tmp_path, port))
+        store = FeatureStore(_read_repo(tmp_path, port, cluster))
         started = time.monotonic()
         with pytest.raises(OnlineStoreUnavailable, match="does not answer"):
             store.get_online_features(features=["stats:rate"], entity_rows=[{"user_id": 1}])
@@ -284,13 +304,15 @@ def test_a_silent_redis_on_read_times_out(tmp_path: Path) -> None:
         assert 0.45 <= took < 0.5 + 0.45  # socket_timeout 0.5 s, once: a timeout is not retried
 
 
-def _read_repo(tmp_path: Path, port: int) -> Path:
-    """An applied repo whose Redis URL points at ``port`` (apply touches no online store)."""
+def _read_repo(tmp_path: Path, port: int, cluster: bool = False) -> Path:
+    """An applied repo whose Redis (or cluster node) URL points at ``port`` (apply touches no
+    online store)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "featurestore.yaml").write_text(
         "project: faults\n"
-        f"online_store: {{type: redis, url: 'redis://127.0.0.1:{port}/0', socket_timeout: 0.5}}\n"
+        f"online_store: {{type: redis, url: 'redis://127.0.0.1:{port}/0', socket_timeout: 0.5, "
+        f"cluster: {str(cluster).lower()}}}\n"
     )
     (repo / "definitions.py").write_text(DEFINITIONS)
     write_part(repo, 0, hour=1)

@@ -1,4 +1,5 @@
-"""The parity theorem, on random messy data, on both online stores (real Redis, real SQLite).
+"""The parity theorem, on random messy data, on every online store (real SQLite, a real Redis
+and a real Redis Cluster of 3 masters and 3 replicas).
 
 Once everything with ``event_ts <= T`` is materialized (and nothing later), for every entity
 key and feature, ``get_online_features(now=T)`` equals ``get_historical_features`` at ``T``:
@@ -53,12 +54,17 @@ pytestmark = pytest.mark.filterwarnings("ignore::featurestore.errors.SkippedRows
 NULL_STATUSES = {"NOT_FOUND", "OUTSIDE_MAX_AGE", "NULL_VALUE"}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(
+    params=["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
+)
 def online_config(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The ``online_store`` line of featurestore.yaml: SQLite in the repo, or a throwaway
-    redis-server (each example flushes it before use)."""
+    """The ``online_store`` line of featurestore.yaml: SQLite in the repo, a throwaway
+    redis-server, or the throwaway Redis Cluster (each example flushes Redis before use)."""
     if request.param == "sqlite":
         yield "online_store: {type: sqlite, path: data/online.db}\n"
+    elif request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        yield f"online_store: {{type: redis, url: '{cluster.url}', cluster: true}}\n"
     else:
         url = request.getfixturevalue("redis_server")
         yield f"online_store: {{type: redis, url: '{url}'}}\n"
@@ -71,7 +77,11 @@ def open_repo(views: list[ViewCase], path: Path, online_config: str) -> FeatureS
     build_repo(Scenario(views, [], "event", False), path)
     config = path / "featurestore.yaml"
     config.write_text(config.read_text() + online_config)
-    if "redis" in online_config:
+    if "cluster: true" in online_config:
+        from tests.redis_cluster import flush_cluster
+
+        flush_cluster(online_config.split("'")[1])
+    elif "redis" in online_config:
         import redis
 
         client = redis.Redis.from_url(online_config.split("'")[1])

@@ -1,9 +1,10 @@
 """The online store interface: the latest row per (view, entity key), never regressing.
 
-Two implementations: ``RedisOnlineStore`` (featurestore/online/redis.py, production) and
-``SqliteOnlineStore`` (featurestore/online/sqlite.py, the embedded default). Both store the
-rows ``featurestore.online.codec`` encodes and keep each view's ``Watermark`` beside the data
-(a flushed or different store starts from zero). ``open_online_store`` picks one from
+Three implementations: ``RedisOnlineStore`` (featurestore/online/redis.py, production),
+``RedisClusterOnlineStore`` (featurestore/online/redis_cluster.py, the same layout over a
+Redis Cluster) and ``SqliteOnlineStore`` (featurestore/online/sqlite.py, the embedded
+default). All store the rows ``featurestore.online.codec`` encodes and keep each view's
+``Watermark`` beside the data (a flushed or different store starts from zero). ``open_online_store`` picks one from
 ``featurestore.yaml``; an unreachable configured store raises ``OnlineStoreUnavailable`` and
 is never replaced by another. Everything is per project: two projects sharing a store never
 see each other's rows or watermarks.
@@ -33,9 +34,10 @@ current generation and the identity it stands for. Then:
   for another definition), atomically with the write on a single Redis server and on SQLite:
   a run that spans an ``apply`` fails instead of mixing layouts, and its watermark stays.
   Where the check cannot be atomic with the write (Redis Cluster: the data hash and the
-  project's meta hash live in different slots), a stale write still lands only under its own
-  dead generation, which no read ever asks for; the watermark check, which needs only the
-  meta hash, stays atomic (featurestore/online/redis.py, "On Redis Cluster").
+  project's meta hash live in different slots), a stale write lands only under its own dead
+  generation, which no reader of the new definition asks for; the run sees the change right
+  after the batch, deletes that batch and fails; the watermark check, which needs only the
+  meta hash, stays atomic (featurestore/online/redis_cluster.py).
 """
 
 from __future__ import annotations
@@ -158,7 +160,9 @@ class OnlineStore(ABC):
         their layout id must be the claim's, or nothing is written (``OnlineStoreError``).
 
         Refused with ``OnlineStoreError`` (nothing of the call written) when the view's
-        current generation is no longer the claim's; checked atomically with the write.
+        current generation is no longer the claim's; checked atomically with the write (on
+        Redis Cluster right after it, the call's rows then deleted, and never readable by a
+        reader of the view's current definition meanwhile).
 
         Never regress: a record is written only when its ``(event_ts, created_ts)`` is
         greater than or equal to the stored row's (a missing created time sorts oldest), and
@@ -168,7 +172,8 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def read(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
-        """The stored rows for every entity key of every group, in one round trip.
+        """The stored rows for every entity key of every group, in one round trip (on Redis
+        Cluster, one round of calls in parallel, one per master holding the keys).
 
         Returns one list per entity key (groups in order, keys in order), holding one row
         (or None when absent) per view of its group, in the group's view order. A row is
@@ -250,24 +255,30 @@ def open_online_store(config: RepoConfig, *, check: bool = True) -> OnlineStore:
     """The online store ``featurestore.yaml`` configures, checked to answer.
 
     Redis for ``online_store: {type: redis, url: ...}`` (``FEATURESTORE_REDIS_URL``
-    overrides the URL), else the embedded SQLite file. Raises ``OnlineStoreUnavailable``
-    when the configured store does not answer; never falls back to another store.
+    overrides the URL), Redis Cluster with ``cluster: true``, else the embedded SQLite file.
+    Raises ``OnlineStoreUnavailable`` when the configured store does not answer, and
+    ``ConfigError`` when the server is not what the configuration says (a cluster node
+    without ``cluster: true``, or the reverse); never falls back to another store.
     ``check=False`` skips that first ping (a server that starts while Redis is down
     reports it as not ready instead of refusing to start).
     """
     from featurestore.config import RedisConfig
-    from featurestore.errors import ConfigError
 
     online = config.online_store
-    if isinstance(online, RedisConfig):
+    store: OnlineStore
+    if isinstance(online, RedisConfig) and online.cluster:
+        from featurestore.online.redis_cluster import RedisClusterOnlineStore
+
+        store = RedisClusterOnlineStore(
+            online.url,
+            config.project,
+            socket_timeout=online.socket_timeout,
+            startup_nodes=online.startup_nodes,
+        )
+    elif isinstance(online, RedisConfig):
         from featurestore.online.redis import RedisOnlineStore
 
-        if online.cluster:  # read from featurestore.yaml already; never ignored silently
-            raise ConfigError("online_store.cluster: Redis Cluster is not supported yet")
-
-        store: OnlineStore = RedisOnlineStore(
-            online.url, config.project, socket_timeout=online.socket_timeout
-        )
+        store = RedisOnlineStore(online.url, config.project, socket_timeout=online.socket_timeout)
     else:
         from featurestore.online.sqlite import SqliteOnlineStore
 

@@ -34,8 +34,8 @@ identifies the exact definition and layout it was written with. Why:
   numeric features per view) turns that hash into a real hash table, ~100 bytes more per
   entity; raise that setting for wide views.
 - **Never regress, only for the current generation, atomically.** Writes go through a Lua
-  script (registered once, called by SHA, re-loaded after a NOSCRIPT from a restarted
-  server) that first checks that ``view:<view>`` still holds the run's claim (else it writes
+  script (featurestore/online/redis_scripts.py: registered once, called by SHA, re-loaded
+  after a NOSCRIPT from a restarted server) that first checks that ``view:<view>`` still holds the run's claim (else it writes
   nothing and the run fails), then per key compares the stored row's 16-byte (event,
   created) prefix with the new one and writes only when the new one is >= — batches of
   keys per call, several calls per pipeline. Claims and watermarks are scripts on the meta
@@ -62,202 +62,50 @@ command here is idempotent), never after a timeout: an unreachable or silent ser
 ``OnlineStoreUnavailable`` naming the URL (password masked) after one ``socket_timeout``.
 Needs Redis 7 (script flags).
 
-On Redis Cluster (not supported yet): a script may only touch keys of one slot. Claims, drops
-and watermarks touch only the meta hash and stay atomic. The write's check reads the meta hash
-beside the data hashes, which a cluster refuses (CROSSSLOT); there a write would carry its
-generation alone, so a run that outlived an ``apply`` writes only under its dead generation,
-which no read asks for (reads resolve ``view:<view>`` in the meta hash's slot first: one more
-round trip, or a cache refreshed when the registry changes), and would see the change by
-re-reading ``view:<view>`` after each batch, then fail with its watermark refused. Rows written under a
-generation after its drop collected it would need their own collection pass (e.g. deleting
-every field that is no view's current generation). Aggregation tiles can live in the same
-hashes under fields prefixed by their view's generation.
+
+Redis Cluster is the same layout with other plumbing: ``RedisClusterOnlineStore``
+(featurestore/online/redis_cluster.py). What both share (claims, drops and watermarks on the
+meta hash, encoding, refusals, error messages) is ``RedisStoreBase``
+(featurestore/online/redis_base.py); their Lua scripts are featurestore/online/redis_scripts.py.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
-from featurestore.online.base import (
-    Claim,
-    KeyGroup,
-    OnlineStore,
-    ViewIdentity,
-    Watermark,
-    changed_under,
-    written_before_layouts,
+from featurestore.errors import ConfigError, OnlineStoreError
+from featurestore.online import redis_scripts as lua
+from featurestore.online.base import Claim, KeyGroup, changed_under
+from featurestore.online.redis_base import (
+    CALLS_PER_PIPELINE,
+    READ_BATCH,
+    RETIRED,
+    SCAN_COUNT,
+    WRITE_BATCH,
+    ReadParts,
+    RedisStoreBase,
+    claim_value,
+    held,
+    mask_url,
 )
-from featurestore.online.codec import RowCodec, entity_keys, from_us, timestamp_us
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.definitions import Field
 
-T = TypeVar("T")
+__all__ = ["RedisOnlineStore", "mask_url"]
 
-WRITE_BATCH = 1_000  # keys per script call
-CALLS_PER_PIPELINE = 8  # script calls per round trip
-READ_BATCH = 2_000  # keys per read script call: bigger reads pipeline several calls
-SCAN_COUNT = 1_000
 ASYNC_CONNECTIONS = 8  # per process and event loop: concurrent async reads share these
-RETIRED = "retired:"  # in the meta hash: a dropped generation whose rows may remain
-
-# KEYS[1]: the project's meta hash; KEYS[i + 1]: hashes; ARGV[1]: "view:<view>"; ARGV[2]: the
-# run's claim as view:<view> holds it; ARGV[3]: its generation (the field); ARGV[i + 3]: the
-# row for KEYS[i + 1]. Nothing is written (-1) unless the claim is still the view's. A row is
-# written unless the stored one's 16-byte (event, created) prefix is greater, compared as four
-# big-endian uint32 (exact in Lua's doubles; string '<' would follow the server's locale).
-WRITE_SCRIPT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
-  return -1
-end
-local field = ARGV[3]
-local written = 0
-local unpack = struct.unpack
-for i = 2, #KEYS do
-  local key, new = KEYS[i], ARGV[i + 2]
-  local old = redis.call('HGET', key, field)
-  local newer = true
-  if old then
-    local a1, a2, a3, a4 = unpack('>I4I4I4I4', new)
-    local b1, b2, b3, b4 = unpack('>I4I4I4I4', old)
-    if a1 ~= b1 then newer = a1 > b1
-    elseif a2 ~= b2 then newer = a2 > b2
-    elseif a3 ~= b3 then newer = a3 > b3
-    else newer = a4 >= b4 end
-  end
-  if newer then
-    redis.call('HSET', key, field, new)
-    written = written + 1
-  end
-end
-return written
-"""
-
-# KEYS[1]: the project's meta hash; KEYS[2..]: the groups' hashes, in order. ARGV: for each
-# group, its key count, its view count, then per view "view:<view>" and the identity asked,
-# "<fingerprint>:<layout id>". Returns first one status letter per (group, view): "." its
-# generation is that identity's, "x" another identity's (its rows are returned, to be counted
-# and refused), "n" no data, "L" data from before generations (tag:<view>); then one HMGET
-# reply per hash. A view without a generation reads the empty field name, never a generation.
-READ_SCRIPT = """#!lua flags=no-writes
-local out, k, a = {''}, 2, 1
-while a <= #ARGV do
-  local nkeys, nviews = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local names = {}
-  for i = 1, nviews do
-    names[i] = ARGV[a + 2 * i]
-  end
-  local claims = redis.call('HMGET', KEYS[1], unpack(names))
-  local fields, status = {}, {}
-  for i = 1, nviews do
-    local held, generation = string.match(claims[i] or '', '^(.*):(%d+)$')
-    if generation then
-      fields[i] = generation
-      status[i] = (held == ARGV[a + 2 * i + 1]) and '.' or 'x'
-    else
-      fields[i] = ''
-      local legacy = redis.call('HEXISTS', KEYS[1], 'tag:' .. string.sub(names[i], 6))
-      status[i] = (legacy == 1) and 'L' or 'n'
-    end
-  end
-  out[1] = out[1] .. table.concat(status)
-  a = a + 2 + 2 * nviews
-  for _ = 1, nkeys do
-    out[k] = redis.call('HMGET', KEYS[k], unpack(fields))
-    k = k + 1
-  end
-end
-return out
-"""
-
-# Retires what the meta hash KEYS[1] holds of the view named ARGV[1]: its generation and a tag
-# from before generations become "retired:<n>" (their rows are garbage to collect), and its
-# view:, tag: and watermark: entries go. Returns 1 when something was retired.
-_RETIRE = """
-local function retire(meta, view)
-  local retired = 0
-  local claim = redis.call('HGET', meta, 'view:' .. view)
-  if claim then
-    redis.call('HSET', meta, 'retired:' .. string.match(claim, ':(%d+)$'), view)
-    retired = 1
-  end
-  local legacy = redis.call('HGET', meta, 'tag:' .. view)
-  if legacy then
-    redis.call('HSET', meta, 'retired:' .. legacy, view)
-    retired = 1
-  end
-  redis.call('HDEL', meta, 'view:' .. view, 'tag:' .. view, 'watermark:' .. view)
-  return retired
-end
-"""
-
-DROP_SCRIPT = _RETIRE + "return retire(KEYS[1], ARGV[1])\n"
-
-# KEYS[1]: meta; ARGV[1]: the view; ARGV[2]: "<fingerprint>:<layout id>". Continues the view's
-# generation when it stands for that identity, else retires what the view holds and gives a
-# new generation. Returns {generation, 1 when something was retired}.
-CLAIM_SCRIPT = (
-    _RETIRE
-    + """
-local meta, view, identity = KEYS[1], ARGV[1], ARGV[2]
-local held, generation = string.match(
-  redis.call('HGET', meta, 'view:' .. view) or '', '^(.*):(%d+)$')
-if held == identity then
-  return {generation, 0}
-end
-local retired = retire(meta, view)
-generation = redis.call('HINCRBY', meta, 'next_tag', 1)
-redis.call('HSET', meta, 'view:' .. view, identity .. ':' .. generation)
-return {tostring(generation), retired}
-"""
-)
-
-# KEYS[1]: meta; ARGV: "view:<view>", the claim, "watermark:<view>", the value. 0: refused.
-WATERMARK_SCRIPT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-return 1
-"""
-
-SCRIPTS = (WRITE_SCRIPT, READ_SCRIPT, DROP_SCRIPT, CLAIM_SCRIPT, WATERMARK_SCRIPT)
+_ReadCall = tuple[list[str], list[Any], ReadParts]
 
 
-def _held(identity: ViewIdentity) -> str:
-    """How ``view:<view>`` names an identity (without the generation)."""
-    return f"{identity.fingerprint}:{identity.layout}"
-
-
-def _claim_value(claim: Claim) -> str:
-    """What ``view:<view>`` holds while ``claim`` is current."""
-    return f"{_held(claim.identity)}:{claim.generation}"
-
-
-_ReadCall = tuple[list[str], list[Any], list[tuple[int, tuple[ViewIdentity, ...]]]]
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (safe for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-class RedisOnlineStore(OnlineStore):
-    """The production online store (layout, costs and guarantees: module docstring)."""
+class RedisOnlineStore(RedisStoreBase):
+    """The production online store on one Redis server (layout, costs and guarantees:
+    module docstring)."""
 
     def __init__(self, url: str, project: str, *, socket_timeout: float = 5.0) -> None:
         import hiredis
@@ -265,34 +113,10 @@ class RedisOnlineStore(OnlineStore):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        super().__init__()
-        self.location = mask_url(url)
-        self.project = project
+        super().__init__(url, project, socket_timeout)
         self._url = url
-        self._timeout = socket_timeout
         self._async_clients: dict[tuple[int, int], Any] = {}
-        self._prefix = f"{project}|"
-        self._meta = f"{project}#meta"
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-        )
-        # Only a broken connection is worth an immediate second try (a restarted server);
-        # after a timeout, a second try would only double the wait the README promises.
-        self._reset = redis.exceptions.ConnectionError
-        self._noscript = redis.exceptions.NoScriptError
-        self._response_error = redis.exceptions.ResponseError
-        self._auth_error = redis.exceptions.AuthenticationError
-        # everything _translate turns into our errors (AuthenticationError first: a subclass)
-        self._failures: tuple[type[BaseException], ...] = (
-            self._auth_error,
-            *self._errors,
-            self._response_error,
-        )
         self._pack = hiredis.pack_command
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._own_connections: list[Any] = []
         try:
             self._client = redis.Redis.from_url(
                 url,
@@ -302,46 +126,12 @@ class RedisOnlineStore(OnlineStore):
             )
         except ValueError as exc:
             raise OnlineStoreError(f"invalid Redis URL {self.location}: {exc}") from None
-        self._write_sha, self._read_sha, self._drop_sha, self._claim_sha, self._watermark_sha = (
-            self._sha(script) for script in SCRIPTS
-        )
-
-    def __repr__(self) -> str:
-        return f"RedisOnlineStore({self.location!r}, project={self.project!r})"
+        self._write_sha, self._read_sha = lua.WRITE_SHA, lua.READ_SHA
 
     # --- plumbing ------------------------------------------------------------------------
 
-    @staticmethod
-    def _sha(script: str) -> str:
-        import hashlib
-
-        return hashlib.sha1(script.encode()).hexdigest()
-
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        """Run ``func``, turning connection failures into OnlineStoreUnavailable."""
-        try:
-            return func()
-        except self._failures as exc:
-            raise self._translate(what, exc) from None
-
-    def _translate(self, what: str, exc: BaseException) -> OnlineStoreError:
-        """The error a redis-py exception becomes (one wording for sync and async calls)."""
-        if isinstance(exc, self._auth_error):
-            return OnlineStoreUnavailable(
-                f"Redis at {self.location} refused the credentials in its URL ({what}): "
-                f"{str(exc).rstrip('.')}. Put the right password in the URL: "
-                "redis://:PASSWORD@host:port/db"
-            )
-        if isinstance(exc, self._errors):
-            return OnlineStoreUnavailable(
-                f"Redis at {self.location} does not answer ({what}): {str(exc).rstrip('.')}. "
-                "Is the server running, and the URL (featurestore.yaml or "
-                "FEATURESTORE_REDIS_URL) right?"
-            )
-        return OnlineStoreError(f"Redis at {self.location} refused to {what}: {exc}")
-
     def _load_scripts(self) -> None:
-        for script in SCRIPTS:
+        for script in lua.SINGLE_SERVER_SCRIPTS:
             self._client.script_load(script)
 
     def _scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -364,7 +154,6 @@ class RedisOnlineStore(OnlineStore):
         return replies
 
     def _script(self, what: str, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """One script call, with connection failures turned into OnlineStoreUnavailable."""
         command = ("EVALSHA", sha, len(keys), *keys, *args)
         return self._call(what, lambda: self._scripts([command]))[0]
 
@@ -409,28 +198,26 @@ class RedisOnlineStore(OnlineStore):
         return connection
 
     def _meta_field(self, what: str, field: str) -> bytes | None:
-        """One field of the project's meta hash."""
         # Any: redis-py types replies as str, but this client does not decode them
         raw: Any = self._call(what, lambda: self._client.hget(self._meta, field))
         return raw
 
-    def _holds(self, view: str) -> int | None:
-        """The view's current generation (None: none), for error messages."""
-        raw = self._meta_field("read a generation", f"view:{view}")
-        return None if raw is None else int(raw.rsplit(b":", 1)[1])
-
     # --- the interface -------------------------------------------------------------------
 
     def ping(self) -> None:
+        """PING, and refuse a Redis Cluster node: this client would get MOVED for most keys."""
         self._call("answer PING", self._client.ping)
-
-    def claim(self, identity: ViewIdentity) -> Claim:
-        generation, retired = self._script(
-            "claim a view", self._claim_sha, [self._meta], [identity.view, _held(identity)]
-        )
-        if retired:
-            self._call("drop a view", self._collect_retired)
-        return Claim(identity, int(generation))
+        try:
+            info: Any = self._client.info("cluster")
+        except self._response_error:  # INFO disabled (a managed service): nothing to check
+            return
+        except self._errors:
+            info = {}
+        if info.get("cluster_enabled"):
+            raise ConfigError(
+                f"online_store.url (or FEATURESTORE_REDIS_URL) {self.location} is a node of a "
+                "Redis Cluster: add 'cluster: true' to online_store in featurestore.yaml"
+            )
 
     def write_rows(
         self,
@@ -439,17 +226,8 @@ class RedisOnlineStore(OnlineStore):
         join_keys: Sequence[str],
         features: Sequence[Field],
     ) -> int:
-        codec = RowCodec(features)
-        if codec.layout != claim.identity.layout:
-            raise OnlineStoreError(
-                f"rows of feature view {claim.identity.view!r} encoded with layout "
-                f"{codec.layout}, but its claim is for layout {claim.identity.layout}"
-            )
-        if batch.num_rows == 0:
-            return 0
-        keys = [self._prefix + k for k in entity_keys(batch, join_keys)]
-        rows = codec.encode_batch(batch)
-        head = (f"view:{claim.identity.view}", _claim_value(claim), claim.generation)
+        keys, rows = self._encode(claim, batch, join_keys, features)
+        head = (f"view:{claim.identity.view}", claim_value(claim), claim.generation)
         calls = [
             (keys[i : i + WRITE_BATCH], rows[i : i + WRITE_BATCH])
             for i in range(0, len(keys), WRITE_BATCH)
@@ -491,7 +269,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return await client.execute_command(*command)
         except self._noscript:  # a new or restarted server: register the scripts, once more
-            for script in SCRIPTS:
+            for script in lua.SINGLE_SERVER_SCRIPTS:
                 await client.script_load(script)
             return await client.execute_command(*command)
 
@@ -509,9 +287,9 @@ class RedisOnlineStore(OnlineStore):
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 self._url,
                 max_connections=ASYNC_CONNECTIONS,
-                timeout=self._timeout,  # waiting for a free connection counts as not answering
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
+                timeout=self.socket_timeout,  # waiting for a free connection counts as not answering
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
             )
             retry = Retry(NoBackoff(), 1, supported_errors=(self._reset,))
             client = self._async_clients[key] = redis.asyncio.Redis(
@@ -534,7 +312,7 @@ class RedisOnlineStore(OnlineStore):
         calls: list[_ReadCall] = [([], [], [])]
         prefix = self._prefix
         for views, entity_keys_ in groups:
-            asked = [a for v in views for a in (f"view:{v.view}", _held(v))]
+            asked = [a for v in views for a in (f"view:{v.view}", held(v))]
             for start in range(0, len(entity_keys_), READ_BATCH):
                 chunk = entity_keys_[start : start + READ_BATCH]
                 keys, args, parts = calls[-1]
@@ -559,46 +337,6 @@ class RedisOnlineStore(OnlineStore):
                 self._refuse(statuses.decode(), rows, parts)
             out += rows
         return out
-
-    def _refuse(
-        self,
-        statuses: str,
-        rows: list[list[bytes | None]],
-        parts: list[tuple[int, tuple[ViewIdentity, ...]]],
-    ) -> None:
-        """Blank (and count) the rows of views whose generation is another identity's;
-        raise for a view holding data from before generations."""
-        letters = iter(statuses)  # one per (group, view), in order
-        start = 0
-        for count, views in parts:
-            for j, view in enumerate(views):
-                letter = next(letters)
-                if letter == "L":
-                    raise written_before_layouts(view.view, self.location)
-                if letter == "x":
-                    refused = 0
-                    for row in rows[start : start + count]:
-                        if row[j] is not None:
-                            row[j] = None
-                            refused += 1
-                    self._count_refused(view.view, refused)
-            start += count
-
-    def get_watermark(self, view: str) -> Watermark | None:
-        raw = self._meta_field("read a watermark", f"watermark:{view}")
-        return None if raw is None else _parse_watermark(raw)
-
-    def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
-        created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
-        view = claim.identity.view
-        args = [f"view:{view}", _claim_value(claim), f"watermark:{view}"]
-        args.append(f"{timestamp_us(watermark.end)}:{created}")
-        if not self._script("write a watermark", self._watermark_sha, [self._meta], args):
-            raise changed_under(claim, self._holds(view), self.location)
-
-    def drop_view(self, view: str) -> int:
-        self._script("drop a view", self._drop_sha, [self._meta], [view])
-        return self._call("drop a view", self._collect_retired)
 
     def _collect_retired(self) -> int:
         """Delete the rows of every retired generation: one SCAN over the project's keys.
@@ -629,8 +367,3 @@ class RedisOnlineStore(OnlineStore):
                 connection.disconnect()
             self._own_connections.clear()
         self._client.close()
-
-
-def _parse_watermark(raw: bytes) -> Watermark:
-    end, created = raw.decode().split(":")
-    return Watermark(from_us(int(end)), from_us(int(created)) if created else None)

@@ -1,4 +1,6 @@
-"""Online data never outlives the definition it was written for, on SQLite and on Redis.
+"""Online data never outlives the definition it was written for, on SQLite, Redis and Redis
+Cluster (where a write cannot check its claim atomically: its rows stay invisible and the run
+fails at the claim check after the batch).
 
 - Reordering a view's fields (same fingerprint, new row layout) drops its online data at
   ``apply``: values never come back under each other's names.
@@ -92,8 +94,13 @@ def make_repo(repo: Path, online: str, project: str = "defs") -> FeatureStore:
     return store
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(
+    params=["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
+)
 def online(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("cluster_url")
+        return f"{{type: redis, url: '{url}', cluster: true}}"
     if request.param == "redis":
         return f"{{type: redis, url: '{request.getfixturevalue('redis_url')}'}}"
     return "{type: sqlite, path: data/online.db}"

@@ -1,6 +1,7 @@
 """get_online_features: statuses with ttl enforced at read, typed values, and clear errors.
 
-Runs on SQLite and on a throwaway Redis (``online_fs`` is parametrized over both).
+Runs on SQLite, on a throwaway Redis and on the throwaway Redis Cluster (``online_fs`` is
+parametrized over the three; the cluster's round trips: tests/online/test_cluster.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis
 from online_repo import DEFINITIONS, T0, put, write_repo
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
+from featurestore.online.redis import RedisOnlineStore
 from featurestore.online.response import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
 DAY = timedelta(days=1)
@@ -219,7 +221,7 @@ def test_several_entities_and_views_in_one_round_trip(online_fs: FeatureStore) -
         [{"user_id": 1, "merchant_id": "m|1", "txn_count": 4, "event_ts": T0}],
     )
     client = None
-    if hasattr(store, "_client"):
+    if isinstance(store, RedisOnlineStore):
         client = redis.Redis.from_url(online_fs.config.online_store.url)
         client.config_resetstat()
     rows = [
