@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import redis
 
+from featurestore.errors import FeatureStoreError
+
 T = TypeVar("T")
 HOST = "127.0.0.1"
 
@@ -51,12 +53,13 @@ def free_cluster_port(taken: set[int]) -> int:
 
 
 def until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy (a Redis or featurestore error counts
+    as not yet); fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             result = check()
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, OSError, FeatureStoreError):
             result = None
         if result:
             return result

@@ -96,9 +96,13 @@ class ClusterClient:
                 if self._client is None:
                     self._client = self._discover(self._connect)
         elif self._stale:
-            self._stale = False
-            self._owners = self._masters = None
-            self._discover(self._client.nodes_manager.initialize)
+            try:
+                self._discover(self._client.nodes_manager.initialize)
+            except OnlineStoreUnavailable:
+                pass  # the old map still names the node at fault, which the request will name
+            else:
+                self._stale = False
+                self._owners = self._masters = None
         return self._client
 
     def _slot_owners(self) -> list[str]:

@@ -28,7 +28,7 @@ from featurestore.errors import ConfigError, OnlineStoreError, OnlineStoreUnavai
 from featurestore.online.base import KeyGroup, Watermark, open_online_store
 from featurestore.online.redis import RedisOnlineStore
 from featurestore.online.redis_cluster import RedisClusterOnlineStore
-from tests.redis_cluster import RedisClusterNodes, dump_project
+from tests.redis_cluster import RedisClusterNodes, dump_project, until
 
 pytestmark = pytest.mark.cluster
 
@@ -218,7 +218,7 @@ def test_a_watermark_waits_until_the_replicas_have_the_rows(
     finally:
         os.kill(replica.process.pid, signal.SIGCONT)
     assert store.get_watermark("v") is None
-    store.set_watermark(run, Watermark(T0, None))  # the replica caught up
+    until("the replica to catch up", lambda: store.set_watermark(run, Watermark(T0, None)) or 1)
     assert store.get_watermark("v") == Watermark(T0, None)
     store.close()
 
