@@ -4,10 +4,10 @@ Three implementations: ``RedisOnlineStore`` (featurestore/online/redis.py, produ
 ``RedisClusterOnlineStore`` (featurestore/online/redis_cluster.py, the same layout over a
 Redis Cluster) and ``SqliteOnlineStore`` (featurestore/online/sqlite.py, the embedded
 default). All store the rows ``featurestore.online.codec`` encodes and keep each view's
-``Watermark`` beside the data (a flushed or different store starts from zero). ``open_online_store`` picks one from
-``featurestore.yaml``; an unreachable configured store raises ``OnlineStoreUnavailable`` and
-is never replaced by another. Everything is per project: two projects sharing a store never
-see each other's rows or watermarks.
+``Watermark`` beside the data (a flushed or different store starts from zero).
+``open_online_store`` picks one from ``featurestore.yaml``; an unreachable configured store
+raises ``OnlineStoreUnavailable`` and is never replaced by another. Everything is per
+project: two projects sharing a store never see each other's rows or watermarks.
 
 Which definition the data belongs to. Rows are positional (codec.py), so a row is only
 meaningful with the definition it was written for: its ``ViewIdentity``, the view's name,

@@ -35,11 +35,12 @@ identifies the exact definition and layout it was written with. Why:
   entity; raise that setting for wide views.
 - **Never regress, only for the current generation, atomically.** Writes go through a Lua
   script (featurestore/online/redis_scripts.py: registered once, called by SHA, re-loaded
-  after a NOSCRIPT from a restarted server) that first checks that ``view:<view>`` still holds the run's claim (else it writes
-  nothing and the run fails), then per key compares the stored row's 16-byte (event,
-  created) prefix with the new one and writes only when the new one is >= — batches of
-  keys per call, several calls per pipeline. Claims and watermarks are scripts on the meta
-  hash alone: a watermark is set only while the claim is current.
+  after a NOSCRIPT from a restarted server) that first checks that ``view:<view>`` still
+  holds the run's claim (else it writes nothing and the run fails), then per key compares
+  the stored row's 16-byte (event, created) prefix with the new one and writes only when the
+  new one is >= — batches of keys per call, several calls per pipeline. Claims and
+  watermarks are scripts on the meta hash alone: a watermark is set only while the claim is
+  current.
 - **Dropping a view** (or a claim replacing data of another definition) is one script that
   retires its generation and removes its ``view:`` entry and watermark: from then on its rows
   are invisible, writes of a run that claimed it are refused, and a new claim gets a new
@@ -61,7 +62,6 @@ once, at once, only when the connection was reset or refused (a restarted server
 command here is idempotent), never after a timeout: an unreachable or silent server raises
 ``OnlineStoreUnavailable`` naming the URL (password masked) after one ``socket_timeout``.
 Needs Redis 7 (script flags).
-
 
 Redis Cluster is the same layout with other plumbing: ``RedisClusterOnlineStore``
 (featurestore/online/redis_cluster.py). What both share (claims, drops and watermarks on the

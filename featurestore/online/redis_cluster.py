@@ -17,12 +17,13 @@ that map names, one pipeline per node, and follows MOVED, ASK and TRYAGAIN.
 What a request costs (it grows with the masters holding the keys, never with the keys):
 
 - A read of N entities is one round, in parallel (``read_async``, for the prediction
-  service, runs the same read in a worker thread so the event loop is never blocked): per master holding some of them one read
-  script call (``EVALSHA``, one ``HMGET`` per hash), all sent before any reply is read. Plus,
-  in the same round, one ``HMGET`` of the views' ``view:`` entries on the meta hash's master,
-  unless this store checked less than ``lease`` (1 s) ago that each view's generation stands
-  for the identity the read asks for: so the meta hash's master takes about one small command
-  per second per reader process and view, not one per request.
+  service, runs the same read in a worker thread so the event loop is never blocked): per
+  master holding some of them one read script call (``EVALSHA``, one ``HMGET`` per hash),
+  all sent before any reply is read. Plus, in the same round, one ``HMGET`` of the views'
+  ``view:`` entries on the meta hash's master, unless this store checked less than ``lease``
+  (1 s) ago that each view's generation stands for the identity the read asks for: so the
+  meta hash's master takes about one small command per second per reader process and view,
+  not one per request.
 - A batch of rows to write is one script call per master and 1,000 keys, all sent at once,
   then one ``HGET`` of the claim; before a watermark moves, one ``WAIT`` per master written.
 - The scripts may touch keys of several slots of their node (``allow-cross-slot-keys``,
