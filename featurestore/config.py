@@ -398,8 +398,10 @@ def _check_cluster_url(file: Path, url: str) -> None:
     """A Redis Cluster is reached over TCP and has only database 0."""
     from urllib.parse import parse_qs, urlsplit
 
+    from featurestore.online.redis_base import mask_url
+
     where = REDIS_URL_ENV if os.environ.get(REDIS_URL_ENV) else "online_store.url"
-    masked = re.sub(r":[^:@/]*@", ":***@", url)
+    masked = mask_url(url)
     if url.startswith("unix://"):
         raise ConfigError(
             f"{file}: {where} {masked!r} is a Unix socket, but online_store has cluster: true; "

@@ -125,9 +125,14 @@ def write_repo(repo: Path, online: str, *, ttl_days: int = 1, plain: bool = True
     return repo
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(
+    params=["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
+)
 def online(request: pytest.FixtureRequest) -> str:
-    """The ``online_store`` setting: the embedded SQLite file, or a flushed throwaway Redis."""
+    """The ``online_store`` setting: the embedded SQLite file, a flushed throwaway Redis, or
+    the flushed throwaway Redis Cluster."""
+    if request.param == "redis-cluster":
+        return f"{{type: redis, url: '{request.getfixturevalue('cluster_url')}', cluster: true}}"
     if request.param == "redis":
         return f"{{type: redis, url: '{request.getfixturevalue('redis_url')}'}}"
     return "{type: sqlite, path: data/online.db}"
