@@ -34,6 +34,7 @@ import os
 import random
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -517,35 +518,48 @@ def run_both(
     return problems
 
 
-def test_random_cases_match_feast(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture(scope="module")
+def feast_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeastWorker]:
+    """One Feast process per test process (importing Feast takes ~4 s), shared by the parts."""
+    worker = FeastWorker(feast_python(), tmp_path_factory.mktemp("feast") / "worker.log")
+    try:
+        yield worker
+    finally:
+        worker.close()
+
+
+HALF, QUARTER = CASES // 2, CASES // 4
+PARTS = {
+    # name: (case seeds, output compared, as_of, every created time present)
+    "to_arrow, first half": (range(0, HALF), "arrow", "event", False),
+    "to_arrow, second half": (range(HALF, CASES), "arrow", "event", False),
+    "to_df": (range(CASES, CASES + QUARTER), "df", "event", False),
+    'as_of="created" vs filter_by_created_timestamp=True': (
+        range(CASES + QUARTER, CASES + 2 * QUARTER),
+        "arrow",
+        "created",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("part", list(PARTS))
+def test_random_cases_match_feast(tmp_path: Path, feast_worker: FeastWorker, part: str) -> None:
     """Same rows, values and Arrow types as Feast's ``to_arrow()``, case after case; and
     ``to_df()`` agrees on other cases, up to Feast's int64-with-nulls as float64 (FEAST_NOTES);
     and ``as_of="created"`` equals Feast's ``filter_by_created_timestamp=True`` on cases where
     every created time is present (Feast never shows a row whose created time is missing,
     since ``NULL <= t`` is not true; ours treats it as known from the start).
 
-    One test, so that the Feast worker (4 s to import Feast) starts once even under xdist.
+    Split in parts so that xdist runs them in parallel; each process starts Feast once.
     """
-    worker = FeastWorker(feast_python(), tmp_path_factory.mktemp("feast") / "worker.log")
-    extra = CASES // 4
-    try:
-        on_arrow = run_both(worker, [make_case(i, tmp_path) for i in range(CASES)], "arrow")
-        more = [make_case(i, tmp_path) for i in range(CASES, CASES + extra)]
-        on_pandas = run_both(worker, more, "df")
-        known = [
-            make_case(i, tmp_path, missing_created=False)
-            for i in range(CASES + extra, CASES + 2 * extra)
-        ]
-        as_of_created = run_both(worker, known, "arrow", as_of="created")
-    finally:
-        worker.close()
-    for problems, what in [
-        (on_arrow, "to_arrow"),
-        (on_pandas, "to_df"),
-        (as_of_created, 'as_of="created" vs filter_by_created_timestamp=True'),
-    ]:
-        summary = "\n".join(problems[:30])
-        assert not problems, f"{len(problems)} differences from Feast ({what}):\n{summary}"
+    seeds, output, as_of, all_created = PARTS[part]
+    cases = [
+        make_case(i, tmp_path, **({"missing_created": False} if all_created else {})) for i in seeds
+    ]
+    problems = run_both(feast_worker, cases, output, as_of=as_of)
+    summary = "\n".join(problems[:30])
+    assert not problems, f"{len(problems)} differences from Feast ({part}):\n{summary}"
 
 
 def test_compare_reports_a_changed_value(tmp_path: Path) -> None:
