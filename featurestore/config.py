@@ -144,8 +144,9 @@ class ServingConfig:
 
 @dataclass(frozen=True)
 class ReportsConfig:
-    """The skew and consistency reports: ``thresholds`` by name (the reports define the
-    names and their defaults), and ``exclude_features`` (``"view:feature"``) to leave out."""
+    """The skew, consistency and performance reports: ``thresholds`` by name (the names and
+    defaults are ``featurestore/reports/thresholds.py``'s; an unknown name is refused), and
+    ``exclude_features`` (``"view:feature"``) that no report judges."""
 
     thresholds: dict[str, float] = field(default_factory=dict)
     exclude_features: tuple[str, ...] = ()
@@ -435,12 +436,15 @@ def _serving(section: _Section) -> ServingConfig:
 
 def _reports(section: _Section) -> ReportsConfig:
     section.only(("thresholds", "exclude_features"))
+    from featurestore.reports.thresholds import check_names
+
     thresholds = section.mapping("thresholds")
     for name, value in thresholds.items():
         if not isinstance(name, str) or not _is_number(value) or not math.isfinite(value):
             raise ConfigError(
                 f"{section.file}: reports.thresholds.{name} must be a number, got {value!r}"
             )
+    check_names(thresholds, f"{section.file}: reports.thresholds")
     excluded = section.strings("exclude_features")
     for ref in excluded:
         if ref.count(":") != 1:

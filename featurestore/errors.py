@@ -15,6 +15,7 @@
     ├── OfflineStoreUnavailable    the configured offline engine cannot be reached
     ├── OutputError            an output file (training set, scores) cannot be written
     ├── MaterializationError   a materialization run failed (watermarks did not move)
+    ├── ReportError            a report cannot be built from its inputs (empty log, ...)
     └── ModelError             a model artifact is missing, tampered with or mismatched
         └── ModelNotServable       the model cannot be served now (binding, materialization)
 
@@ -77,6 +78,12 @@ class OutputError(FeatureStoreError):
 
 class MaterializationError(FeatureStoreError):
     """A materialization run failed; the watermarks were left where they were."""
+
+
+class ReportError(FeatureStoreError):
+    """A skew, consistency or performance report cannot be built from what it was given: an
+    empty log or window, rows served by other definitions, a training set without its
+    manifest, labels that match no logged prediction."""
 
 
 class ModelError(FeatureStoreError):

@@ -143,6 +143,19 @@ def test_bigquery_settings(tmp_path: Path) -> None:
         ("project: p\nreports: {thresholds: {psi_alert: high}}\n", ["psi_alert", "number"]),
         ("project: p\nreports: {exclude_features: [trips]}\n", ["'trips'", "view:feature"]),
         ("project: p\nreports: [psi]\n", ["'reports' must be a mapping"]),
+        (
+            "project: p\nreports: {thresholds: {psi_alrt: 0.3}}\n",
+            ["unknown threshold 'psi_alrt'", "did you mean 'psi_alert'", "valid thresholds"],
+        ),
+        (
+            "project: p\nreports: {thresholds: {psi_warn: 0.3}}\n",
+            ["psi_warn (0.3) must be at most psi_alert (0.25)"],
+        ),
+        (
+            "project: p\nreports: {thresholds: {match_rate_warn: 0.9}}\n",
+            ["match_rate_warn (0.9) must be at least match_rate_alert (0.99)"],
+        ),
+        ("project: p\nreports: {thresholds: {min_rows: 0}}\n", ["min_rows must be at least 1"]),
         # unknown keys name the closest valid key, or the store type they belong to
         ("project: p\nregisty: r.json\n", ["unknown key 'registy'", "did you mean 'registry'"]),
         ("project: p\nserving: {max_entites: 5}\n", ["'serving.max_entites'", "'max_entities'"]),

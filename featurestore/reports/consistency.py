@@ -1,0 +1,309 @@
+"""The consistency report: what was served against what training would have seen then.
+
+``consistency_report(store, window)`` reads the feature log's rows in the window, replays
+their (entity keys, ``request_ts``) pairs through the offline point-in-time join (one join
+per ``as_of``: ``get_historical_features(..., full_feature_names=True, as_of=...,
+with_timestamps=True)``, so the winners' event and created times come from the join itself,
+not from a side query) and compares every served value with the replayed one, as Chronon
+measures it. Per feature: rows compared (rows that served the feature), exact matches (both
+null counts as a match), both-null / offline-null / online-null / mismatch counts, for
+numbers sMAPE and quantiles of ``offline - online``; the same per UTC hour; and every
+mismatch explained by one class of the decision table in ``reports/classes.py`` (first rule
+wins: online-newer, stale-online, late-correction, value-differs, missing-online,
+ttl-boundary, online-only), with the median and p95 lag of stale-online rows and a few
+example rows per class. The overall score is the exact-match rate over all compared values.
+
+``as_of`` of the replay, per logged row: ``as_of=`` when given; for ``/predict`` rows the
+``as_of`` the model was trained with (the artifact's metadata when ``model=`` is that model,
+else ``featurestore train``'s, ``"created"``); for ``/get-online-features`` rows ``"event"``.
+Rows served by a model bound to another fingerprint than the registry's (definitions changed
+since) are refused: replaying them through the new definitions would not measure serving.
+
+Levels: a feature's exact-match rate below ``match_rate_warn`` / ``match_rate_alert``
+(``reports/thresholds.py``), and any online-newer or value-differs row, which is always an
+alert. Features in ``reports.exclude_features`` are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurestore.errors import ReportError
+from featurestore.feature_log import ONLINE_FEATURES, PREDICT
+from featurestore.reports.classes import CLASSES, FeatureKind
+from featurestore.reports.feature_consistency import FeatureConsistency, summarize_feature
+from featurestore.reports.served import Window, feature_columns, read_window
+from featurestore.reports.thresholds import Level, Thresholds
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from featurestore.models.artifact import ModelArtifact
+    from featurestore.registry import RegistryState
+    from featurestore.store import FeatureStore
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReplayGroup:
+    """Logged rows replayed with one ``as_of``, and why that one."""
+
+    as_of: str
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """The result ``consistency_report`` returns; the CLI renders it (terminal, JSON, HTML)."""
+
+    log_path: str
+    window: Window
+    rows: int
+    groups: tuple[ReplayGroup, ...]
+    features: tuple[FeatureConsistency, ...]
+    thresholds: Thresholds
+    notes: tuple[str, ...] = ()
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def compared(self) -> int:
+        return sum(f.compared for f in self.features)
+
+    @property
+    def matched(self) -> int:
+        return sum(f.matched for f in self.features)
+
+    @property
+    def score(self) -> float:
+        """The exact-match rate over every compared value (1.0 when nothing was compared)."""
+        return self.matched / self.compared if self.compared else 1.0
+
+    @property
+    def level(self) -> Level:
+        return max((f.level for f in self.features), default=Level.OK)
+
+    def class_counts(self) -> dict[str, int]:
+        """Mismatches per class, over every feature (classes in decision order)."""
+        return {c: sum(f.class_count(c) for f in self.features) for c in CLASSES}
+
+    def hourly(self) -> list[tuple[datetime, int, int, dict[str, int]]]:
+        """Per UTC hour, over every feature: (hour, compared, matched, mismatches per class)."""
+        hours: dict[datetime, list[Any]] = {}
+        for feature in self.features:
+            for bucket in feature.hourly:
+                entry = hours.setdefault(bucket.hour, [0, 0, dict.fromkeys(CLASSES, 0)])
+                entry[0] += bucket.compared
+                entry[1] += bucket.matched
+                for name, count in bucket.classes.items():
+                    entry[2][name] += count
+        return [(hour, *hours[hour]) for hour in sorted(hours)]  # type: ignore[misc]  # a 4-tuple
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report": "consistency",
+            "created_at": self.created_at.isoformat(),
+            "log_path": self.log_path,
+            "window": self.window.to_json(),
+            "rows": self.rows,
+            "score": self.score,
+            "compared": self.compared,
+            "matched": self.matched,
+            "level": self.level.label,
+            "classes": self.class_counts(),
+            "replay": [{"as_of": g.as_of, "rows": g.rows, "reason": g.reason} for g in self.groups],
+            "features": [f.to_json() for f in self.features],
+            "hourly": [
+                {"hour": h.isoformat(), "compared": c, "matched": m, "classes": k}
+                for h, c, m, k in self.hourly()
+            ],
+            "thresholds": dict(self.thresholds.values),
+            "notes": list(self.notes),
+        }
+
+
+def consistency_report(
+    store: FeatureStore,
+    window: Window | None = None,
+    *,
+    model: ModelArtifact | str | Path | None = None,
+    as_of: str | None = None,
+    examples: int = 3,
+    progress: Progress | None = None,
+) -> ConsistencyReport:
+    """Replay the logged rows of ``window`` offline and compare (module docstring)."""
+    import numpy as np
+
+    say = progress or (lambda _: None)
+    window = window or Window()
+    config = store.config
+    thresholds = Thresholds.from_config(config.reports.thresholds)
+    state = store.state
+    artifact = _artifact(model)
+    say("reading the feature log")
+    log = read_window(config.feature_log_path, window)
+    _check_fingerprints(log, state)
+    refs, notes = _replayable(log, state, config.reports.exclude_features)
+    if not refs:
+        raise ReportError(
+            f"no feature of the log {window.describe()} can be replayed: "
+            + ("; ".join(notes) or "it holds no feature columns")
+        )
+    groups, row_as_of = _as_of_groups(log, artifact, as_of)
+    per_feature: dict[str, list[dict[str, Any]]] = {c: [] for c in refs}
+    for group in groups:
+        rows = np.flatnonzero(row_as_of == group.as_of)
+        part = log.take(rows)
+        served = {c: r for c, r in refs.items() if part[f"{c}__status"].null_count < len(part)}
+        if not served:
+            continue
+        say(f"replaying {len(part):,} logged rows through the offline join (as_of={group.as_of})")
+        offline = _replay(store, state, part, list(served.values()), group.as_of)
+        for i, (column, ref) in enumerate(served.items(), 1):
+            say(f"comparing {column} ({i}/{len(served)}, as_of={group.as_of})")
+            view = state.view(ref.split(":")[0])
+            per_feature[column].append(
+                {"log": part, "offline": offline, "ttl_us": view.ttl_microseconds}
+            )
+    features = tuple(
+        summarize_feature(
+            column,
+            refs[column],
+            FeatureKind.PLAIN,  # transformed and aggregated features: see classes.py
+            parts,
+            thresholds,
+            examples,
+            _key_columns(state, refs[column]),
+        )
+        for column, parts in per_feature.items()
+        if parts
+    )
+    return ConsistencyReport(
+        log_path=str(config.feature_log_path),
+        window=window,
+        rows=log.num_rows,
+        groups=tuple(groups),
+        features=features,
+        thresholds=thresholds,
+        notes=tuple(notes),
+    )
+
+
+def _artifact(model: ModelArtifact | str | Path | None) -> ModelArtifact | None:
+    if model is None or not isinstance(model, (str, Path)):
+        return model
+    from featurestore.models.artifact import load
+
+    return load(model)
+
+
+def _check_fingerprints(log: pa.Table, state: RegistryState) -> None:
+    """Refuse rows served by a model bound to another fingerprint than the registry's."""
+    pairs = (
+        log.select(["service", "model_fingerprint", "model"])
+        .group_by(["service", "model_fingerprint", "model"])
+        .aggregate([([], "count_all")])
+        .to_pylist()
+    )
+    for pair in pairs:
+        service, fingerprint = pair["service"], pair["model_fingerprint"]
+        if fingerprint is None or service is None:
+            continue
+        record = state.services.get(service)
+        current = record.fingerprint if record else None
+        if current != fingerprint:
+            now = f"is now {current[:12]}" if current else "is no longer applied"
+            raise ReportError(
+                f"{pair['count_all']:,} logged rows were served by model {pair['model']} "
+                f"bound to {service} fingerprint {fingerprint[:12]}, but the registry's "
+                f"{service} {now}: replaying them through other definitions would not "
+                "measure serving; pass --since after the apply that changed it"
+            )
+
+
+def _replayable(
+    log: pa.Table, state: RegistryState, excluded: tuple[str, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """The log's feature columns that the registry defines -> their refs; notes on the rest."""
+    known = {
+        f"{name}__{feature}": f"{name}:{feature}"
+        for name, record in state.views.items()
+        for feature in record.view.feature_names
+    }
+    refs, notes = {}, []
+    for column in feature_columns(log.schema):
+        ref = known.get(column)
+        if ref is None:
+            notes.append(f"{column} is not replayed: the registry defines no such feature now")
+        elif ref in excluded:
+            notes.append(f"{ref} is excluded (reports.exclude_features)")
+        else:
+            refs[column] = ref
+    return refs, notes
+
+
+def _as_of_groups(
+    log: pa.Table, artifact: ModelArtifact | None, as_of: str | None
+) -> tuple[list[ReplayGroup], np.ndarray]:
+    """Each row's replay ``as_of`` (module docstring), and the groups it makes."""
+    import numpy as np
+
+    from featurestore.models.training import AS_OF as TRAINED_AS_OF
+
+    n = log.num_rows
+    if as_of is not None:
+        if as_of not in ("event", "created"):
+            raise ReportError(f"as_of must be 'event' or 'created', got {as_of!r}")
+        return [ReplayGroup(as_of, n, "as_of given")], np.full(n, as_of, object)
+    endpoint = np.asarray(log["endpoint"].to_numpy(zero_copy_only=False), object)
+    sha = np.asarray(log["model_sha256"].to_numpy(zero_copy_only=False), object)
+    predict = endpoint == PREDICT
+    values = np.full(n, "event", object)
+    why = np.full(n, f"{ONLINE_FEATURES} rows", object)
+    values[predict] = TRAINED_AS_OF
+    why[predict] = f"{PREDICT} rows of other models: featurestore train's as_of"
+    if artifact is not None:
+        ours = predict & (sha == artifact.metadata.model_sha256)
+        values[ours] = artifact.metadata.as_of
+        why[ours] = f"{PREDICT} rows of model {artifact.metadata.model_sha256[:12]}: its metadata"
+    groups = []
+    for name in sorted(set(values.tolist())):
+        mask = values == name
+        reasons = sorted(set(why[mask].tolist()))
+        counts = [f"{r} ({int((mask & (why == r)).sum()):,})" for r in reasons]
+        groups.append(ReplayGroup(name, int(mask.sum()), "; ".join(counts)))
+    return groups, values
+
+
+def _key_columns(state: RegistryState, ref: str) -> tuple[str, ...]:
+    return tuple(state.view(ref.split(":")[0]).join_keys)
+
+
+def _replay(
+    store: FeatureStore, state: RegistryState, part: pa.Table, refs: list[str], as_of: str
+) -> pa.Table:
+    """The offline join for the logged rows of ``part`` at their request times (one join)."""
+    import pyarrow as pa
+
+    from featurestore.offline.plan import ENTITY_TIMESTAMP
+
+    keys: list[str] = []
+    for ref in refs:
+        keys += [k for k in _key_columns(state, ref) if k not in keys]
+    entities = pa.table(
+        {**{k: part[k] for k in keys}, ENTITY_TIMESTAMP: part["request_ts"]},
+    )
+    job = store.get_historical_features(
+        entities,
+        refs,
+        full_feature_names=True,
+        as_of=as_of,  # type: ignore[arg-type]  # checked: "event" or "created"
+        with_timestamps=True,
+    )
+    return job.to_arrow()

@@ -1,0 +1,296 @@
+"""One feature's consistency: its served values against the replay, counted, classed, by hour.
+
+``summarize_feature`` takes the logged rows and the replayed table of each ``as_of`` group
+(``consistency.py``), compares the rows that served the feature (``compare.py``), classes
+every mismatch (``classes.py``) and returns a ``FeatureConsistency``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from featurestore.columns import timestamp_columns
+from featurestore.reports.classes import (
+    ALWAYS_ALERT,
+    CLASSES,
+    STALE_ONLINE,
+    FeatureKind,
+    RowTimes,
+    classify,
+    status_codes,
+    times_us,
+)
+from featurestore.reports.compare import compare
+from featurestore.reports.stats import quantiles, smape
+from featurestore.reports.thresholds import Level, Thresholds
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+US_PER_HOUR = 3_600_000_000
+
+
+@dataclass(frozen=True)
+class ClassSummary:
+    """The mismatches of one class: how many, a few example rows, and for stale-online the
+    lag (offline winner's event time - served event time), median and p95, in seconds."""
+
+    name: str
+    count: int
+    examples: tuple[dict[str, Any], ...]
+    lag_median_s: float | None = None
+    lag_p95_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "class": self.name,
+            "count": self.count,
+            "lag_median_s": self.lag_median_s,
+            "lag_p95_s": self.lag_p95_s,
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class HourBucket:
+    """The rows of one UTC hour (by request time): compared, matched, mismatches per class."""
+
+    hour: datetime
+    compared: int
+    matched: int
+    classes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class FeatureConsistency:
+    """One feature's counts (``compared = matched + offline_null + online_null + mismatch``,
+    ``both_null`` being part of ``matched``), numeric summaries, classes and hours."""
+
+    ref: str
+    column: str
+    dtype: str
+    kind: FeatureKind
+    compared: int
+    matched: int
+    both_null: int
+    offline_null: int
+    online_null: int
+    mismatch: int
+    smape: float | None
+    diff_quantiles: dict[str, float]
+    classes: tuple[ClassSummary, ...]
+    hourly: tuple[HourBucket, ...]
+    level: Level
+    reasons: tuple[str, ...]
+
+    @property
+    def match_rate(self) -> float:
+        return self.matched / self.compared if self.compared else 1.0
+
+    def class_count(self, name: str) -> int:
+        return next((c.count for c in self.classes if c.name == name), 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "feature": self.ref,
+            "column": self.column,
+            "dtype": self.dtype,
+            "kind": self.kind.value,
+            "compared": self.compared,
+            "matched": self.matched,
+            "match_rate": self.match_rate,
+            "both_null": self.both_null,
+            "offline_null": self.offline_null,
+            "online_null": self.online_null,
+            "mismatch": self.mismatch,
+            "smape": self.smape,
+            "diff_quantiles": self.diff_quantiles,
+            "classes": [c.to_json() for c in self.classes],
+            "hourly": [
+                {"hour": b.hour.isoformat(), "compared": b.compared, "matched": b.matched}
+                | {"classes": b.classes}
+                for b in self.hourly
+            ],
+            "level": self.level.label,
+            "reasons": list(self.reasons),
+        }
+
+
+def summarize_feature(
+    column: str,
+    ref: str,
+    kind: FeatureKind,
+    parts: Sequence[dict[str, Any]],
+    thresholds: Thresholds,
+    examples: int,
+    keys: Sequence[str],
+) -> FeatureConsistency:
+    """Compare and class one feature over every replay group (``parts``: ``log``, the logged
+    rows; ``offline``, their replay in the same order; ``ttl_us``, the view's ttl)."""
+    import numpy as np
+
+    view = ref.split(":")[0]
+    pieces = [_compare_part(column, view, kind, p, examples, keys) for p in parts]
+    stack = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0] if name != "ex"}
+    codes, matched = stack["codes"], stack["matched"]
+    online_null, offline_null = stack["online_null"], stack["offline_null"]
+    counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(CLASSES) + 1)[1:]
+    lags = stack["lag"][codes == CLASSES.index(STALE_ONLINE)] / 1e6
+    classes = []
+    for i, name in enumerate(CLASSES):
+        if counts[i]:
+            found = [e for p in pieces for e in p["ex"].get(name, [])][:examples]
+            lag = (
+                (float(np.median(lags)), float(np.quantile(lags, 0.95)))
+                if (name == STALE_ONLINE and lags.size)
+                else (None, None)
+            )
+            classes.append(ClassSummary(name, int(counts[i]), tuple(found), *lag))
+    numbers = "offline_number" in stack
+    dtype = parts[0]["log"].schema.field(column).type
+    level, reasons = _judge(int(matched.sum()), matched.size, classes, thresholds)
+    return FeatureConsistency(
+        ref=ref,
+        column=column,
+        dtype=str(dtype),
+        kind=kind,
+        compared=int(matched.size),
+        matched=int(matched.sum()),
+        both_null=int((online_null & offline_null).sum()),
+        offline_null=int((offline_null & ~online_null).sum()),
+        online_null=int((online_null & ~offline_null).sum()),
+        mismatch=int((~online_null & ~offline_null & ~matched).sum()),
+        smape=smape(stack["offline_number"], stack["online_number"]) if numbers else None,
+        diff_quantiles=quantiles(stack["offline_number"] - stack["online_number"])
+        if numbers
+        else {},
+        classes=tuple(classes),
+        hourly=_hourly(stack["request"], matched, codes),
+        level=level,
+        reasons=tuple(reasons),
+    )
+
+
+def _compare_part(
+    column: str,
+    view: str,
+    kind: FeatureKind,
+    part: dict[str, Any],
+    examples: int,
+    keys: Sequence[str],
+) -> dict[str, Any]:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    log, offline = part["log"], part["offline"]
+    rows = np.flatnonzero(pc.is_valid(log[f"{column}__status"]).to_numpy(zero_copy_only=False))
+    log, offline = log.take(rows), offline.take(rows)
+    values = compare(log[column], offline[column])
+    event, created = timestamp_columns(view)
+    times = RowTimes(
+        request=times_us(log["request_ts"]),
+        status=status_codes(log[f"{column}__status"]),
+        served_event=times_us(log[f"{column}__event_ts"]),
+        served_created=times_us(log[f"{column}__created_ts"]),
+        offline_event=times_us(offline[event]),
+        offline_created=times_us(offline[created]),
+    )
+    if kind is FeatureKind.AGGREGATED:
+        times = times.as_aggregated()
+    codes = classify(~values.matched, times, part["ttl_us"])
+    found: dict[str, Any] = {
+        "codes": codes,
+        "matched": values.matched,
+        "online_null": values.online_null,
+        "offline_null": values.offline_null,
+        "request": times.request,
+        "lag": times.offline_event - times.served_event,
+        "ex": _examples(codes, log, offline, column, event, created, examples, keys),
+    }
+    if values.online_number is not None:
+        found["online_number"] = values.online_number
+        found["offline_number"] = values.offline_number
+    return found
+
+
+def _examples(
+    codes: np.ndarray,
+    log: pa.Table,
+    offline: pa.Table,
+    column: str,
+    event: str,
+    created: str,
+    limit: int,
+    keys: Sequence[str],
+) -> dict[str, list[dict[str, Any]]]:
+    """The first ``limit`` rows of each class, as served and as replayed."""
+    import numpy as np
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(CLASSES):
+        for row in np.flatnonzero(codes == i)[:limit].tolist():
+
+            def at(table: pa.Table, name: str, row: int = row) -> Any:
+                value = table[name][row].as_py()
+                return value.isoformat() if isinstance(value, datetime) else value
+
+            out.setdefault(name, []).append(
+                {
+                    "request_id": at(log, "request_id"),
+                    "request_ts": at(log, "request_ts"),
+                    "keys": {k: at(log, k) for k in keys},
+                    "served": {
+                        "value": at(log, column),
+                        "status": at(log, f"{column}__status"),
+                        "event_ts": at(log, f"{column}__event_ts"),
+                        "created_ts": at(log, f"{column}__created_ts"),
+                    },
+                    "offline": {
+                        "value": at(offline, column),
+                        "event_ts": at(offline, event),
+                        "created_ts": at(offline, created),
+                    },
+                }
+            )
+    return out
+
+
+def _hourly(request: np.ndarray, matched: np.ndarray, codes: np.ndarray) -> tuple[HourBucket, ...]:
+    import numpy as np
+
+    hours, index = np.unique(request // US_PER_HOUR, return_inverse=True)
+    compared = np.bincount(index, minlength=hours.size)
+    good = np.bincount(index, weights=matched, minlength=hours.size)
+    per_class = {
+        name: np.bincount(index[codes == i], minlength=hours.size) for i, name in enumerate(CLASSES)
+    }
+    return tuple(
+        HourBucket(
+            hour=datetime.fromtimestamp(int(h) * 3600, UTC),
+            compared=int(compared[j]),
+            matched=int(good[j]),
+            classes={name: int(c[j]) for name, c in per_class.items() if c[j]},
+        )
+        for j, h in enumerate(hours.tolist())
+    )
+
+
+def _judge(
+    matched: int, compared: int, classes: list[ClassSummary], thresholds: Thresholds
+) -> tuple[Level, list[str]]:
+    rate = matched / compared if compared else 1.0
+    level = thresholds.level("match_rate", rate)
+    reasons = []
+    if level is not Level.OK:
+        bound = thresholds.bound("match_rate", level)
+        reasons.append(f"exact-match rate {rate:.2%} is below match_rate_{level.label} {bound:.2%}")
+    for summary in classes:
+        if summary.name in ALWAYS_ALERT:
+            level = Level.ALERT
+            what = "leakage" if summary.name == CLASSES[0] else "a bug or corruption"
+            reasons.append(f"{summary.count:,} {summary.name} rows ({what}: always an alert)")
+    return level, reasons

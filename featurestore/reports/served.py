@@ -1,0 +1,114 @@
+"""What the reports read from the feature log: the rows of a time window, and which feature
+columns they hold (featurestore/feature_log.py defines the schema; only that schema is read).
+
+A window is ``since <= request_ts < until`` (either bound optional; naive means UTC). An empty
+log, a window without rows and a log of another schema version are ``ReportError``s that say
+what the log does hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from featurestore.errors import ReportError
+from featurestore.feature_log import LOG_VERSION, VERSION_KEY, log_files, read_log
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+STATUS = "__status"
+EVENT_TS = "__event_ts"
+CREATED_TS = "__created_ts"
+
+
+@dataclass(frozen=True)
+class Window:
+    """``since <= request_ts < until``; None leaves that side open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        from featurestore.types import check_time
+
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_time(value, name, ReportError))
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ReportError(
+                f"the window is empty: since {self.since.isoformat()} is not before until "
+                f"{self.until.isoformat()} (since is inclusive, until exclusive)"
+            )
+
+    def describe(self) -> str:
+        since = self.since.isoformat() if self.since else "the start"
+        until = self.until.isoformat() if self.until else "the end"
+        return f"from {since} (inclusive) to {until} (exclusive)"
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+        }
+
+
+def read_window(path: Path, window: Window, columns: list[str] | None = None) -> pa.Table:
+    """The log rows in ``window`` (all columns, or ``columns``), refusing an empty log, an
+    empty window and another schema version, each with a message saying what there is."""
+    import pyarrow.compute as pc
+
+    files = log_files(path)
+    if not files:
+        raise ReportError(
+            f"the feature log at {path} is empty (no Parquet file): serve requests first "
+            "('featurestore serve'), or check feature_log.path in featurestore.yaml"
+        )
+    table = read_log(path, since=window.since, until=window.until, columns=columns)
+    version = (table.schema.metadata or {}).get(VERSION_KEY, LOG_VERSION.encode()).decode()
+    if version != LOG_VERSION:
+        raise ReportError(
+            f"the feature log at {path} has schema version {version}; this featurestore "
+            f"reads version {LOG_VERSION}"
+        )
+    if table.num_rows == 0:
+        everything = read_log(path, columns=["request_ts"])
+        span = (
+            f"its {everything.num_rows:,} rows run from "
+            f"{pc.min(everything['request_ts']).as_py().isoformat()} to "
+            f"{pc.max(everything['request_ts']).as_py().isoformat()}"
+            if everything.num_rows
+            else "it holds no rows"
+        )
+        raise ReportError(
+            f"the feature log at {path} has no rows {window.describe()}: {span}; "
+            "change --since/--until"
+        )
+    return table
+
+
+def feature_columns(schema: pa.Schema) -> list[str]:
+    """The logged feature columns (``view__feature``: those with a ``__status`` beside them),
+    in the log's order."""
+    names = set(schema.names)
+    return [
+        name
+        for name in schema.names
+        if not name.endswith((STATUS, EVENT_TS, CREATED_TS)) and f"{name}{STATUS}" in names
+    ]
+
+
+def log_column(ref: str) -> str:
+    """The log column of feature reference ``view:feature``."""
+    view, feature = ref.split(":")
+    return f"{view}__{feature}"
+
+
+def served_rows(table: pa.Table, column: str) -> pa.Array:
+    """Whether each row served ``column`` (its status is set): a boolean array."""
+    import pyarrow.compute as pc
+
+    return pc.is_valid(table[f"{column}{STATUS}"]).combine_chunks()
