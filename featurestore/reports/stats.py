@@ -102,36 +102,25 @@ def _interval_labels(edges: np.ndarray) -> list[str]:
 
 
 def category_bins(
-    reference: np.ndarray, reference_nulls: int, served: np.ndarray, served_nulls: int
+    reference: dict[str, int], reference_nulls: int, served: dict[str, int], served_nulls: int
 ) -> tuple[Bins, int, list[tuple[str, int]]]:
-    """Count non-null category values (object arrays of str) in the reference's top
-    categories, ``other`` and ``null``; also the served values the reference never holds:
-    their number and the most frequent of them (value, count)."""
-    import numpy as np
-
-    ref_values, ref_counts = np.unique(reference.astype(str), return_counts=True)
-    srv_values, srv_counts = np.unique(served.astype(str), return_counts=True)
-    order = np.lexsort((ref_values, -ref_counts))[:TOP_CATEGORIES]
-    top = ref_values[order]
-    ref_by = dict(zip(ref_values.tolist(), ref_counts.tolist(), strict=True))
-    srv_by = dict(zip(srv_values.tolist(), srv_counts.tolist(), strict=True))
-    labels = [str(v) for v in top]
-    ref = [ref_by[v] for v in labels]
-    srv = [srv_by.get(v, 0) for v in labels]
+    """Count categories (value -> count, nulls apart) in the reference's top categories,
+    ``other`` and ``null``; also the served values the reference never holds: how many
+    there are and the most frequent of them (value, count)."""
+    top = sorted(reference, key=lambda v: (-reference[v], v))[:TOP_CATEGORIES]
+    labels = list(top)
+    ref = [reference[v] for v in top]
+    srv = [served.get(v, 0) for v in top]
     labels.append(OTHER_BIN)
-    ref.append(int(reference.size - sum(ref)))
-    srv.append(int(served.size - sum(srv)))
+    ref.append(sum(reference.values()) - sum(ref))
+    srv.append(sum(served.values()) - sum(srv))
     labels.append(NULL_BIN)
     ref.append(reference_nulls)
     srv.append(served_nulls)
     unseen = sorted(
-        ((v, c) for v, c in srv_by.items() if v not in ref_by), key=lambda vc: (-vc[1], vc[0])
+        ((v, c) for v, c in served.items() if v not in reference), key=lambda vc: (-vc[1], vc[0])
     )
-    return (
-        Bins(tuple(labels), tuple(ref), tuple(srv)),
-        sum(c for _, c in unseen),
-        unseen,
-    )
+    return Bins(tuple(labels), tuple(ref), tuple(srv)), sum(c for _, c in unseen), unseen
 
 
 def psi(bins: Bins) -> float:
