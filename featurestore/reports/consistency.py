@@ -103,7 +103,7 @@ class ConsistencyReport:
                 entry[1] += bucket.matched
                 for name, count in bucket.classes.items():
                     entry[2][name] += count
-        return [(hour, *hours[hour]) for hour in sorted(hours)]  # type: ignore[misc]  # a 4-tuple
+        return [(hour, *hours[hour]) for hour in sorted(hours)]
 
     def to_json(self) -> dict[str, Any]:
         return {
