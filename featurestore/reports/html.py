@@ -7,6 +7,7 @@ served bin shares; the consistency classes per hour; calibration). It opens offl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     Report = ConsistencyReport | SkewReport | PerformanceReport
 
+NUMERIC = re.compile(r"^[-+]?[\d.,]*\d[\d.,%]*( [/>-]+ [-+]?[\d.,%]+)*$|^-$")
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
@@ -66,18 +68,20 @@ def _page(title: str, level: Level, meta: Iterable[str], body: Iterable[str]) ->
 
 
 def _table(header: Sequence[str], rows: Iterable[tuple[Sequence[Any], Level | None]]) -> str:
-    """A table; the first column left-aligned; a row's level colors it."""
-    head = "".join(
-        f"<th class='{'l' if i == 0 else ''}'>{escape(h)}</th>" for i, h in enumerate(header)
-    )
+    """A table: numbers right-aligned, words left; a row's level colors it."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = []
     for cells, level in rows:
         tds = "".join(
-            f"<td class='{'l' if i == 0 else ''}'>{escape(str(c))}</td>"
-            for i, c in enumerate(cells)
+            f"<td class='{'' if _numeric(str(c)) else 'l'}'>{escape(str(c))}</td>" for c in cells
         )
         body.append(f"<tr class='{level.label if level else ''}'>{tds}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _numeric(text: str) -> bool:
+    """Numbers (and '-') are right-aligned, words left."""
+    return bool(NUMERIC.match(text))
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:

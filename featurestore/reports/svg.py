@@ -16,39 +16,47 @@ SERVED_COLOR = "#f58518"
 MATCHED_COLOR = "#54a24b"
 PALETTE = ("#e45756", "#f58518", "#b279a2", "#d62728", "#9d755d", "#72b7b2", "#bab0ac")
 WIDTH, HEIGHT = 560, 230
-LEFT, RIGHT, TOP, BOTTOM = 46, 12, 28, 58
+LEFT, RIGHT, BOTTOM = 46, 12, 58
 
 
-def _frame(title: str, legend: Sequence[tuple[str, str]], body: list[str], ymax: float) -> str:
-    plot_h = HEIGHT - TOP - BOTTOM
+def _legend(legend: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
+    """Legend items left to right under the title, wrapping; the elements and the plot's top."""
+    parts, x, y = [], float(LEFT), 32
+    for name, color in legend:
+        width = 18 + 6.5 * len(name)
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            x, y = LEFT, y + 15
+        parts.append(
+            f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 13}" y="{y}" font-size="11">{escape(name)}</text>'
+        )
+        x += width + 8
+    return parts, y + 14
+
+
+def _frame(
+    title: str, legend: Sequence[tuple[str, str]], body: list[str], ymax: float, top: int,
+    percent: bool,
+) -> str:  # fmt: skip
+    plot_h = HEIGHT - top - BOTTOM
+    items, _ = _legend(legend)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
         f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+        *items,
     ]
     for i in range(5):  # horizontal grid with its scale
-        y = TOP + plot_h - plot_h * i / 4
+        y = top + plot_h - plot_h * i / 4
+        label = f"{ymax * i / 4:.0%}" if percent else f"{ymax * i / 4:,.0f}"
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{_number(ymax * i / 4)}</text>"
+            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{label}</text>'
         )
     parts += body
-    x = WIDTH - RIGHT
-    for name, color in reversed(legend):
-        x -= 8 + 7 * len(name)
-        parts.append(
-            f'<rect x="{x}" y="6" width="10" height="10" fill="{color}"/>'
-            f'<text x="{x + 13}" y="15" font-size="11">{escape(name)}</text>'
-        )
-        x -= 10
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _number(value: float) -> str:
-    return f"{value:.0%}" if value <= 1 else f"{value:,.0f}"
 
 
 def _x_labels(labels: Sequence[str], slot: float) -> list[str]:
@@ -72,7 +80,8 @@ def grouped_bars(
 ) -> str:
     """Bars side by side per label, one per series (name, values, color)."""
     ymax = max([v for _, values, _ in series for v in values] + [1e-9])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _legend([(n, c) for n, _, c in series])[1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - top - BOTTOM
     slot = plot_w / max(len(labels), 1)
     bar = slot * 0.8 / max(len(series), 1)
     body = []
@@ -81,12 +90,12 @@ def grouped_bars(
             h = plot_h * value / ymax
             x = LEFT + slot * i + slot * 0.1 + bar * s
             body.append(
-                f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" '
                 f'height="{h:.1f}" fill="{color}"><title>{escape(labels[i])}: {value:.4g}'
                 "</title></rect>"
             )
     body += _x_labels(labels, slot)
-    return _frame(title, [(n, c) for n, _, c in series], body, ymax)
+    return _frame(title, [(n, c) for n, _, c in series], body, ymax, top, percent=True)
 
 
 def stacked_bars(
@@ -95,7 +104,8 @@ def stacked_bars(
     """One bar per label, the stacks (name, values, color) piled bottom-up."""
     totals = [sum(values[i] for _, values, _ in stacks) for i in range(len(labels))]
     ymax = max([*totals, 1e-9])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _legend([(n, c) for n, _, c in stacks])[1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - top - BOTTOM
     slot = plot_w / max(len(labels), 1)
     body = []
     for i, label in enumerate(labels):
@@ -104,7 +114,7 @@ def stacked_bars(
             if not values[i]:
                 continue
             h = plot_h * values[i] / ymax
-            y = TOP + plot_h - plot_h * base / ymax - h
+            y = top + plot_h - plot_h * base / ymax - h
             body.append(
                 f'<rect x="{LEFT + slot * i + slot * 0.1:.1f}" y="{y:.1f}" '
                 f'width="{slot * 0.8:.1f}" height="{h:.1f}" fill="{color}">'
@@ -112,15 +122,16 @@ def stacked_bars(
             )
             base += values[i]
     body += _x_labels(labels, slot)
-    return _frame(title, [(n, c) for n, _, c in stacks], body, ymax)
+    return _frame(title, [(n, c) for n, _, c in stacks], body, ymax, top, percent=False)
 
 
 def xy_chart(title: str, points: Sequence[tuple[float, float, str]], diagonal: bool) -> str:
     """Points (x, y, tooltip) on [0, 1] x [0, 1], joined by a line, with the diagonal."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    top = _legend([("served", SERVED_COLOR)])[1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - top - BOTTOM
 
     def at(x: float, y: float) -> tuple[float, float]:
-        return LEFT + plot_w * x, TOP + plot_h - plot_h * y
+        return LEFT + plot_w * x, top + plot_h - plot_h * y
 
     body = []
     if diagonal:
@@ -144,4 +155,4 @@ def xy_chart(title: str, points: Sequence[tuple[float, float, str]], diagonal: b
             f'<text x="{x:.1f}" y="{y + 14:.1f}" font-size="10" text-anchor="middle">'
             f"{i / 4:.0%}</text>"
         )
-    return _frame(title, [("served", SERVED_COLOR)], body, 1.0)
+    return _frame(title, [("served", SERVED_COLOR)], body, 1.0, top, percent=True)
