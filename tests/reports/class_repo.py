@@ -31,7 +31,7 @@ COLUMNS = ["stats__x", "stats__n", "stats__s"]
 DEFINITIONS = """\
 from datetime import timedelta
 
-from featurestore import Entity, FeatureView, Field, FileSource
+from featurestore import Entity, FeatureService, FeatureView, Field, FileSource
 from featurestore.types import Float64, Int64, String
 
 user = Entity(name="user", join_keys=["user_id"])
@@ -49,6 +49,8 @@ stats = FeatureView(
     source=FileSource(path="data/stats.parquet", timestamp_field="event_ts",
                       created_timestamp_column="created_ts"),
 )
+
+svc = FeatureService(name="svc", features=[stats])
 """
 
 # user -> expected class of each of its features at T0 (None: served == replayed)
@@ -133,27 +135,41 @@ def build(root: Path) -> Path:
     _write_source(source, rewritten + LATER)
 
     users = sorted(EXPECTED)
-    response = store.get_online_features(
-        FEATURES, {"user_id": users}, full_feature_names=True, now=T0
-    )
+    table = log_table([served_request(store, users)])
     store.close()
-    table = log_table(
-        [
-            ServedRequest(
-                request_id="req-1",
-                request_us=(T0 - datetime(1970, 1, 1, tzinfo=UTC)) // US,
-                endpoint=ONLINE_FEATURES,
-                response=response,
-                columns={name: name for name in response.feature_names},
-            )
-        ]
-    )
     table = _edit_status(table, users.index(7), OUTSIDE_MAX_AGE, keep_value=False)
     table = _edit_status(table, users.index(9), PRESENT, keep_value=True, values=FIRST[8])
-    folder = repo / "data" / "feature_log" / f"date={T0:%Y-%m-%d}"
-    folder.mkdir(parents=True)
-    pq.write_table(table, folder / "part-constructed.parquet")
+    write_log(repo, table, "constructed")
     return repo
+
+
+def served_request(
+    store: FeatureStore, users: list[int], now: datetime = T0, **fields: object
+) -> ServedRequest:
+    """The real online answer for ``users`` at ``now``, as the service would log it;
+    ``fields`` set the rest (endpoint, service, model, model_fingerprint, predictions...)."""
+    response = store.get_online_features(
+        FEATURES, {"user_id": users}, full_feature_names=True, now=now
+    )
+    return ServedRequest(
+        **{  # type: ignore[arg-type]
+            "request_id": "req-1",
+            "request_us": (now - datetime(1970, 1, 1, tzinfo=UTC)) // US,
+            "endpoint": ONLINE_FEATURES,
+            "response": response,
+            "columns": {name: name for name in response.feature_names},
+            **fields,
+        }
+    )
+
+
+def write_log(repo: Path, table: pa.Table, name: str) -> Path:
+    """Write ``table`` (rows of one UTC day) as a log file of ``repo``, where the writer would."""
+    day = table["request_ts"][0].as_py()
+    folder = repo / "data" / "feature_log" / f"date={day:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / f"part-{name}.parquet")
+    return folder / f"part-{name}.parquet"
 
 
 def _edit_status(

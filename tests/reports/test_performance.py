@@ -1,0 +1,117 @@
+"""The performance report on logged predictions whose labels are known: matched by request id
+(and keys) or by keys and time, split by day, the figures equal to a direct computation."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from class_repo import T0, build, served_request, write_log
+
+from featurestore import FeatureStore
+from featurestore.errors import ReportError
+from featurestore.feature_log import PREDICT, log_table
+from featurestore.reports import Level, Thresholds, performance_report
+from featurestore.reports.performance import Slice, _judge
+from featurestore.reports.stats import auc, log_loss
+
+USERS = [1, 2, 3, 4, 6, 8, 11, 12]
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("performance")
+    repo = build(root)
+    shutil.rmtree(repo / "data" / "feature_log")
+    store = FeatureStore(repo)
+    requests = [
+        served_request(
+            store,
+            USERS,
+            now=now,
+            request_id=rid,
+            endpoint=PREDICT,
+            service="svc",
+            model="m",
+            model_fingerprint=store.state.service_record("svc").fingerprint,
+            model_sha256="b" * 64,
+            predictions=list(np.linspace(0.05, 0.95, len(USERS)) ** power),
+        )
+        for rid, now, power in (("a", T0, 1.0), ("b", T0 + DAY, 2.0))
+    ]
+    store.close()
+    for request in requests:
+        write_log(repo, log_table([request]), request.request_id)
+    return repo
+
+
+LABELS = {"a": [0, 0, 1, 0, 1, 1, 0, 1], "b": [1, 0, 0, 0, 1, 0, 1, 1]}
+
+
+def _expected(request_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.concatenate([LABELS[r] for r in request_ids]).astype(float)
+    p = np.concatenate(
+        [np.linspace(0.05, 0.95, len(USERS)) ** (1.0 if r == "a" else 2.0) for r in request_ids]
+    )
+    return y, p
+
+
+def test_matched_by_request_id_and_keys(repo: Path) -> None:
+    labels = pd.DataFrame(
+        {
+            "request_id": ["a"] * len(USERS) + ["b"] * len(USERS) + ["zzz"],
+            "user_id": USERS * 2 + [1],
+            "is_fraud": LABELS["a"] + LABELS["b"] + [1],
+        }
+    )
+    report = performance_report(FeatureStore(repo).config, labels, label="is_fraud")
+    y, p = _expected(["a", "b"])
+    assert report.matched_by == "by request_id + user_id"
+    assert report.labels_rows == 2 * len(USERS) + 1 and report.unmatched == 1
+    assert report.overall.rows == 2 * len(USERS)
+    assert report.overall.auc == pytest.approx(auc(y, p))
+    assert report.overall.log_loss == pytest.approx(log_loss(y, p))
+    assert report.overall.positives == int(y.sum())
+    assert [d.name for d in report.days] == [f"{T0:%Y-%m-%d}", f"{T0 + DAY:%Y-%m-%d}"]
+    day_a = report.days[0]
+    assert day_a.auc == pytest.approx(auc(*_expected(["a"])))
+    assert sum(b.count for b in report.calibration) == 2 * len(USERS)
+    assert report.level is Level.OK  # no validation figures: nothing to judge against
+    assert report.model == "m (sha256 bbbbbbbbbbbb)"
+
+
+def test_matched_by_keys_and_the_nearest_request_time(repo: Path) -> None:
+    near_b = T0 + DAY - timedelta(minutes=20)  # nearer b than a, within an hour of b
+    labels = pd.DataFrame(
+        {
+            "user_id": [*USERS, 999],
+            "event_timestamp": [near_b] * len(USERS) + [near_b],
+            "label": LABELS["b"] + [0],
+        }
+    )
+    report = performance_report(FeatureStore(repo).config, labels, label="label")
+    assert report.matched_by.startswith("by user_id and the request time nearest")
+    assert report.unmatched == 1 and report.overall.rows == len(USERS)
+    assert report.overall.auc == pytest.approx(auc(*_expected(["b"])))
+    with pytest.raises(ReportError, match="none of the 9 labels"):  # 20 minutes away: none
+        performance_report(
+            FeatureStore(repo).config, labels, label="label", match_within=timedelta(minutes=10)
+        )
+
+
+def test_judged_against_the_validation_figures() -> None:
+    thresholds = Thresholds.from_config()
+    served = Slice("overall", 1000, 50, 0.05, auc=0.80, log_loss=0.12, ece=0.01)
+    level, reasons = _judge(served, {"valid_auc": 0.86, "valid_log_loss": 0.1}, thresholds)
+    assert level is Level.ALERT  # AUC dropped by 0.06 >= 0.05
+    assert any("auc_drop 0.060" in r for r in reasons)
+    assert any("log_loss_rise 0.200" in r for r in reasons)  # 20% worse: a warning
+    fine = Slice("overall", 1000, 50, 0.05, auc=0.855, log_loss=0.101, ece=0.01)
+    assert _judge(fine, {"valid_auc": 0.86, "valid_log_loss": 0.1}, thresholds)[0] is Level.OK
+    few = Slice("overall", 10, 5, 0.5, auc=0.1, log_loss=3.0, ece=0.4)
+    assert _judge(few, {"valid_auc": 0.9}, thresholds)[0] is Level.OK  # < min_rows
