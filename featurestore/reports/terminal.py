@@ -122,7 +122,7 @@ def performance_rows(report: PerformanceReport) -> Rows:
         rows.append(
             (
                 [
-                    "validation (training)",
+                    "validation",
                     "-",
                     _f(v.get("valid_base_rate")),
                     "-",
