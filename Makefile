@@ -37,6 +37,8 @@ demo: install
 	@# Serve the model over HTTP (the repo's own online store), ask it, stop it; then the log.
 	$(BIN)/python feature_repo/serve_demo.py
 	$(BIN)/featurestore log show --repo feature_repo
+	@# Reports: clean, then a stale online store and a shifted feature, each caught.
+	$(BIN)/python feature_repo/reports_demo.py
 
 test: install feast
 	$(BIN)/ruff check .

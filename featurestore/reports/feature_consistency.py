@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from featurestore.columns import timestamp_columns
@@ -37,13 +37,16 @@ US_PER_HOUR = 3_600_000_000
 @dataclass(frozen=True)
 class ClassSummary:
     """The mismatches of one class: how many, a few example rows, and for stale-online the
-    lag (offline winner's event time - served event time), median and p95, in seconds."""
+    lag (offline winner's event time - served event time: how much older the served row is
+    than the one training uses), median and p95 in seconds, and the newest event time served
+    among those rows (online held nothing newer: where materialization stood)."""
 
     name: str
     count: int
     examples: tuple[dict[str, Any], ...]
     lag_median_s: float | None = None
     lag_p95_s: float | None = None
+    served_up_to: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class ClassSummary:
             "count": self.count,
             "lag_median_s": self.lag_median_s,
             "lag_p95_s": self.lag_p95_s,
+            "served_up_to": self.served_up_to.isoformat() if self.served_up_to else None,
             "examples": list(self.examples),
         }
 
@@ -139,17 +143,24 @@ def summarize_feature(
     codes, matched = stack["codes"], stack["matched"]
     online_null, offline_null = stack["online_null"], stack["offline_null"]
     counts = np.bincount(codes.astype(np.int64) + 1, minlength=len(CLASSES) + 1)[1:]
-    lags = stack["lag"][codes == CLASSES.index(STALE_ONLINE)] / 1e6
+    stale = codes == CLASSES.index(STALE_ONLINE)
+    lags = stack["lag"][stale] / 1e6
     classes = []
     for i, name in enumerate(CLASSES):
         if counts[i]:
-            found = [e for p in pieces for e in p["ex"].get(name, [])][:examples]
-            lag = (
-                (float(np.median(lags)), float(np.quantile(lags, 0.95)))
-                if (name == STALE_ONLINE and lags.size)
-                else (None, None)
-            )
-            classes.append(ClassSummary(name, int(counts[i]), tuple(found), *lag))
+            found = tuple([e for p in pieces for e in p["ex"].get(name, [])][:examples])
+            summary = ClassSummary(name, int(counts[i]), found)
+            if name == STALE_ONLINE:
+                newest = int(stack["served_event"][stale].max())
+                summary = ClassSummary(
+                    name,
+                    summary.count,
+                    found,
+                    float(np.median(lags)),
+                    float(np.quantile(lags, 0.95)),
+                    datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=newest),
+                )
+            classes.append(summary)
     numbers = "offline_number" in stack
     dtype = parts[0]["log"].schema.field(column).type
     level, reasons = _judge(int(matched.sum()), matched.size, classes, thresholds)
@@ -208,6 +219,7 @@ def _compare_part(
         "online_null": values.online_null,
         "offline_null": values.offline_null,
         "request": times.request,
+        "served_event": times.served_event,
         "lag": times.offline_event - times.served_event,
         "ex": _examples(codes, log, offline, column, event, created, examples, keys),
     }

@@ -38,9 +38,12 @@ def _duration(seconds: float | None) -> str:
 
 def consistency_rows(report: ConsistencyReport, wide: bool = True) -> Rows:
     """Per feature; ``wide`` (the HTML page) adds both-null, classes, sMAPE and quantiles."""
-    header = ["feature", "compared", "match rate"] + (["both null"] if wide else [])
-    header += ["offline null", "online null", "mismatch"]
-    header += ["classes", "sMAPE", "p5 / p50 / p95 of offline - online"] if wide else []
+    header = ["feature", "compared", "match rate"]
+    if wide:
+        header += ["both null", "offline null", "online null", "mismatch", "classes", "sMAPE"]
+        header += ["p5 / p50 / p95 of offline - online"]
+    else:
+        header += ["off null", "on null", "mismatch"]
     rows: list[Row] = []
     for f in report.features:
         q = f.diff_quantiles
@@ -56,7 +59,8 @@ def consistency_rows(report: ConsistencyReport, wide: bool = True) -> Rows:
 
 def class_rows(report: ConsistencyReport, wide: bool = True) -> Rows:
     """Per class, over every feature: rows, features, stale-online lags; ``wide``: an example."""
-    header = ["class", "rows", "features", "median lag", "p95 lag"] + (["example"] if wide else [])
+    header = ["class", "rows", "features", "median lag", "p95 lag", "served up to"]
+    header += ["example"] if wide else []
     rows: list[Row] = []
     for name in CLASSES:
         found = [(f, c) for f in report.features for c in f.classes if c.name == name]
@@ -67,6 +71,8 @@ def class_rows(report: ConsistencyReport, wide: bool = True) -> Rows:
         cells = [name, f"{sum(c.count for _, c in found):,}", str(len(found))]
         cells += [_duration(worst.lag_median_s if worst else None)]
         cells += [_duration(worst.lag_p95_s if worst else None)]
+        newest = max((c.served_up_to for _, c in found if c.served_up_to), default=None)
+        cells += [f"{newest:%Y-%m-%d %H:%M}" if newest else "-"]
         if wide:
             example = next((c.examples[0] for _, c in found if c.examples), None)
             cells.append(_example(example) if example else "-")
@@ -158,8 +164,8 @@ def _print_table(console: Console, title: str, rows: Rows) -> None:
     header, body = rows
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold",
-                         no_wrap=i > 0)  # fmt: skip
+        # names are never cut (people grep them); numbers wrap only when they must
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for cells, level in body:
         table.add_row(*(str(c) for c in cells), style=COLORS[level] if level else None)
     console.print(table)

@@ -128,7 +128,7 @@ def build(root: Path) -> Path:
     store.apply()
     store.materialize(T0 - 40 * H, T0 + 3 * H)
 
-    rewritten = [r for r in FIRST if r["user_id"] != 8]  # user 8 deleted offline
+    rewritten = [dict(r) for r in FIRST if r["user_id"] != 8]  # user 8 deleted offline
     for r in rewritten:
         if r["user_id"] == 4:  # same event and created time, other values
             r.update(x=40.5, n=40, s="D")

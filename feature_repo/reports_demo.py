@@ -1,0 +1,207 @@
+"""``make demo``'s reports part: clean reports, then two injected problems and the reports
+catching them.
+
+    python feature_repo/reports_demo.py [--repo feature_repo] [--model artifacts/fraud_v1]
+
+1. Serves the 2,000 most recent transactions' (user, merchant) pairs through ``/predict``
+   (the repo's own online store, materialized up to now by serve_demo.py), then runs
+   ``featurestore consistency-report`` (every value equals its replay: exit 0) and
+   ``featurestore skew-report`` against a training set of the 5,000 most recent
+   transactions (what a retrain on recent data would see: exit 0).
+2. Stale online store: a copy of the repo whose online store is materialized only up to 3
+   hours before the data's end serves the same pairs; the consistency report finds
+   stale-online values (exit 3) and the script checks their lag against the source data.
+3. Shifted feature: a copy whose ``merchant_stats.avg_amount_30d`` is 1.8 times larger in
+   the source (an upstream unit change) serves them; the skew report flags that feature and
+   no other (exit 3).
+
+Reports are written to ``<repo>/data/reports/*.html`` (open them in a browser) and ``.json``.
+Each step checks its outcome and exits non-zero when a report does not say what it must.
+This file lives in the feature repo, so loading the repo imports it: importing it only
+defines names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SERVED = 2_000
+REFERENCE = 5_000
+STALE_HOURS = 3
+SHIFT = 1.8
+SHIFTED = "merchant_stats:avg_amount_30d"
+
+
+def _say(text: str) -> None:
+    print(f"\n\033[1m{text}\033[0m", flush=True)
+
+
+def _cli(*args: str, expect: int) -> None:
+    """Run a featurestore command as a user would (its output shown); check its exit status."""
+    print("$ featurestore " + " ".join(args), flush=True)
+    code = subprocess.call([sys.executable, "-m", "featurestore.cli", *args])
+    if code != expect:
+        sys.exit(f"featurestore {args[0]} exited with {code}, expected {expect}")
+
+
+def _serve(repo: Path, model: Path, pairs: Any) -> datetime:
+    """Start the service, score ``pairs`` in requests of 100, stop it (the log is written);
+    the time the first request was sent."""
+    import httpx
+    from serve_demo import _wait, free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(repo)]
+    command += ["--model", str(model), "--port", str(port)]
+    server = subprocess.Popen(
+        command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stderr=subprocess.DEVNULL
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        _wait(client, server)
+        started = datetime.now(UTC)
+        for start in range(0, len(pairs), 100):
+            chunk = pairs.iloc[start : start + 100]
+            entities = {k: [int(v) for v in chunk[k]] for k in ("user_id", "merchant_id")}
+            client.post("/predict", json={"entities": entities}).raise_for_status()
+    finally:
+        client.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    print(f"served {len(pairs):,} entity rows in {len(pairs) // 100} /predict requests")
+    return started
+
+
+def _copy(repo: Path, where: Path) -> Path:
+    """The repo's definitions and sources in ``where``, with an empty online store and log."""
+    copy = where / "repo"
+    shutil.copytree(
+        repo,
+        copy,
+        ignore=shutil.ignore_patterns("online*.db*", "feature_log", "reports", "train_*"),
+    )
+    (copy / "featurestore.yaml").write_text(
+        "project: fraud\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
+        "online_store: {type: sqlite, path: data/online.db}\n"
+        "feature_log: {path: data/feature_log}\n"
+    )
+    return copy
+
+
+def main() -> None:
+    import pandas as pd
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from featurestore import FeatureStore, reports
+
+    here = Path(__file__).parent
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path, default=here)
+    parser.add_argument("--model", type=Path, default=here.parent / "artifacts" / "fraud_v1")
+    args = parser.parse_args()
+    repo, model = args.repo.resolve(), args.model.resolve()
+    out = repo / "data" / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    tx = pd.read_parquet(repo / "data" / "transactions.parquet").sort_values("event_timestamp")
+    pairs = tx.tail(SERVED)[["user_id", "merchant_id"]].reset_index(drop=True)
+
+    _say("1. Clean: serve recent traffic, then the reports find nothing")
+    since = _serve(repo, model, pairs).isoformat()
+    _cli("consistency-report", "--repo", str(repo), "--model", str(model), "--since", since,
+         "--out", str(out / "consistency.html"), expect=0)  # fmt: skip
+    reference = repo / "data" / "train_recent.parquet"
+    recent = tx.tail(REFERENCE)[["user_id", "merchant_id", "event_timestamp"]]
+    FeatureStore(repo).get_historical_features(
+        recent, feature_service="fraud_v1", as_of="created"
+    ).to_parquet(reference)
+    print(f"built {reference.name}: the {REFERENCE:,} most recent transactions (as_of=created)")
+    _cli("skew-report", "--repo", str(repo), "--training-set", str(reference), "--since", since,
+         "--out", str(out / "skew.html"), expect=0)  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="reports-demo-") as tmp:
+        copy = _copy(repo, Path(tmp))
+        end = pc.max(pq.read_table(copy / "data" / "user_activity.parquet")["event_ts"]).as_py()
+        cut = end - timedelta(hours=STALE_HOURS)
+        _say(f"2. Stale: the online store materialized only up to {cut:%H:%M} UTC "
+             f"({STALE_HOURS} hours before the data's end)")  # fmt: skip
+        store = FeatureStore(copy)
+        store.materialize(datetime(1970, 1, 1, tzinfo=UTC), cut)
+        _serve(copy, model, pairs)
+        stale_json = out / "consistency_stale.json"
+        _cli("consistency-report", "--repo", str(copy), "--model", str(model),
+             "--out", str(out / "consistency_stale.html"), "--out", str(stale_json), expect=3)  # fmt: skip
+        _check_stale(store, model, cut, json.loads(stale_json.read_text()))
+
+        _say(f"3. Shifted: {SHIFTED} is {SHIFT}x larger upstream (a unit change)")
+        source = copy / "data" / "merchant_stats.parquet"
+        table = pq.read_table(source)
+        column = table.schema.get_field_index("avg_amount_30d")
+        table = table.set_column(column, "avg_amount_30d", pc.multiply(table[column], SHIFT))
+        pq.write_table(table, source)
+        (copy / "data" / "online.db").unlink()
+        shutil.rmtree(copy / "data" / "feature_log")
+        store = FeatureStore(copy)
+        store.materialize(datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC))
+        _serve(copy, model, pairs)
+        skew_json = out / "skew_shifted.json"
+        _cli("skew-report", "--repo", str(copy), "--training-set", str(reference),
+             "--out", str(out / "skew_shifted.html"), "--out", str(skew_json), expect=3)  # fmt: skip
+        flagged = [f["feature"] for f in json.loads(skew_json.read_text())["features"]
+                   if f["level"] != "ok"]  # fmt: skip
+        if flagged != [SHIFTED]:
+            sys.exit(f"the skew report flagged {flagged}, not exactly [{SHIFTED!r}]")
+        print(f"flagged {SHIFTED} and no other feature, as injected")
+    print(f"\nReports: {', '.join(sorted(p.name for p in out.glob('*.html')))} in {out}")
+    del reports  # imported to fail early when the package is broken
+
+
+def _check_stale(store: Any, model: Path, cut: datetime, report: dict[str, Any]) -> None:
+    """Every mismatch is stale-online, and the reported lag is the one the data gives:
+    per stale row, the replay's winner minus the last event materialized (<= the cut)."""
+    import numpy as np
+
+    from featurestore.reports import consistency_report
+
+    if set(report["classes"]) - {"stale-online"} and any(
+        n for c, n in report["classes"].items() if c != "stale-online"
+    ):
+        sys.exit(f"classes other than stale-online: {report['classes']}")
+    full = consistency_report(store, model=model, examples=10**9)
+    for feature in full.features:
+        for summary in feature.classes:
+            lags = []
+            for row in summary.examples:
+                served = datetime.fromisoformat(row["served"]["event_ts"])
+                offline = datetime.fromisoformat(row["offline"]["event_ts"])
+                if not served <= cut < offline:
+                    sys.exit(f"{feature.ref}: served {served} / offline {offline} vs cut {cut}")
+                lags.append((offline - served).total_seconds())
+            median, p95 = float(np.median(lags)), float(np.quantile(lags, 0.95))
+            if (median, p95) != (summary.lag_median_s, summary.lag_p95_s):
+                sys.exit(f"{feature.ref}: lag {summary.lag_median_s} != {median} from the data")
+    stale = [(f.ref, c) for f in full.features for c in f.classes]
+    worst = max(stale, key=lambda fc: fc[1].count)
+    print(
+        f"stale-online in {len(stale)} features ({sum(c.count for _, c in stale):,} values); "
+        f"{worst[0]}: lag median {worst[1].lag_median_s / 60:.0f} min, p95 "
+        f"{worst[1].lag_p95_s / 60:.0f} min, as the source data says (<= {STALE_HOURS} h "
+        "materialization gap plus the time since the last materialized event)"
+    )
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"(reports demo: {time.perf_counter() - t0:.0f} s)")
