@@ -158,8 +158,8 @@ def consistency_report(
     groups, row_as_of = _as_of_groups(log, artifact, as_of)
     per_feature: dict[str, list[dict[str, Any]]] = {c: [] for c in refs}
     for group in groups:
-        rows = np.flatnonzero(row_as_of == group.as_of)
-        part = log.take(rows)
+        in_group = row_as_of == group.as_of
+        part = log if in_group.all() else log.take(np.flatnonzero(in_group))
         served = {c: r for c, r in refs.items() if part[f"{c}__status"].null_count < len(part)}
         if not served:
             continue

@@ -197,11 +197,15 @@ def _compare_part(
     import numpy as np
     import pyarrow.compute as pc
 
-    log, offline = part["log"], part["offline"]
-    rows = np.flatnonzero(pc.is_valid(log[f"{column}__status"]).to_numpy(zero_copy_only=False))
-    log, offline = log.take(rows), offline.take(rows)
-    values = compare(log[column], offline[column])
     event, created = timestamp_columns(view)
+    suffixes = ("", "__status", "__event_ts", "__created_ts")
+    log = part["log"].select(["request_id", "request_ts", *keys, *(column + s for s in suffixes)])
+    offline = part["offline"].select([column, event, created])
+    if log[f"{column}__status"].null_count:  # only the rows that served it are compared
+        served = pc.is_valid(log[f"{column}__status"]).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(served)
+        log, offline = log.take(rows), offline.take(rows)
+    values = compare(log[column], offline[column])
     times = RowTimes(
         request=times_us(log["request_ts"]),
         status=status_codes(log[f"{column}__status"]),
