@@ -175,7 +175,7 @@ def consistency_report(
         summarize_feature(
             column,
             refs[column],
-            FeatureKind.PLAIN,  # transformed and aggregated features: see classes.py
+            feature_kind(state, refs[column]),
             parts,
             thresholds,
             examples,
@@ -279,6 +279,15 @@ def _as_of_groups(
         counts = [f"{r} ({int((mask & (why == r)).sum()):,})" for r in reasons]
         groups.append(ReplayGroup(name, int(mask.sum()), "; ".join(counts)))
     return groups, values
+
+
+def feature_kind(state: RegistryState, ref: str) -> FeatureKind:
+    """How the mismatches of ``ref`` are classed (``classes.py``'s feature kinds). Every
+    applied feature is plain today; an aggregation view's features are AGGREGATED and an
+    on-demand view's TRANSFORMED once those definitions exist (the log then carries the
+    covered end as the event time; a transformed feature's inputs are replayed with it)."""
+    state.view(ref.split(":")[0])  # an unknown view is an error here, not a wrong class
+    return FeatureKind.PLAIN
 
 
 def _key_columns(state: RegistryState, ref: str) -> tuple[str, ...]:
