@@ -9,8 +9,10 @@ name                     default  crossed when
 =======================  =======  ============================================================
 ``psi_warn``             0.1      a feature's population stability index is at least this
 ``psi_alert``            0.25
-``js_warn``              0.1      the Jensen-Shannon distance (base 2, 0..1) of the same bins
-``js_alert``             0.2
+``js_warn``              0.15     the Jensen-Shannon distance (base 2, 0..1) of the same bins
+``js_alert``             0.25     (for small shifts JS ~ sqrt(PSI / 5.5): PSI 0.1 ~ JS 0.13,
+                                  PSI 0.25 ~ JS 0.21, so PSI decides small shifts, and JS,
+                                  bounded and free of PSI's epsilon, large ones)
 ``null_rate_warn``       0.02     the null share moved by at least this (absolute: 0.05 = 5
 ``null_rate_alert``      0.05     percentage points)
 ``unseen_warn``          0.01     this share of served values are categories the reference
@@ -81,7 +83,7 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("psi", 0.1, 0.25),
-        Metric("js", 0.1, 0.2),
+        Metric("js", 0.15, 0.25),
         Metric("null_rate", 0.02, 0.05),
         Metric("unseen", 0.01, 0.05),
         Metric("match_rate", 0.999, 0.99, lower_is_worse=True),
