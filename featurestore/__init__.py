@@ -12,6 +12,7 @@ from featurestore.definitions import (
     FeatureViewProjection,
     Field,
     FileSource,
+    PushSource,
 )
 from featurestore.errors import (
     ConfigError,
@@ -24,16 +25,22 @@ from featurestore.errors import (
     OnlineStoreError,
     OnlineStoreUnavailable,
     OutputError,
+    PushError,
     RegistryError,
     ReportError,
     RetrievalError,
     SchemaMismatchError,
     SkippedRowsWarning,
     TooManyEntitiesError,
+    TransformationError,
     UnknownFeatureError,
+    UnknownPushSourceError,
 )
+from featurestore.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
+from featurestore.push_mode import PushMode
 from featurestore.store import FeatureStore
 from featurestore.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from featurestore.unsupported import FileLoggingDestination, LabelView, LoggingConfig, Project
 
 __version__ = "0.1.0"
 
@@ -49,25 +56,37 @@ __all__ = [
     "FeatureView",
     "FeatureViewProjection",
     "Field",
+    "FileLoggingDestination",
     "FileSource",
     "Float32",
     "Float64",
     "Int32",
     "Int64",
+    "LabelView",
+    "LoggingConfig",
     "MaterializationError",
     "ModelError",
     "ModelNotServable",
     "OfflineStoreUnavailable",
+    "OnDemandFeatureView",
     "OnlineStoreError",
     "OnlineStoreUnavailable",
     "OutputError",
+    "Project",
+    "PushError",
+    "PushMode",
+    "PushSource",
     "RegistryError",
     "ReportError",
+    "RequestSource",
     "RetrievalError",
     "SchemaMismatchError",
     "SkippedRowsWarning",
     "String",
     "TooManyEntitiesError",
+    "TransformationError",
     "UnixTimestamp",
     "UnknownFeatureError",
+    "UnknownPushSourceError",
+    "on_demand_feature_view",
 ]

@@ -1,7 +1,8 @@
 """Feature definitions, shaped like Feast's: frozen, keyword-only, validated on construction.
 
-A repo declares ``Entity``, ``FileSource`` / ``BigQuerySource``, ``FeatureView`` and
-``FeatureService`` objects in Python; ``featurestore apply`` records them in the registry.
+A repo declares ``Entity``, ``FileSource`` / ``BigQuerySource`` / ``PushSource``,
+``FeatureView`` and ``FeatureService`` objects in Python (and request-time transformations,
+featurestore/on_demand.py); ``featurestore apply`` records them in the registry.
 Every problem found here raises ``DefinitionError`` naming the definition at fault.
 
 Everything the registry stores is checked here, at construction, including what does not
@@ -17,10 +18,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import DefinitionError
 from featurestore.types import DType, check_ttl, dtype_by_name, is_key_dtype, key_dtype_names
+
+if TYPE_CHECKING:
+    from featurestore.on_demand import OnDemandFeatureView
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -211,6 +215,64 @@ Source = FileSource | BigQuerySource
 
 
 @dataclass(frozen=True, kw_only=True)
+class PushSource:
+    """Rows pushed by an application or a stream (``FeatureStore.push``, ``POST /push``),
+    stored in ``batch_source``, which a view over this source reads like any other source.
+
+    ``batch_source`` must be a ``FileSource`` of a file or a folder (not a glob), where
+    pushed rows are appended as new Parquet files (featurestore/push.py), or a
+    ``BigQuerySource``, which takes online pushes only.
+    """
+
+    name: str
+    batch_source: Source
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "push source")
+        if not isinstance(self.batch_source, (FileSource, BigQuerySource)):
+            raise DefinitionError(
+                f"push source {self.name!r}: batch_source must be a FileSource or "
+                f"BigQuerySource, got {self.batch_source!r}"
+            )
+        if isinstance(self.batch_source, FileSource) and any(
+            ch in self.batch_source.path for ch in "*?["
+        ):
+            raise DefinitionError(
+                f"push source {self.name!r}: batch_source path {self.batch_source.path!r} is "
+                "a glob; give a file or a folder, where pushed rows can be appended"
+            )
+        _check_documentation(self, f"push source {self.name!r}")
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
+
+    @property
+    def timestamp_field(self) -> str:
+        return self.batch_source.timestamp_field
+
+    @property
+    def created_timestamp_column(self) -> str | None:
+        return self.batch_source.created_timestamp_column
+
+
+def _refuse_feast_options(what: str, options: Mapping[str, object]) -> None:
+    """Feast options featurestore deliberately does not support: named, never ignored."""
+    why = {
+        "enable_validation": "enable_validation= (featurestore checks every source's schema "
+        "against the definition at apply and before every read)",
+        "version": "version= (the registry versions every definition itself; "
+        "'featurestore list' shows the versions)",
+        "logging_config": "logging_config= (logging destinations: the prediction service "
+        "logs what it serves to feature_log.path in featurestore.yaml)",
+    }
+    for option, value in options.items():
+        if value is not None:
+            raise DefinitionError(f"{what}: {why[option]} is not supported; remove {option}=")
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureView:
     """A group of features read from one source and keyed by one or more entities.
 
@@ -222,15 +284,21 @@ class FeatureView:
     name: str
     entities: Sequence[Entity]
     schema: Sequence[Field]
-    source: Source
+    source: Source | PushSource
     ttl: timedelta | None = None
     online: bool = True
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    enable_validation: bool | None = field(default=None, repr=False, compare=False)
+    version: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_name(self.name, "feature view")
+        _refuse_feast_options(
+            f"feature view {self.name!r}",
+            {"enable_validation": self.enable_validation, "version": self.version},
+        )
         entities = _as_list(self.entities, f"feature view {self.name!r}: entities")
         if not entities:
             raise DefinitionError(f"feature view {self.name!r}: needs at least one entity")
@@ -254,9 +322,10 @@ class FeatureView:
         keys = [k for e in entities for k in e.join_keys]
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"feature view {self.name!r}: join keys repeat: {keys}")
-        if not isinstance(self.source, (FileSource, BigQuerySource)):
+        if not isinstance(self.source, (FileSource, BigQuerySource, PushSource)):
             raise DefinitionError(
-                f"feature view {self.name!r}: source must be a FileSource or BigQuerySource"
+                f"feature view {self.name!r}: source must be a FileSource, BigQuerySource "
+                "or PushSource"
             )
         if self.ttl is not None:
             if not isinstance(self.ttl, timedelta):
@@ -288,6 +357,15 @@ class FeatureView:
         _check_documentation(self, f"feature view {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
+
+    @property
+    def batch_source(self) -> Source:
+        """Where the view's rows are stored: its source, or its push source's batch source."""
+        return self.source.batch_source if isinstance(self.source, PushSource) else self.source
+
+    @property
+    def push_source(self) -> PushSource | None:
+        return self.source if isinstance(self.source, PushSource) else None
 
     @property
     def join_keys(self) -> tuple[str, ...]:
@@ -340,9 +418,9 @@ class FeatureView:
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureViewProjection:
-    """Some features of one view, in the order they were asked for."""
+    """Some features of one view (or on-demand view), in the order they were asked for."""
 
-    view: FeatureView
+    view: FeatureView | OnDemandFeatureView
     features: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -364,23 +442,29 @@ class FeatureService:
     """A named set of features a model consumes: ``FeatureService(name, features=[v, v[["f"]]])``."""
 
     name: str
-    features: Sequence[FeatureView | FeatureViewProjection]
+    features: Sequence[FeatureView | OnDemandFeatureView | FeatureViewProjection]
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    logging_config: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from featurestore.on_demand import OnDemandFeatureView
+
         check_name(self.name, "feature service")
+        _refuse_feast_options(
+            f"feature service {self.name!r}", {"logging_config": self.logging_config}
+        )
         projections = []
         for item in _as_list(self.features, f"feature service {self.name!r}: features"):
-            if isinstance(item, FeatureView):
+            if isinstance(item, FeatureView | OnDemandFeatureView):
                 projections.append(item.projection())
             elif isinstance(item, FeatureViewProjection):
                 projections.append(item)
             else:
                 raise DefinitionError(
-                    f"feature service {self.name!r}: features must be feature views or "
-                    f"projections like view[['f1']], got {item!r}"
+                    f"feature service {self.name!r}: features must be feature views, "
+                    f"on-demand feature views or projections like view[['f1']], got {item!r}"
                 )
         if not projections:
             raise DefinitionError(f"feature service {self.name!r}: lists no features")
@@ -466,7 +550,8 @@ def view_to_dict(v: FeatureView) -> dict[str, Any]:
             }
             for f in v.schema
         ],
-        "source": source_to_dict(v.source),
+        "source": source_to_dict(v.batch_source),
+        "push_source": None if v.push_source is None else push_source_to_dict(v.push_source),
         "ttl_microseconds": None if v.ttl is None else v.ttl // timedelta(microseconds=1),
         "online": v.online,
         "description": v.description,
@@ -475,7 +560,15 @@ def view_to_dict(v: FeatureView) -> dict[str, Any]:
     }
 
 
+def push_source_to_dict(p: PushSource) -> dict[str, Any]:
+    """A push source beside its view's (batch) source: its name and documentation."""
+    return {"name": p.name, "description": p.description, "tags": dict(p.tags), "owner": p.owner}
+
+
 def view_from_dict(d: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
+    batch = source_from_dict(d["source"])
+    push = d.get("push_source")  # absent in registries written before push sources
+    source = batch if push is None else PushSource(batch_source=batch, **push)
     return FeatureView(
         name=d["name"],
         entities=[entities[name] for name in d["entities"]],
@@ -488,7 +581,7 @@ def view_from_dict(d: Mapping[str, Any], entities: Mapping[str, Entity]) -> Feat
             )
             for f in d["schema"]
         ],
-        source=source_from_dict(d["source"]),
+        source=source,
         ttl=None
         if d["ttl_microseconds"] is None
         else timedelta(microseconds=d["ttl_microseconds"]),
@@ -509,7 +602,10 @@ def service_to_dict(s: FeatureService) -> dict[str, Any]:
     }
 
 
-def service_from_dict(d: Mapping[str, Any], views: Mapping[str, FeatureView]) -> FeatureService:
+def service_from_dict(
+    d: Mapping[str, Any], views: Mapping[str, FeatureView | OnDemandFeatureView]
+) -> FeatureService:
+    """A service whose projections name ``views`` (feature views and on-demand views)."""
     return FeatureService(
         name=d["name"],
         features=[views[p["view"]][p["features"]] for p in d["features"]],

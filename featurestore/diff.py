@@ -66,6 +66,12 @@ def view_diff(
     details += _field_changes(old["schema"], new["schema"], features)
     if features is None:
         details += [f"{k}: {old[k]!r} -> {new[k]!r}" for k in _COSMETIC if old[k] != new[k]]
+        old_push, new_push = old.get("push_source"), new.get("push_source")
+        if old_push != new_push:  # where pushes go: not the values (not in the fingerprint)
+            if old_push and new_push and old_push["name"] == new_push["name"]:
+                details.append(f"push source {new_push['name']!r}: description, tags or owner")
+            else:
+                details.append(f"push source: {_push_name(old_push)} -> {_push_name(new_push)}")
         old_docs = {f["name"]: (f["description"], f["tags"]) for f in old["schema"]}
         details += [
             f"schema: description or tags of {f['name']}"
@@ -95,6 +101,10 @@ def _field_changes(
     if features is None and kept_old != kept_new:
         details.append("schema: field order " + ", ".join(new))
     return details
+
+
+def _push_name(push: Mapping[str, Any] | None) -> str:
+    return "none" if push is None else repr(push["name"])
 
 
 def _keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

@@ -16,6 +16,10 @@
     ├── OutputError            an output file (training set, scores) cannot be written
     ├── MaterializationError   a materialization run failed (watermarks did not move)
     ├── ReportError            a report cannot be built from its inputs (empty log, ...)
+    ├── TransformationError    a request-time transformation raised, or returned columns or
+    │                          values that do not fit its schema (names the view)
+    ├── PushError              a push was refused (bad rows, unknown source): nothing written
+    │   └── UnknownPushSourceError no applied feature view reads that push source
     └── ModelError             a model artifact is missing, tampered with or mismatched
         └── ModelNotServable       the model cannot be served now (binding, materialization)
 
@@ -84,6 +88,22 @@ class ReportError(FeatureStoreError):
     """A skew, consistency or performance report cannot be built from what it was given: an
     empty log or window, rows served by other definitions, a training set without its
     manifest, labels that match no logged prediction."""
+class TransformationError(FeatureStoreError):
+    """A request-time transformation failed: the user's function raised, or returned columns
+    or values that do not fit its declared schema. ``view`` names the on-demand feature view."""
+
+    def __init__(self, message: str, view: str = "") -> None:
+        super().__init__(message)
+        self.view = view
+
+
+class PushError(FeatureStoreError):
+    """A push was refused before anything was written (missing columns, wrong types, a null
+    key or event time, a mode the source does not support)."""
+
+
+class UnknownPushSourceError(PushError):
+    """No applied feature view reads the named push source."""
 
 
 class ModelError(FeatureStoreError):

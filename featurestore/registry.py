@@ -34,7 +34,14 @@ from featurestore.errors import (
     RetrievalError,
     UnknownFeatureError,
 )
-from featurestore.fingerprint import entity_fingerprint, service_fingerprint, view_fingerprint
+from featurestore.fingerprint import (
+    entity_fingerprint,
+    on_demand_fingerprint,
+    projection_fingerprint,
+    service_fingerprint,
+    view_fingerprint,
+)
+from featurestore.on_demand import OnDemandFeatureView, on_demand_diff, on_demand_to_dict
 from featurestore.online.codec import layout_id
 from featurestore.repo import RepoContents
 from featurestore.sources import check_view_schema, file_schema
@@ -85,6 +92,19 @@ class ViewRecord:
 
 
 @dataclass
+class OnDemandRecord:
+    """An applied on-demand view: its definition (code, no function), fingerprint, versions."""
+
+    view: OnDemandFeatureView
+    fingerprint: str
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return self.versions[-1].version if self.versions else 0
+
+
+@dataclass
 class ServiceRecord:
     """An applied feature service: its definition, fingerprint and version history."""
 
@@ -107,6 +127,7 @@ class RegistryState:
     views: dict[str, ViewRecord] = field(default_factory=dict)
     services: dict[str, ServiceRecord] = field(default_factory=dict)
     applied_at: str | None = None
+    on_demand: dict[str, OnDemandRecord] = field(default_factory=dict)
 
     # --- lookups -----------------------------------------------------------------------
 
@@ -117,9 +138,27 @@ class RegistryState:
         try:
             return self.views[name]
         except KeyError:
-            raise UnknownFeatureError(
-                f"no feature view {name!r} has been applied{suggest(name, list(self.views))}"
-            ) from None
+            hint = (
+                f"; {name!r} is an on-demand feature view (computed at request time)"
+                if name in self.on_demand
+                else suggest(name, list(self.views))
+            )
+            raise UnknownFeatureError(f"no feature view {name!r} has been applied{hint}") from None
+
+    def any_view(self, name: str) -> FeatureView | OnDemandFeatureView:
+        """The applied feature view or on-demand view called ``name``."""
+        if name in self.on_demand:
+            return self.on_demand[name].view
+        if name in self.views:
+            return self.views[name].view
+        raise UnknownFeatureError(
+            f"no feature view {name!r} has been applied"
+            f"{suggest(name, [*self.views, *self.on_demand])}"
+        )
+
+    @property
+    def key_dtypes_by_view(self) -> dict[str, dict[str, DType]]:
+        return {n: r.key_dtypes for n, r in self.views.items()}
 
     def service(self, name: str) -> FeatureService:
         return self.service_record(name).service
@@ -136,16 +175,20 @@ class RegistryState:
         return self.view_record(view_name).key_dtypes
 
     def projection_fingerprint(self, projection: FeatureViewProjection) -> str:
-        record = self.view_record(projection.view.name)
-        return view_fingerprint(record.view, record.key_dtypes, projection.features)
+        """The applied fingerprint of ``projection``'s features (either kind of view)."""
+        applied = self.any_view(projection.view.name)
+        return projection_fingerprint(
+            FeatureViewProjection(view=applied, features=projection.features),
+            self.key_dtypes_by_view,
+        )
 
     def resolve(
         self, features: Sequence[str] | FeatureService | str
     ) -> tuple[list[FeatureViewProjection], FeatureService | None]:
         """Turn feature references, a service or a service name into applied projections.
 
-        References are ``"view:feature"``; they are grouped by view in order of first
-        appearance, features in the order asked. A service is looked up by name in the
+        References are ``"view:feature"`` (a feature view or an on-demand view); they are
+        grouped by view in order of first appearance, features in the order asked. A service is looked up by name in the
         registry (an object is checked against what was applied). Unknown names raise
         ``UnknownFeatureError`` with close matches.
         """
@@ -168,9 +211,13 @@ class RegistryState:
                     f"feature reference {ref!r} is not of the form 'view:feature'"
                 )
             view_name, feature = ref.split(":")
-            view = self.view(view_name)
+            view = self.any_view(view_name)
             if feature not in view.feature_names:
-                all_refs = [f"{v}:{f}" for v, r in self.views.items() for f in r.view.feature_names]
+                all_refs = [
+                    f"{v}:{f}"
+                    for v in [*self.views, *self.on_demand]
+                    for f in self.any_view(v).feature_names
+                ]
                 raise UnknownFeatureError(
                     f"feature view {view_name!r} has no feature {feature!r}{suggest(ref, all_refs)}"
                 )
@@ -178,7 +225,7 @@ class RegistryState:
             if feature in chosen:
                 raise RetrievalError(f"feature {ref!r} is requested twice")
             chosen.append(feature)
-        return [self.view(v)[fs] for v, fs in grouped.items()], None
+        return [self.any_view(v)[fs] for v, fs in grouped.items()], None
 
     # --- (de)serialization -------------------------------------------------------------
 
@@ -199,6 +246,14 @@ class RegistryState:
                     "versions": [v.to_json() for v in r.versions],
                 }
                 for n, r in sorted(self.views.items())
+            },
+            "on_demand_feature_views": {
+                n: {
+                    "definition": on_demand_to_dict(r.view),
+                    "fingerprint": r.fingerprint,
+                    "versions": [v.to_json() for v in r.versions],
+                }
+                for n, r in sorted(self.on_demand.items())
             },
             "feature_services": {
                 n: {
@@ -277,11 +332,11 @@ def resolve_key_dtypes(
     without it, or when BigQuery is unreachable, a warning says so and the declared
     dtypes are used.
     """
-    if isinstance(view.source, BigQuerySource):
+    if isinstance(view.batch_source, BigQuerySource):
         from featurestore.offline.bigquery.schema import check_bigquery_view
 
         return check_bigquery_view(view, bigquery_schema)
-    return check_view_schema(view, file_schema(view.source, repo_path))
+    return check_view_schema(view, file_schema(view.batch_source, repo_path))
 
 
 _COSMETIC = ("description", "tags", "owner")
@@ -346,7 +401,8 @@ def plan(
         Change("feature view", n, "removed") for n in current.views if n not in contents.views
     ]
 
-    key_dtypes_by_view = {n: r.key_dtypes for n, r in state.views.items()}
+    changes += _plan_on_demand(current, contents, state, repo_path, now)
+    key_dtypes_by_view = state.key_dtypes_by_view
     for name, service in contents.services.items():
         fp = service_fingerprint(service, key_dtypes_by_view)
         old_service = current.services.get(name)
@@ -384,6 +440,42 @@ def plan(
     if not changes:
         state.applied_at = current.applied_at
     return Plan(changes, state)
+
+
+def _plan_on_demand(
+    current: RegistryState,
+    contents: RepoContents,
+    state: RegistryState,
+    repo_path: Path,
+    now: str,
+) -> list[Change]:
+    """Fingerprint the repo's on-demand views and check each on a sample of its sources
+    (featurestore/transform_checks.py: outputs, dtypes, row-locality); record them in
+    ``state``; the changes against ``current``."""
+    from featurestore.transform_checks import check_on_demand
+
+    kind = "on-demand feature view"
+    changes = []
+    for name, view in contents.on_demand.items():
+        check_on_demand(view, repo_path)
+        fp = on_demand_fingerprint(view, state.key_dtypes_by_view)
+        old = current.on_demand.get(name)
+        versions = list(old.versions) if old else []
+        if old is None or old.fingerprint != fp:
+            versions.append(VersionRecord(len(versions) + 1, fp, now))
+        state.on_demand[name] = OnDemandRecord(view, fp, versions)
+        if old is None:
+            changes.append(Change(kind, name, "added"))
+            continue
+        details = on_demand_diff(on_demand_to_dict(old.view), on_demand_to_dict(view))
+        if old.fingerprint != fp and not details:
+            details = ("a source feature it reads changed",)
+        if details:
+            changes.append(Change(kind, name, "changed", details, old.fingerprint != fp))
+    changes += [
+        Change(kind, n, "removed") for n in current.on_demand if n not in contents.on_demand
+    ]
+    return changes
 
 
 class Registry:

@@ -5,8 +5,10 @@ it. ``read_state`` checks everything a command relies on before any command uses
 level and each section are mappings; each record holds its keys with JSON values of the
 right kind; each definition is valid (rebuilt through the definitions' own constructors, so
 their rules are not written twice); a view's entities and a service's views exist; a view's
-key dtypes are valid key dtypes for exactly its join keys; versions are a non-empty list of
-``{version, fingerprint, applied_at}`` with increasing numbers. The first problem found is
+key dtypes are valid key dtypes for exactly its join keys; an on-demand view's source views
+exist and its stored code matches its hash; versions are a non-empty list of
+``{version, fingerprint, applied_at}`` with increasing numbers. The section
+``on_demand_feature_views`` may be absent (registries written before request-time views). The first problem found is
 named, e.g. ``feature view 'stats': entity 'user' is not in the registry's entities``.
 Keys the reader does not use are ignored.
 """
@@ -25,8 +27,10 @@ from featurestore.definitions import (
     view_from_dict,
 )
 from featurestore.errors import DefinitionError, RegistryError
+from featurestore.on_demand import OnDemandFeatureView, on_demand_from_dict
 from featurestore.registry import (
     SCHEMA_VERSION,
+    OnDemandRecord,
     RegistryState,
     ServiceRecord,
     VersionRecord,
@@ -62,6 +66,14 @@ def read_state(data: Any) -> RegistryState:
         with _part(f"feature view {name!r}"):
             views[name] = _view_record(name, _mapping(raw, "its record"), entities)
     plain_views = {n: r.view for n, r in views.items()}
+    on_demand: dict[str, OnDemandRecord] = {}
+    for name, raw in _mapping(top.get("on_demand_feature_views", {}), "the section").items():
+        with _part(f"on-demand feature view {name!r}"):
+            on_demand[name] = _on_demand_record(name, _mapping(raw, "its record"), plain_views)
+    servable: dict[str, FeatureView | OnDemandFeatureView] = {
+        **plain_views,
+        **{n: r.view for n, r in on_demand.items()},
+    }
     services: dict[str, ServiceRecord] = {}
     for name, raw in top["feature_services"].items():
         with _part(f"feature service {name!r}"):
@@ -69,14 +81,29 @@ def read_state(data: Any) -> RegistryState:
             definition = _definition(record)
             for projection in _list(definition.get("features"), "'features'"):
                 view = _mapping(projection, "a projection").get("view")
-                if view not in plain_views:
+                if view not in servable:
                     raise RegistryError(f"feature view {view!r} is not in the registry")
             services[name] = ServiceRecord(
-                service=_named(service_from_dict(definition, plain_views), name),
+                service=_named(service_from_dict(definition, servable), name),
                 fingerprint=_string(record.get("fingerprint"), "'fingerprint'"),
                 versions=_versions(record.get("versions")),
             )
-    return RegistryState(project, entities, views, services, applied_at)
+    return RegistryState(project, entities, views, services, applied_at, on_demand)
+
+
+def _on_demand_record(
+    name: str, record: Mapping[str, Any], views: Mapping[str, FeatureView]
+) -> OnDemandRecord:
+    definition = _definition(record)
+    for source in _list(definition.get("sources"), "'sources'"):
+        view = _mapping(source, "a source").get("view")
+        if view not in views:
+            raise RegistryError(f"source feature view {view!r} is not in the registry")
+    return OnDemandRecord(
+        view=_named(on_demand_from_dict(definition, views), name),
+        fingerprint=_string(record.get("fingerprint"), "'fingerprint'"),
+        versions=_versions(record.get("versions")),
+    )
 
 
 def _view_record(name: str, record: Mapping[str, Any], entities: dict[str, Entity]) -> ViewRecord:

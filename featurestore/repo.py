@@ -16,6 +16,7 @@ from typing import Any
 
 from featurestore.definitions import Entity, FeatureService, FeatureView, suggest
 from featurestore.errors import DefinitionError
+from featurestore.on_demand import OnDemandFeatureView
 
 _SKIP_FILES = {"setup.py", "conftest.py"}
 
@@ -28,9 +29,11 @@ class RepoContents:
     views: dict[str, FeatureView] = field(default_factory=dict)
     services: dict[str, FeatureService] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
+    on_demand: dict[str, OnDemandFeatureView] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Check that the definitions agree: entities exist, services name real features."""
+        """Check that the definitions agree: entities exist, on-demand views read the repo's
+        views, view names are unique across both kinds, services name real features."""
         for view in self.views.values():
             where = self.origin.get(f"view:{view.name}", "?")
             for entity in view.entities:
@@ -46,15 +49,18 @@ class RepoContents:
                         f"feature view {view.name!r} ({where}) uses a different definition of "
                         f"entity {entity.name!r} than the repo's"
                     )
+        self._validate_on_demand()
         for service in self.services.values():
             where = self.origin.get(f"service:{service.name}", "?")
             for projection in service.projections:
-                served = self.views.get(projection.view.name)
+                served = self.views.get(projection.view.name) or self.on_demand.get(
+                    projection.view.name
+                )
                 if served is None:
                     raise DefinitionError(
                         f"feature service {service.name!r} ({where}) uses feature view "
                         f"{projection.view.name!r}, which is not defined in the repo"
-                        f"{suggest(projection.view.name, list(self.views))}"
+                        f"{suggest(projection.view.name, [*self.views, *self.on_demand])}"
                     )
                 for name in projection.features:
                     if name not in served.feature_names:
@@ -63,12 +69,35 @@ class RepoContents:
                             f"'{served.name}:{name}'{suggest(name, served.feature_names)}"
                         )
 
+    def _validate_on_demand(self) -> None:
+        for view in self.on_demand.values():
+            where = self.origin.get(f"on-demand view:{view.name}", "?")
+            if view.name in self.views:
+                raise DefinitionError(
+                    f"on-demand feature view {view.name!r} ({where}) has the name of feature "
+                    f"view {view.name!r} ({self.origin.get(f'view:{view.name}', '?')}); "
+                    "feature references 'view:feature' need unique names: rename one"
+                )
+            for projection in view.source_projections:
+                known = self.views.get(projection.view.name)
+                if known is None:
+                    raise DefinitionError(
+                        f"on-demand feature view {view.name!r} ({where}) reads feature view "
+                        f"{projection.view.name!r}, which is not defined at module level in "
+                        f"the repo{suggest(projection.view.name, list(self.views))}"
+                    )
+                if known != projection.view:
+                    raise DefinitionError(
+                        f"on-demand feature view {view.name!r} ({where}) reads a different "
+                        f"definition of feature view {projection.view.name!r} than the repo's"
+                    )
+
 
 def _add(
     contents: RepoContents,
     kind: str,
     table: dict[str, Any],
-    obj: Entity | FeatureView | FeatureService,
+    obj: Entity | FeatureView | FeatureService | OnDemandFeatureView,
     where: str,
     defined: bool,
 ) -> None:
@@ -110,6 +139,8 @@ def load_repo(repo_path: str | Path) -> RepoContents:
                     _add(contents, "view", contents.views, *args)
                 elif isinstance(value, FeatureService):
                     _add(contents, "service", contents.services, *args)
+                elif isinstance(value, OnDemandFeatureView):
+                    _add(contents, "on-demand view", contents.on_demand, *args)
     finally:
         sys.path.remove(str(repo))
         _forget(stems)
@@ -124,6 +155,9 @@ def _assigned_names(file: Path) -> set[str]:
     tree = ast.parse(file.read_text(), str(file))  # it imported, so it parses
     names: set[str] = set()
     for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # @on_demand_feature_view
+            names.add(node.name)
+            continue
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         names.update(t.id for t in targets if isinstance(t, ast.Name))
     return names

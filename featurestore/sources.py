@@ -35,15 +35,40 @@ def source_path(source: FileSource, repo_path: Path) -> Path:
     return path if path.is_absolute() else repo_path / path
 
 
+PUSHED_FOLDER = "_pushed"
+PUSHED_SUFFIX = ".pushed"
+
+
+def push_folder(source: FileSource, repo_path: Path) -> Path:
+    """Where rows pushed into ``source`` are stored (featurestore/push.py): the folder
+    ``_pushed`` inside a folder source; for a single-file source, the companion folder
+    ``<file>.pushed`` beside it (e.g. ``data/driver_stats.parquet.pushed/``). A glob source
+    takes no pushes (``PushSource`` refuses it)."""
+    path = source_path(source, repo_path)
+    if path.is_dir():
+        return path / PUSHED_FOLDER
+    return path.with_name(path.name + PUSHED_SUFFIX)
+
+
 def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
-    """The Parquet files a FileSource reads, in a stable order (a file, a folder or a glob)."""
+    """The Parquet files a FileSource reads, in tie-break order (a later file wins a
+    complete tie): the one place that decides it.
+
+    A file; a folder's files (all sub-folders), sorted by path; or a glob's matches, sorted.
+    Then, for a file or a folder, the pushed files (``push_folder``), sorted by name, which
+    is push order: pushed rows come after the source's own rows, and a later push after an
+    earlier one. Files whose name starts with "." (a push being written) are not read.
+    """
     path = source_path(source, repo_path)
     if any(ch in source.path for ch in "*?["):
         files = sorted(Path(p) for p in path.parent.glob(path.name))
-    elif path.is_dir():
-        files = sorted(path.rglob("*.parquet"))
     else:
-        files = [path] if path.exists() else []
+        pushed = push_folder(source, repo_path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.parquet") if not p.is_relative_to(pushed))
+        else:
+            files = [path] if path.exists() else []
+        files += sorted(pushed.glob("[!.]*.parquet")) if pushed.is_dir() else []
     if not files:
         raise SchemaMismatchError(f"source {source.path!r}: no Parquet file at {path}")
     return files
@@ -187,7 +212,7 @@ def check_view_columns(
     Fails when a declared field, key or timestamp column is missing or has an incompatible
     type, naming the view, the column, what was expected and what was found.
     """
-    source: Source = view.source
+    source: Source = view.batch_source
     if isinstance(source, FileSource):
         where = f"feature view {view.name!r} (source {source.path!r})"
     else:

@@ -23,9 +23,23 @@ if TYPE_CHECKING:
     from featurestore.materialize import MaterializationReport, Progress
     from featurestore.offline.engine import OfflineEngine
     from featurestore.online.read import EntityRows, OnlineReader, OnlineResponse
+    from featurestore.push import PushReport
+    from featurestore.push_mode import PushMode
     from featurestore.training import RetrievalJob
 
 log = logging.getLogger("featurestore")
+
+
+def _one_of(ours: Any, feasts: Any, name: str, optional: bool = False) -> Any:
+    """A materialization argument given under our name or Feast's (not both)."""
+    from featurestore.errors import MaterializationError
+
+    if ours is not None and feasts is not None:
+        raise MaterializationError(f"pass {name} once (ours or Feast's keyword), not both")
+    value = ours if ours is not None else feasts
+    if value is None and not optional:
+        raise MaterializationError(f"materialize: pass {name}")
+    return value
 
 
 class FeatureStore:
@@ -110,11 +124,14 @@ class FeatureStore:
 
     def materialize(
         self,
-        start: datetime,
-        end: datetime,
+        start: datetime | None = None,
+        end: datetime | None = None,
         *,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        feature_views: Sequence[str] | None = None,
     ) -> MaterializationReport:
         """Write online the latest row per entity key with ``start <= event_ts <= end``.
 
@@ -122,8 +139,13 @@ class FeatureStore:
         turn: its rows are written through the never-regress write, then its watermark moves
         to ``end``. A failure raises ``MaterializationError`` naming the view, with its
         watermark unmoved; re-running is idempotent. See featurestore/materialize.py.
+        Feast's keywords ``start_date``, ``end_date`` and ``feature_views`` are accepted.
         """
         from featurestore.materialize import materialize
+
+        start = _one_of(start, start_date, "start")
+        end = _one_of(end, end_date, "end")
+        views = _one_of(views, feature_views, "views", optional=True)
         from featurestore.online.base import open_online_store
 
         state = self.state
@@ -141,18 +163,24 @@ class FeatureStore:
 
     def materialize_incremental(
         self,
-        end: datetime,
+        end: datetime | None = None,
         *,
         views: Sequence[str] | None = None,
         progress: Progress | None = None,
+        end_date: datetime | None = None,
+        feature_views: Sequence[str] | None = None,
     ) -> MaterializationReport:
         """Write what arrived since each view's watermark, up to ``end`` (inclusive).
 
         Rows with ``event_ts <= end`` that are newer than the last run's end, or created
         after the greatest created time written (late rows, which Feast skips); a view
         without a watermark gets everything up to ``end``. Same guarantees as ``materialize``.
+        Feast's keywords ``end_date`` and ``feature_views`` are accepted.
         """
         from featurestore.materialize import materialize_incremental
+
+        end = _one_of(end, end_date, "end")
+        views = _one_of(views, feature_views, "views", optional=True)
         from featurestore.online.base import open_online_store
 
         state = self.state
@@ -166,6 +194,34 @@ class FeatureStore:
                 progress=progress,
                 engine=self.offline_engine(),
             )
+
+    def push(
+        self,
+        push_source_name: str,
+        df: Any,
+        to: PushMode | str = "online",
+        *,
+        now: datetime | None = None,
+    ) -> PushReport:
+        """Push rows into the views of a push source (featurestore/push.py).
+
+        ``df``: a pandas DataFrame, a pyarrow Table or a mapping of columns, holding the
+        views' join keys, the batch source's event time and the views' features (the created
+        time is optional: the push time by default). ``to``: ``"online"`` (Feast's default),
+        ``"offline"`` (a new Parquet file that training sets read) or ``"online_and_offline"``
+        (Feast's ``PushMode`` values too). Checked before anything is written: a refused
+        push (``PushError``) writes nothing.
+        """
+        from featurestore.online.base import open_online_store
+        from featurestore.push import push
+        from featurestore.push_mode import PushMode, push_mode
+
+        mode = push_mode(to)
+        state = self.state
+        if mode is PushMode.OFFLINE:
+            return push(state, self.repo_path, push_source_name, df, mode, None, now=now)
+        with open_online_store(self.config) as online:
+            return push(state, self.repo_path, push_source_name, df, mode, online, now=now)
 
     def offline_engine(self) -> OfflineEngine:
         """The configured offline engine (``offline/engine.py``: ``open_offline_engine``),
@@ -261,7 +317,7 @@ class FeatureStore:
 
             store = open_online_store(self.config)
             reader = self._reader = OnlineReader(
-                store, self.config.registry_path, self.registry.require
+                store, self.config.registry_path, self.registry.require, self.repo_path
             )
         return reader
 

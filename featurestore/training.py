@@ -2,7 +2,8 @@
 
 ``historical_job`` is the one place a join becomes a ``RetrievalJob``: it reads the entity
 rows and plans the join on the configured offline engine (``offline/engine.py``), so a bad
-request fails before any join runs. A ``RetrievalJob`` runs its join once, when a result is
+request fails before any join runs. It is also where request-time transformations run
+offline (``finish_join``: featurestore/transforms.py, the same function serving calls). A ``RetrievalJob`` runs its join once, when a result is
 first asked for, and keeps it. Its manifest (``manifest.TrainingSetManifest``) records
 what the set was built from: the feature service and its fingerprint (or each projection's
 fingerprint), the features in output order with dtypes, ``as_of``, ``full_feature_names``,
@@ -135,13 +136,12 @@ class RetrievalJob:
             feature_service=self._service,
             features=tuple(
                 ManifestFeature(
-                    ref=f"{view.name}:{feature.name}",
+                    ref=f"{view}:{feature.name}",
                     column=feature.output,
                     dtype=feature.dtype.name,
-                    projection_fingerprint=view.fingerprint,
+                    projection_fingerprint=fingerprint,
                 )
-                for view in self.plan.views
-                for feature in view.features
+                for view, fingerprint, feature in self.plan.requested_features()
             ),
             entity_columns=self.plan.entity_columns,
             as_of=self.plan.as_of,
@@ -220,12 +220,27 @@ def historical_job(
         service_ref = ServiceRef(service.name, state.service_record(service.name).fingerprint)
     return RetrievalJob(
         plan,
-        lambda: engine.join(plan, entities),
+        lambda: finish_join(plan, engine.join(plan, entities)),
         engine=engine.describe(),
         service=service_ref,
         sources=engine.source_fingerprints(plan),
         entity_rows=entities.num_rows,
     )
+
+
+def finish_join(plan: JoinPlan, table: pa.Table) -> pa.Table:
+    """The join's table with the plan's transformations' outputs appended (the one
+    ``transforms.transform``, on the joined inputs and the entity columns' request fields)
+    and their hidden inputs dropped."""
+    if not plan.transformations:
+        return table
+    from featurestore.transforms import transform
+
+    columns = {name: table[name] for name in table.column_names}
+    outputs = transform(plan.transformations, columns, table.num_rows)
+    for name, values in outputs.items():
+        table = table.append_column(name, values)
+    return table.drop_columns(list(plan.hidden_columns))
 
 
 @dataclass(frozen=True)

@@ -222,3 +222,89 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         pa.large_string(): pd.StringDtype(),
     }
     return table.to_pandas(types_mapper=mapping.get)
+
+
+# --- computed and given values cast to a declared dtype: one rule -------------------------
+
+
+def coercible(arrow_type: pa.DataType, dtype: DType) -> bool:
+    """Whether values of ``arrow_type`` may be cast to ``dtype`` by ``coerce`` (by type; a
+    value may still be refused, e.g. 1.5 into an integer)."""
+    import pyarrow.types as pt
+
+    if pt.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pt.is_null(arrow_type):
+        return True
+    if dtype.name in ("Int32", "Int64", "Float32", "Float64"):
+        return pt.is_integer(arrow_type) or pt.is_floating(arrow_type)
+    if dtype.name == "String":
+        return dtype_from_arrow(arrow_type) == String
+    if dtype.name == "Bool":
+        return pt.is_boolean(arrow_type)
+    return pt.is_timestamp(arrow_type)
+
+
+def coerce(
+    values: pa.Array | pa.ChunkedArray,
+    dtype: DType,
+    what: str,
+    error: type[FeatureStoreError] = FeatureStoreError,
+) -> pa.Array:
+    """``values`` as ``dtype``'s Arrow type: the one rule for values computed or given at
+    request time (transformation outputs, request fields, pushed rows).
+
+    Numbers convert between integer and float dtypes when no value changes, except that a
+    float into Float32 rounds to the nearest float32 (what float32 arithmetic does); a
+    non-integral float (or NaN, or an infinity) into Int32/Int64, an integer outside the
+    dtype's range, or an integer a Float64 cannot hold exactly is refused. Strings become
+    String only, booleans Bool only, timestamps UnixTimestamp only (naive means UTC; a
+    timestamp finer than a microsecond is refused). Nulls stay null. A refusal raises
+    ``error`` naming ``what``, the dtype and the type or value found.
+    """
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pt.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    target = dtype.to_arrow()
+    if values.type == target:
+        return values
+    if not coercible(values.type, dtype):
+        raise error(f"{what} is {dtype} but holds {values.type} values; give {dtype} values")
+    if pt.is_null(values.type):
+        return pa.nulls(len(values), target)
+    if dtype is Float32 and pt.is_floating(values.type):
+        return values.cast(target, safe=False)  # rounds to the nearest float32
+    if pt.is_timestamp(values.type) and values.type.tz is None:
+        values = values.cast(pa.timestamp(values.type.unit, tz="UTC"))  # naive means UTC
+    try:
+        return values.cast(target)  # safe: refuses any value that would change
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        hint = " (round it to microseconds)" if dtype is UnixTimestamp else ""
+        raise error(f"{what} is {dtype}, and a value does not fit: {exc}{hint}") from None
+
+
+# --- Feast types that featurestore deliberately does not support ---------------------------
+
+
+class UnsupportedType:
+    """A Feast type featurestore does not store (``Map``, ``Json``, ``Array(...)``,
+    ``Struct(...)``): a ``Field`` of it fails at construction, naming it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> UnsupportedType:
+        return UnsupportedType(f"{self.name}(...)")
+
+
+Map = UnsupportedType("Map")
+Json = UnsupportedType("Json")
+Array = UnsupportedType("Array")
+Struct = UnsupportedType("Struct")

@@ -57,7 +57,10 @@ class Service:
     def _load(self) -> OnlineModel:
         """Load the model and a fresh view of the registry; ModelError unless they match."""
         artifact = models.load(self.settings.model)
-        reader = OnlineReader(self.store, self.settings.config.registry_path, self.registry.require)
+        config = self.settings.config
+        reader = OnlineReader(
+            self.store, config.registry_path, self.registry.require, config.repo_path
+        )
         model = OnlineModel(artifact, reader)
         model.binding().require()
         return model

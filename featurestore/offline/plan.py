@@ -13,6 +13,11 @@ bound without a ttl; with ``as_of="created"`` also ``created_ts <= t``), the one
 greatest ``(event_ts, created_ts, file, row)`` wins (a missing created time sorts oldest);
 no candidate gives nulls. With ``with_timestamps`` the winner's event and created times are
 output too (``columns.timestamp_columns``), null where there is no winner.
+
+Features of on-demand views are not joined: the plan joins their inputs (under reserved
+``__fs_input__`` columns when not asked for) and lists the ``Transformation`` steps that
+``training.historical_job`` runs on the joined table (featurestore/transforms.py); their
+outputs come after the joined features. Their request fields must be entity columns.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from featurestore.definitions import (
 )
 from featurestore.errors import RetrievalError
 from featurestore.sources import parquet_files
-from featurestore.types import DType, dtype_from_arrow, is_timestamp
+from featurestore.transforms import Transformation, hidden_column, split_request
+from featurestore.types import DType, coercible, dtype_from_arrow, is_timestamp
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -55,11 +61,16 @@ class KeyColumn:
 
 @dataclass(frozen=True)
 class FeatureColumn:
-    """A requested feature: its source column, declared dtype and output column name."""
+    """A requested feature: its source column, declared dtype and output column name (a
+    reserved ``__fs_input__`` name for a transformation's input that was not asked for)."""
 
     name: str
     dtype: DType
     output: str
+
+    @property
+    def hidden(self) -> bool:
+        return self.output.startswith(RESERVED_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,7 @@ class JoinPlan:
     """The whole request: views in request order and the entity table's columns.
 
     Output: every entity column in the caller's order, then every view's feature
-    columns in request order.
+    columns in request order, then the transformations' outputs.
     """
 
     views: tuple[ViewJoin, ...]
@@ -124,23 +135,52 @@ class JoinPlan:
     full_feature_names: bool
     with_timestamps: bool = False
     timestamp_column: str = ENTITY_TIMESTAMP
+    transformations: tuple[Transformation, ...] = ()
 
     @property
     def feature_columns(self) -> tuple[FeatureColumn, ...]:
-        return tuple(f for v in self.views for f in v.features)
+        """Every feature of the answer: joined ones, then transformations' outputs."""
+        joined = tuple(f for v in self.views for f in v.features if not f.hidden)
+        computed = tuple(
+            FeatureColumn(o.name, o.dtype, o.output)
+            for t in self.transformations
+            for o in t.outputs
+        )
+        return joined + computed
+
+    def requested_features(self) -> tuple[tuple[str, str, FeatureColumn], ...]:
+        """``(view, projection fingerprint, column)`` for every feature of the answer."""
+        joined = tuple(
+            (v.name, v.fingerprint, f) for v in self.views for f in v.features if not f.hidden
+        )
+        computed = tuple(
+            (t.view, t.fingerprint, FeatureColumn(o.name, o.dtype, o.output))
+            for t in self.transformations
+            for o in t.outputs
+        )
+        return joined + computed
 
     def view_outputs(self, view: ViewJoin) -> tuple[str, ...]:
         """A view's output columns: its features, then (``with_timestamps``) its winner's
         event and created times."""
-        features = tuple(f.output for f in view.features)
+        features = tuple(f.output for f in view.features if not f.hidden)
         return features + (view.timestamp_columns if self.with_timestamps else ())
 
     @property
     def output_columns(self) -> tuple[str, ...]:
-        return self.entity_columns + tuple(c for v in self.views for c in self.view_outputs(v))
+        """The answer's columns (``RetrievalJob.to_arrow``), in order."""
+        joined = tuple(c for v in self.views for c in self.view_outputs(v))
+        computed = tuple(o.output for t in self.transformations for o in t.outputs)
+        return self.entity_columns + joined + computed
+
+    @property
+    def hidden_columns(self) -> tuple[str, ...]:
+        """The joined inputs of transformations that were not asked for (dropped)."""
+        return tuple(f.output for v in self.views for f in v.features if f.hidden)
 
     def output_schema(self) -> pa.Schema:
-        """The columns the join adds to the entity table, with their Arrow types."""
+        """The columns the engine's join adds to the entity table, with their Arrow types
+        (hidden transformation inputs included; not the transformations' outputs)."""
         import pyarrow as pa
 
         utc = pa.timestamp("us", tz="UTC")
@@ -180,13 +220,15 @@ def plan_view(
     full_feature_names: bool,
     repo_path: Path,
     fingerprint: str = "",
+    hidden: Sequence[str] = (),
 ) -> ViewJoin:
-    """Plan one view's part of a join (or of a latest-per-key read) for ``features``."""
+    """Plan one view's part of a join (or of a latest-per-key read) for ``features``, and
+    ``hidden``: transformation inputs not asked for, output under reserved names."""
     by_name = {f.name: f for f in view.features}
     return ViewJoin(
         name=view.name,
         keys=tuple(KeyColumn(k, key_dtypes[k]) for k in view.join_keys),
-        source=_source_plan(view.source, repo_path),
+        source=_source_plan(view.batch_source, repo_path),
         ttl_us=view.ttl_microseconds,
         features=tuple(
             FeatureColumn(
@@ -195,6 +237,12 @@ def plan_view(
                 output=feature_column(view.name, name, full_feature_names),
             )
             for name in features
+        )
+        + tuple(
+            FeatureColumn(
+                name=name, dtype=by_name[name].dtype, output=hidden_column(view.name, name)
+            )
+            for name in hidden
         ),
         all_features=tuple((f.name, f.dtype) for f in view.features),
         fingerprint=fingerprint,
@@ -251,9 +299,15 @@ def request_key_dtypes(
     """Every join key the projected views need, with its applied dtype (entity files are
     read with these types, so a CSV key ``001`` of a String key stays a string)."""
     found: dict[str, DType] = {}
+    names = []
     for p in projections:
-        dtypes = state.key_dtypes(p.view.name)
-        for key in state.view(p.view.name).join_keys:
+        if p.view.name in state.on_demand:  # its source views' keys
+            names += [s.view.name for s in state.on_demand[p.view.name].view.source_projections]
+        else:
+            names.append(p.view.name)
+    for name in names:
+        dtypes = state.key_dtypes(name)
+        for key in state.view(name).join_keys:
             found.setdefault(key, dtypes[key])
     return found
 
@@ -327,37 +381,70 @@ def build_join_plan(
         raise RetrievalError(
             f"entity_df columns {reserved} use the reserved prefix {RESERVED_PREFIX!r}"
         )
+    split = split_request(state, projections, full_feature_names, repo_path)
     views = [
         plan_view(
-            state.view_record(p.view.name).view,
-            state.key_dtypes(p.view.name),
-            p.features,
+            read.view,
+            state.key_dtypes(read.view.name),
+            read.asked,
             full_feature_names=full_feature_names,
             repo_path=repo_path,
-            fingerprint=state.projection_fingerprint(p),
+            fingerprint=state.projection_fingerprint(read.view[list(read.asked)])
+            if read.asked
+            else "",
+            hidden=read.hidden,
         )
-        for p in projections
+        for read in split.reads
     ]
     _check_timestamp_column(entity_schema, views)
     for view in views:
         for key in view.keys:
             _check_key(view, key, entity_schema)
+    for step in split.transformations:
+        for field in step.request_fields:
+            _check_request_field(step, field.column, field.dtype, entity_schema)
     plan = JoinPlan(
-        tuple(views), tuple(entity_schema.names), as_of, full_feature_names, with_timestamps
+        tuple(views),
+        tuple(entity_schema.names),
+        as_of,
+        full_feature_names,
+        with_timestamps,
+        transformations=split.transformations,
     )
     check_unique(_owners(plan), full_feature_names)
     return plan
+
+
+def _check_request_field(
+    step: Transformation, name: str, dtype: DType, entity_schema: pa.Schema
+) -> None:
+    """A request field is an entity_df column whose type can be cast to its dtype."""
+    if name not in entity_schema.names:
+        raise RetrievalError(
+            f"on-demand feature view {step.view!r} needs request field {name!r}: give it as "
+            f"an entity_df column; entity_df has {list(entity_schema.names)}"
+        )
+    arrow_type = entity_schema.field(name).type
+    if not coercible(arrow_type, dtype):
+        raise RetrievalError(
+            f"on-demand feature view {step.view!r}: request field {name!r} is {dtype} but "
+            f"entity_df holds {arrow_type}; convert the column"
+        )
 
 
 def _owners(plan: JoinPlan) -> list[tuple[str, str]]:
     """Every output column with what it holds, in output order (for the clash check)."""
     found = [(c, f"entity_df column {c!r}") for c in plan.entity_columns]
     for view in plan.views:
-        found += [(f.output, f"feature '{view.name}:{f.name}'") for f in view.features]
+        found += [
+            (f.output, f"feature '{view.name}:{f.name}'") for f in view.features if not f.hidden
+        ]
         if plan.with_timestamps:
             event, created = view.timestamp_columns
             found += [
                 (event, f"the event time of view {view.name!r}'s winner"),
                 (created, f"the created time of view {view.name!r}'s winner"),
             ]
+    for step in plan.transformations:
+        found += [(o.output, f"feature '{step.view}:{o.name}'") for o in step.outputs]
     return found

@@ -11,6 +11,11 @@ never point-in-time. A stored row is decoded only when the store holds it for th
 definition, the view's fingerprint and row layout (``ViewIdentity``, featurestore/online/
 base.py); any other row reads NOT_FOUND and is counted in the store's ``refused_rows``.
 
+Features of on-demand views are computed after the read, from the features read (the inputs
+not asked for are read under reserved names and dropped) and the request fields in the
+entity rows, by the one ``transforms.transform`` the offline path calls: PRESENT, or
+NULL_VALUE when null; no event time (featurestore/transforms.py).
+
 Speed: what does not depend on the entity rows (resolving references, grouping views by
 their entity keys, the codecs) is compiled once per request shape into a ``ReadPlan`` and
 cached; each call then checks key types, builds keys, makes one store call and decodes rows
@@ -45,9 +50,12 @@ from featurestore.online.response import (
     PRESENT,
     OnlineResponse,
 )
+from featurestore.transforms import Transformation, hidden_column, split_request, transform
 from featurestore.types import INT_RANGES, DType, check_time
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from featurestore.registry import RegistryState
 
 MAX_PLANS = 1_000  # compiled request shapes kept per reader
@@ -85,19 +93,36 @@ class ReadPlan:
 
     join_keys: tuple[tuple[str, DType], ...]  # in order of first use, for the output
     groups: tuple[GroupRead, ...]
-    features: tuple[tuple[str, DType], ...]  # output names and dtypes, in the asked order
+    features: tuple[tuple[str, DType], ...]  # output names and dtypes: read, then computed
+    transformations: tuple[Transformation, ...] = ()
+    inputs: tuple[tuple[str, DType], ...] = ()  # features read only as transformation inputs
+
+    @property
+    def request_fields(self) -> tuple[tuple[str, DType], ...]:
+        """The request fields the transformations read (the first dtype of a shared name)."""
+        found: dict[str, DType] = {}
+        for t in self.transformations:
+            for field in t.request_fields:
+                found.setdefault(field.column, field.dtype)
+        return tuple(found.items())
 
 
 def compile_plan(
-    state: RegistryState, projections: Sequence[FeatureViewProjection], full_feature_names: bool
+    state: RegistryState,
+    projections: Sequence[FeatureViewProjection],
+    full_feature_names: bool,
+    repo_path: Path | None = None,
 ) -> ReadPlan:
-    """Group the projected views by entity key and prepare their codecs."""
+    """Group the projected views by entity key and prepare their codecs; plan the
+    transformations of on-demand views (functions imported from ``repo_path``)."""
     join_keys: dict[str, DType] = {}
     groups: dict[tuple[tuple[str, DType], ...], list[ViewRead]] = {}
     features: list[tuple[str, DType]] = []
+    inputs: list[tuple[str, DType]] = []
     owners: list[tuple[str, str]] = []  # (output column, what it is), for the clash check
-    for projection in projections:
-        view = state.view(projection.view.name)
+    split = split_request(state, projections, full_feature_names, repo_path)
+    for read_view in split.reads:
+        view = read_view.view
         if not view.online:
             raise RetrievalError(
                 f"feature view {view.name!r} is not served online (online=False in its "
@@ -107,29 +132,35 @@ def compile_plan(
         for name in view.join_keys:
             join_keys.setdefault(name, key_dtypes[name])
         order = view.feature_names
-        out = tuple(feature_column(view.name, f, full_feature_names) for f in projection.features)
-        owners += [
-            (o, f"feature '{view.name}:{f}'") for o, f in zip(out, projection.features, strict=True)
-        ]
-        features += [
-            (name, view.feature(f).dtype) for name, f in zip(out, projection.features, strict=True)
+        asked = read_view.asked
+        out = tuple(feature_column(view.name, f, full_feature_names) for f in asked)
+        owners += [(o, f"feature '{view.name}:{f}'") for o, f in zip(out, asked, strict=True)]
+        features += [(name, view.feature(f).dtype) for name, f in zip(out, asked, strict=True)]
+        hidden = tuple(hidden_column(view.name, f) for f in read_view.hidden)
+        inputs += [
+            (name, view.feature(f).dtype) for name, f in zip(hidden, read_view.hidden, strict=True)
         ]
         read = ViewRead(
             view=view.name,
             identity=ViewIdentity.of(state.view_record(view.name)),
             codec=RowCodec(view.features),
             ttl_us=view.ttl_microseconds,
-            positions=tuple(order.index(f) for f in projection.features),
-            names=out,
+            positions=tuple(order.index(f) for f in read_view.features),
+            names=out + hidden,
         )
         group = tuple(sorted((k, key_dtypes[k]) for k in view.join_keys))
         groups.setdefault(group, []).append(read)
+    for t in split.transformations:
+        owners += [(o.output, f"feature '{t.view}:{o.name}'") for o in t.outputs]
+        features += [(o.output, o.dtype) for o in t.outputs]
     # The response holds the join keys, then the features: one name each (as offline).
     check_unique([(k, f"join key {k!r}") for k in join_keys] + owners, full_feature_names)
     return ReadPlan(
         join_keys=tuple(join_keys.items()),
         groups=tuple(GroupRead(keys, tuple(views)) for keys, views in groups.items()),
         features=tuple(features),
+        transformations=split.transformations,
+        inputs=tuple(inputs),
     )
 
 
@@ -151,11 +182,7 @@ def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str
                 raise RetrievalError(_missing_key(name, list(given), None))
             columns[name] = given[name]
     else:
-        rows = _listed(
-            entity_rows,
-            "entity_rows must be a list of mappings ([{'<join key>': value}, ...]) or a "
-            f"mapping of columns ({{'<join key>': [values]}}), not {type(entity_rows).__name__}",
-        )
+        rows = _listed(entity_rows, _rows_message(entity_rows))
         n = len(rows)
         columns = {name: [None] * n for name, _ in plan.join_keys}
         for i, row in enumerate(rows):
@@ -171,6 +198,13 @@ def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str
     for name, dtype in plan.join_keys:
         _check_key_types(name, dtype, columns[name])
     return n, columns
+
+
+def _rows_message(entity_rows: Any) -> str:
+    return (
+        "entity_rows must be a list of mappings ([{'<join key>': value}, ...]) or a "
+        f"mapping of columns ({{'<join key>': [values]}}), not {type(entity_rows).__name__}"
+    )
 
 
 def _column(name: str, values: Any) -> list[Any]:
@@ -248,6 +282,43 @@ def _entity_keys(group: GroupRead, columns: dict[str, list[Any]]) -> list[str]:
     return combine_keys([key_column(name, dtype, columns[name]) for name, dtype in group.keys])
 
 
+def _request_columns(plan: ReadPlan, entity_rows: EntityRows, n: int) -> dict[str, list[Any]]:
+    """The request fields the plan's transformations read, from the entity rows (as given:
+    ``transforms.transform`` casts them); RetrievalError names a missing one and its view."""
+    found: dict[str, list[Any]] = {}
+    for t in plan.transformations:
+        for field in t.request_fields:
+            name = field.column
+            if name in found:
+                continue
+            if isinstance(entity_rows, Mapping):
+                if name not in entity_rows:
+                    raise RetrievalError(_missing_field(t.view, name, list(entity_rows), None))
+                found[name] = _column(name, entity_rows[name])
+                continue
+            values = []
+            for i, row in enumerate(entity_rows):  # a list: _requests made it one
+                if name not in row:
+                    raise RetrievalError(_missing_field(t.view, name, list(row), i))
+                values.append(row[name])
+            found[name] = values
+    for name, values in found.items():
+        if len(values) != n:
+            raise RetrievalError(
+                f"request field {name!r} has {len(values)} values for {n} entity rows: give "
+                "one per entity row"
+            )
+    return found
+
+
+def _missing_field(view: str, name: str, present: list[str], row: int | None) -> str:
+    where = "the entity columns have" if row is None else f"entity row {row} has"
+    return (
+        f"{where} no request field {name!r}, which on-demand feature view {view!r} needs "
+        f"(give it beside the join keys); found {present}{suggest(name, present)}"
+    )
+
+
 def read_online(
     store: OnlineStore, plan: ReadPlan, entity_rows: EntityRows, now: datetime | None
 ) -> OnlineResponse:
@@ -270,9 +341,14 @@ async def read_online_async(
 def _requests(
     plan: ReadPlan, entity_rows: EntityRows
 ) -> tuple[int, dict[str, list[Any]], list[KeyGroup]]:
-    """The checked key columns, and the store's request: per group, its views and keys."""
+    """The checked key columns (and request fields, under their names), and the store's
+    request: per group, its views and keys."""
+    if plan.transformations and not isinstance(entity_rows, Mapping):
+        entity_rows = _listed(entity_rows, _rows_message(entity_rows))  # read twice
     n, columns = _key_columns(plan, entity_rows)
     requests = [KeyGroup(g.identities, _entity_keys(g, columns)) for g in plan.groups]
+    if plan.transformations:
+        columns = {**_request_columns(plan, entity_rows, n), **columns}
     return n, columns, requests
 
 
@@ -296,15 +372,42 @@ def _response(
             view_rows = [r[j] for r in rows]
             _decode_view(view, view_rows, now_us, values, statuses, event_us)
             stored_rows.update(dict.fromkeys(view.names, view_rows))
+    if plan.transformations:
+        _transform(plan, n, columns, values, statuses, event_us, stored_rows)
+    names = [name for name, _ in (*plan.features, *plan.inputs)]
     return OnlineResponse(
         plan.join_keys,
         plan.features,
         {name: columns[name] for name, _ in plan.join_keys},
-        {name: values[name] for name, _ in plan.features},
-        {name: statuses[name] for name, _ in plan.features},
-        {name: event_us[name] for name, _ in plan.features},
-        {name: stored_rows[name] for name, _ in plan.features},
+        {name: values[name] for name in names},
+        {name: statuses[name] for name in names},
+        {name: event_us[name] for name in names},
+        {name: stored_rows[name] for name in names},
+        inputs=plan.inputs,
+        request_fields=plan.request_fields,
+        request_values={name: columns[name] for name, _ in plan.request_fields},
     )
+
+
+def _transform(
+    plan: ReadPlan,
+    n: int,
+    columns: dict[str, list[Any]],
+    values: dict[str, list[Any]],
+    statuses: dict[str, list[str]],
+    event_us: dict[str, list[int | None]],
+    stored_rows: dict[str, list[bytes | None]],
+) -> None:
+    """Add the transformations' outputs: computed from the values read and the request
+    fields by ``transforms.transform``; PRESENT or NULL_VALUE, no event time, no row."""
+    computed = transform(plan.transformations, {**columns, **values}, n)
+    missing: list[Any] = [None] * n
+    for name, array in computed.items():
+        column = array.to_pylist()
+        values[name] = column
+        statuses[name] = [NULL_VALUE if v is None else PRESENT for v in column]
+        event_us[name] = missing
+        stored_rows[name] = missing
 
 
 def _decode_view(
@@ -363,8 +466,10 @@ class OnlineReader:
         store: OnlineStore,
         registry_path: os.PathLike[str] | str,
         load_state: Callable[[], RegistryState],
+        repo_path: Path | None = None,
     ) -> None:
         self.store = store
+        self.repo_path = repo_path  # where on-demand views' functions are imported from
         self._registry_path = registry_path
         self._load_state = load_state
         self._lock = threading.Lock()
@@ -413,7 +518,10 @@ class OnlineReader:
         found = self._plans.get(cache_key)
         if found is None:
             projections, service = state.resolve(features)
-            found = (compile_plan(state, projections, full_feature_names), service)
+            found = (
+                compile_plan(state, projections, full_feature_names, self.repo_path),
+                service,
+            )
             if len(self._plans) >= MAX_PLANS:  # many ad-hoc feature lists: start over
                 self._plans = {}
             self._plans[cache_key] = found

@@ -33,6 +33,12 @@ class OnlineResponse:
     ``to_dict()`` is Feast's shape (join keys and features -> lists of values); statuses and
     event timestamps are in ``statuses`` / ``event_timestamps`` (feature -> list), or in
     ``to_dict`` as ``<feature>__status`` / ``<feature>__ts`` columns when asked for.
+
+    A request with on-demand views also holds, beside the features asked for, the
+    transformations' inputs that were not asked for (``inputs``: their reserved names and
+    dtypes; their values, statuses and times are in the same mappings, never in ``to_dict``
+    or ``to_arrow``) and the request fields as given (``request_fields``, ``request_values``),
+    which the feature log records.
     """
 
     def __init__(
@@ -44,7 +50,14 @@ class OnlineResponse:
         statuses: dict[str, list[str]],
         event_us: dict[str, list[int | None]],
         stored_rows: dict[str, list[bytes | None]] | None = None,
+        *,
+        inputs: Sequence[tuple[str, DType]] = (),
+        request_fields: Sequence[tuple[str, DType]] = (),
+        request_values: dict[str, list[Any]] | None = None,
     ) -> None:
+        self.inputs = inputs
+        self.request_fields = request_fields
+        self.request_values = request_values or {}
         self._key_dtypes = key_dtypes
         self._feature_dtypes = feature_dtypes
         self._keys = keys
@@ -106,11 +119,13 @@ class OnlineResponse:
         self, include_event_timestamps: bool = False, include_statuses: bool = False
     ) -> dict[str, list[Any]]:
         """Join keys then features -> lists of values (None for null), one per entity row."""
-        out: dict[str, list[Any]] = {**self._keys, **self._values}
+        names = self.feature_names
+        out: dict[str, list[Any]] = {**self._keys, **{n: self._values[n] for n in names}}
         if include_statuses:
-            out |= {f"{name}__status": column for name, column in self.statuses.items()}
+            out |= {f"{name}__status": self.statuses[name] for name in names}
         if include_event_timestamps:
-            out |= {f"{name}__ts": column for name, column in self.event_timestamps.items()}
+            times = self.event_timestamps
+            out |= {f"{name}__ts": times[name] for name in names}
         return out
 
     def to_arrow(self) -> pa.Table:

@@ -151,7 +151,7 @@ def check_bigquery_view(view: FeatureView, read_schema: SchemaReader | None) -> 
     warns and returns the declared key dtypes; a key without a declared dtype is then an
     error naming it.
     """
-    source = view.source
+    source = view.batch_source
     if not isinstance(source, BigQuerySource):
         raise TypeError(f"feature view {view.name!r} does not read BigQuery")
     fields = read_schema(source) if read_schema is not None else None
