@@ -1,13 +1,22 @@
-"""Fraud-detection features: user profiles, merchant statistics and user activity.
+"""Fraud-detection features: user profiles, merchant statistics, user activity, and the
+transaction's amount against the user's recent average, computed at request time.
 
 The data comes from ``generate.py`` (``python feature_repo/generate.py``).
 """
 
 from datetime import timedelta
 
+import pandas as pd
 from entities import merchant, user
 
-from featurestore import FeatureService, FeatureView, Field, FileSource
+from featurestore import (
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    RequestSource,
+    on_demand_feature_view,
+)
 from featurestore.types import Bool, Float32, Float64, Int32, Int64, String
 
 user_profile = FeatureView(
@@ -77,4 +86,31 @@ fraud_v1 = FeatureService(
     name="fraud_v1",
     features=[user_profile, merchant_stats, user_activity],
     description="Features of the first fraud model.",
+)
+
+transaction = RequestSource(
+    name="transaction",
+    schema=[Field(name="amount", dtype=Float64)],
+    description="The transaction being scored: an entity_df column offline, a request field "
+    "online.",
+)
+
+
+@on_demand_feature_view(
+    sources=[user_activity[["tx_count_24h", "amount_sum_24h"]], transaction],
+    schema=[Field(name="amount_vs_avg_24h", dtype=Float64)],
+    description="The amount against the user's average over the 24 hours before it (null "
+    "without earlier transactions in that window).",
+)
+def transaction_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    average = inputs["amount_sum_24h"] / inputs["tx_count_24h"].where(inputs["tx_count_24h"] > 0)
+    out = pd.DataFrame(index=inputs.index)
+    out["amount_vs_avg_24h"] = inputs["amount"] / average
+    return out
+
+
+fraud_v2 = FeatureService(
+    name="fraud_v2",
+    features=[user_profile, merchant_stats, user_activity, transaction_features],
+    description="fraud_v1 and the transaction's amount against the user's 24-hour average.",
 )

@@ -40,7 +40,13 @@ from featurestore.on_demand import OnDemandFeatureView, RequestSource, on_demand
 from featurestore.push_mode import PushMode
 from featurestore.store import FeatureStore
 from featurestore.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
-from featurestore.unsupported import FileLoggingDestination, LabelView, LoggingConfig, Project
+from featurestore.unsupported import (
+    ConflictPolicy,
+    FileLoggingDestination,
+    LabelView,
+    LoggingConfig,
+    Project,
+)
 
 __version__ = "0.1.0"
 
@@ -48,6 +54,7 @@ __all__ = [
     "BigQuerySource",
     "Bool",
     "ConfigError",
+    "ConflictPolicy",
     "DefinitionError",
     "Entity",
     "FeatureService",

@@ -138,7 +138,8 @@ def apply(repo: Path) -> None:
     state = store.state
     click.echo(
         f"Registered {len(state.entities)} entities, {len(state.views)} feature views, "
-        f"{len(state.services)} feature services in {store.registry.path}"
+        f"{len(state.on_demand)} on-demand feature views, {len(state.services)} feature "
+        f"services in {store.registry.path}"
     )
 
 
@@ -170,7 +171,18 @@ def list_(repo: Path) -> None:
         )
     for name, record in sorted(state.views.items()):
         details = f"{len(record.view.features)} features, ttl {format_ttl(record.view.ttl)}"
+        if record.view.push_source is not None:
+            details += f", push source {record.view.push_source.name}"
         table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
+    for name, orecord in sorted(state.on_demand.items()):
+        request = [f.name for f in orecord.view.request_fields]
+        details = f"{len(orecord.view.features)} features from " + ", ".join(
+            [p.view.name for p in orecord.view.source_projections]
+            + ([f"request ({', '.join(request)})"] if request else [])
+        )
+        table.add_row(
+            "on-demand view", name, details, str(orecord.version), orecord.fingerprint[:12]
+        )
     for name, srecord in sorted(state.services.items()):
         details = f"{len(srecord.service.refs)} features, {len(srecord.service.projections)} views"
         table.add_row(
@@ -195,6 +207,9 @@ def describe(name: str, repo: Path) -> None:
     if name in state.views:
         data = state.to_json()["feature_views"][name]
         kind = "feature view"
+    elif name in state.on_demand:
+        data = state.to_json()["on_demand_feature_views"][name]
+        kind = "on-demand feature view"
     elif name in state.services:
         data = state.to_json()["feature_services"][name]
         kind = "feature service"
@@ -205,7 +220,7 @@ def describe(name: str, repo: Path) -> None:
     else:
         from featurestore.definitions import suggest
 
-        names = [*state.views, *state.services, *state.entities]
+        names = [*state.views, *state.on_demand, *state.services, *state.entities]
         raise click.ClickException(f"nothing named {name!r} was applied{suggest(name, names)}")
     click.secho(f"{kind} {name}", bold=True)
     click.echo(json.dumps(data, indent=2, sort_keys=True))

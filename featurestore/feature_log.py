@@ -37,7 +37,8 @@ column                                 Arrow type                 meaning
 ``service``                            string (null: a list of    the feature service read
                                        features was asked for)
 ``<join key>`` per join key            int32 / int64 / string     the entity key, as its dtype declares
-(request fields: none yet)             their declared type        request-time fields, by name
+``<field>`` per request field          its declared type          a request field on-demand views read
+                                                                  (absent when it shares a key's name)
 per feature reference ``view:feature``:
 ``<view>__<feature>``                  the feature's Arrow type   the value served (null unless PRESENT)
 ``<view>__<feature>__status``          string                     PRESENT, NULL_VALUE, NOT_FOUND or
@@ -51,6 +52,10 @@ per feature reference ``view:feature``:
 
 Feature columns are always named ``view__feature`` (the training set's full names), whatever
 ``full_feature_names`` the request asked for, so a log joins a training set column by column.
+A feature of an on-demand view is logged like any other, its status PRESENT or NULL_VALUE and
+its event and created times null; the inputs its function read that the request did not ask
+for are logged too (``view__feature``, with their statuses and times), so a consistency
+check can tell which input made a transformed value differ.
 The file's schema metadata holds ``featurestore.feature_log.version`` (``"1"``).
 """
 
@@ -68,6 +73,8 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from featurestore.types import coerce
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -98,13 +105,16 @@ WARN_EVERY_SECONDS = 10.0
 
 
 def log_columns(plan: ReadPlan) -> dict[str, str]:
-    """A read plan's output feature names -> their log column names (``view__feature``)."""
-    return {
+    """A read plan's feature names (transformation inputs and outputs too) -> their log
+    column names (``view__feature``)."""
+    read = {
         name: f"{view.view}__{view.codec.features[position].name}"
         for group in plan.groups
         for view in group.views
         for name, position in zip(view.names, view.positions, strict=True)
     }
+    computed = {o.output: f"{t.view}__{o.name}" for t in plan.transformations for o in t.outputs}
+    return {**read, **computed}
 
 
 @dataclass(frozen=True)
@@ -281,7 +291,7 @@ def _shape_table(items: list[ServedRequest]) -> pa.Table:
     first = items[0].response
     counts = [item.rows for item in items]
     responses = [item.response for item in items]
-    values = [r.to_dict() for r in responses]
+    values = [r.logged_values() for r in responses]
     statuses = [r.statuses for r in responses]
     events = [r.event_us for r in responses]
     created = [r.created_us for r in responses]
@@ -300,7 +310,11 @@ def _shape_table(items: list[ServedRequest]) -> pa.Table:
         columns[name] = per_request if rows is None else per_request.take(rows)
     for name, dtype in first.key_dtypes:
         columns[name] = pa.array(flat(values, name), dtype.to_arrow())
-    for name, dtype in first.feature_dtypes:
+    for name, dtype in first.request_fields:
+        if name not in columns:  # given as given; cast as the transformation cast it
+            given = pa.array(flat([r.request_values for r in responses], name))
+            columns[name] = coerce(given, dtype, f"request field {name!r}")
+    for name, dtype in (*first.feature_dtypes, *first.inputs):
         out = items[0].columns[name]
         columns[out] = pa.array(flat(values, name), dtype.to_arrow())
         columns[f"{out}__status"] = pa.array(flat(statuses, name), pa.string())

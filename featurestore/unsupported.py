@@ -8,7 +8,8 @@ instead, never silently ignored:
 Feast                             here
 ================================  ==========================================================
 ``Project(...)``                  the project is ``project:`` in featurestore.yaml
-``LabelView(...)``                labels are entity_df columns (``featurestore train --label``)
+``LabelView(...)``                labels are entity_df columns (``featurestore train --label``);
+                                  ``ConflictPolicy`` exists only so a Feast file imports
 ``LoggingConfig(...)``,           the prediction service logs what it serves to
 ``FileLoggingDestination(...)``   ``feature_log.path`` (featurestore.yaml)
 ``Map``, ``Json``, ``Array(...)``, a feature holds a scalar: Int32, Int64, Float32, Float64,
@@ -21,6 +22,7 @@ logging_config=)``
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from featurestore.errors import DefinitionError
@@ -59,3 +61,12 @@ class LoggingConfig(_Unsupported):
 
 class FileLoggingDestination(_Unsupported):
     """Feast's logging destination: not supported (module docstring)."""
+
+
+class ConflictPolicy(enum.Enum):
+    """Feast's label conflict policies: importable so a converted Feast file imports; the
+    ``LabelView`` that uses them is refused."""
+
+    LAST_WRITE_WINS = "last_write_wins"
+    LABELER_PRIORITY = "labeler_priority"
+    MAJORITY_VOTE = "majority_vote"

@@ -16,8 +16,13 @@ error                      status  when
 request validation         422     malformed JSON, a field of the wrong type (named)
 TooManyEntitiesError       413     more entity rows than ``serving.max_entities``
 UnknownFeatureError        404     an unknown feature, view or service (with close names)
-RetrievalError             400     a missing join key, columns of different lengths, a key
-                                   of the wrong type (named, with the expected type)
+UnknownPushSourceError     404     ``/push`` to a push source no applied view reads
+RetrievalError             400     a missing join key or request field, columns of different
+                                   lengths, a key or request field of the wrong type (named)
+PushError                  400     ``/push`` rows refused (named column or row): nothing written
+TransformationError        500     an on-demand view's function raised or returned what its
+                                   schema refuses: ``"view"`` names it, logged with its
+                                   traceback and counted per view
 ModelNotServable           503     the registry no longer matches the model, or a view it
                                    reads has no materialized data (named)
 OnlineStoreError           503     the online store does not answer (within its timeout)
@@ -49,10 +54,13 @@ from featurestore.errors import (
     FeatureStoreError,
     ModelNotServable,
     OnlineStoreError,
+    PushError,
     RegistryError,
     RetrievalError,
     TooManyEntitiesError,
+    TransformationError,
     UnknownFeatureError,
+    UnknownPushSourceError,
 )
 from serving.metrics import Metrics
 from serving.routes import ENDPOINTS, router
@@ -64,7 +72,9 @@ log = logging.getLogger("featurestore.serving")
 STATUS_CODES: tuple[tuple[type[FeatureStoreError], int], ...] = (
     (TooManyEntitiesError, 413),
     (UnknownFeatureError, 404),
+    (UnknownPushSourceError, 404),
     (RetrievalError, 400),
+    (PushError, 400),
     (ModelNotServable, 503),
     (OnlineStoreError, 503),
     (RegistryError, 503),
@@ -130,11 +140,22 @@ def error_body(status: int, detail: str, error: str, **headers: str) -> JSONResp
 
 
 async def _library_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
+    if isinstance(exc, TransformationError):
+        return _transformation_error(request, exc)
     status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), 500)
     if status == 500:
         _count_unexpected(request, exc)
     headers = {"Retry-After": "1"} if status == 503 else {}
     return error_body(status, str(exc), type(exc).__name__, **headers)
+
+
+def _transformation_error(request: Request, exc: TransformationError) -> JSONResponse:
+    """The user's function failed: 500 naming the view, its traceback logged, counted."""
+    log.error("on-demand feature view %s failed on %s", exc.view, request.url.path, exc_info=exc)
+    metrics: Metrics = request.app.state.metrics
+    metrics.transformation_errors.labels(exc.view or "unknown").inc()
+    body = {"detail": str(exc), "error": type(exc).__name__, "view": exc.view}
+    return JSONResponse(body, status_code=500)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

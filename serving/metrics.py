@@ -27,6 +27,9 @@ name                                                 type       labels / meaning
                                                                 each worker serves
 ``featurestore_model_reloads_total``                 counter    ``outcome``: loaded / refused (SIGHUP)
 ``featurestore_unhandled_errors_total``              counter    ``endpoint``: errors answered with 500
+``featurestore_transformation_errors_total``         counter    ``view``: on-demand views whose
+                                                                function failed (answered with 500)
+``featurestore_pushed_rows_total``                   counter    ``source``, ``to``: rows pushed
 ===================================================  =========  ==================================
 """
 
@@ -118,6 +121,19 @@ class Metrics:
             "featurestore_unhandled_errors",
             "Unexpected errors answered with status 500, per endpoint.",
             ["endpoint"],
+            registry=r,
+        )
+
+        self.transformation_errors = Counter(
+            "featurestore_transformation_errors",
+            "Requests whose on-demand view's function failed (answered with 500), per view.",
+            ["view"],
+            registry=r,
+        )
+        self.pushed_rows = Counter(
+            "featurestore_pushed_rows",
+            "Rows pushed through /push, per push source and destination.",
+            ["source", "to"],
             registry=r,
         )
 

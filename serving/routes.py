@@ -10,6 +10,7 @@ and awaiting the read gave more than either under concurrent load.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Annotated
@@ -23,13 +24,15 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     Problem,
+    PushRequest,
+    PushResponse,
     ReadyResponse,
 )
 from serving.schemas import OnlineFeaturesRequest as FeaturesBody
 from serving.service import Service
 
 ENDPOINTS = frozenset(
-    {"/get-online-features", "/predict", "/health", "/ready", "/metrics", "/openapi.json"}
+    {"/get-online-features", "/predict", "/push", "/health", "/ready", "/metrics", "/openapi.json"}
 )
 REQUEST_ID = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,200}$")
@@ -43,6 +46,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
         (401, "FEATURESTORE_API_TOKEN is set and the bearer token is missing or wrong."),
         (404, "An unknown feature, view or feature service."),
         (413, "More entity rows than serving.max_entities."),
+        (500, "An on-demand view's function failed ('view' names it)."),
         (503, "The online store does not answer, or the model cannot be served now."),
     )
 }
@@ -94,6 +98,27 @@ async def predict(
     request_id = _request_id(x_request_id)
     text = await _service(request).predict(body.entities, body.include_features, request_id)
     return Response(text, media_type=JSON, headers={REQUEST_ID: request_id})
+
+
+@router.post(
+    "/push",
+    response_model=PushResponse,
+    responses=ERRORS,
+    summary="Push rows into a push source's views (Feast's body): online, offline or both",
+)
+async def push(request: Request, body: PushRequest) -> Response:
+    # The file write and the store's writes block: off the event loop.
+    report = await asyncio.to_thread(
+        _service(request).push, body.push_source_name, body.df, body.to
+    )
+    answer = PushResponse(
+        push_source_name=report.source,
+        to=body.to,
+        rows=report.rows,
+        views=list(report.views),
+        online_written=report.online_written,
+    )
+    return Response(answer.model_dump_json(), media_type=JSON)
 
 
 @router.get("/health", summary="Alive (no check of anything else)")

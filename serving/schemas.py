@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ENTITIES_DOC = (
     "Join key columns: key name -> one value per entity row, all the same length. Keys are "
-    "typed as their views declare them: 1 and '1' are different keys."
+    "typed as their views declare them: 1 and '1' are different keys. Request fields that "
+    "on-demand views read go here too, by name (cast to their declared dtypes)."
 )
 
 
@@ -38,6 +39,40 @@ class PredictRequest(BaseModel):
     include_features: bool = Field(
         default=False,
         description="Also return the feature vector scored, with statuses (Feast's shape).",
+    )
+
+
+class PushRequest(BaseModel):
+    """Feast's ``/push`` body: rows (column -> values) into a push source's views."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    push_source_name: str = Field(description="The push source's name.")
+    df: dict[str, list[Any]] = Field(
+        description="Columns -> one value per row: the views' join keys and features, the "
+        "event time (ISO 8601 string; naive means UTC) and optionally the created time."
+    )
+    to: str = Field(
+        default="online",
+        description="'online' (Feast's default), 'offline' or 'online_and_offline'.",
+    )
+    allow_registry_cache: bool = Field(
+        default=True,
+        description="Accepted for Feast's clients; the registry is re-read when it changes.",
+    )
+    transform_on_write: bool = Field(
+        default=True,
+        description="Accepted for Feast's clients; no transformation runs on write here.",
+    )
+
+
+class PushResponse(BaseModel):
+    push_source_name: str
+    to: str
+    rows: int = Field(description="Rows pushed.")
+    views: list[str] = Field(description="The feature views that got them.")
+    online_written: dict[str, int] = Field(
+        description="Per view, entity rows the online write changed (an older row is kept)."
     )
 
 

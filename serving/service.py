@@ -27,6 +27,8 @@ from featurestore.online.base import OnlineStore, open_online_store
 from featurestore.online.codec import from_us
 from featurestore.online.read import OnlineReader, ReadPlan, read_online_async
 from featurestore.online.response import NOT_FOUND, OUTSIDE_MAX_AGE, OnlineResponse
+from featurestore.push import PushReport, push
+from featurestore.push_mode import push_mode
 from featurestore.registry import Registry
 from serving import encoding
 from serving.metrics import LogMetrics, Metrics
@@ -63,6 +65,7 @@ class Service:
         )
         model = OnlineModel(artifact, reader)
         model.binding().require()
+        model.plan()  # imports on-demand views' functions: refused now if not as applied
         return model
 
     def reload(self) -> bool:
@@ -189,6 +192,14 @@ class Service:
             predictions,
             scored.response if include_features else None,
         )
+
+    def push(self, source: str, df: Mapping[str, Sequence[Any]], to: str) -> PushReport:
+        """``/push``: the SDK's push (featurestore/push.py) into this service's store, with
+        the registry as the service's reader last loaded it."""
+        reader = self.model.reader
+        report = push(reader.state(), self.settings.config.repo_path, source, df, to, self.store)
+        self.metrics.pushed_rows.labels(source, push_mode(to).name.lower()).inc(report.rows)
+        return report
 
     def status(self) -> ServingStatus:
         model = self.model

@@ -11,12 +11,21 @@ tested against it on random data (tests/strategies.py). DESIGN.md "Semantics":
   time sorting oldest; no candidate (or a null entity key or time) gives nulls;
 - asked ``with_timestamps``, the winner's event and created times as ``view__event_ts``
   and ``view__created_ts`` (aware UTC; null without a winner or a created time).
+
+Pushes (DESIGN.md "Push sources"): a push is one more file, read after every file of the
+source and after earlier pushes (``RefView.pushes``); its rows without a created time get the
+push time when the source has a created column (``push``).
+
+Request-time transformations (``RefOnDemand``): per entity row, the function sees that row's
+inputs only (the features it reads, as the join gives them, and the row's request fields)
+and its outputs are cast to their dtypes: Float32 rounds to the nearest float32, and with
+``nan_is_null`` (pandas mode: nullable dtypes hold no NaN) a NaN input or output is null.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,10 +53,71 @@ class RefView:
     features: list[str]
     files: list[list[SourceRow]] = field(default_factory=list)
     has_created: bool = True
+    pushes: list[list[SourceRow]] = field(default_factory=list)
 
     @property
     def ttl_bound(self) -> timedelta | None:
         return None if not self.ttl else self.ttl
+
+    @property
+    def all_files(self) -> list[list[SourceRow]]:
+        """The source's files, then the pushed ones, in push order: the tie-break order."""
+        return [*self.files, *self.pushes]
+
+
+def push(view: RefView, rows: Sequence[SourceRow], pushed_at: datetime) -> None:
+    """Record a push: its rows (a row without a created time gets ``pushed_at`` when the
+    source has a created column) become the view's next pushed file."""
+    view.pushes.append(
+        [
+            SourceRow(
+                dict(r.keys),
+                r.event_ts,
+                r.created_ts if r.created_ts is not None or not view.has_created else pushed_at,
+                dict(r.values),
+            )
+            for r in rows
+        ]
+    )
+
+
+@dataclass
+class RefOnDemand:
+    """A request-time view as the reference sees it: a plain-Python row function over
+    ``{input name: value}`` (features by name, request fields by name) returning
+    ``{output: value}``, and each output's dtype name."""
+
+    name: str
+    inputs: list[tuple[str, str]]  # (view, feature)
+    request: list[str]
+    row_function: Callable[[dict[str, Any]], dict[str, Any]]
+    dtypes: dict[str, str]
+    nan_is_null: bool = True
+
+    def outputs(
+        self, features: Mapping[tuple[str, str], Any], request: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One row's outputs from its inputs' values."""
+        row = {f: self._input(features[(v, f)]) for v, f in self.inputs}
+        row |= {name: self._input(request.get(name)) for name in self.request}
+        return {
+            name: self._cast(value, self.dtypes[name])
+            for name, value in self.row_function(row).items()
+        }
+
+    def _input(self, value: Any) -> Any:
+        if self.nan_is_null and isinstance(value, float) and math.isnan(value):
+            return None
+        return value
+
+    def _cast(self, value: Any, dtype: str) -> Any:
+        import numpy as np
+
+        value = self._input(value)
+        if value is None or dtype != "Float32":
+            return value
+        with np.errstate(over="ignore"):
+            return float(np.float32(value))  # the nearest float32 (infinity past the largest)
 
 
 def _utc_naive(ts: datetime) -> datetime:
@@ -77,7 +147,7 @@ def winner(
         return None
     t = _utc_naive(t)
     best: tuple[tuple[datetime, datetime, int, int], SourceRow] | None = None
-    for file_index, rows in enumerate(view.files):
+    for file_index, rows in enumerate(view.all_files):
         for row_index, row in enumerate(rows):
             if not _usable(row, view.join_keys):
                 continue
@@ -104,9 +174,13 @@ def point_in_time(
     full_feature_names: bool = False,
     with_timestamps: bool = False,
     timestamp_column: str = "event_timestamp",
+    on_demand: Sequence[RefOnDemand] = (),
+    all_views: Sequence[RefView] = (),
 ) -> list[dict[str, Any]]:
     """Every entity row (all its columns, in order, duplicates kept) plus each feature
-    (and, ``with_timestamps``, each view's winner's event and created times)."""
+    (and, ``with_timestamps``, each view's winner's event and created times), then each
+    on-demand view's outputs (their inputs joined from ``all_views``, request fields from
+    the entity row's columns)."""
 
     def utc(ts: datetime | None) -> datetime | None:
         return None if ts is None else _utc_naive(ts).replace(tzinfo=UTC)
@@ -122,6 +196,14 @@ def point_in_time(
             if with_timestamps:
                 row[f"{view.name}__event_ts"] = None if won is None else utc(won.event_ts)
                 row[f"{view.name}__created_ts"] = None if won is None else utc(won.created_ts)
+        by_name = {v.name: v for v in [*all_views, *views]}
+        for odfv in on_demand:
+            inputs = {}
+            for view_name, feature in odfv.inputs:
+                won = winner(by_name[view_name], entity, entity.get(timestamp_column), as_of)
+                inputs[(view_name, feature)] = None if won is None else won.values.get(feature)
+            for name, value in odfv.outputs(inputs, entity).items():
+                row[f"{odfv.name}__{name}" if full_feature_names else name] = value
         out.append(row)
     return out
 
@@ -137,7 +219,7 @@ def latest(
     (``event_ts >= start`` or ``created_ts > created_after``)."""
     end = _utc_naive(end)
     best: dict[tuple[Any, ...], tuple[tuple[datetime, datetime, int, int], SourceRow]] = {}
-    for file_index, rows in enumerate(view.files):
+    for file_index, rows in enumerate(view.all_files):
         for row_index, row in enumerate(rows):
             if not _usable(row, view.join_keys):
                 continue

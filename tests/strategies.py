@@ -10,11 +10,14 @@ including ``ttl=0`` and none, views of different entities in one request.
 
 ``build_repo(scenario, path)`` writes a scenario as a real feature repo (Parquet files,
 featurestore.yaml, an applied registry with a service ``everything`` over all views) and
-returns its ``FeatureStore``.
+returns its ``FeatureStore``. ``repo_source(views)`` renders the same views as a repo's
+Python file (for repos whose definitions must be importable: request-time views, whose
+functions serving imports from the repo).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -349,3 +352,43 @@ def corrupted(draw: st.DrawFn, document: Any) -> Any:
         elif action == "add" and isinstance(parent, dict):
             parent[_misspell(draw, str(key))] = draw(JSON_VALUES)
     return doc
+
+
+def repo_source(views: list[ViewCase], push: Collection[str] = ()) -> str:
+    """The views (and their entities) as a repo's Python definitions; views named in
+    ``push`` read a ``PushSource`` named ``<view>_push`` over their files."""
+    lines = [
+        "from datetime import timedelta",
+        "",
+        "import pandas as pd",
+        "",
+        "from featurestore import (",
+        "    Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource,",
+        "    on_demand_feature_view,",
+        ")",
+        "from featurestore.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp",
+        "",
+    ]
+    lines += [
+        f"{name} = Entity(name={name!r}, join_keys={keys!r})" for name, keys in ENTITY_KEYS.items()
+    ]
+    for case in views:
+        name = case.ref.name
+        created = "'created_ts'" if case.ref.has_created else "None"
+        source = (
+            f"FileSource(path='data/{name}', timestamp_field='event_ts', "
+            f"created_timestamp_column={created})"
+        )
+        if name in push:
+            source = f"PushSource(name='{name}_push', batch_source={source})"
+        ttl = (
+            "None"
+            if case.ref.ttl is None
+            else f"timedelta(seconds={case.ref.ttl.total_seconds()!r})"
+        )
+        schema = ", ".join(f"Field(name={f!r}, dtype={d})" for f, d in case.dtypes.items())
+        lines.append(
+            f"{name} = FeatureView(name={name!r}, entities=[{case.entity}], schema=[{schema}], "
+            f"source={source}, ttl={ttl})"
+        )
+    return "\n".join(lines) + "\n"

@@ -2,9 +2,11 @@
 
 At training time ``trained_views`` records, per view of the feature service, the projected
 features, the projection's fingerprint (what changes those features' values), the whole
-view's fingerprint and version, and its definition. ``check_binding`` later compares that
-record with the registry: the model is still valid exactly when the service's fingerprint is
-unchanged; otherwise it names each view that changed and how (source, ttl, keys, fields).
+view's fingerprint and version, and its definition (an on-demand view's: its sources, request
+fields, outputs and normalized code; ``kind="on_demand"``). ``check_binding`` later compares
+that record with the registry: the model is still valid exactly when the service's
+fingerprint is unchanged; otherwise it names each view that changed and how (source, ttl,
+keys, fields; an on-demand view's code, sources or schema).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featurestore.definitions import view_to_dict
+from featurestore.definitions import FeatureViewProjection, view_to_dict
 from featurestore.diff import view_diff
 from featurestore.errors import ModelError
 from featurestore.fingerprint import view_fingerprint
-from featurestore.registry import RegistryState, ViewRecord
+from featurestore.on_demand import on_demand_diff, on_demand_to_dict
+from featurestore.registry import OnDemandRecord, RegistryState, ViewRecord
+
+ON_DEMAND = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,10 @@ class TrainedView:
     view_version: int
     key_dtypes: dict[str, str]
     definition: dict[str, Any]
+    kind: str = "view"  # or ON_DEMAND
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "features": list(self.features),
             "projection_fingerprint": self.projection_fingerprint,
@@ -42,6 +48,8 @@ class TrainedView:
             "key_dtypes": dict(self.key_dtypes),
             "definition": self.definition,
         }
+        # Only when set: artifacts written before on-demand views keep their checksums.
+        return data if self.kind == "view" else {**data, "kind": self.kind}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainedView:
@@ -53,7 +61,16 @@ class TrainedView:
             view_version=data["view_version"],
             key_dtypes=dict(data["key_dtypes"]),
             definition=dict(data["definition"]),
+            kind=data.get("kind", "view"),
         )
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The feature views whose online data serving this view needs: itself, or an
+        on-demand view's source views."""
+        if self.kind == ON_DEMAND:
+            return tuple(s["view"] for s in self.definition["sources"])
+        return (self.name,)
 
 
 def trained_views(state: RegistryState, service_name: str) -> list[TrainedView]:
@@ -61,6 +78,11 @@ def trained_views(state: RegistryState, service_name: str) -> list[TrainedView]:
     service = state.service(service_name)
     views = []
     for projection in service.projections:
+        if projection.view.name in state.on_demand:
+            views.append(
+                _trained_on_demand(state, state.on_demand[projection.view.name], projection)
+            )
+            continue
         record = state.view_record(projection.view.name)
         views.append(
             TrainedView(
@@ -74,6 +96,21 @@ def trained_views(state: RegistryState, service_name: str) -> list[TrainedView]:
             )
         )
     return views
+
+
+def _trained_on_demand(
+    state: RegistryState, record: OnDemandRecord, projection: FeatureViewProjection
+) -> TrainedView:
+    return TrainedView(
+        name=record.view.name,
+        features=tuple(projection.features),
+        projection_fingerprint=state.projection_fingerprint(projection),
+        view_fingerprint=record.fingerprint,
+        view_version=record.version,
+        key_dtypes={},
+        definition=on_demand_to_dict(record.view),
+        kind=ON_DEMAND,
+    )
 
 
 @dataclass(frozen=True)
@@ -153,6 +190,11 @@ def check_binding(
     changes: list[ViewChange] = []
     notes: list[str] = []
     for trained in views:
+        if trained.kind == ON_DEMAND or trained.name in state.on_demand:
+            change = _on_demand_change(trained, state, current_projections)
+            if change is not None:
+                changes.append(change)
+            continue
         view_record = state.views.get(trained.name)
         if view_record is None:
             changes.append(ViewChange(trained.name, "removed from the registry"))
@@ -198,6 +240,39 @@ def check_binding(
         current_fingerprint=record.fingerprint if record is not None else None,
         changes=tuple(changes),
         notes=tuple(notes),
+    )
+
+
+def _on_demand_change(
+    trained: TrainedView,
+    state: RegistryState,
+    current_projections: Mapping[str, FeatureViewProjection],
+) -> ViewChange | None:
+    """How an on-demand view the model read changed (None: its projection did not)."""
+    record = state.on_demand.get(trained.name)
+    if record is None:
+        return ViewChange(trained.name, "removed from the registry (as an on-demand view)")
+    if trained.kind != ON_DEMAND:
+        return ViewChange(trained.name, "changed", ("it is now an on-demand view",))
+    if current_projections and trained.name not in current_projections:
+        return ViewChange(trained.name, "removed from the service")
+    projection = current_projections.get(trained.name)
+    features = tuple(projection.features) if projection else trained.features
+    current = state.projection_fingerprint(
+        FeatureViewProjection(view=record.view, features=features)
+    )
+    if current == trained.projection_fingerprint:
+        return None
+    details = list(on_demand_diff(trained.definition, on_demand_to_dict(record.view)))
+    details += [f"service now also reads {f}" for f in features if f not in trained.features]
+    details += [f"service no longer reads {f}" for f in trained.features if f not in features]
+    return ViewChange(
+        trained.name,
+        "changed",
+        tuple(details or ["a source feature it reads changed"]),
+        trained.view_version,
+        record.version,
+        record.versions[-1].applied_at if record.versions else None,
     )
 
 

@@ -84,7 +84,8 @@ class OnlineModel:
         self.artifact = artifact
         self.reader = reader
         self.service = artifact.metadata.feature_service
-        self.views = tuple(v.name for v in artifact.metadata.views)
+        # the feature views whose materialized data it reads (an on-demand view's sources)
+        self.views = tuple(dict.fromkeys(r for v in artifact.metadata.views for r in v.reads))
         self.refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._state: RegistryState | None = None

@@ -115,6 +115,10 @@ class OnlineResponse:
             for name, column in self._event_us.items()
         }
 
+    def logged_values(self) -> dict[str, list[Any]]:
+        """Join keys, features and the transformations' inputs -> values (the feature log's)."""
+        return {**self._keys, **self._values}
+
     def to_dict(
         self, include_event_timestamps: bool = False, include_statuses: bool = False
     ) -> dict[str, list[Any]]:

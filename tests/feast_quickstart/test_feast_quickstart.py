@@ -1,0 +1,174 @@
+"""Feast's own quickstart repository runs here, and answers as Feast does on the same data.
+
+``feature_repo/feature_definitions.py`` is what ``feast init`` generates in Feast 0.67, with
+its imports changed from ``feast`` to ``featurestore`` and the parts this project
+deliberately does not support removed (``Project``, ``Map``/``Json``/``Struct`` fields,
+``enable_validation=``, ``version=``, ``logging_config=``, the ``LabelView``); the
+configuration is ours (``featurestore.yaml``). The tests check that claim against a fresh
+``feast init`` (our file is Feast's, line for line, minus removed lines, imports aside), that
+Feast's file with only its imports changed fails at its first unsupported definition with a
+message naming it, and then run Feast's workflow (``feast_side.py``: apply, training set,
+``materialize_incremental(end_date=...)``, online reads with request fields, a feature
+service with a projection, a push into the push source, online and offline reads after it)
+on both sides over the same generated data, comparing values and types: floats bit for bit.
+Feast reorders training rows; both sides are sorted by driver and time first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from featurestore import DefinitionError, FeatureStore, PushMode
+from tests.feast_quickstart.workflow import (
+    AFTER_PUSH,
+    FEATURES,
+    HISTORICAL,
+    ONLINE_ROWS,
+    after_push_df,
+    entity_df,
+    push_df,
+)
+from tests.offline.test_feast_parity import feast_python
+
+pytestmark = [pytest.mark.feast, pytest.mark.slow]
+
+HERE = Path(__file__).parent
+KEPT = HERE / "feature_repo"
+UNSUPPORTED_KEYS = {"driver_metadata", "driver_config", "driver_profile"}
+
+
+@pytest.fixture(scope="module")
+def feast_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Feast's answers (feast_side.py under .venv-feast) and where it left its files."""
+    python = feast_python()
+    work = tmp_path_factory.mktemp("feast_quickstart")
+    now = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+    job = {
+        "workdir": str(work / "feast"),
+        "now": now.isoformat(),
+        "push_ts": (now - timedelta(minutes=3)).isoformat(),
+    }
+    (work / "job.json").write_text(json.dumps(job))
+    done = subprocess.run(
+        [str(python), str(HERE / "feast_side.py"), str(work / "job.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"Feast's side failed:\n{done.stderr[-4000:]}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**answer, **job, "work": work}
+
+
+def _feast_imports_changed(text: str) -> str:
+    """Feast's file with its imports (and nothing else) changed to featurestore's."""
+    text = re.sub(r"^from feast\.types import", "from featurestore.types import", text, flags=re.M)
+    return re.sub(r"^from feast(\.[\w.]+)? import", "from featurestore import", text, flags=re.M)
+
+
+def test_the_kept_repo_is_feasts_file_with_imports_changed_and_unsupported_parts_removed(
+    feast_run: dict[str, Any],
+) -> None:
+    feast = Path(feast_run["original"], "feature_definitions.py").read_text().splitlines()
+    ours = (KEPT / "feature_definitions.py").read_text().splitlines()
+    imports = re.compile(r"^(from |import |    \w+,$|\)$)")
+    feast_body = [line for line in feast if not imports.match(line)]
+    ours_body = [line for line in ours if not imports.match(line)]
+    position = 0
+    for line in ours_body:  # every line of ours is Feast's next kept line: deletions only
+        while position < len(feast_body) and feast_body[position] != line:
+            position += 1
+        assert position < len(feast_body), f"not a line of Feast's file (in order): {line!r}"
+        position += 1
+    removed = [line for line in feast_body if line not in ours_body and line.strip()]
+    assert any("Project(" in line for line in removed)
+    assert any("LabelView(" in line for line in removed)
+
+
+def test_feasts_file_with_only_its_imports_changed_fails_naming_what_is_unsupported(
+    feast_run: dict[str, Any], tmp_path: Path
+) -> None:
+    original = Path(feast_run["original"], "feature_definitions.py").read_text()
+    (tmp_path / "feature_definitions.py").write_text(_feast_imports_changed(original))
+    (tmp_path / "featurestore.yaml").write_text((KEPT / "featurestore.yaml").read_text())
+    with pytest.raises(DefinitionError, match=r"Project is not supported.*featurestore.yaml"):
+        FeatureStore(tmp_path).plan()
+
+
+def _bits(values: list[Any], arrow_type: pa.DataType) -> list[Any]:
+    if pa.types.is_float32(arrow_type):
+        return [None if v is None else struct.pack("<f", v) for v in values]
+    if pa.types.is_float64(arrow_type):
+        return [None if v is None else struct.pack("<d", v) for v in values]
+    return values
+
+
+def _same_table(ours: pa.Table, feast: pa.Table, columns: list[str]) -> None:
+    order = [("driver_id", "ascending"), ("event_timestamp", "ascending")]
+    ours, feast = ours.sort_by(order), feast.sort_by(order)
+    for column in ["driver_id", *columns]:
+        assert ours[column].type == feast[column].type, column
+        assert _bits(ours[column].to_pylist(), ours[column].type) == _bits(
+            feast[column].to_pylist(), feast[column].type
+        ), column
+
+
+def _online(store: FeatureStore, features: Any, now: datetime) -> dict[str, list[Any]]:
+    if isinstance(features, str):
+        return store.get_online_features(
+            feature_service=features, entity_rows=ONLINE_ROWS, now=now
+        ).to_dict()
+    return store.get_online_features(features=features, entity_rows=ONLINE_ROWS, now=now).to_dict()
+
+
+def _without_unsupported(answer: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {k: v for k, v in answer.items() if k not in UNSUPPORTED_KEYS}
+
+
+def test_the_quickstart_workflow_answers_as_feast_does(
+    feast_run: dict[str, Any], tmp_path: Path
+) -> None:
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(KEPT, repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    (repo / "data").mkdir()
+    shutil.copy(Path(feast_run["original"], "driver_stats.parquet"), repo / "data")
+    store = FeatureStore(repo)
+    store.apply()
+    work = Path(feast_run["workdir"])
+
+    training = store.get_historical_features(entity_df(), HISTORICAL).to_arrow()
+    features = [ref.split(":")[1] for ref in HISTORICAL]
+    _same_table(training, pq.read_table(work / "historical.parquet"), features)
+
+    now = datetime.fromisoformat(feast_run["now"])
+    store.materialize_incremental(end_date=now)
+    answers = feast_run["online"]
+    assert _online(store, FEATURES, now) == answers["features"]
+    assert _online(store, "driver_activity_v1", now) == answers["v1"]
+    assert _online(store, "driver_activity_v3", now) == _without_unsupported(answers["v3"])
+
+    push_ts = datetime.fromisoformat(feast_run["push_ts"])
+    store.push("driver_stats_push_source", push_df(push_ts), to=PushMode.ONLINE_AND_OFFLINE)
+    after = _online(store, "driver_activity_v3", now)
+    assert after == _without_unsupported(answers["v3_after_push"])
+    ours = store.get_historical_features(after_push_df(push_ts), AFTER_PUSH).to_arrow()
+    features = [ref.split(":")[1] for ref in AFTER_PUSH]
+    _same_table(ours, pq.read_table(work / "after_push.parquet"), features)
+    # The pushed row is in a new file beside the single-file source, struct columns and all.
+    (pushed_file,) = (repo / "data" / "driver_stats.parquet.pushed").glob("push-*.parquet")
+    stored = pq.read_table(pushed_file)
+    assert stored.schema.names == pq.read_schema(repo / "data" / "driver_stats.parquet").names
+    assert stored["driver_profile"].to_pylist() == [{"name": "driver_1001_updated", "age": "30"}]
+    store.close()
