@@ -232,9 +232,15 @@ def _checked(
             dtype = key_dtypes[key]
             integer = dtype.name != "String"
             if integer != pt.is_integer(values.type) and not pt.is_null(values.type):
+                hint = (
+                    "; pandas turns an integer column with missing values into float64: use "
+                    "the nullable dtype 'Int64'"
+                    if integer and pt.is_floating(values.type)
+                    else ""
+                )
                 raise PushError(
                     f"{what}: join key {key!r} is {dtype} but the rows hold {values.type} "
-                    "(keys are typed: 1 and '1' are different keys)"
+                    f"(keys are typed: 1 and '1' are different keys){hint}"
                 )
             columns[key] = coerce(values, dtype, f"{what}: join key {key!r}", PushError)
         for f in view.features:

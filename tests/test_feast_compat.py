@@ -1,0 +1,126 @@
+"""What a Feast repo may use here, and what fails at construction naming the Feast feature.
+
+(The whole quickstart repository, against Feast itself: tests/feast_quickstart/.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import featurestore as fs
+from featurestore import DefinitionError, PushError, PushMode
+from featurestore.push_mode import push_mode
+from featurestore.types import Array, Float32, Int64, Json, Map, String, Struct
+
+USER = fs.Entity(name="user", join_keys=["user_id"])
+SOURCE = fs.FileSource(path="data/x.parquet", timestamp_field="ts")
+FIELDS = [fs.Field(name="x", dtype=Float32)]
+
+
+def view(**kwargs: Any) -> fs.FeatureView:
+    return fs.FeatureView(name="v", entities=[USER], schema=FIELDS, source=SOURCE, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: fs.Project(name="qs", description="d"), r"Project is not supported.*'project:'"),
+        (lambda: fs.LabelView(name="labels"), r"LabelView is not supported.*entity_df columns"),
+        (
+            lambda: fs.LoggingConfig(destination=None),
+            r"LoggingConfig is not supported.*feature_log",
+        ),
+        (lambda: fs.FileLoggingDestination(path="data"), r"FileLoggingDestination is not supp"),
+        (lambda: fs.Field(name="m", dtype=Map), r"field 'm': unsupported dtype Map"),
+        (lambda: fs.Field(name="j", dtype=Json), r"field 'j': unsupported dtype Json"),
+        (lambda: fs.Field(name="a", dtype=Array(Int64)), r"unsupported dtype Array\(\.\.\.\)"),
+        (
+            lambda: fs.Field(name="s", dtype=Struct({"name": String})),
+            r"unsupported dtype Struct\(\.\.\.\)",
+        ),
+        (lambda: view(enable_validation=True), r"'v': enable_validation= .* is not supported"),
+        (lambda: view(enable_validation=False), r"'v': enable_validation= .* is not supported"),
+        (lambda: view(version="latest"), r"'v': version= \(the registry versions"),
+        (
+            lambda: fs.FeatureService(name="s", features=[view()], logging_config=object()),
+            r"'s': logging_config= \(logging destinations",
+        ),
+        (
+            lambda: fs.on_demand_feature_view(
+                sources=[view()], schema=FIELDS, write_to_online_store=True
+            ),
+            r"write_to_online_store: transformations run at request time",
+        ),
+        (
+            lambda: fs.on_demand_feature_view(sources=[view()], schema=FIELDS, entities=[USER]),
+            r"entities \(Feast's write_to_online_store\)",
+        ),
+        (
+            lambda: fs.on_demand_feature_view(sources=[view()], schema=FIELDS, singleton=True),
+            r"singleton is not supported; remove singleton=",
+        ),
+        (
+            lambda: fs.on_demand_feature_view(sources=[view()], schema=FIELDS, version="v2"),
+            r"version= .* is not supported",
+        ),
+        (
+            lambda: fs.PushSource(
+                name="p", batch_source=fs.FileSource(path="d/*.parquet", timestamp_field="t")
+            ),
+            r"push source 'p': batch_source path 'd/\*.parquet' is a glob",
+        ),
+    ],
+)
+def test_unsupported_feast_features_fail_at_construction_naming_them(
+    make: Any, message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        make()
+
+
+def _identity(inputs: Any) -> Any:
+    return inputs
+
+
+def test_feasts_defaults_are_accepted() -> None:
+    decorate = fs.on_demand_feature_view(
+        sources=[view()], schema=FIELDS, write_to_online_store=False, singleton=False
+    )
+    assert decorate(_identity).name == "_identity"
+    assert fs.ConflictPolicy.LAST_WRITE_WINS.value == "last_write_wins"  # importable only
+
+
+def test_push_modes_are_feasts_enum_or_their_names() -> None:
+    assert push_mode(PushMode.ONLINE_AND_OFFLINE) is PushMode.ONLINE_AND_OFFLINE
+    assert push_mode("offline") is PushMode.OFFLINE
+    with pytest.raises(PushError, match=r"to='both' is not a push mode"):
+        push_mode("both")
+
+
+def test_a_view_over_a_push_source_reads_and_fingerprints_its_batch_source() -> None:
+    from featurestore.fingerprint import view_fingerprint
+
+    push_source = fs.PushSource(name="p", batch_source=SOURCE)
+    pushed = fs.FeatureView(name="v", entities=[USER], schema=FIELDS, source=push_source)
+    assert pushed.batch_source is SOURCE
+    assert pushed.push_source is not None and pushed.push_source.name == "p"
+    plain = view()
+    dtypes = {"user_id": Int64}
+    assert view_fingerprint(pushed, dtypes) == view_fingerprint(plain, dtypes)
+
+
+def test_materialize_takes_feasts_keywords(tmp_path: Any) -> None:
+    from tests.transform_repo import T0, write_repo
+
+    store = write_repo(tmp_path)
+    store.apply()
+    report = store.materialize(start_date=datetime(2000, 1, 1, tzinfo=UTC), end_date=T0)
+    assert [r.view for r in report.runs] == ["stats"]
+    assert (
+        store.materialize_incremental(end_date=T0, feature_views=["stats"]).runs[0].rows_read == 0
+    )
+    with pytest.raises(fs.MaterializationError, match="pass end once"):
+        store.materialize_incremental(T0, end_date=T0)
