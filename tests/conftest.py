@@ -188,7 +188,7 @@ def pytest_collection_modifyitems(
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.xdist_group("redis-cluster"))
     yield  # every other implementation, xdist's included
-    if not config.getvalue("loadgroup"):
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers only
         return
     for item in items:
         marks = item.iter_markers("xdist_group")

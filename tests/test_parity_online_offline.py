@@ -77,6 +77,13 @@ def open_repo(views: list[ViewCase], path: Path, online_config: str) -> FeatureS
     build_repo(Scenario(views, [], "event", False), path)
     config = path / "featurestore.yaml"
     config.write_text(config.read_text() + online_config)
+    flush(online_config)
+    return FeatureStore(path)
+
+
+def flush(online_config: str) -> None:
+    """Empty the Redis (or Redis Cluster) an ``online_config`` line names; SQLite starts
+    empty in a fresh repo."""
     if "cluster: true" in online_config:
         from tests.redis_cluster import flush_cluster
 
@@ -87,7 +94,6 @@ def open_repo(views: list[ViewCase], path: Path, online_config: str) -> FeatureS
         client = redis.Redis.from_url(online_config.split("'")[1])
         client.flushall()
         client.close()
-    return FeatureStore(path)
 
 
 @st.composite

@@ -8,7 +8,7 @@ everything with ``event_ts <= T`` is materialized and pushed, ``get_online_featu
 equals ``get_historical_features`` at ``T`` for every key, feature and transformed feature,
 Arrow type and bits included, and both equal the brute-force reference (tests/reference.py:
 pushes are files read after the source's, transformations are row functions whose outputs
-are cast by the one rule). Both online stores.
+are cast by the one rule). Every online store (SQLite, Redis, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ from tests.strategies import (
     view_cases,
     write_view_files,
 )
-from tests.test_parity_online_offline import _bits, expected_status
+from tests.test_parity_online_offline import (  # the stores' fixture too
+    _bits,
+    expected_status,
+    flush,
+    online_config,
+)
 
 SETTINGS = settings(
     max_examples=8,
@@ -43,6 +48,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 pytestmark = pytest.mark.filterwarnings("ignore::featurestore.errors.SkippedRowsWarning")
+__all__ = ["online_config"]  # the parity test's fixture: SQLite, Redis, Redis Cluster
 NUMERIC = ("Int32", "Int64", "Float32", "Float64")
 OUTPUTS = {"s": "Float64", "p": "Float32", "gt": "Bool"}
 X_VALUES = st.sampled_from([0.5, -2.0, 3.25, 0.0, 1e10, None])
@@ -127,13 +133,6 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def online_config(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return "online_store: {type: sqlite, path: data/online.db}\n"
-    return f"online_store: {{type: redis, url: '{request.getfixturevalue('redis_server')}'}}\n"
-
-
 def write_repo(path: Path, case: dict[str, Any], online_config: str) -> FeatureStore:
     views: list[ViewCase] = case["views"]
     for view in views:
@@ -147,12 +146,7 @@ def write_repo(path: Path, case: dict[str, Any], online_config: str) -> FeatureS
         "project: props\nregistry: data/registry.json\noffline_store: {type: duckdb}\n"
         + online_config
     )
-    if "redis" in online_config:
-        import redis
-
-        client = redis.Redis.from_url(online_config.split("'")[1])
-        client.flushall()
-        client.close()
+    flush(online_config)
     store = FeatureStore(path)
     store.apply()
     return store
