@@ -138,8 +138,8 @@ def apply(repo: Path) -> None:
     state = store.state
     click.echo(
         f"Registered {len(state.entities)} entities, {len(state.views)} feature views, "
-        f"{len(state.on_demand)} on-demand feature views, {len(state.services)} feature "
-        f"services in {store.registry.path}"
+        + (f"{len(state.on_demand)} on-demand feature views, " if state.on_demand else "")
+        + f"{len(state.services)} feature services in {store.registry.path}"
     )
 
 

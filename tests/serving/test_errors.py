@@ -61,9 +61,9 @@ def test_unknown_features_views_and_services_are_404_with_close_names(
     )
     assert "user_profiles" in detail and "user_profile" in detail
     detail = error(
-        service, "/get-online-features", {"feature_service": "fraud_v2", "entities": entities}, 404
+        service, "/get-online-features", {"feature_service": "fraud_v9", "entities": entities}, 404
     )
-    assert "fraud_v2" in detail and "fraud_v1" in detail
+    assert "fraud_v9" in detail and "fraud_v1" in detail
 
 
 def test_missing_keys_lengths_and_key_types_are_400_naming_the_key(service: ServiceProcess) -> None:
