@@ -26,12 +26,13 @@ demo: install
 	$(BIN)/python feature_repo/generate.py --scale $(SCALE)
 	$(BIN)/featurestore apply --repo feature_repo
 	$(BIN)/featurestore list --repo feature_repo
-	$(BIN)/featurestore training-set --repo feature_repo --service fraud_v1 \
-		--entities feature_repo/data/transactions.parquet --out feature_repo/data/train_fraud_v1.parquet \
+	@# fraud_v2: fraud_v1's features and one computed at request time from the transaction's amount.
+	$(BIN)/featurestore training-set --repo feature_repo --service fraud_v2 \
+		--entities feature_repo/data/transactions.parquet --out feature_repo/data/train_fraud_v2.parquet \
 		--label is_fraud
-	$(BIN)/featurestore train --repo feature_repo --service fraud_v1 \
-		--entities feature_repo/data/transactions.parquet --label is_fraud --out artifacts/fraud_v1
-	$(BIN)/featurestore models describe artifacts/fraud_v1 --repo feature_repo
+	$(BIN)/featurestore train --repo feature_repo --service fraud_v2 \
+		--entities feature_repo/data/transactions.parquet --label is_fraud --out artifacts/fraud_v2
+	$(BIN)/featurestore models describe artifacts/fraud_v2 --repo feature_repo
 	@# Materialize and look a few entities up: Redis at 127.0.0.1:6379/15 if one answers, else SQLite.
 	$(BIN)/python feature_repo/online_demo.py
 	@# Serve the model over HTTP (the repo's own online store), ask it, stop it; then the log.

@@ -68,17 +68,21 @@ def main() -> None:
     last = transactions.take(
         [pc.index(transactions["event_timestamp"], pc.max(transactions["event_timestamp"])).as_py()]
     ).to_pylist()[0]
-    known = {"user_id": last["user_id"], "merchant_id": last["merchant_id"]}
+    known = {
+        "user_id": last["user_id"],
+        "merchant_id": last["merchant_id"],
+        "amount": last["amount"],  # the request field fraud_v2's on-demand feature reads
+    }
     end = last["event_timestamp"]
     lookups = [
         ("at the data's end", known, end),
-        ("unknown keys", {"user_id": 1, "merchant_id": 1}, end),
+        ("unknown keys", {"user_id": 1, "merchant_id": 1, "amount": last["amount"]}, end),
         ("+4 days: ttl passed", known, end + timedelta(days=4)),
     ]
     table = Table(
-        title="get_online_features(feature_service='fraud_v1', now=...)",
-        caption=f"user {known['user_id']}, merchant {known['merchant_id']}: the last "
-        f"transaction's; data's end {end:%Y-%m-%d %H:%M}",
+        title="get_online_features(feature_service='fraud_v2', now=...)",
+        caption=f"user {known['user_id']}, merchant {known['merchant_id']}, amount "
+        f"{known['amount']:.2f}: the last transaction's; data's end {end:%Y-%m-%d %H:%M}",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         collapse_padding=True,
@@ -89,7 +93,7 @@ def main() -> None:
     for title, keys, now in lookups:
         table.add_column(title, no_wrap=True)
         answers.append(
-            store.get_online_features(feature_service="fraud_v1", entity_rows=[keys], now=now)
+            store.get_online_features(feature_service="fraud_v2", entity_rows=[keys], now=now)
         )
     for name in answers[0].feature_names:
         cells = []

@@ -1,11 +1,12 @@
 """``make demo``'s serving part: start ``featurestore serve``, ask it over HTTP, stop it.
 
-    python feature_repo/serve_demo.py [--repo feature_repo] [--model artifacts/fraud_v1]
+    python feature_repo/serve_demo.py [--repo feature_repo] [--model artifacts/fraud_v2]
 
 Materializes everything up to now into the repo's configured online store (the SQLite file
 unless featurestore.yaml says Redis), starts the prediction service on 127.0.0.1 and a free
-port, scores a few recent transactions with ``POST /predict``, reads one entity's features
-with ``POST /get-online-features``, shows ``/ready``, then stops the service with SIGTERM
+port, scores a few recent transactions with ``POST /predict`` (their amounts are the request
+field the model's on-demand feature reads), reads one entity's features with
+``POST /get-online-features``, shows ``/ready``, then stops the service with SIGTERM
 (which writes the feature log) and checks it exited cleanly.
 """
 
@@ -42,7 +43,7 @@ def main() -> None:
     here = Path(__file__).parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repo", type=Path, default=here)
-    parser.add_argument("--model", type=Path, default=here.parent / "artifacts" / "fraud_v1")
+    parser.add_argument("--model", type=Path, default=here.parent / "artifacts" / "fraud_v2")
     args = parser.parse_args()
     console = Console()
 
@@ -67,6 +68,7 @@ def main() -> None:
         entities = {
             "user_id": [int(v) for v in recent["user_id"]],
             "merchant_id": [int(v) for v in recent["merchant_id"]],
+            "amount": [float(v) for v in recent["amount"]],  # a request field
         }
         answer = client.post("/predict", json={"entities": entities})
         answer.raise_for_status()
@@ -87,9 +89,9 @@ def main() -> None:
             )  # fmt: skip
         console.print(table)
 
-        one = {"user_id": entities["user_id"][:1], "merchant_id": entities["merchant_id"][:1]}
+        one = {name: values[:1] for name, values in entities.items()}
         answer = client.post(
-            "/get-online-features", json={"feature_service": "fraud_v1", "entities": one}
+            "/get-online-features", json={"feature_service": "fraud_v2", "entities": one}
         )
         answer.raise_for_status()
         features = answer.json()

@@ -210,18 +210,22 @@ class FeatureStore:
         time is optional: the push time by default). ``to``: ``"online"`` (Feast's default),
         ``"offline"`` (a new Parquet file that training sets read) or ``"online_and_offline"``
         (Feast's ``PushMode`` values too). Checked before anything is written: a refused
-        push (``PushError``) writes nothing.
+        push (``PushError``) writes nothing. Online pushes use the store connection
+        ``get_online_features`` opened (see ``close``).
         """
-        from featurestore.online.base import open_online_store
         from featurestore.push import push
         from featurestore.push_mode import PushMode, push_mode
 
         mode = push_mode(to)
-        state = self.state
         if mode is PushMode.OFFLINE:
-            return push(state, self.repo_path, push_source_name, df, mode, None, now=now)
-        with open_online_store(self.config) as online:
-            return push(state, self.repo_path, push_source_name, df, mode, online, now=now)
+            return push(self.state, self.repo_path, push_source_name, df, mode, None, now=now)
+        # The online reader's store and registry (re-read when its file changes): one
+        # connection for a stream of pushes, not one per push.
+        reader = self._online_reader()
+        reader.store.ping()  # unreachable: refused before anything is written
+        return push(
+            reader.state(), self.repo_path, push_source_name, df, mode, reader.store, now=now
+        )
 
     def offline_engine(self) -> OfflineEngine:
         """The configured offline engine (``offline/engine.py``: ``open_offline_engine``),

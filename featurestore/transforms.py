@@ -14,7 +14,8 @@ called where each path produces its answer:
 The function's input is built the same way on both paths: each input as an Arrow array of its
 declared type (a request field is first cast to its declared dtype by ``types.coerce``, a
 bad value is a ``RetrievalError`` naming the field and the view), then ``types.to_pandas``
-(nullable dtypes: a null or NaN is ``pd.NA``) for ``mode="pandas"``, or lists of Python
+(nullable dtypes: a null or NaN is ``pd.NA``; ``types.to_pandas_frame``, the same
+conversion built column by column) for ``mode="pandas"``, or lists of Python
 values for ``mode="python"``. A source feature is a column under its name and under
 ``view__feature``; a request field, under its name. A feature with no value (no row in the
 window offline; NOT_FOUND or OUTSIDE_MAX_AGE online) is null there. Each output column the
@@ -49,7 +50,7 @@ from featurestore.errors import (
     RetrievalError,
     TransformationError,
 )
-from featurestore.types import DType, coerce, to_pandas
+from featurestore.types import DType, coerce, to_pandas_frame
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -241,10 +242,9 @@ def input_frame(
         for name in i.names:
             names.append(name)
             arrays.append(array)
-    table = pa.Table.from_arrays(arrays, names=names)
     if t.mode == "python":
-        return table.to_pydict()
-    return to_pandas(table)
+        return pa.Table.from_arrays(arrays, names=names).to_pydict()
+    return to_pandas_frame(names, arrays)
 
 
 def _request_field(t: Transformation, field: TransformInput, values: Any) -> pa.Array:

@@ -7,6 +7,8 @@ Heavy libraries are imported inside functions so ``import featurestore`` stays f
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -197,16 +199,14 @@ def pandas_dtype(dtype: DType) -> Any:
     return dtype.pandas
 
 
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Convert Arrow to pandas with nullable dtypes: nulls become ``pd.NA``, ints stay ints.
-
-    The one Arrow -> pandas conversion used everywhere (training sets, online responses).
-    Timestamps stay timezone-aware UTC at microsecond precision.
-    """
+@functools.cache
+def _pandas_types() -> dict[pa.DataType, Any]:
+    """The one Arrow -> pandas mapping: nullable pandas dtypes (``to_pandas`` and
+    ``to_pandas_frame``); types not listed (timestamps) convert with pyarrow's defaults."""
     import pandas as pd
     import pyarrow as pa
 
-    mapping = {
+    return {
         pa.int8(): pd.Int8Dtype(),
         pa.int16(): pd.Int16Dtype(),
         pa.int32(): pd.Int32Dtype(),
@@ -221,7 +221,35 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
         pa.string(): pd.StringDtype(),
         pa.large_string(): pd.StringDtype(),
     }
-    return table.to_pandas(types_mapper=mapping.get)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Convert Arrow to pandas with nullable dtypes: nulls become ``pd.NA``, ints stay ints.
+
+    The one Arrow -> pandas conversion used everywhere (training sets, online responses).
+    Timestamps stay timezone-aware UTC at microsecond precision.
+    """
+    return table.to_pandas(types_mapper=_pandas_types().get)
+
+
+def to_pandas_frame(names: Sequence[str], arrays: Sequence[pa.Array]) -> pd.DataFrame:
+    """``to_pandas`` of the table of ``arrays`` named ``names``, built column by column: the
+    same dtypes and values (tested equal), several times cheaper for a table of a few rows
+    (a request-time transformation's input), where pyarrow's table conversion costs most.
+    An array given under several names is converted once."""
+    import pandas as pd
+
+    mapping = _pandas_types()
+    converted: dict[int, Any] = {}
+    columns = {}
+    for name, array in zip(names, arrays, strict=True):
+        values = converted.get(id(array))
+        if values is None:
+            dtype = mapping.get(array.type)
+            values = array.to_pandas().array if dtype is None else dtype.__from_arrow__(array)
+            converted[id(array)] = values
+        columns[name] = values
+    return pd.DataFrame(columns, copy=False)
 
 
 # --- computed and given values cast to a declared dtype: one rule -------------------------
