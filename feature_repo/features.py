@@ -88,8 +88,8 @@ fraud_v1 = FeatureService(
     description="Features of the first fraud model.",
 )
 
-transaction = RequestSource(
-    name="transaction",
+txn = RequestSource(
+    name="txn",
     schema=[Field(name="amount", dtype=Float64)],
     description="The transaction being scored: an entity_df column offline, a request field "
     "online.",
@@ -97,12 +97,12 @@ transaction = RequestSource(
 
 
 @on_demand_feature_view(
-    sources=[user_activity[["tx_count_24h", "amount_sum_24h"]], transaction],
+    sources=[user_activity[["tx_count_24h", "amount_sum_24h"]], txn],
     schema=[Field(name="amount_vs_avg_24h", dtype=Float64)],
     description="The amount against the user's average over the 24 hours before it (null "
     "without earlier transactions in that window).",
 )
-def transaction_features(inputs: pd.DataFrame) -> pd.DataFrame:
+def txn_features(inputs: pd.DataFrame) -> pd.DataFrame:
     average = inputs["amount_sum_24h"] / inputs["tx_count_24h"].where(inputs["tx_count_24h"] > 0)
     out = pd.DataFrame(index=inputs.index)
     out["amount_vs_avg_24h"] = inputs["amount"] / average
@@ -111,6 +111,6 @@ def transaction_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
 fraud_v2 = FeatureService(
     name="fraud_v2",
-    features=[user_profile, merchant_stats, user_activity, transaction_features],
+    features=[user_profile, merchant_stats, user_activity, txn_features],
     description="fraud_v1 and the transaction's amount against the user's 24-hour average.",
 )

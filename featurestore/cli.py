@@ -175,11 +175,8 @@ def list_(repo: Path) -> None:
             details += f", push source {record.view.push_source.name}"
         table.add_row("feature view", name, details, str(record.version), record.fingerprint[:12])
     for name, orecord in sorted(state.on_demand.items()):
-        request = [f.name for f in orecord.view.request_fields]
-        details = f"{len(orecord.view.features)} features from " + ", ".join(
-            [p.view.name for p in orecord.view.source_projections]
-            + ([f"request ({', '.join(request)})"] if request else [])
-        )
+        inputs = len(orecord.view.source_projections) + len(orecord.view.request_sources)
+        details = f"{len(orecord.view.features)} features, {inputs} sources"
         table.add_row(
             "on-demand view", name, details, str(orecord.version), orecord.fingerprint[:12]
         )

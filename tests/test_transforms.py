@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurestore import (
     DefinitionError,
@@ -383,3 +385,46 @@ def scored(inputs: dict) -> dict:
     assert offline["ratio"].to_pylist()[:2] == online.to_dict()["ratio"] == [0.25, 10.0]
     assert offline.schema.field("r32").type == pa.float32()
     store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    columns=st.lists(
+        st.sampled_from(
+            ["Int32", "Int64", "Float32", "Float64", "String", "Bool", "UnixTimestamp"]
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    rows=st.integers(0, 4),
+    data=st.data(),
+)
+def test_the_input_frame_is_the_one_pandas_mapping_built_column_by_column(
+    columns: list[str], rows: int, data: st.DataObject
+) -> None:
+    """``types.to_pandas_frame`` (the function's input) equals ``types.to_pandas`` of the
+    same table: dtypes and values, nulls and NaN included; a shared array is one column."""
+    from datetime import UTC, datetime
+
+    from featurestore.types import dtype_by_name, to_pandas, to_pandas_frame
+
+    values = {
+        "Int32": st.integers(-(2**31), 2**31 - 1),
+        "Int64": st.integers(-(2**63), 2**63 - 1),
+        "Float32": st.floats(width=32),
+        "Float64": st.floats(),
+        "String": st.text(max_size=3),
+        "Bool": st.booleans(),
+        "UnixTimestamp": st.datetimes(timezones=st.just(UTC), max_value=datetime(2200, 1, 1)),
+    }
+    arrays = [
+        pa.array(
+            data.draw(st.lists(st.none() | values[c], min_size=rows, max_size=rows)),
+            dtype_by_name(c).to_arrow(),
+        )
+        for c in columns
+    ]
+    names = [f"c{i}" for i in range(len(arrays))] + ["again"]
+    arrays.append(arrays[0])
+    expected = to_pandas(pa.Table.from_arrays(arrays, names=names))
+    pd.testing.assert_frame_equal(to_pandas_frame(names, arrays), expected, check_exact=True)
