@@ -195,6 +195,10 @@ class FeatureStore:
                 engine=self.offline_engine(),
             )
 
+    def get_feature_service(self, name: str) -> FeatureService:
+        """The applied feature service ``name`` (as Feast's SDK; pass it as ``features=``)."""
+        return self.state.service(name)
+
     def push(
         self,
         push_source_name: str,
@@ -202,6 +206,8 @@ class FeatureStore:
         to: PushMode | str = "online",
         *,
         now: datetime | None = None,
+        allow_registry_cache: bool = True,
+        transform_on_write: bool = True,
     ) -> PushReport:
         """Push rows into the views of a push source (featurestore/push.py).
 
@@ -211,7 +217,9 @@ class FeatureStore:
         ``"offline"`` (a new Parquet file that training sets read) or ``"online_and_offline"``
         (Feast's ``PushMode`` values too). Checked before anything is written: a refused
         push (``PushError``) writes nothing. Online pushes use the store connection
-        ``get_online_features`` opened (see ``close``).
+        ``get_online_features`` opened (see ``close``). Feast's ``allow_registry_cache`` and
+        ``transform_on_write`` are accepted and change nothing (the registry is re-read when
+        its file changes; no transformation runs on write here).
         """
         from featurestore.push import push
         from featurestore.push_mode import PushMode, push_mode

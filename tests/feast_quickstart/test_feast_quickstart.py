@@ -126,10 +126,9 @@ def _same_table(ours: pa.Table, feast: pa.Table, columns: list[str]) -> None:
 
 
 def _online(store: FeatureStore, features: Any, now: datetime) -> dict[str, list[Any]]:
+    """test_workflow's online read: a list of features, or a service as Feast fetches it."""
     if isinstance(features, str):
-        return store.get_online_features(
-            feature_service=features, entity_rows=ONLINE_ROWS, now=now
-        ).to_dict()
+        features = store.get_feature_service(features)
     return store.get_online_features(features=features, entity_rows=ONLINE_ROWS, now=now).to_dict()
 
 
