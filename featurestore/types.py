@@ -249,7 +249,18 @@ def to_pandas_frame(names: Sequence[str], arrays: Sequence[pa.Array]) -> pd.Data
             values = array.to_pandas().array if dtype is None else dtype.__from_arrow__(array)
             converted[id(array)] = values
         columns[name] = values
-    return pd.DataFrame(columns, copy=False)
+    frame = pd.DataFrame(columns, copy=False)
+    # One Index object per set of names: it keeps its lookup table between calls, which
+    # pandas otherwise rebuilds on a new frame's first column access.
+    frame.columns = _column_index(tuple(names))
+    return frame
+
+
+@functools.lru_cache(maxsize=256)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    import pandas as pd
+
+    return pd.Index(names)
 
 
 # --- computed and given values cast to a declared dtype: one rule -------------------------
