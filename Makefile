@@ -26,7 +26,10 @@ demo: install
 	$(BIN)/python feature_repo/generate.py --scale $(SCALE)
 	$(BIN)/featurestore apply --repo feature_repo
 	$(BIN)/featurestore list --repo feature_repo
-	@# fraud_v2: fraud_v1's features and one computed at request time from the transaction's amount.
+	$(BIN)/featurestore train --repo feature_repo --service fraud_v1 \
+		--entities feature_repo/data/transactions.parquet --label is_fraud --out artifacts/fraud_v1
+	@# fraud_v2: fraud_v1's features and one computed at request time from the transaction's
+	@# amount (compare the two validation AUCs); the demo serves it.
 	$(BIN)/featurestore training-set --repo feature_repo --service fraud_v2 \
 		--entities feature_repo/data/transactions.parquet --out feature_repo/data/train_fraud_v2.parquet \
 		--label is_fraud

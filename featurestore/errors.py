@@ -88,6 +88,8 @@ class ReportError(FeatureStoreError):
     """A skew, consistency or performance report cannot be built from what it was given: an
     empty log or window, rows served by other definitions, a training set without its
     manifest, labels that match no logged prediction."""
+
+
 class TransformationError(FeatureStoreError):
     """A request-time transformation failed: the user's function raised, or returned columns
     or values that do not fit its declared schema. ``view`` names the on-demand feature view."""

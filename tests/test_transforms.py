@@ -428,3 +428,20 @@ def test_the_input_frame_is_the_one_pandas_mapping_built_column_by_column(
     arrays.append(arrays[0])
     expected = to_pandas(pa.Table.from_arrays(arrays, names=names))
     pd.testing.assert_frame_equal(to_pandas_frame(names, arrays), expected, check_exact=True)
+
+
+def test_the_consistency_report_names_transformed_features_it_does_not_compare_yet(
+    tmp_path: Path,
+) -> None:
+    from featurestore import FeatureStore
+    from featurestore.reports.consistency import _replayable
+
+    write_repo(tmp_path).apply()
+    state = FeatureStore(tmp_path).state
+    log = pa.table(
+        {name: pa.array([None], pa.string()) for name in ("scored__ratio", "scored__ratio__status")}
+        | {"stats__avg": [1.0], "stats__avg__status": ["PRESENT"]}
+    )
+    refs, notes = _replayable(log, state, ())
+    assert refs == {"stats__avg": "stats:avg"}
+    assert notes == ["scored__ratio is computed at request time (an on-demand view): not compared"]

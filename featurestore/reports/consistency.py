@@ -236,10 +236,17 @@ def _replayable(
         for name, record in state.views.items()
         for feature in record.view.feature_names
     }
+    computed = {
+        f"{name}__{feature}"
+        for name, r in state.on_demand.items()
+        for feature in r.view.feature_names
+    }
     refs, notes = {}, []
     for column in feature_columns(log.schema):
         ref = known.get(column)
-        if ref is None:
+        if ref is None and column in computed:
+            notes.append(f"{column} is computed at request time (an on-demand view): not compared")
+        elif ref is None:
             notes.append(f"{column} is not replayed: the registry defines no such feature now")
         elif ref in excluded:
             notes.append(f"{ref} is excluded (reports.exclude_features)")
