@@ -1,7 +1,9 @@
 """Fraud-detection features: user profiles, merchant statistics, user activity, and the
 transaction's amount against the user's recent average, computed at request time.
 
-The data comes from ``generate.py`` (``python feature_repo/generate.py``).
+The data comes from ``generate.py`` (``python feature_repo/generate.py``). ``user_activity``
+is computed by the store itself from the raw transactions (windowed aggregations), the same
+way for training and for serving.
 """
 
 from datetime import timedelta
@@ -10,6 +12,7 @@ import pandas as pd
 from entities import merchant, user
 
 from featurestore import (
+    Aggregation,
     FeatureService,
     FeatureView,
     Field,
@@ -17,7 +20,7 @@ from featurestore import (
     RequestSource,
     on_demand_feature_view,
 )
-from featurestore.types import Bool, Float32, Float64, Int32, Int64, String
+from featurestore.types import Bool, Float32, Float64, Int64, String
 
 user_profile = FeatureView(
     name="user_profile",
@@ -63,22 +66,28 @@ merchant_stats = FeatureView(
 user_activity = FeatureView(
     name="user_activity",
     entities=[user],
-    ttl=timedelta(hours=12),
-    schema=[
-        Field(name="user_id", dtype=Int64),
-        Field(name="tx_count_1h", dtype=Int32),
-        Field(name="tx_count_24h", dtype=Int32),
-        Field(name="amount_sum_24h", dtype=Float64),
-        Field(name="amount_max_7d", dtype=Float64),
-        Field(name="distinct_merchants_24h", dtype=Int32),
+    ttl=timedelta(hours=12),  # online: at most 12 hours since the last materialization
+    source=FileSource(path="data/transactions.parquet", timestamp_field="event_timestamp"),
+    aggregations=[
+        # named as the features were when generate.py computed them by hand
+        Aggregation(
+            column="amount", function="count", time_window=timedelta(hours=1), name="tx_count_1h"
+        ),
+        Aggregation(
+            column="amount", function="count", time_window=timedelta(hours=24), name="tx_count_24h"
+        ),
+        Aggregation(
+            column="amount", function="sum", time_window=timedelta(hours=24), name="amount_sum_24h"
+        ),
+        Aggregation(
+            column="amount", function="max", time_window=timedelta(days=7), name="amount_max_7d"
+        ),
+        # default names: {function}_{column}_{window}
+        Aggregation(column="amount", function="mean", time_window=timedelta(days=7)),
+        Aggregation(column="amount", function="stddev", time_window=timedelta(days=7)),
     ],
-    source=FileSource(
-        path="data/user_activity.parquet",
-        timestamp_field="event_ts",
-        created_timestamp_column="created_ts",
-    ),
-    description="Rolling per-user activity, computed from transactions strictly before each "
-    "event time (no future leakage).",
+    description="Each user's recent transactions, aggregated from the raw transactions "
+    "strictly before each time (no future leakage).",
     owner="risk-team@example.com",
 )
 

@@ -2,20 +2,19 @@
 
     python feature_repo/generate.py [--scale 1] [--seed 7] [--out feature_repo/data] [--end T]
 
-writes four Parquet files covering the 60 days (and hours) up to the current hour (``--end``:
+writes three Parquet files covering the 60 days (and hours) up to the current hour (``--end``:
 another hour; the same seed and end give the same data), so that served features are fresh
 and within their ttl, as in Feast's quickstart. Rows whose created time would be after the end
 (a snapshot or correction not made yet) do not exist yet and are not written:
 
 - ``transactions.parquet``: the labeled entity rows (transaction_id, user_id, merchant_id,
-  event_timestamp, amount, is_fraud), in time order.
+  event_timestamp, amount, is_fraud), in time order; also the raw events the store
+  aggregates into ``user_activity`` (features.py), so no activity is computed here.
 - ``user_profile.parquet``: a daily snapshot of each account (age, credit limit, country,
   verification), created an hour or two after its snapshot time.
 - ``merchant_stats.parquet``: daily merchant statistics over the 7 / 30 days before each day.
   ``fraud_rate_7d`` only counts the frauds reported by the row's created time; some rows get a
   LATE CORRECTION (same event time, later created time, the complete fraud rate).
-- ``user_activity.parquet``: one row per transaction with the user's activity computed from
-  transactions strictly BEFORE it (no future leakage); created time = event time.
 
 The label carries real signal: compromised accounts (more often unverified, young or in a
 risky country) produce bursts of large purchases at risky merchants within 90 minutes, and
@@ -267,66 +266,6 @@ def _fraud_bursts(
     }
 
 
-def user_activity(tx: Transactions, users: Users, w: Window) -> pa.Table:
-    """Each transaction's rolling user activity, from the user's transactions strictly before it.
-
-    Windows are ``[t - w, t)``: a transaction never sees itself, nor another one at the very
-    same microsecond. ``amount_max_7d`` is null when the user had no transaction in 7 days.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    n = len(tx.ts_us)
-    # Sorted by (user, time): one key orders rows and keeps every window inside its user.
-    stride = (DAYS + 8) * US_PER_DAY
-    key = tx.user.astype(np.int64) * stride + (tx.ts_us - w.start_us)
-    end = np.searchsorted(key, key, side="left")
-    begin = {hours: np.searchsorted(key, key - hours * US_PER_HOUR) for hours in (1, 24, 168)}
-    cents_before = np.concatenate([[0], np.cumsum(tx.cents)])
-
-    amounts = np.append(tx.cents / 100, 0.0)
-    bounds = np.empty(2 * n, dtype=np.int64)
-    bounds[0::2], bounds[1::2] = begin[168], end
-    max_7d = np.maximum.reduceat(amounts, bounds)[0::2]
-
-    return pa.table(
-        {
-            "user_id": pa.array(users.user_id[tx.user], pa.int64()),
-            "event_ts": _timestamps(tx.ts_us),
-            "created_ts": _timestamps(tx.ts_us),
-            "tx_count_1h": pa.array(end - begin[1], pa.int32()),
-            "tx_count_24h": pa.array(end - begin[24], pa.int32()),
-            "amount_sum_24h": pa.array((cents_before[end] - cents_before[begin[24]]) / 100),
-            "amount_max_7d": pa.array(max_7d, pa.float64(), mask=end == begin[168]),
-            "distinct_merchants_24h": pa.array(_distinct_before(tx, begin[24], end), pa.int32()),
-        }
-    )
-
-
-def _distinct_before(tx: Transactions, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Distinct merchants among rows ``[begin, end)`` of each row's window.
-
-    A row in the window counts when the user's next purchase at the same merchant is at or
-    after the window's end (so each merchant counts once, at its last visit in the window).
-    """
-    import numpy as np
-
-    n = len(tx.user)
-    pos = np.arange(n)
-    order = np.lexsort((pos, tx.merchant, tx.user))
-    same = (tx.user[order][1:] == tx.user[order][:-1]) & (
-        tx.merchant[order][1:] == tx.merchant[order][:-1]
-    )
-    next_same = np.full(n, n, dtype=np.int64)
-    next_same[order[:-1][same]] = order[1:][same]
-    distinct = np.zeros(n, dtype=np.int64)
-    for offset in range(1, int((end - begin).max(initial=0)) + 1):
-        row = end - offset
-        inside = row >= begin
-        distinct += inside & (next_same[np.maximum(row, 0)] >= end)
-    return distinct
-
-
 def merchant_stats(
     rng: np.random.Generator, tx: Transactions, merchants: Merchants, w: Window
 ) -> pa.Table:
@@ -460,7 +399,7 @@ def _timestamps(us: np.ndarray) -> pa.Array:
 def generate(
     out: Path, scale: float = 1.0, seed: int = 7, end: datetime | None = None
 ) -> dict[str, int]:
-    """Write the four example tables, ending at ``end``'s hour (default: the current hour),
+    """Write the three example tables, ending at ``end``'s hour (default: the current hour),
     to ``out``; return each file's row count."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -473,7 +412,6 @@ def generate(
     tables = {
         "user_profile": user_profile(rng, users, w),
         "merchant_stats": merchant_stats(rng, tx, merchants, w),
-        "user_activity": user_activity(tx, users, w),
         "transactions": transactions(tx, users, merchants),
     }
     out.mkdir(parents=True, exist_ok=True)

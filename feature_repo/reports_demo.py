@@ -7,7 +7,7 @@ catching them.
    (the repo's own online store, materialized up to now by serve_demo.py), then runs
    ``featurestore consistency-report`` (every value equals its replay: exit 0) and
    ``featurestore skew-report`` against a training set of the 5,000 most recent
-   transactions (what a retrain on recent data would see: exit 0).
+   transactions' pairs at the serving time (exit 0).
 2. Stale online store: a copy of the repo whose online store is materialized only up to 3
    hours before the data's end serves the same pairs; the consistency report finds
    stale-online values (exit 3) and the script checks their lag against the source data.
@@ -122,11 +122,18 @@ def main() -> None:
     _cli("consistency-report", "--repo", str(repo), "--model", str(model), "--since", since,
          "--out", str(out / "consistency.html"), expect=0)  # fmt: skip
     reference = repo / "data" / "train_recent.parquet"
-    recent = tx.tail(REFERENCE)[["user_id", "merchant_id", "event_timestamp"]]
+    # The reference is built at the time the pairs were served: user_activity's windows end
+    # at each row's own time, so a training set of the transactions at their own times would
+    # not count each transaction in its own windows, which a read minutes later does (a
+    # real skew between scoring at the event and scoring later, not this step's point).
+    recent = tx.tail(REFERENCE)[["user_id", "merchant_id"]].assign(event_timestamp=since)
     FeatureStore(repo).get_historical_features(
         recent, feature_service="fraud_v1", as_of="created"
     ).to_parquet(reference)
-    print(f"built {reference.name}: the {REFERENCE:,} most recent transactions (as_of=created)")
+    print(
+        f"built {reference.name}: the {REFERENCE:,} most recent transactions' pairs at the "
+        "serving time (as_of=created)"
+    )
     # Warnings are possible here (exit 4), never an alert: the merchant and profile snapshots
     # are daily, and in the hours after midnight part of the reference predates today's.
     _cli("skew-report", "--repo", str(repo), "--training-set", str(reference), "--since", since,
@@ -134,7 +141,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="reports-demo-") as tmp:
         copy = _copy(repo, Path(tmp))
-        end = pc.max(pq.read_table(copy / "data" / "user_activity.parquet")["event_ts"]).as_py()
+        transactions = pq.read_table(copy / "data" / "transactions.parquet")
+        end = pc.max(transactions["event_timestamp"]).as_py()
         cut = end - timedelta(hours=STALE_HOURS)
         _say(f"2. Stale: the online store materialized only up to {cut:%H:%M} UTC "
              f"({STALE_HOURS} hours before the data's end)")  # fmt: skip
@@ -170,7 +178,8 @@ def main() -> None:
 
 def _check_stale(store: Any, model: Path, cut: datetime, report: dict[str, Any]) -> None:
     """Every mismatch is stale-online, and the reported lag is the one the data gives:
-    per stale row, the replay's winner minus the last event materialized (<= the cut)."""
+    per stale row, the replay's winner minus the last event materialized (<= the cut); for
+    an aggregated feature, the request time minus the view's covered end (the cut)."""
     import numpy as np
 
     from featurestore.reports import consistency_report
@@ -185,7 +194,9 @@ def _check_stale(store: Any, model: Path, cut: datetime, report: dict[str, Any])
             lags = []
             for row in summary.examples:
                 served = datetime.fromisoformat(row["served"]["event_ts"])
-                offline = datetime.fromisoformat(row["offline"]["event_ts"])
+                # an aggregated feature's offline side is the window ending at the request
+                # time (its served event time is the covered end): classed by that time
+                offline = datetime.fromisoformat(row["offline"]["event_ts"] or row["request_ts"])
                 if not served <= cut < offline:
                     sys.exit(f"{feature.ref}: served {served} / offline {offline} vs cut {cut}")
                 lags.append((offline - served).total_seconds())

@@ -5,6 +5,7 @@ materialize the latest values online, and serve them with parity proven.
 """
 
 from featurestore.definitions import (
+    Aggregation,
     BigQuerySource,
     Entity,
     FeatureService,
@@ -51,6 +52,7 @@ from featurestore.unsupported import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "BigQuerySource",
     "Bool",
     "ConfigError",

@@ -273,19 +273,126 @@ def _refuse_feast_options(what: str, options: Mapping[str, object]) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Aggregation:
+    """A windowed aggregation of a source column, as Feast spells it:
+    ``Aggregation(column="amount", function="sum", time_window=timedelta(hours=1))``.
+
+    At time ``t`` it aggregates the key's events with ``floor(t - time_window, slide) <=
+    event_ts < t`` (``floor`` to a multiple of ``slide_interval`` since the UTC epoch; the
+    end is exclusive). ``function`` is one of count, sum, mean, min, max, stddev, variance,
+    last (the accepted dtypes, outputs and edge cases: featurestore/aggregations/). The
+    default ``slide_interval`` is the largest of 1 d, 1 h, 5 min, 1 min, 1 s that divides
+    the window and is no larger than 5 minutes under 12 hours, 1 hour under 12 days, 1 day
+    beyond. The default ``name`` is ``{function}_{column}_{window}``, the window in its
+    largest whole unit (``sum_amount_1h``; 24 hours is ``1d``).
+    """
+
+    column: str
+    function: str
+    time_window: timedelta
+    slide_interval: timedelta | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        from featurestore.aggregations.functions import FUNCTIONS
+        from featurestore.aggregations.windows import (
+            default_slide,
+            format_window,
+            microseconds,
+        )
+
+        what = f"aggregation {self.function!r} of {self.column!r}"
+        check_name(self.column, f"{what}: column")
+        if self.function not in FUNCTIONS:
+            raise DefinitionError(
+                f"{what}: unknown function {self.function!r}; use one of "
+                f"{', '.join(FUNCTIONS)}{suggest(str(self.function), list(FUNCTIONS))}"
+            )
+        if not isinstance(self.time_window, timedelta) or self.time_window <= timedelta(0):
+            raise DefinitionError(
+                f"{what}: time_window must be a positive timedelta, got {self.time_window!r}"
+            )
+        check_ttl(self.time_window, what)
+        window = microseconds(self.time_window)
+        if self.slide_interval is None:
+            slide = default_slide(window)
+            if slide is None:
+                raise DefinitionError(
+                    f"{what}: no default slide divides the window {self.time_window} (not a "
+                    "whole number of seconds); give slide_interval"
+                )
+            _freeze(self, "slide_interval", timedelta(microseconds=slide))
+        elif not isinstance(self.slide_interval, timedelta) or self.slide_interval <= timedelta(0):
+            raise DefinitionError(
+                f"{what}: slide_interval must be a positive timedelta, got {self.slide_interval!r}"
+            )
+        elif window % microseconds(self.slide_interval):
+            raise DefinitionError(
+                f"{what}: the window {self.time_window} is not a multiple of its slide "
+                f"interval {self.slide_interval}; choose a slide that divides it"
+            )
+        if self.name is None:
+            _freeze(self, "name", f"{self.function}_{self.column}_{format_window(window)}")
+        check_name(self.name, f"{what}: name")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def output_name(self) -> str:
+        """The feature's name (``name``, or its default, set at construction)."""
+        assert self.name is not None  # set in __post_init__
+        return self.name
+
+    @property
+    def window_us(self) -> int:
+        return self.time_window // timedelta(microseconds=1)
+
+    @property
+    def slide_us(self) -> int:
+        assert self.slide_interval is not None  # set in __post_init__
+        return self.slide_interval // timedelta(microseconds=1)
+
+    def check_dtype(self, dtype: DType, view: str) -> None:
+        """Refuse a column dtype the function does not accept, naming the view."""
+        from featurestore.aggregations.functions import FUNCTIONS, accepted_names
+
+        function = FUNCTIONS[self.function]
+        if dtype not in function.accepts:
+            raise DefinitionError(
+                f"feature view {view!r}: aggregation {self.name!r} takes {self.function} of "
+                f"column {self.column!r}, which is {dtype}; {self.function} accepts "
+                f"{accepted_names(function)}"
+            )
+
+    def output_dtype(self, dtype: DType) -> DType:
+        """The output's dtype over a column of ``dtype``."""
+        from featurestore.aggregations.functions import FUNCTIONS
+
+        return FUNCTIONS[self.function].output_dtype(dtype)
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureView:
     """A group of features read from one source and keyed by one or more entities.
 
     ``ttl`` bounds how old a value may be: for an entity row at time ``t`` only source rows
     with ``t - ttl <= event_ts <= t`` count. ``ttl=None`` or ``timedelta(0)`` means no bound.
     Schema fields named like a join key declare that key's dtype and are not features.
+
+    With ``aggregations=[Aggregation(...), ...]`` the view is *aggregated*: its features are
+    the aggregations (named by them), computed from the source's raw events; its schema may
+    only declare join keys and the aggregated columns' dtypes (an undeclared one is read
+    from the source at ``apply``); and ``ttl`` is the maximum staleness of its online values
+    (``now - the end of the last materialization``), not a bound on events. A view is plain
+    or aggregated, never both.
     """
 
     name: str
     entities: Sequence[Entity]
-    schema: Sequence[Field]
+    schema: Sequence[Field] = ()
     source: Source | PushSource
     ttl: timedelta | None = None
+    aggregations: Sequence[Aggregation] = ()
     online: bool = True
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -346,7 +453,10 @@ class FeatureView:
                     f"feature view {self.name!r}: field {f.name!r} is the source's timestamp "
                     "column, not a feature"
                 )
-        if not any(f.name not in keys for f in schema):
+        aggregations = _as_list(self.aggregations, f"feature view {self.name!r}: aggregations")
+        if aggregations:
+            self._check_aggregations(aggregations, schema, keys)
+        elif not any(f.name not in keys for f in schema):
             raise DefinitionError(f"feature view {self.name!r}: declares no features")
         if not isinstance(self.online, bool):
             raise DefinitionError(
@@ -354,9 +464,64 @@ class FeatureView:
             )
         _freeze(self, "entities", entities)
         _freeze(self, "schema", schema)
+        _freeze(self, "aggregations", aggregations)
         _check_documentation(self, f"feature view {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
+
+    def _check_aggregations(
+        self, aggregations: tuple[Any, ...], schema: tuple[Field, ...], keys: list[str]
+    ) -> None:
+        what = f"feature view {self.name!r}"
+        names: set[str] = set()
+        for agg in aggregations:
+            if not isinstance(agg, Aggregation):
+                raise DefinitionError(
+                    f"{what}: aggregations must be Aggregation objects, got {agg!r}"
+                )
+            if agg.name in names:
+                raise DefinitionError(
+                    f"{what}: two aggregations are named {agg.name!r}; give one a name="
+                )
+            if agg.name in keys:
+                raise DefinitionError(
+                    f"{what}: aggregation {agg.name!r} is named like a join key; give it "
+                    "another name="
+                )
+            names.add(agg.output_name)
+            if agg.column in keys:
+                raise DefinitionError(
+                    f"{what}: aggregation {agg.name!r} aggregates the join key {agg.column!r}; "
+                    "aggregate a value column (count counts events, whatever column it names)"
+                )
+            if agg.column in (self.source.timestamp_field, self.source.created_timestamp_column):
+                raise DefinitionError(
+                    f"{what}: aggregation {agg.name!r} aggregates the source's timestamp "
+                    f"column {agg.column!r}; aggregate a value column (count works on any)"
+                )
+        columns = {agg.column for agg in aggregations}
+        for f in schema:
+            if f.name not in keys and f.name not in columns:
+                raise DefinitionError(
+                    f"{what}: field {f.name!r} is neither a join key nor an aggregated column; "
+                    "a view is plain or aggregated, never both: put plain features in "
+                    "another view"
+                )
+        declared = {f.name: f.dtype for f in schema}
+        for agg in aggregations:
+            if agg.column in declared:
+                agg.check_dtype(declared[agg.column], self.name)
+
+    @property
+    def is_aggregated(self) -> bool:
+        """Whether the view's features are windowed aggregations of its source."""
+        return bool(self.aggregations)
+
+    @property
+    def column_dtypes(self) -> dict[str, DType]:
+        """The declared dtypes of aggregated columns (``apply`` declares every one)."""
+        columns = {agg.column for agg in self.aggregations}
+        return {f.name: f.dtype for f in self.schema if f.name in columns}
 
     @property
     def batch_source(self) -> Source:
@@ -374,12 +539,29 @@ class FeatureView:
 
     @property
     def features(self) -> tuple[Field, ...]:
-        """The schema's feature fields (fields named like a join key are not features)."""
+        """The schema's feature fields (fields named like a join key are not features); of an
+        aggregated view, its aggregations with their output dtypes (which need every
+        aggregated column's dtype: declared, or read from the source by ``apply``)."""
+        if self.aggregations:
+            dtypes = self.column_dtypes
+            missing = sorted({a.column for a in self.aggregations} - set(dtypes))
+            if missing:
+                raise DefinitionError(
+                    f"feature view {self.name!r}: the dtype of aggregated column(s) {missing} "
+                    "is known only once the view is applied (apply reads the source), or "
+                    "declare it with a Field"
+                )
+            return tuple(
+                Field(name=a.output_name, dtype=a.output_dtype(dtypes[a.column]))
+                for a in self.aggregations
+            )
         keys = set(self.join_keys)
         return tuple(f for f in self.schema if f.name not in keys)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        if self.aggregations:
+            return tuple(a.output_name for a in self.aggregations)
         return tuple(f.name for f in self.features)
 
     @property
@@ -408,7 +590,11 @@ class FeatureView:
         """``view[["f1", "f2"]]``: a projection of some of the view's features."""
         chosen = (names,) if isinstance(names, str) else _as_list(names, f"view {self.name!r}[...]")
         for n in chosen:
-            self.feature(n)
+            if n not in self.feature_names:
+                raise DefinitionError(
+                    f"feature view {self.name!r} has no feature {n!r}"
+                    f"{suggest(str(n), self.feature_names)}"
+                )
         return FeatureViewProjection(view=self, features=chosen)
 
     def projection(self) -> FeatureViewProjection:
@@ -553,6 +739,11 @@ def view_to_dict(v: FeatureView) -> dict[str, Any]:
         "source": source_to_dict(v.batch_source),
         "push_source": None if v.push_source is None else push_source_to_dict(v.push_source),
         "ttl_microseconds": None if v.ttl is None else v.ttl // timedelta(microseconds=1),
+        **(
+            {"aggregations": [aggregation_to_dict(a) for a in v.aggregations]}
+            if v.aggregations
+            else {}
+        ),
         "online": v.online,
         "description": v.description,
         "tags": dict(v.tags),
@@ -563,6 +754,27 @@ def view_to_dict(v: FeatureView) -> dict[str, Any]:
 def push_source_to_dict(p: PushSource) -> dict[str, Any]:
     """A push source beside its view's (batch) source: its name and documentation."""
     return {"name": p.name, "description": p.description, "tags": dict(p.tags), "owner": p.owner}
+
+
+def aggregation_to_dict(a: Aggregation) -> dict[str, Any]:
+    """An aggregation as stored: every default resolved (slide and name)."""
+    return {
+        "column": a.column,
+        "function": a.function,
+        "time_window_us": a.window_us,
+        "slide_interval_us": a.slide_us,
+        "name": a.name,
+    }
+
+
+def aggregation_from_dict(d: Mapping[str, Any]) -> Aggregation:
+    return Aggregation(
+        column=d["column"],
+        function=d["function"],
+        time_window=timedelta(microseconds=d["time_window_us"]),
+        slide_interval=timedelta(microseconds=d["slide_interval_us"]),
+        name=d["name"],
+    )
 
 
 def view_from_dict(d: Mapping[str, Any], entities: Mapping[str, Entity]) -> FeatureView:
@@ -585,6 +797,7 @@ def view_from_dict(d: Mapping[str, Any], entities: Mapping[str, Entity]) -> Feat
         ttl=None
         if d["ttl_microseconds"] is None
         else timedelta(microseconds=d["ttl_microseconds"]),
+        aggregations=[aggregation_from_dict(a) for a in d.get("aggregations", [])],
         online=d["online"],
         description=d["description"],
         tags=d["tags"],

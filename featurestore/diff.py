@@ -7,7 +7,7 @@ definition as ``definitions.view_to_dict`` writes it, and the join keys' dtype n
 is what a registry record and a model artifact both keep.
 
 One line per difference, in a fixed order: the source, ttl, entities, join key dtypes, the
-fields (removed, added, dtype, order), then what does not change values (``online``,
+fields (removed, added, dtype, order), the aggregations (removed, added, redefined), then what does not change values (``online``,
 description, tags, owner, a field's description or tags). With ``features`` (the model
 binding) only what decides those features' values is compared: the source's identity, ttl,
 entities, key dtypes, and the listed features' presence and dtype.
@@ -64,6 +64,9 @@ def view_diff(
             )
         )
     details += _field_changes(old["schema"], new["schema"], features)
+    details += _aggregation_changes(
+        old.get("aggregations", []), new.get("aggregations", []), features
+    )
     if features is None:
         details += [f"{k}: {old[k]!r} -> {new[k]!r}" for k in _COSMETIC if old[k] != new[k]]
         old_push, new_push = old.get("push_source"), new.get("push_source")
@@ -105,6 +108,36 @@ def _field_changes(
 
 def _push_name(push: Mapping[str, Any] | None) -> str:
     return "none" if push is None else repr(push["name"])
+
+
+def _aggregation_changes(
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    features: Sequence[str] | None,
+) -> list[str]:
+    """One line per aggregation added, removed or redefined (``definitions.aggregation_to_dict``
+    form); with ``features``, only those aggregations."""
+    before = {a["name"]: a for a in old}
+    after = {a["name"]: a for a in new}
+    compared = list(before) if features is None else [f for f in features if f in before]
+    details = [f"aggregations: removed {n}" for n in compared if n not in after]
+    if features is None:
+        details += [f"aggregations: added {n}" for n in after if n not in before]
+    for name in compared:
+        if name in after and before[name] != after[name]:
+            parts = [
+                f"{k} {_value(k, before[name][k])} -> {_value(k, after[name][k])}"
+                for k in ("function", "column", "time_window_us", "slide_interval_us")
+                if before[name][k] != after[name][k]
+            ]
+            details.append(f"aggregations: {name} " + ", ".join(parts))
+    return details
+
+
+def _value(key: str, value: Any) -> str:
+    if key.endswith("_us"):
+        return format_ttl(timedelta(microseconds=value))
+    return repr(value)
 
 
 def _keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

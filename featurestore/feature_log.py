@@ -105,13 +105,12 @@ WARN_EVERY_SECONDS = 10.0
 
 
 def log_columns(plan: ReadPlan) -> dict[str, str]:
-    """A read plan's feature names (transformation inputs and outputs too) -> their log
-    column names (``view__feature``)."""
+    """A read plan's feature names (transformation inputs and outputs too, aggregated views'
+    features too) -> their log column names (``view__feature``)."""
     read = {
-        name: f"{view.view}__{view.codec.features[position].name}"
-        for group in plan.groups
-        for view in group.views
-        for name, position in zip(view.names, view.positions, strict=True)
+        name: f"{view}__{feature}"
+        for view, names, features in plan.views_read
+        for name, feature in zip(names, features, strict=True)
     }
     computed = {o.output: f"{t.view}__{o.name}" for t in plan.transformations for o in t.outputs}
     return {**read, **computed}

@@ -2,10 +2,12 @@
 
 In a view's fingerprint: its name, source (path as written, table or query, timestamp
 columns), ttl, join keys with their dtypes, and fields with their dtypes (field order does
-not matter). Not in it: descriptions, tags, owner, ``online``, and a push source's name (a
-view over a push source is fingerprinted by the batch source its rows are stored in). A
-feature service combines, per projection, the fingerprint of only the *projected* features,
-so adding an unrelated field to a view does not invalidate a model trained on the service.
+not matter); of an aggregated view also each aggregation (name, function, column and its
+dtype, window, slide); a plain view's fingerprint is what it was before aggregations existed.
+Not in it: descriptions, tags, owner, ``online``, and a push source's name (a view over a
+push source is fingerprinted by the batch source its rows are stored in). A feature service
+combines, per projection, the fingerprint of only the *projected* features, so adding an
+unrelated field to a view does not invalidate a model trained on the service.
 
 An on-demand (request-time) view's fingerprint covers its name, mode, the hash of its
 normalized code (featurestore/transform_code.py: the function and the repo functions it
@@ -62,15 +64,21 @@ def view_fingerprint(
 ) -> str:
     """Fingerprint of a view, or of the projection of ``features`` when given."""
     selected = set(view.feature_names if features is None else features)
-    return _digest(
-        {
-            "name": view.name,
-            "source": _source_identity(view.batch_source),
-            "ttl_us": view.ttl_microseconds,
-            "join_keys": sorted([k, key_dtypes[k].name] for k in view.join_keys),
-            "features": sorted([f.name, f.dtype.name] for f in view.features if f.name in selected),
-        }
-    )
+    payload: dict[str, Any] = {
+        "name": view.name,
+        "source": _source_identity(view.batch_source),
+        "ttl_us": view.ttl_microseconds,
+        "join_keys": sorted([k, key_dtypes[k].name] for k in view.join_keys),
+        "features": sorted([f.name, f.dtype.name] for f in view.features if f.name in selected),
+    }
+    if view.aggregations:
+        dtypes = view.column_dtypes
+        payload["aggregations"] = sorted(
+            [a.output_name, a.function, a.column, dtypes[a.column].name, a.window_us, a.slide_us]
+            for a in view.aggregations
+            if a.output_name in selected
+        )
+    return _digest(payload)
 
 
 def on_demand_fingerprint(

@@ -21,6 +21,10 @@ the next run writes the new definition from scratch. Re-running is idempotent: t
 were already written into no-ops, so a run interrupted at any point (even by SIGKILL) and
 run again leaves the store exactly as one clean run would.
 
+An aggregated view (featurestore/aggregations/materialize.py) writes tiles instead of rows,
+from the events before the run's end (exclusive), so that ``online(now=end)`` equals the
+training set at ``end``; its watermark and claims work the same way.
+
 Candidate rows, both ends inclusive:
 
 * ``materialize(start, end)``: ``start <= event_ts <= end``.
@@ -65,7 +69,9 @@ class Window:
     """The candidate rows of one view's run: ``start <= event_ts <= end``, plus late rows.
 
     ``start=None`` means no lower bound; ``created_after`` (when set) also admits rows with
-    ``event_ts <= end`` and ``created_ts > created_after``, whatever their event time.
+    ``event_ts <= end`` and ``created_ts > created_after``, whatever their event time. For
+    an aggregated view the end is exclusive (``event_ts < end``): see
+    featurestore/aggregations/materialize.py.
     """
 
     end: datetime
@@ -208,12 +214,15 @@ def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime)
     """
     if mark is None:
         return Window(end)
+    # An aggregated view's runs cover events before their end (exclusive): the next one
+    # starts at the last end itself.
+    step = timedelta(0) if view.is_aggregated else ONE_MICROSECOND
     has_created = view.source.created_timestamp_column is not None
     created_after = mark.max_created if has_created else None
     if has_created and created_after is None:
         # Every row written so far had no created time: any created time is "late".
         created_after = datetime.min.replace(tzinfo=UTC)
-    return Window(end, last_end(mark) + ONE_MICROSECOND, created_after)
+    return Window(end, last_end(mark) + step, created_after)
 
 
 def last_end(mark: Watermark) -> datetime:
@@ -269,6 +278,11 @@ class _Run:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
         from featurestore.offline.plan import plan_latest
         from featurestore.online.base import Watermark
+
+        if view.is_aggregated:
+            from featurestore.aggregations.materialize import materialize_tiles
+
+            return materialize_tiles(self, view, claim, window, mark)
 
         log.info("materializing feature view %s: %s", view.name, window.describe())
         self.progress.view_started(view.name, window)

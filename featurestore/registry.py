@@ -7,6 +7,7 @@ beside the data they describe.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,9 +43,9 @@ from featurestore.fingerprint import (
     view_fingerprint,
 )
 from featurestore.on_demand import OnDemandFeatureView, on_demand_diff, on_demand_to_dict
-from featurestore.online.codec import layout_id
+from featurestore.online.codec import view_layout_id
 from featurestore.repo import RepoContents
-from featurestore.sources import check_view_schema, file_schema
+from featurestore.sources import check_view_schema, complete_view, file_schema
 from featurestore.types import DType
 
 if TYPE_CHECKING:
@@ -323,10 +324,12 @@ class Plan:
         ]
 
 
-def resolve_key_dtypes(
+def resolve_view(
     view: FeatureView, repo_path: Path, bigquery_schema: SchemaReader | None = None
-) -> dict[str, DType]:
-    """Check a view against its source's schema and return its join keys' dtypes.
+) -> tuple[FeatureView, dict[str, DType]]:
+    """Check a view against its source's schema; return the view as applied and its join
+    keys' dtypes. An aggregated view comes back with every aggregated column declared (its
+    dtype read from the source when the repo does not declare it).
 
     A BigQuery source is checked through ``bigquery_schema`` (see offline/bigquery/schema.py);
     without it, or when BigQuery is unreachable, a warning says so and the declared
@@ -335,8 +338,10 @@ def resolve_key_dtypes(
     if isinstance(view.batch_source, BigQuerySource):
         from featurestore.offline.bigquery.schema import check_bigquery_view
 
-        return check_bigquery_view(view, bigquery_schema)
-    return check_view_schema(view, file_schema(view.batch_source, repo_path))
+        dtypes = check_bigquery_view(view, bigquery_schema)
+    else:
+        dtypes = check_view_schema(view, file_schema(view.batch_source, repo_path))
+    return complete_view(view, dtypes)
 
 
 _COSMETIC = ("description", "tags", "owner")
@@ -376,8 +381,8 @@ def plan(
         Change("entity", n, "removed") for n in current.entities if n not in contents.entities
     ]
 
-    for name, view in contents.views.items():
-        key_dtypes = resolve_key_dtypes(view, repo_path, bigquery_schema)
+    for name, repo_view in contents.views.items():
+        view, key_dtypes = resolve_view(repo_view, repo_path, bigquery_schema)
         record = ViewRecord(view, view_fingerprint(view, key_dtypes), key_dtypes)
         old_record = current.views.get(name)
         record.versions = list(old_record.versions) if old_record else []
@@ -395,7 +400,7 @@ def plan(
             )
             if details:
                 changed = old_record.fingerprint != record.fingerprint
-                relaid = layout_id(old_record.view.features) != layout_id(view.features)
+                relaid = view_layout_id(old_record.view) != view_layout_id(view)
                 changes.append(Change("feature view", name, "changed", details, changed, relaid))
     changes += [
         Change("feature view", n, "removed") for n in current.views if n not in contents.views
@@ -403,7 +408,12 @@ def plan(
 
     changes += _plan_on_demand(current, contents, state, repo_path, now)
     key_dtypes_by_view = state.key_dtypes_by_view
-    for name, service in contents.services.items():
+    for name, repo_service in contents.services.items():
+        # the service as applied: its projections read the applied views (an aggregated
+        # view's columns declared), as a registry loaded later will have them
+        service = dataclasses.replace(
+            repo_service, features=[_applied(p, state) for p in repo_service.projections]
+        )
         fp = service_fingerprint(service, key_dtypes_by_view)
         old_service = current.services.get(name)
         versions = list(old_service.versions) if old_service else []
@@ -456,7 +466,15 @@ def _plan_on_demand(
 
     kind = "on-demand feature view"
     changes = []
-    for name, view in contents.on_demand.items():
+    for name, repo_view in contents.on_demand.items():
+        # reading the applied views (an aggregated one with its columns declared)
+        view = dataclasses.replace(
+            repo_view,
+            sources=[
+                _applied(s, state) if isinstance(s, FeatureViewProjection) else s
+                for s in repo_view.sources
+            ],
+        )
         check_on_demand(view, repo_path)
         fp = on_demand_fingerprint(view, state.key_dtypes_by_view)
         old = current.on_demand.get(name)
@@ -476,6 +494,16 @@ def _plan_on_demand(
         Change(kind, n, "removed") for n in current.on_demand if n not in contents.on_demand
     ]
     return changes
+
+
+def _applied(projection: FeatureViewProjection, state: RegistryState) -> FeatureViewProjection:
+    """A projection of a repo view as a projection of the view as applied (``state``)."""
+    name = projection.view.name
+    if name in state.views:
+        return state.views[name].view[list(projection.features)]
+    if name in state.on_demand:
+        return state.on_demand[name].view[list(projection.features)]
+    return projection
 
 
 class Registry:

@@ -125,6 +125,7 @@ class TypeRule(Generic[T]):
     is_timestamp: Callable[[T], bool]  # may serve as an event or created timestamp
     compatible: Callable[[DType, T], bool]  # can be read losslessly as the declared dtype
     key_dtype: Callable[[T], DType | None]  # the dtype an undeclared join key gets, or None
+    value_dtype: Callable[[T], DType | None]  # the dtype an undeclared aggregated column gets
     timestamp_type: str  # what a timestamp column must be, for messages
     key_types: str  # what a join key may be, for messages
     unusable: Callable[[T], str | None] = lambda _: None  # why no column may have this type
@@ -141,6 +142,7 @@ ARROW_TYPES: TypeRule[pa.DataType] = TypeRule(
     is_timestamp=is_timestamp,
     compatible=arrow_compatible,
     key_dtype=_arrow_key_dtype,
+    value_dtype=dtype_from_arrow,
     timestamp_type="a timestamp",
     key_types=key_dtype_names(),
 )
@@ -154,13 +156,16 @@ def check_columns(
     timestamps: Sequence[tuple[str | None, str]],
     declared: Sequence[tuple[str, DType]],
     inferred_keys: Sequence[str] = (),
+    inferred_values: Sequence[str] = (),
 ) -> dict[str, DType]:
     """Check a source's ``columns`` (name -> the engine's type) against what a view needs.
 
     ``timestamps``: (column or None, role) that must be timestamps; ``declared``: columns
     that must be readable as their dtype (``rule.compatible``); ``inferred_keys``: join keys
-    without a declared dtype, which get one from their column (``rule.key_dtype``), returned.
-    ``SchemaMismatchError`` names ``where``, the column, what was expected and found.
+    without a declared dtype, which get one from their column (``rule.key_dtype``);
+    ``inferred_values``: aggregated columns without a declared dtype (``rule.value_dtype``).
+    Returns the inferred dtypes. ``SchemaMismatchError`` names ``where``, the column, what
+    was expected and found.
     """
 
     def need(column: str, role: str) -> T:
@@ -200,6 +205,15 @@ def check_columns(
                 f"a join key must be one of {rule.key_types}"
             )
         inferred[key] = key_dtype
+    for name in inferred_values:
+        actual = need(name, "aggregated")
+        value_dtype = rule.value_dtype(actual)
+        if value_dtype is None:
+            raise SchemaMismatchError(
+                f"{where}: aggregated column {name!r} has type {rule.describe(actual)}, which "
+                "no feature dtype holds"
+            )
+        inferred[name] = value_dtype
     return inferred
 
 
@@ -207,10 +221,11 @@ def check_view_columns(
     view: FeatureView, columns: Mapping[str, T], rule: TypeRule[T]
 ) -> dict[str, DType]:
     """Check a view against its source's columns under an engine's type ``rule``; return
-    every join key's dtype (declared by a ``Field``, else read from the source).
+    every join key's dtype (declared by a ``Field``, else read from the source) and, of an
+    aggregated view, every aggregated column's dtype not declared by a ``Field``.
 
-    Fails when a declared field, key or timestamp column is missing or has an incompatible
-    type, naming the view, the column, what was expected and what was found.
+    Fails when a declared field, key, aggregated or timestamp column is missing or has an
+    incompatible type, naming the view, the column, what was expected and what was found.
     """
     source: Source = view.batch_source
     if isinstance(source, FileSource):
@@ -229,9 +244,47 @@ def check_view_columns(
             ],
             declared=[(f.name, f.dtype) for f in view.schema],
             inferred_keys=[k for k in view.join_keys if k not in key_dtypes],
+            inferred_values=undeclared_columns(view),
         )
     )
     return key_dtypes
+
+
+def undeclared_columns(view: FeatureView) -> list[str]:
+    """An aggregated view's aggregated columns without a declaring ``Field``, in first use."""
+    declared = view.column_dtypes
+    found: dict[str, None] = {}
+    for agg in view.aggregations:
+        if agg.column not in declared:
+            found[agg.column] = None
+    return list(found)
+
+
+def complete_view(
+    view: FeatureView, dtypes: Mapping[str, DType]
+) -> tuple[FeatureView, dict[str, DType]]:
+    """Split ``check_view_columns``' answer into the join keys' dtypes and, for an aggregated
+    view, the view with a ``Field`` declaring each aggregated column (what the registry
+    stores), each checked against its functions (``DefinitionError`` naming it)."""
+    import dataclasses
+
+    from featurestore.definitions import Field
+
+    keys = {k: dtypes[k] for k in view.join_keys}
+    if not view.aggregations:
+        return view, keys
+    unknown = [c for c in undeclared_columns(view) if c not in dtypes]
+    if unknown:
+        raise SchemaMismatchError(
+            f"feature view {view.name!r}: the source's schema could not be read, so declare "
+            f"the dtype of aggregated column(s) {unknown} with a Field in the schema"
+        )
+    added = [Field(name=c, dtype=dtypes[c]) for c in undeclared_columns(view)]
+    completed = dataclasses.replace(view, schema=[*view.schema, *added]) if added else view
+    column_dtypes = completed.column_dtypes
+    for agg in view.aggregations:
+        agg.check_dtype(column_dtypes[agg.column], view.name)
+    return completed, keys
 
 
 def check_view_schema(view: FeatureView, schema: pa.Schema) -> dict[str, DType]:

@@ -122,14 +122,15 @@ def _sample(view: OnDemandFeatureView, repo_path: Path) -> tuple[dict[str, pa.Ar
 
 def _source_rows(view: FeatureView, features: tuple[str, ...], repo: Path) -> dict[str, list[Any]]:
     """Up to ``SAMPLE_ROWS`` values of each feature from the view's first file (none for
-    other sources, or when the file holds no rows), cast to their declared dtypes."""
+    other sources, aggregated views, or when the file holds no rows), cast to their
+    declared dtypes."""
     import pyarrow.parquet as pq
 
     from featurestore.sources import parquet_files
 
     source = view.batch_source
-    if not isinstance(source, FileSource):
-        return {}
+    if not isinstance(source, FileSource) or view.is_aggregated:
+        return {}  # an aggregated view's features are not source columns: made-up values
     try:
         first = parquet_files(source, repo)[0]
     except SchemaMismatchError:

@@ -217,10 +217,9 @@ class Service:
 
     def _count_statuses(self, plan: ReadPlan, response: OnlineResponse) -> None:
         """Per view, the entity rows read NOT_FOUND / OUTSIDE_MAX_AGE (one feature tells)."""
-        for group in plan.groups:
-            for view in group.views:
-                statuses = response.statuses[view.names[0]]
-                for status in (NOT_FOUND, OUTSIDE_MAX_AGE):
-                    count = statuses.count(status)
-                    if count:
-                        self.metrics.feature_status.labels(view.view, status).inc(count)
+        for view, names, _ in plan.views_read:
+            statuses = response.statuses[names[0]]
+            for status in (NOT_FOUND, OUTSIDE_MAX_AGE):
+                count = statuses.count(status)
+                if count:
+                    self.metrics.feature_status.labels(view, status).inc(count)

@@ -244,3 +244,74 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return type(a) is type(b) and a == b if a is not None and b is not None else a is b
+
+
+# --- windowed aggregations ----------------------------------------------------------------
+
+
+def window_events(
+    view: RefView,
+    keys: Mapping[str, Any],
+    t: datetime,
+    window: timedelta,
+    slide: timedelta,
+    as_of: str = "event",
+) -> list[tuple[tuple[datetime, datetime, int, int], SourceRow]]:
+    """The key's events an aggregation at ``t`` sees, in the join's order: non-null key and
+    event time, ``floor(t - window, slide) <= event_ts < t`` (``floor`` to a multiple of
+    ``slide`` since the epoch), and with ``as_of="created"`` ``created_ts <= t`` (a missing
+    created time counts as known)."""
+    t = _utc_naive(t)
+    epoch = datetime(1970, 1, 1)
+    start = epoch + ((t - window) - epoch) // slide * slide
+    found = []
+    for file_index, rows in enumerate(view.files):
+        for row_index, row in enumerate(rows):
+            if not _usable(row, view.join_keys):
+                continue
+            if not all(_same_key(row.keys[k], keys[k]) for k in view.join_keys):
+                continue
+            rank = _rank(row, file_index, row_index)
+            if not start <= rank[0] < t:
+                continue
+            if as_of == "created" and row.created_ts is not None and rank[1] > t:
+                continue
+            found.append((rank, row))
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def aggregate(function: str, values: list[Any], events: int) -> Any:
+    """One aggregation over the window's values (in the join's order; None = null) and its
+    number of events, by the definition in featurestore/aggregations/__init__.py."""
+    present = [v for v in values if v is not None]
+    if function == "count":
+        return events
+    if function == "sum":
+        return sum(present) if present else (0 if all(isinstance(v, int) for v in present) else 0.0)
+    if not present:
+        return None
+    if function == "last":
+        return present[-1]
+    if function in ("min", "max"):
+        nans = [v for v in present if isinstance(v, float) and math.isnan(v)]
+        numbers = [v for v in present if not (isinstance(v, float) and math.isnan(v))]
+        if function == "max":
+            return nans[0] if nans else max(numbers)
+        return min(numbers) if numbers else nans[0]
+    floats = [float(v) for v in present]
+    if any(math.isnan(v) for v in floats) or (
+        any(v == math.inf for v in floats) and any(v == -math.inf for v in floats)
+    ):
+        mean = math.nan
+    elif any(math.isinf(v) for v in floats):
+        mean = next(v for v in floats if math.isinf(v))
+    else:
+        mean = math.fsum(floats) / len(floats)
+    if function == "mean":
+        return mean
+    if len(floats) < 2:
+        return None
+    if not all(math.isfinite(v) for v in floats):
+        return math.nan
+    variance = math.fsum((v - mean) * (v - mean) for v in floats) / (len(floats) - 1)
+    return math.sqrt(variance) if function == "stddev" else variance

@@ -392,3 +392,156 @@ def repo_source(views: list[ViewCase], push: Collection[str] = ()) -> str:
             f"source={source}, ttl={ttl})"
         )
     return "\n".join(lines) + "\n"
+
+
+# --- aggregated views ------------------------------------------------------------------------
+
+# (column, dtype name, moderate values, extreme values): moderate values are dyadic, so their
+# sums are exact in any order and compare exactly with the reference; extreme ones (1e-300
+# to 1e300, infinities, NaN, -0.0, cancellation) are for online/offline parity, bit for bit.
+_EXTREME = st.sampled_from(
+    [1e300, -1e300, 1e-300, -1e-300, 1.0, -1.0, 0.1, 3.0, -0.0, 0.0, 2.5e-8, 7e15, -7e15]
+) | st.sampled_from([float("nan"), float("inf"), float("-inf")])
+AGG_COLUMNS: dict[str, tuple[str, st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+    "amount": (
+        "Float64",
+        st.integers(-40, 40).map(lambda n: n / 4),
+        _EXTREME | st.floats(allow_nan=True, allow_infinity=True),
+    ),
+    "qty": ("Int64", st.integers(-5, 5), st.integers(-(2**40), 2**40)),
+    "small": ("Int32", st.integers(-100, 100), st.integers(-(2**31), 2**31 - 1)),
+    "rate": (
+        "Float32",
+        st.sampled_from([0.5, -1.25, 3.0, 0.0]),
+        st.sampled_from([0.5, -0.0, 1e30, float("nan")]),
+    ),
+    "label": ("String", st.text(max_size=3), st.text(max_size=3)),
+    "flag": ("Bool", st.booleans(), st.booleans()),
+    "seen_at": ("UnixTimestamp", st.integers(-5, 5).map(minute), st.integers(-5, 5).map(minute)),
+}
+# (window, slide or None): hierarchies of slides, hours and days; windows of one slide
+AGG_WINDOWS = [
+    (timedelta(minutes=5), None),
+    (timedelta(minutes=10), timedelta(minutes=1)),
+    (timedelta(minutes=90), None),
+    (timedelta(hours=2), timedelta(minutes=30)),
+    (timedelta(days=1), None),
+    (timedelta(days=2), timedelta(hours=6)),
+]
+# Event minutes: around tile boundaries (5 min, 30 min, hours, days) over three days.
+_AGG_MINUTES = st.integers(0, 3 * 1440) | st.sampled_from(
+    [m + d for m in (0, 5, 30, 60, 90, 1440, 1445, 2880, 2910) for d in (-1, 0, 1)]
+)
+
+
+@dataclass
+class AggViewCase:
+    """A generated aggregated view: the reference view, its aggregations and file layout."""
+
+    ref: RefView
+    entity: str
+    dtypes: dict[str, str]  # column -> dtype name
+    aggregations: list[tuple[str, str, timedelta, timedelta | None]]  # column, function, w, s
+    timestamp_unit: str
+
+    def definitions(self) -> list[Any]:
+        from featurestore.definitions import Aggregation
+
+        return [
+            Aggregation(column=c, function=f, time_window=w, slide_interval=s)
+            for c, f, w, s in self.aggregations
+        ]
+
+
+@st.composite
+def agg_view_cases(draw: st.DrawFn, name: str, entity: str, extreme: bool = False) -> AggViewCase:
+    """An aggregated view with messy events: nulls, NaN, duplicates and ties, late rows,
+    events exactly on tile and window boundaries, int and string keys."""
+    from featurestore.aggregations.functions import FUNCTIONS
+    from featurestore.types import dtype_by_name
+
+    keys = ENTITY_KEYS[entity]
+    columns = draw(
+        st.lists(st.sampled_from(sorted(AGG_COLUMNS)), min_size=1, max_size=3, unique=True)
+    )
+    has_created = draw(st.booleans()) or draw(st.booleans())
+    aggregations = []
+    for column in columns:
+        dtype = dtype_by_name(AGG_COLUMNS[column][0])
+        usable = sorted(f for f, fn in FUNCTIONS.items() if dtype in fn.accepts)
+        for function in draw(
+            st.lists(st.sampled_from(usable), min_size=1, max_size=4, unique=True)
+        ):
+            window, slide = draw(st.sampled_from(AGG_WINDOWS))
+            aggregations.append((column, function, window, slide))
+    # one output per (column, function, window): a repeat would repeat its default name
+    unique = {(c, f, w): (c, f, w, s) for c, f, w, s in aggregations}
+    aggregations = list(unique.values())
+
+    def row() -> SourceRow:
+        event = draw(_maybe_null(_AGG_MINUTES, 25))
+        created = None
+        if has_created and event is not None:
+            offset = draw(_maybe_null(st.sampled_from([0, 0, 3, 90, 2000]), 6))
+            created = None if offset is None else minute(event + offset)
+        values = {}
+        for column in columns:
+            _, moderate, wild = AGG_COLUMNS[column]
+            values[column] = draw(_maybe_null(wild if extreme else moderate, 6))
+        row_keys = {k: draw(_maybe_null(st.sampled_from(KEY_VALUES[k]), 25)) for k in keys}
+        return SourceRow(row_keys, None if event is None else minute(event), created, values)
+
+    files = [
+        [row() for _ in range(draw(st.integers(1, 25)))] for _ in range(draw(st.integers(1, 2)))
+    ]
+    for _ in range(draw(st.integers(0, 3))):  # complete ties: same keys and times, other values
+        original = files[0][draw(st.integers(0, len(files[0]) - 1))]
+        twin = row()
+        files[-1].append(
+            SourceRow(dict(original.keys), original.event_ts, original.created_ts, twin.values)
+        )
+    ref = RefView(
+        name=name, join_keys=keys, ttl=None, features=columns, files=files, has_created=has_created
+    )
+    return AggViewCase(
+        ref=ref,
+        entity=entity,
+        dtypes={c: AGG_COLUMNS[c][0] for c in columns},
+        aggregations=aggregations,
+        timestamp_unit=draw(st.sampled_from(["us", "ns"])),
+    )
+
+
+def write_agg_files(case: AggViewCase, folder: Path) -> None:
+    """Write an aggregated view's source files (``part-0.parquet``, ...)."""
+    plain = ViewCase(case.ref, case.entity, case.dtypes, False, case.timestamp_unit, False)
+    write_view_files(plain, folder)
+
+
+def build_agg_repo(cases: list[AggViewCase], path: Path, online: str = "") -> Any:
+    """Write aggregated views as a repo under ``path`` (``online``: an online_store line),
+    apply it and return its FeatureStore."""
+    from featurestore import Entity, FeatureStore, FeatureView, FileSource
+    from featurestore.registry import Registry
+    from featurestore.repo import RepoContents
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "featurestore.yaml").write_text(
+        "project: aggs\nregistry: data/registry.json\noffline_store: {type: duckdb}\n" + online
+    )
+    entities = {name: Entity(name=name, join_keys=keys) for name, keys in ENTITY_KEYS.items()}
+    contents = RepoContents(entities=entities)
+    for case in cases:
+        write_agg_files(case, path / "data" / case.ref.name)
+        contents.views[case.ref.name] = FeatureView(
+            name=case.ref.name,
+            entities=[entities[case.entity]],
+            source=FileSource(
+                path=f"data/{case.ref.name}",
+                timestamp_field="event_ts",
+                created_timestamp_column="created_ts" if case.ref.has_created else None,
+            ),
+            aggregations=case.definitions(),
+        )
+    Registry(path / "data" / "registry.json", "aggs").apply(contents, path)
+    return FeatureStore(path)

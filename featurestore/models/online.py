@@ -191,7 +191,7 @@ class OnlineModel:
     def _scored(self, plan: ReadPlan, response: OnlineResponse, now_us: int) -> Scored:
         if any(
             statuses[0] == NOT_FOUND and len(set(statuses)) == 1
-            for statuses in (response.statuses[v.names[0]] for g in plan.groups for v in g.views)
+            for statuses in (response.statuses[names[0]] for _, names, _ in plan.views_read)
         ):
             # A view with no row for any entity: maybe its data was just dropped (or the
             # store restarted empty) since the watermarks were last read. Check now.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from featurestore.config import DuckDBConfig, RepoConfig
 from featurestore.errors import RetrievalError, SchemaMismatchError, SkippedRowsWarning
 from featurestore.offline import duckdb_sql as sql
+from featurestore.offline.aggregate import aggregate_join
 from featurestore.offline.engine import BATCH_ROWS, Entities, OfflineEngine
 from featurestore.offline.entities import EntityInput, probe_table, read_entities
 from featurestore.offline.plan import (
@@ -27,11 +28,14 @@ from featurestore.offline.plan import (
     FileSourcePlan,
     JoinPlan,
     LatestPlan,
+    TileEventsPlan,
     ViewJoin,
 )
 from featurestore.sources import ARROW_TYPES, check_columns
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import duckdb
     import pyarrow as pa
 
@@ -77,7 +81,10 @@ def check_files(view: ViewJoin) -> bool:
     import pyarrow.parquet as pq
 
     source = sql.file_source(view)
-    needed = [(k.name, k.dtype) for k in view.keys] + [(f.name, f.dtype) for f in view.features]
+    values = (
+        view.aggregated_columns if view.aggregations else [(f.name, f.dtype) for f in view.features]
+    )
+    needed = [(k.name, k.dtype) for k in view.keys] + list(values)
     nullable = [k.name for k in view.keys] + [source.timestamp_column]
     maybe_null = False
     for path in source.paths:
@@ -147,22 +154,55 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
     con.register(sql.ENTITIES, probe_table(plan, entities))
     table = entities
     try:
-        for index in range(len(plan.views)):
-            *setup, query = sql.render_view_join(plan, index, times["min"], times["max"])
-            for statement in setup:
-                con.execute(statement)
-            result = con.sql(query).to_arrow_table()
-            rows = result[sql.ROW].to_numpy()
-            order = np.empty(len(rows), dtype=np.int64)
-            order[rows] = np.arange(len(rows), dtype=np.int64)
-            outputs = result.drop_columns([sql.ROW]).take(order)
+        for index, view in enumerate(plan.views):
+            if view.aggregations is not None:
+                outputs = join_aggregated(con, plan, index, times["min"], times["max"])
+            else:
+                *setup, query = sql.render_view_join(plan, index, times["min"], times["max"])
+                for statement in setup:
+                    con.execute(statement)
+                result = con.sql(query).to_arrow_table()
+                rows = result[sql.ROW].to_numpy()
+                order = np.empty(len(rows), dtype=np.int64)
+                order[rows] = np.arange(len(rows), dtype=np.int64)
+                outputs = result.drop_columns([sql.ROW]).take(order)
             for name in outputs.column_names:
                 field = schema.field(name)
                 table = table.append_column(field, outputs[name].cast(field.type))
     finally:
         con.execute(f"DROP TABLE IF EXISTS {sql.LATEST_TABLE}")
+        con.execute(f"DROP TABLE IF EXISTS {sql.AGG_KEYS}")
         con.unregister(sql.ENTITIES)
     return table
+
+
+def join_aggregated(
+    con: duckdb.DuckDBPyConnection,
+    plan: JoinPlan,
+    index: int,
+    t_min: datetime | None,
+    t_max: datetime | None,
+) -> pa.Table:
+    """An aggregated view's outputs for every entity row, in the caller's order: DuckDB
+    numbers the keys and sorts the events (``duckdb_sql.render_agg_events``), numpy does the
+    rest (``aggregations.offline``)."""
+    from datetime import timedelta
+
+    from featurestore.online.codec import timestamp_us
+
+    view = plan.views[index]
+    assert view.aggregations is not None
+    con.execute(sql.render_agg_keys(view))
+    rows = con.sql(sql.render_agg_rows(view)).to_arrow_table()
+    packed = None
+    if t_min is not None and t_max is not None:
+        keys = con.execute(f"SELECT count(*) FROM {sql.AGG_KEYS}").fetchall()[0][0]
+        oldest = timestamp_us(t_min - timedelta(microseconds=view.aggregations.longest_us))
+        bits = (timestamp_us(t_max) - oldest + 1).bit_length()
+        if max(keys, 1).bit_length() + bits <= 62:
+            packed = (oldest, bits)
+    events = con.sql(sql.render_agg_events(view, sql.agg_prune(view, t_min, t_max), packed))
+    return aggregate_join(plan, view, rows, events.to_arrow_table())
 
 
 class DuckDBEngine(OfflineEngine):
@@ -228,6 +268,20 @@ class DuckDBEngine(OfflineEngine):
             for batch in reader:
                 if batch.num_rows:
                     yield batch.cast(schema)
+        finally:
+            con.close()
+
+    def read_tile_events(
+        self, plan: TileEventsPlan, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """See ``OfflineEngine.read_tile_events``."""
+        con = connect(self.settings)
+        try:
+            warn_skipped_rows(con, plan.view)
+            reader = con.sql(sql.render_tile_events(plan)).to_arrow_reader(batch_rows)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
         finally:
             con.close()
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from featurestore.config import RepoConfig
     from featurestore.manifest import EngineInfo, SourceFingerprint
     from featurestore.offline.entities import EntityInput
-    from featurestore.offline.plan import JoinPlan, LatestPlan
+    from featurestore.offline.plan import JoinPlan, LatestPlan, TileEventsPlan
     from featurestore.types import DType
 
 BATCH_ROWS = 65_536  # rows per record batch of read_latest
@@ -96,6 +96,14 @@ class OfflineEngine(ABC):
         """Stream the latest candidate row per entity key (``LatestPlan``), as record
         batches of at most ``batch_rows`` rows with ``plan.output_schema()``, one row per
         key overall. NaN stays NaN; naive datetimes are UTC."""
+
+    @abstractmethod
+    def read_tile_events(
+        self, plan: TileEventsPlan, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream an aggregated view's events for materialization (``TileEventsPlan``: the
+        keys with a candidate event, their events from the first tile it touches, sorted
+        by keys and the join's order), as record batches of at most ``batch_rows`` rows."""
 
     @abstractmethod
     def describe(self) -> EngineInfo:

@@ -18,6 +18,11 @@ Features of on-demand views are not joined: the plan joins their inputs (under r
 ``__fs_input__`` columns when not asked for) and lists the ``Transformation`` steps that
 ``training.historical_job`` runs on the joined table (featurestore/transforms.py); their
 outputs come after the joined features. Their request fields must be entity columns.
+
+An aggregated view (``ViewJoin.aggregations``) answers another question for the same row:
+each aggregation over the key's events with ``floor(t - window, slide) <= event_ts < t``
+(with ``as_of="created"`` only those created by ``t``), featurestore/aggregations/. Its
+``with_timestamps`` columns are null (no row wins).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from featurestore.aggregations.plan import ViewAggregations
     from featurestore.registry import RegistryState
 
 AsOf = Literal["event", "created"]
@@ -110,6 +116,15 @@ class ViewJoin:
     features: tuple[FeatureColumn, ...]
     all_features: tuple[tuple[str, DType], ...]
     fingerprint: str
+    aggregations: ViewAggregations | None = None  # set for an aggregated view
+
+    @property
+    def aggregated_columns(self) -> tuple[tuple[str, DType], ...]:
+        """An aggregated view's source columns the requested aggregations read, with their
+        dtypes (all of the view's columns: tiles hold every aggregation's partials)."""
+        if self.aggregations is None:
+            return ()
+        return tuple((c.name, c.dtype) for c in self.aggregations.layout.columns)
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -224,6 +239,8 @@ def plan_view(
 ) -> ViewJoin:
     """Plan one view's part of a join (or of a latest-per-key read) for ``features``, and
     ``hidden``: transformation inputs not asked for, output under reserved names."""
+    from featurestore.aggregations.plan import ViewAggregations
+
     by_name = {f.name: f for f in view.features}
     return ViewJoin(
         name=view.name,
@@ -246,6 +263,7 @@ def plan_view(
         ),
         all_features=tuple((f.name, f.dtype) for f in view.features),
         fingerprint=fingerprint,
+        aggregations=ViewAggregations.of(view) if view.is_aggregated else None,
     )
 
 
@@ -275,6 +293,23 @@ class LatestPlan:
             + [(f.name, f.dtype.to_arrow()) for f in self.view.features]
             + [("event_ts", utc), ("created_ts", utc)]
         )
+
+
+@dataclass(frozen=True)
+class TileEventsPlan:
+    """Materialization's read of an aggregated view: for each entity key with a candidate
+    event (``event_ts < end`` and ``event_ts >= start`` or ``created_ts > created_after``),
+    its events from ``lower`` on, ``lower`` being the earliest start (µs), at any level, of
+    a tile holding its first candidate, but no earlier than that level's ``bounds`` entry
+    (the oldest tile start still kept); events before ``end`` only. Sorted by (join keys,
+    the join's order key); columns: the join keys, ``__fs_ts``, ``__fs_created`` (µs, the
+    smallest int64 when missing), ``__fs_lower`` (µs) and the aggregated columns."""
+
+    view: ViewJoin
+    end: datetime
+    start: datetime | None
+    created_after: datetime | None
+    bounds: tuple[tuple[int, int], ...]  # per level: (level µs, oldest tile start kept µs)
 
 
 def plan_latest(

@@ -51,7 +51,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from featurestore.errors import OnlineStoreError
-from featurestore.online.codec import layout_id
+from featurestore.online.codec import view_layout_id
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -79,7 +79,8 @@ class ViewIdentity(NamedTuple):
     """The definition a view's online data is written for, and read with.
 
     ``fingerprint``: the applied view's fingerprint (what changes its values); ``layout``:
-    ``codec.layout_id`` of its features in schema order (what decoding needs).
+    ``codec.view_layout_id`` (its features' row layout, or an aggregated view's tile layout:
+    what decoding needs).
     """
 
     view: str
@@ -89,7 +90,7 @@ class ViewIdentity(NamedTuple):
     @classmethod
     def of(cls, record: ViewRecord) -> ViewIdentity:
         """The identity of an applied view (a registry record)."""
-        return cls(record.view.name, record.fingerprint, layout_id(record.view.features))
+        return cls(record.view.name, record.fingerprint, view_layout_id(record.view))
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,27 @@ class KeyGroup(NamedTuple):
 
     views: tuple[ViewIdentity, ...]
     entity_keys: Sequence[str]
+
+
+TileId = tuple[int, int]  # (position of the level in the view's levels, tile number)
+
+
+class TileRead(NamedTuple):
+    """An aggregated view's tiles to read: ``tiles`` of each of ``entity_keys``."""
+
+    view: ViewIdentity
+    entity_keys: Sequence[str]
+    tiles: Sequence[TileId]
+
+
+@dataclass(frozen=True)
+class TileAnswer:
+    """What the store holds for a ``TileRead``: the view's covered end (its watermark's end;
+    None when the store holds no materialized data for that identity) and, per entity key,
+    one row per asked tile (None when absent)."""
+
+    end: datetime | None
+    rows: list[list[bytes | None]]
 
 
 class OnlineStore(ABC):
@@ -186,6 +208,42 @@ class OnlineStore(ABC):
         """``read`` awaited on an event loop; stores with a network round trip override it
         so the loop is not blocked while the server answers (here: the blocking ``read``)."""
         return self.read(groups)
+
+    @abstractmethod
+    def write_tiles(
+        self,
+        claim: Claim,
+        entity_keys: Sequence[str],
+        tiles: Sequence[Sequence[tuple[TileId, bytes]]],
+    ) -> int:
+        """Write an aggregated view's tiles: for each entity key, its (tile id, row) pairs
+        (rows of ``aggregations.online.tile_codec``, whose 16-byte prefix is (tile start,
+        run end)). A tile is written unless the stored one's prefix is greater (a tile is
+        never replaced by one computed from an earlier run end); equal ones are rewritten.
+        Refused with ``OnlineStoreError`` (nothing written) once the claim is no longer
+        current, atomically with the write. Returns the tiles written."""
+
+    @abstractmethod
+    def remove_tiles(self, claim: Claim, keep_from: Sequence[TileId]) -> int:
+        """Delete the claimed view's tiles older than what windows can still read: for each
+        ``(level position, first tile number kept)``, that level's earlier tiles, of every
+        entity key. Returns how many were deleted (Redis: how many fields)."""
+
+    @abstractmethod
+    def read_tiles(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """``read(groups)`` and the tiles of ``tile_reads``, in one round trip. A view whose
+        current generation is not the asked identity's answers ``end=None`` and no rows
+        (its stored tiles are counted in ``refused_rows``)."""
+
+    async def read_tiles_async(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """``read_tiles`` awaited on an event loop (here: the blocking ``read_tiles``; no
+        store overrides it yet, so a request with aggregated views blocks the loop for its
+        one round trip)."""
+        return self.read_tiles(groups, tile_reads)
 
     @abstractmethod
     def get_watermark(self, view: str) -> Watermark | None:

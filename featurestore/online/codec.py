@@ -50,7 +50,7 @@ from featurestore.types import DType, as_utc, key_dtype_names
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from featurestore.definitions import Field
+    from featurestore.definitions import FeatureView, Field
 
 HEADER_SIZE = 16
 ROW_FORMAT = 1  # the version of the encoding below, part of every layout id
@@ -80,6 +80,16 @@ def layout_id(features: Sequence[Field]) -> str:
     ordered = [[f.name, f.dtype.name] for f in features]
     text = json.dumps([ROW_FORMAT, ordered], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def view_layout_id(view: FeatureView) -> str:
+    """The layout id of what the online store holds for ``view``: its rows' ``layout_id``,
+    or for an aggregated view its tiles' (``aggregations.plan.ViewAggregations.layout_id``)."""
+    if view.aggregations:
+        from featurestore.aggregations.plan import ViewAggregations
+
+        return ViewAggregations.of(view).layout_id
+    return layout_id(view.features)
 
 
 def timestamp_us(ts: datetime) -> int:

@@ -16,6 +16,16 @@ not asked for are read under reserved names and dropped) and the request fields 
 entity rows, by the one ``transforms.transform`` the offline path calls: PRESENT, or
 NULL_VALUE when null; no event time (featurestore/transforms.py).
 
+An aggregated view is answered from its tiles (featurestore/aggregations/online.py): each
+window ending at ``now`` folded from the tiles that cover it, so values age out as ``now``
+moves. Once the view is materialized its values are never NOT_FOUND (a key without tiles
+has the empty-window values: count 0, sum 0, others null as NULL_VALUE); each value's
+event timestamp is the view's covered end (the end of its last run); with a ttl, a value
+whose covered end is more than ttl before ``now`` is null with OUTSIDE_MAX_AGE (the ttl is
+the maximum staleness); a view never materialized is NOT_FOUND; a ``now`` before the
+covered end is an error (the tiles hold later events). Mixed requests are still one round
+trip (``OnlineStore.read_tiles``).
+
 Speed: what does not depend on the entity rows (resolving references, grouping views by
 their entity keys, the codecs) is compiled once per request shape into a ``ReadPlan`` and
 cached; each call then checks key types, builds keys, makes one store call and decodes rows
@@ -33,13 +43,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from featurestore.aggregations.online import ReadShape, answer, tile_codec
+from featurestore.aggregations.partials import SumOverflow
+from featurestore.aggregations.plan import AggSpec, ViewAggregations
 from featurestore.columns import check_unique, feature_column
 from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
 from featurestore.errors import RetrievalError
-from featurestore.online.base import KeyGroup, OnlineStore, ViewIdentity
+from featurestore.online.base import KeyGroup, OnlineStore, TileAnswer, TileRead, ViewIdentity
 from featurestore.online.codec import (
     RowCodec,
     combine_keys,
+    from_us,
     key_column,
     timestamp_us,
 )
@@ -88,6 +102,24 @@ class GroupRead:
 
 
 @dataclass(frozen=True)
+class AggregatedRead:
+    """How to answer one aggregated view's requested features from its tiles."""
+
+    view: str
+    identity: ViewIdentity
+    keys: tuple[tuple[str, DType], ...]  # join keys, sorted by name
+    plan: ViewAggregations
+    specs: tuple[AggSpec, ...]  # the requested aggregations
+    names: tuple[str, ...]  # their output column names
+    codec: RowCodec  # of the view's tile records
+    ttl_us: int | None  # the maximum staleness: now - covered end
+
+    @property
+    def windows(self) -> tuple[tuple[int, int], ...]:
+        return tuple(dict.fromkeys((s.window_us, s.slide_us) for s in self.specs))
+
+
+@dataclass(frozen=True)
 class ReadPlan:
     """Everything about a request that does not depend on its entity rows."""
 
@@ -106,6 +138,20 @@ class ReadPlan:
                 found.setdefault(field.column, field.dtype)
         return tuple(found.items())
 
+    aggregated: tuple[AggregatedRead, ...] = ()
+
+    @property
+    def views_read(self) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+        """Every view the request reads, plain or aggregated: (view, its output column
+        names, the features they are), in plan order."""
+        plain = [
+            (v.view, v.names, tuple(v.codec.features[p].name for p in v.positions))
+            for g in self.groups
+            for v in g.views
+        ]
+        aggregated = [(a.view, a.names, tuple(s.name for s in a.specs)) for a in self.aggregated]
+        return tuple(plain + aggregated)
+
 
 def compile_plan(
     state: RegistryState,
@@ -120,6 +166,7 @@ def compile_plan(
     features: list[tuple[str, DType]] = []
     inputs: list[tuple[str, DType]] = []
     owners: list[tuple[str, str]] = []  # (output column, what it is), for the clash check
+    aggregated: list[AggregatedRead] = []
     split = split_request(state, projections, full_feature_names, repo_path)
     for read_view in split.reads:
         view = read_view.view
@@ -140,6 +187,21 @@ def compile_plan(
         inputs += [
             (name, view.feature(f).dtype) for name, f in zip(hidden, read_view.hidden, strict=True)
         ]
+        if view.is_aggregated:
+            planned = ViewAggregations.of(view)
+            aggregated.append(
+                AggregatedRead(
+                    view=view.name,
+                    identity=ViewIdentity.of(state.view_record(view.name)),
+                    keys=tuple(sorted((k, key_dtypes[k]) for k in view.join_keys)),
+                    plan=planned,
+                    specs=tuple(planned.spec(f) for f in read_view.features),
+                    names=out + hidden,
+                    codec=tile_codec(planned),
+                    ttl_us=view.ttl_microseconds,
+                )
+            )
+            continue
         read = ViewRead(
             view=view.name,
             identity=ViewIdentity.of(state.view_record(view.name)),
@@ -161,6 +223,7 @@ def compile_plan(
         features=tuple(features),
         transformations=split.transformations,
         inputs=tuple(inputs),
+        aggregated=tuple(aggregated),
     )
 
 
@@ -277,7 +340,7 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _entity_keys(group: GroupRead, columns: dict[str, list[Any]]) -> list[str]:
+def _entity_keys(group: GroupRead | AggregatedRead, columns: dict[str, list[Any]]) -> list[str]:
     """The codec's canonical entity key of every entity row, for one group's join keys."""
     return combine_keys([key_column(name, dtype, columns[name]) for name, dtype in group.keys])
 
@@ -325,6 +388,10 @@ def read_online(
     """Read ``plan``'s features for ``entity_rows`` (statuses: module docstring)."""
     n, columns, requests = _requests(plan, entity_rows)
     now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
+    if plan.aggregated:
+        shapes, tile_reads = _tile_reads(plan, columns, now_us)
+        stored, answers = store.read_tiles(requests, tile_reads)
+        return _response(plan, n, columns, stored, now_us, (shapes, answers))
     return _response(plan, n, columns, store.read(requests), now_us)
 
 
@@ -335,6 +402,10 @@ async def read_online_async(
     store's round trip awaited (``OnlineStore.read_async``) instead of blocking the loop."""
     n, columns, requests = _requests(plan, entity_rows)
     now_us = time.time_ns() // 1000 if now is None else timestamp_us(now)
+    if plan.aggregated:
+        shapes, tile_reads = _tile_reads(plan, columns, now_us)
+        stored, answers = await store.read_tiles_async(requests, tile_reads)
+        return _response(plan, n, columns, stored, now_us, (shapes, answers))
     return _response(plan, n, columns, await store.read_async(requests), now_us)
 
 
@@ -352,18 +423,34 @@ def _requests(
     return n, columns, requests
 
 
+def _tile_reads(
+    plan: ReadPlan, columns: dict[str, list[Any]], now_us: int
+) -> tuple[list[ReadShape], list[TileRead]]:
+    """The tiles each aggregated view of the request needs at ``now``, for its keys."""
+    shapes = [ReadShape.at(a.plan, a.windows, now_us) for a in plan.aggregated]
+    reads = [
+        TileRead(a.identity, _entity_keys(a, columns), shape.tiles)
+        for a, shape in zip(plan.aggregated, shapes, strict=True)
+    ]
+    return shapes, reads
+
+
 def _response(
     plan: ReadPlan,
     n: int,
     columns: dict[str, list[Any]],
     stored: list[list[bytes | None]],
     now_us: int,
+    tiles: tuple[list[ReadShape], list[TileAnswer]] = ([], []),
 ) -> OnlineResponse:
-    """Decode the store's rows into the response (values, statuses, event times)."""
+    """Decode the store's rows and tiles into the response (values, statuses, event times)."""
     values: dict[str, list[Any]] = {}
     statuses: dict[str, list[str]] = {}
     event_us: dict[str, list[int | None]] = {}
     stored_rows: dict[str, list[bytes | None]] = {}
+    for read, shape, found in zip(plan.aggregated, *tiles, strict=True):
+        _answer_view(read, shape, found, now_us, values, statuses, event_us)
+        stored_rows.update(dict.fromkeys(read.names, [None] * n))  # tiles have no created time
     start = 0
     for group in plan.groups:
         rows = stored[start : start + n]
@@ -452,6 +539,76 @@ def _decode_view(
         values[name] = column
         statuses[name] = status
         event_us[name] = events  # type: ignore[assignment]  # list[int] where no row is missing
+
+
+def _answer_view(
+    read: AggregatedRead,
+    shape: ReadShape,
+    found: TileAnswer,
+    now_us: int,
+    values: dict[str, list[Any]],
+    statuses: dict[str, list[str]],
+    event_us: dict[str, list[int | None]],
+) -> None:
+    """Set an aggregated view's value, status and covered-end columns (one per entity row)."""
+    n = len(found.rows)
+    if found.end is None:  # never materialized (for this definition): nothing is known
+        for name in read.names:
+            values[name], statuses[name], event_us[name] = [None] * n, [NOT_FOUND] * n, [None] * n
+        return
+    end_us = timestamp_us(found.end)
+    if now_us < end_us:
+        raise RetrievalError(
+            f"feature view {read.view!r} is materialized up to {found.end.isoformat()}, after "
+            f"now={from_us(now_us).isoformat()}: its tiles hold later events, so its "
+            "aggregations cannot be answered at that time; read at or after the covered end "
+            "(get_historical_features answers any time)"
+        )
+    if read.ttl_us is not None and now_us - end_us > read.ttl_us:
+        for name in read.names:
+            values[name] = [None] * n
+            statuses[name] = [OUTSIDE_MAX_AGE] * n
+            event_us[name] = [end_us] * n
+        return
+    columns: list[list[Any]] = [[] for _ in read.names]
+    for entity_rows in found.rows:
+        decoded = _decode_tiles(read, entity_rows)
+        try:
+            answered = answer(read.plan, shape, read.specs, decoded)
+        except SumOverflow as exc:
+            raise RetrievalError(
+                f"feature view {read.view!r}: a sum of Int64 column {exc.column!r} overflows "
+                "Int64 for this entity; aggregate a Float64 column instead"
+            ) from None
+        for column, spec, (value, null) in zip(columns, read.specs, answered, strict=True):
+            if null:
+                column.append(None)
+            elif spec.output.name == "UnixTimestamp" and spec.function != "last":
+                column.append(from_us(value))
+            else:
+                column.append(value)
+    for name, column in zip(read.names, columns, strict=True):
+        values[name] = column
+        statuses[name] = [NULL_VALUE if v is None else PRESENT for v in column]
+        event_us[name] = [end_us] * n
+
+
+def _decode_tiles(read: AggregatedRead, rows: list[bytes | None]) -> list[dict[str, Any] | None]:
+    """An entity's tiles (in the read shape's order) as field -> value dicts (None: absent).
+    A min or max without a value reads as 0, the number the offline path holds there."""
+    present = [row for row in rows if row is not None]
+    if not present:
+        return [None] * len(rows)
+    names = [name for name, _ in read.plan.layout.fields]
+    _, columns = read.codec.decode_columns(present, range(len(names)))
+    decoded = iter([dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)])
+    out: list[dict[str, Any] | None] = [None if row is None else next(decoded) for row in rows]
+    for tile in out:
+        if tile is not None:
+            for name in names:
+                if tile[name] is None and name.startswith(("min", "max")):
+                    tile[name] = 0
+    return out
 
 
 class OnlineReader:

@@ -78,7 +78,8 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import ConfigError, OnlineStoreError
 from featurestore.online import redis_scripts as lua
-from featurestore.online.base import Claim, KeyGroup, changed_under
+from featurestore.online import redis_tiles
+from featurestore.online.base import Claim, KeyGroup, TileAnswer, TileId, TileRead, changed_under
 from featurestore.online.redis_base import (
     CALLS_PER_PIPELINE,
     READ_BATCH,
@@ -133,6 +134,26 @@ class RedisOnlineStore(RedisStoreBase):
     def _load_scripts(self) -> None:
         for script in lua.SINGLE_SERVER_SCRIPTS:
             self._client.script_load(script)
+
+    # what featurestore/online/redis_tiles.py uses
+    def hash_key(self, entity_key: str) -> str:
+        """The Redis key of an entity key's hash."""
+        return self._prefix + entity_key
+
+    @property
+    def meta_key(self) -> str:
+        return self._meta
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def run_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Script calls in one round trip, connection failures as OnlineStoreUnavailable."""
+        return self._call("run a script", lambda: self._scripts(commands))
+
+    def count_refused(self, view: str, rows: int) -> None:
+        self._count_refused(view, rows)
 
     def _scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Script calls (EVALSHA ...) in one round trip; their replies, in order.
@@ -252,6 +273,39 @@ class RedisOnlineStore(RedisStoreBase):
         replies = self._call("read rows", lambda: self._scripts(commands))
         return self._read_rows(calls, replies)
 
+    def read_tiles(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        calls, commands = self._read_calls(groups)
+        tile_commands = [redis_tiles.read_commands(self, r) for r in tile_reads]
+        replies = self._call("read rows", lambda: self._scripts(commands + tile_commands))
+        rows = self._read_rows(calls, replies[: len(commands)]) if commands else []
+        answers = [
+            redis_tiles.parse_read(self, request, reply)
+            for request, reply in zip(tile_reads, replies[len(commands) :], strict=True)
+        ]
+        return rows, answers
+
+    def write_tiles(
+        self,
+        claim: Claim,
+        entity_keys: Sequence[str],
+        tiles: Sequence[Sequence[tuple[TileId, bytes]]],
+    ) -> int:
+        head = (f"view:{claim.identity.view}", claim_value(claim), claim.generation)
+        commands = redis_tiles.write_tiles(self, claim, entity_keys, tiles, head)
+        written = 0
+        for start in range(0, len(commands), CALLS_PER_PIPELINE):
+            batch = commands[start : start + CALLS_PER_PIPELINE]
+            replies = self._call("write tiles", functools.partial(self._scripts, batch))
+            if min(replies) < 0:
+                raise changed_under(claim, self._holds(claim.identity.view), self.location)
+            written += sum(replies)
+        return written
+
+    def remove_tiles(self, claim: Claim, keep_from: Sequence[TileId]) -> int:
+        return self._call("remove old tiles", lambda: redis_tiles.sweep(self, claim, keep_from))
+
     async def read_async(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
         """``read`` over redis.asyncio on the running loop's own client: the same script
         calls, replies and refusals, without blocking the loop while the server answers."""
@@ -356,6 +410,7 @@ class RedisOnlineStore(RedisStoreBase):
                 for key in keys:
                     pipe.hdel(key, *retired)
                 removed += sum(pipe.execute())
+                removed += redis_tiles.collect(self, keys, retired)
             if cursor == 0:
                 self._client.hdel(self._meta, *markers)
                 break

@@ -89,8 +89,18 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
 from featurestore.online import redis_scripts as lua
-from featurestore.online.base import Claim, KeyGroup, ViewIdentity, Watermark, changed_under
+from featurestore.online.base import (
+    Claim,
+    KeyGroup,
+    TileAnswer,
+    TileId,
+    TileRead,
+    ViewIdentity,
+    Watermark,
+    changed_under,
+)
 from featurestore.online.cluster_client import Call, ClusterClient, Job
+from featurestore.online.codec import from_us
 from featurestore.online.redis_base import (
     READ_BATCH,
     RETIRED,
@@ -101,6 +111,7 @@ from featurestore.online.redis_base import (
     claim_value,
     held,
 )
+from featurestore.online.redis_tiles import tile_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -291,6 +302,112 @@ class RedisClusterOnlineStore(RedisStoreBase):
                     out[i] = reply
             rows += out
         return rows, self._nodes.checked("read rows", current[0]) if current else None
+
+    # --- aggregated views' tiles (layout: featurestore/online/redis_tiles.py) ---------------
+
+    def write_tiles(
+        self,
+        claim: Claim,
+        entity_keys: Sequence[str],
+        tiles: Sequence[Sequence[tuple[TileId, bytes]]],
+    ) -> int:
+        """One script call per key (its tiles under the claim's generation, each with the
+        never-regress compare), routed to the key's master, ``WRITE_BATCH`` keys per round;
+        then the claim is checked, as for rows."""
+        calls: list[Call] = []
+        for key, key_tiles in zip(entity_keys, tiles, strict=True):
+            if key_tiles:
+                name = (self._prefix + key).encode()
+                pairs = [x for tile, row in key_tiles for x in (tile_name(tile), row)]
+                calls.append(
+                    (
+                        name,
+                        ("EVALSHA", lua.CLUSTER_TILE_WRITE_SHA, 1, name, claim.generation, *pairs),
+                    )
+                )
+        written_nodes = self._nodes.written()
+        written = 0
+        for start in range(0, len(calls), WRITE_BATCH):
+            replies = self._nodes.route(
+                "write tiles", calls[start : start + WRITE_BATCH], written_nodes
+            )
+            written += sum(self._nodes.checked("write tiles", r) for r in replies)
+        view = claim.identity.view
+        if self._meta_field("check the run's claim", f"view:{view}") != claim_value(claim).encode():
+            raise changed_under(
+                claim, self._holds(view), self.location
+            )  # the next drop collects them
+        return written
+
+    def read_tiles(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """The rows (``read``), then the views' ``view:`` and ``watermark:`` entries from the
+        meta hash, then every key's tiles under the generation found, routed to their
+        masters in one round: three rounds at most (one server: one)."""
+        rows = self.read(groups)
+        if not tile_reads:
+            return rows, []
+        fields = [
+            f for r in tile_reads for f in (f"view:{r.view.view}", f"watermark:{r.view.view}")
+        ]
+        meta = self._one("read tiles", ("HMGET", self._meta, *fields))
+        calls: list[Call] = []
+        plans: list[tuple[int, int] | None] = []  # per read: its calls' span, None: no data
+        for i, request in enumerate(tile_reads):
+            entry = meta[2 * i]
+            status = _status(entry, request.view)
+            if status == "n" or not request.entity_keys:
+                plans.append(None)
+                continue
+            generation = _generation(entry)
+            names = [generation + b":" + tile_name(t).encode() for t in request.tiles]
+            first = len(calls)
+            for key in request.entity_keys:
+                name = (self._prefix + key).encode()
+                calls.append((name, ("HMGET", name, *names)))
+            plans.append((first, len(calls)))
+        replies = self._nodes.route("read tiles", calls) if calls else []
+        answers = []
+        for i, (request, span) in enumerate(zip(tile_reads, plans, strict=True)):
+            mark = meta[2 * i + 1]
+            if span is not None and _status(meta[2 * i], request.view) == "x":
+                # another identity's tiles: refused, and counted as the single server does
+                found = [self._nodes.checked("read tiles", r) for r in replies[span[0] : span[1]]]
+                self._count_refused(request.view.view, sum(v is not None for r in found for v in r))
+                span = None
+            if span is None or not mark:
+                answers.append(
+                    TileAnswer(None, [[None] * len(request.tiles) for _ in request.entity_keys])
+                )
+                continue
+            found = [self._nodes.checked("read tiles", r) for r in replies[span[0] : span[1]]]
+            answers.append(TileAnswer(from_us(int(mark.split(b":")[0])), [list(r) for r in found]))
+        return rows, answers
+
+    def remove_tiles(self, claim: Claim, keep_from: Sequence[TileId]) -> int:
+        """The generation's tiles older than ``keep_from``: one SCAN over each master's keys
+        of the project, one sweep call per key found."""
+        what = "remove old tiles"
+        args: list[Any] = [claim.generation]
+        for level, first in keep_from:
+            args += [level, first]
+        removed = 0
+        for node in sorted(self._nodes.masters()):
+            cursor: Any = b"0"
+            while True:
+                scan = ("SCAN", cursor, "MATCH", f"{self._prefix}*", "COUNT", SCAN_COUNT)
+                reply = self._nodes.exchange(what, {node: [scan]})[node][0]
+                cursor, keys = self._nodes.checked(what, reply)
+                calls: list[Call] = [
+                    (k, ("EVALSHA", lua.TILE_SWEEP_SHA, 1, k, *args)) for k in keys
+                ]
+                removed += sum(
+                    int(self._nodes.checked(what, r)) for r in self._nodes.route(what, calls)
+                )
+                if int(cursor) == 0:
+                    break
+        return removed
 
     async def read_async(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
         """``read`` in a worker thread (asyncio's default executor), so the event loop goes on

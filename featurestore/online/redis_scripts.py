@@ -188,19 +188,146 @@ return 1
 """
 
 
+# --- aggregated views' tiles (featurestore/online/redis_tiles.py) ------------------------
+# A tile is a field "<generation>:<level>:<tile>" of its key's hash, written with PUT (its
+# 16-byte prefix is (tile start, run end): never replaced by one from an earlier run end).
+
+# Single server. KEYS[1]: meta; KEYS[i + 1]: hashes. ARGV[1]: "view:<view>"; ARGV[2]: the claim
+# as view:<view> holds it; ARGV[3]: the generation; then per hash: its tile count m, then m
+# (tile id, row) pairs. -1 when the claim is not current (nothing written), else the tiles
+# written.
+TILE_WRITE_SCRIPT = (
+    PUT
+    + """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return -1
+end
+local prefix = ARGV[3] .. ':'
+local a, written = 4, 0
+for i = 2, #KEYS do
+  local m = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, m do
+    written = written + put(KEYS[i], prefix .. ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+end
+return written
+"""
+)
+
+# Cluster. KEYS[1]: one hash; ARGV[1]: the generation; ARGV[2..]: (tile id, row) pairs. The
+# claim is checked after the call (the meta hash is in another slot), as for rows.
+CLUSTER_TILE_WRITE_SCRIPT = (
+    PUT
+    + """
+local prefix = ARGV[1] .. ':'
+local written = 0
+for a = 2, #ARGV, 2 do
+  written = written + put(KEYS[1], prefix .. ARGV[a], ARGV[a + 1])
+end
+return written
+"""
+)
+
+# Single server. KEYS[1]: meta; KEYS[2..]: hashes. ARGV[1]: "view:<view>"; ARGV[2]: the identity
+# asked, "<fingerprint>:<layout id>"; ARGV[3]: "watermark:<view>"; ARGV[4..]: tile ids. Returns
+# {"n"} (no data), {"x", n} (another identity's data: n of its tiles among those asked), or
+# {".", watermark or "", one HMGET reply per hash}.
+TILE_READ_SCRIPT = """#!lua flags=no-writes
+local held, generation = string.match(
+  redis.call('HGET', KEYS[1], ARGV[1]) or '', '^(.*):(%d+)$')
+if not generation then
+  return {'n'}
+end
+local fields = {}
+for i = 4, #ARGV do
+  fields[i - 3] = generation .. ':' .. ARGV[i]
+end
+if held ~= ARGV[2] then
+  local refused = 0
+  for k = 2, #KEYS do
+    for _, v in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do
+      if v then refused = refused + 1 end
+    end
+  end
+  return {'x', refused}
+end
+local out = {'.', redis.call('HGET', KEYS[1], ARGV[3]) or ''}
+for k = 2, #KEYS do
+  out[k + 1] = redis.call('HMGET', KEYS[k], unpack(fields))
+end
+return out
+"""
+
+# Both. KEYS: hashes (one on a cluster). ARGV[1]: the generation; then (level, first tile number
+# kept) pairs. Deletes the generation's tiles of those levels numbered below the first kept.
+TILE_SWEEP_SCRIPT = """
+local generation = ARGV[1]
+local first = {}
+for i = 2, #ARGV, 2 do
+  first[ARGV[i]] = tonumber(ARGV[i + 1])
+end
+local removed = 0
+for _, key in ipairs(KEYS) do
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local g, level, number = string.match(field, '^(%d+):(%d+):(%-?%d+)$')
+    if g == generation and first[level] and tonumber(number) < first[level] then
+      removed = removed + redis.call('HDEL', key, field)
+    end
+  end
+end
+return removed
+"""
+
+# Single server. KEYS: hashes; ARGV: retired generations. Deletes their tiles (fields
+# "<generation>:..."), beside the HDEL of their rows (a drop's collection pass).
+TILE_COLLECT_SCRIPT = """
+local retired = {}
+for _, g in ipairs(ARGV) do
+  retired[g] = true
+end
+local removed = 0
+for _, key in ipairs(KEYS) do
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    local g = string.match(field, '^(%d+):')
+    if g and retired[g] then
+      removed = removed + redis.call('HDEL', key, field)
+    end
+  end
+end
+return removed
+"""
+
+
 def sha1(script: str) -> str:
     """The SHA1 ``EVALSHA`` calls a script by."""
     return hashlib.sha1(script.encode()).hexdigest()
 
 
-SINGLE_SERVER_SCRIPTS = (WRITE_SCRIPT, READ_SCRIPT, DROP_SCRIPT, CLAIM_SCRIPT, WATERMARK_SCRIPT)
+SINGLE_SERVER_SCRIPTS = (
+    WRITE_SCRIPT,
+    READ_SCRIPT,
+    DROP_SCRIPT,
+    CLAIM_SCRIPT,
+    WATERMARK_SCRIPT,
+    TILE_WRITE_SCRIPT,
+    TILE_READ_SCRIPT,
+    TILE_SWEEP_SCRIPT,
+    TILE_COLLECT_SCRIPT,
+)
 CLUSTER_SCRIPTS = (
     CLUSTER_WRITE_SCRIPT,
     CLUSTER_READ_SCRIPT,
     DROP_SCRIPT,
     CLAIM_SCRIPT,
     WATERMARK_SCRIPT,
+    CLUSTER_TILE_WRITE_SCRIPT,
+    TILE_SWEEP_SCRIPT,
 )
 WRITE_SHA, READ_SHA = sha1(WRITE_SCRIPT), sha1(READ_SCRIPT)
 CLUSTER_WRITE_SHA, CLUSTER_READ_SHA = sha1(CLUSTER_WRITE_SCRIPT), sha1(CLUSTER_READ_SCRIPT)
 DROP_SHA, CLAIM_SHA, WATERMARK_SHA = sha1(DROP_SCRIPT), sha1(CLAIM_SCRIPT), sha1(WATERMARK_SCRIPT)
+TILE_WRITE_SHA, TILE_READ_SHA = sha1(TILE_WRITE_SCRIPT), sha1(TILE_READ_SCRIPT)
+CLUSTER_TILE_WRITE_SHA = sha1(CLUSTER_TILE_WRITE_SCRIPT)
+TILE_SWEEP_SHA, TILE_COLLECT_SHA = sha1(TILE_SWEEP_SCRIPT), sha1(TILE_COLLECT_SCRIPT)

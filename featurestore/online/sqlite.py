@@ -8,6 +8,8 @@ Layout::
                 UNIQUE (project, view))
     view_rows  (generation INTEGER, entity TEXT, row BLOB,
                 PRIMARY KEY (generation, entity)) WITHOUT ROWID
+    view_tiles (generation INTEGER, entity TEXT, level INTEGER, tile INTEGER, row BLOB,
+                PRIMARY KEY (generation, entity, level, tile)) WITHOUT ROWID
 
 A ``views`` row is a view's current *generation* (featurestore/online/base.py) in one
 project: the (fingerprint, layout id) its data was written for, and its watermark.
@@ -17,6 +19,12 @@ two projects sharing the file never see each other's rows, and a read returns a 
 its generation is the view's current one and stands for the identity the reader asks
 (generations and rows are read in one transaction, so they agree); others are refused and
 counted. ``entity`` is the canonical entity key and ``row`` the codec row, as in Redis.
+
+An aggregated view keeps tiles instead of rows (featurestore/aggregations/online.py):
+``view_tiles`` rows keyed by generation, entity key and tile (level position, tile number),
+so a key's tiles are one range of the primary key; a tile's row is written with the same
+upsert rule (its 16-byte prefix is (tile start, run end)); old tiles go with one DELETE per
+level, a claim or drop takes them with the generation.
 
 Never regress is one upsert: ``ON CONFLICT DO UPDATE ... WHERE substr(excluded.row, 1, 16) >=
 substr(view_rows.row, 1, 16)`` — SQLite compares BLOBs with memcmp, and the codec's 16-byte
@@ -47,6 +55,9 @@ from featurestore.online.base import (
     Claim,
     KeyGroup,
     OnlineStore,
+    TileAnswer,
+    TileId,
+    TileRead,
     ViewIdentity,
     Watermark,
     changed_under,
@@ -76,6 +87,20 @@ CREATE TABLE IF NOT EXISTS view_rows (
     row BLOB NOT NULL,
     PRIMARY KEY (generation, entity)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_tiles (
+    generation INTEGER NOT NULL,
+    entity TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    tile INTEGER NOT NULL,
+    row BLOB NOT NULL,
+    PRIMARY KEY (generation, entity, level, tile)
+) WITHOUT ROWID;
+"""
+
+UPSERT_TILE = """
+INSERT INTO view_tiles (generation, entity, level, tile, row) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (generation, entity, level, tile) DO UPDATE SET row = excluded.row
+WHERE substr(excluded.row, 1, 16) >= substr(view_tiles.row, 1, 16)
 """
 
 UPSERT = """
@@ -239,6 +264,93 @@ class SqliteOnlineStore(OnlineStore):
             [None if g is None else found_rows.get((g, key)) for g in generations] for key in keys
         ]
 
+    def write_tiles(
+        self,
+        claim: Claim,
+        entity_keys: Sequence[str],
+        tiles: Sequence[Sequence[tuple[TileId, bytes]]],
+    ) -> int:
+        generation = claim.generation
+        with self._transaction() as cursor:
+            holds = self._generation(cursor, claim.identity.view)
+            if holds != generation:
+                raise changed_under(claim, holds, self.location)
+            cursor.executemany(
+                UPSERT_TILE,
+                (
+                    (generation, key, level, number, row)
+                    for key, key_tiles in zip(entity_keys, tiles, strict=True)
+                    for (level, number), row in key_tiles
+                ),
+            )
+            return cursor.rowcount
+
+    def remove_tiles(self, claim: Claim, keep_from: Sequence[TileId]) -> int:
+        removed = 0
+        with self._transaction() as cursor:
+            for level, first in keep_from:
+                removed += cursor.execute(
+                    "DELETE FROM view_tiles WHERE generation = ? AND level = ? AND tile < ?",
+                    (claim.generation, level, first),
+                ).rowcount
+        return removed
+
+    def read_tiles(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        rows: list[list[bytes | None]] = []
+        answers = []
+        with self._transaction("BEGIN") as cursor:
+            for views, keys in groups:
+                rows += self._read_group(cursor, views, keys)
+            for tile_read in tile_reads:
+                answers.append(self._read_tiles(cursor, tile_read))
+        return rows, answers
+
+    def _read_tiles(self, cursor: sqlite3.Cursor, request: TileRead) -> TileAnswer:
+        found = cursor.execute(
+            "SELECT generation, fingerprint, layout, end_us FROM views "
+            "WHERE project = ? AND view = ?",
+            (self.project, request.view.view),
+        ).fetchone()
+        keys = list(request.entity_keys)
+        if found is None:
+            return TileAnswer(None, [[None] * len(request.tiles) for _ in keys])
+        generation, fingerprint, layout, end_us = found
+        if (fingerprint, layout) != (request.view.fingerprint, request.view.layout):
+            refused = cursor.execute(
+                f"SELECT count(*) FROM view_tiles WHERE generation = ? AND entity IN "
+                f"({','.join('?' * len(keys))})",
+                (generation, *keys),
+            ).fetchone()[0]
+            self._count_refused(request.view.view, refused)
+            return TileAnswer(None, [[None] * len(request.tiles) for _ in keys])
+        position = {tile: i for i, tile in enumerate(request.tiles)}
+        by_level: dict[int, list[int]] = {}
+        for level, number in request.tiles:
+            by_level.setdefault(level, []).append(number)
+        ranges = " OR ".join("(level = ? AND tile BETWEEN ? AND ?)" for _ in by_level)
+        bounds = [x for lv, ns in by_level.items() for x in (lv, min(ns), max(ns))]
+        out: list[list[bytes | None]] = [[None] * len(request.tiles) for _ in keys]
+        index: dict[str, list[int]] = {}  # an entity key may be asked for several times
+        for i, key in enumerate(keys):
+            index.setdefault(key, []).append(i)
+        step = MAX_VARIABLES - len(bounds) - 1
+        distinct = list(index)
+        for start in range(0, len(distinct), step):
+            chunk = distinct[start : start + step]
+            sql = (
+                "SELECT entity, level, tile, row FROM view_tiles WHERE generation = ? AND "
+                f"entity IN ({','.join('?' * len(chunk))}) AND ({ranges or 'FALSE'})"
+            )
+            for entity, level, number, row in cursor.execute(sql, (generation, *chunk, *bounds)):
+                found = position.get((level, number))
+                if found is not None:
+                    for at in index[entity]:
+                        out[at][found] = row
+        end = None if end_us is None else from_us(end_us)
+        return TileAnswer(end, out)
+
     def get_watermark(self, view: str) -> Watermark | None:
         with self._lock:
             found = self._db.execute(
@@ -277,6 +389,9 @@ class SqliteOnlineStore(OnlineStore):
         if generation is not None:
             removed = cursor.execute(
                 "DELETE FROM view_rows WHERE generation = ?", (generation,)
+            ).rowcount
+            removed += cursor.execute(
+                "DELETE FROM view_tiles WHERE generation = ?", (generation,)
             ).rowcount
             cursor.execute("DELETE FROM views WHERE generation = ?", (generation,))
         if self._legacy:

@@ -289,12 +289,12 @@ def _as_of_groups(
 
 
 def feature_kind(state: RegistryState, ref: str) -> FeatureKind:
-    """How the mismatches of ``ref`` are classed (``classes.py``'s feature kinds). Every
-    applied feature is plain today; an aggregation view's features are AGGREGATED and an
-    on-demand view's TRANSFORMED once those definitions exist (the log then carries the
-    covered end as the event time; a transformed feature's inputs are replayed with it)."""
-    state.view(ref.split(":")[0])  # an unknown view is an error here, not a wrong class
-    return FeatureKind.PLAIN
+    """How the mismatches of ``ref`` are classed (``classes.py``'s feature kinds): an
+    aggregated view's features are AGGREGATED (the log carries the view's covered end as
+    their event time), others PLAIN; an on-demand view's will be TRANSFORMED once those
+    definitions exist (a transformed feature's inputs are replayed with it)."""
+    view = state.view(ref.split(":")[0])  # an unknown view is an error here, not a wrong class
+    return FeatureKind.AGGREGATED if view.is_aggregated else FeatureKind.PLAIN
 
 
 def _key_columns(state: RegistryState, ref: str) -> tuple[str, ...]:

@@ -194,4 +194,4 @@ def test_sqlite_data_from_before_layout_ids_is_refused_until_materialized_again(
     finally:
         store.close()
     tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")
-    assert {name for (name,) in tables} == {"views", "view_rows", "sqlite_sequence"}
+    assert {name for (name,) in tables} == {"views", "view_rows", "view_tiles", "sqlite_sequence"}

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,8 @@ class ExampleRepo:
     repo: Path
     model: Path
     redis_url: str
+    # every copy materializes up to the same end: an aggregated view's values carry it
+    end: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def log_path(self) -> Path:
@@ -154,7 +156,7 @@ class ExampleRepo:
         """An independent copy (repo and model) pointed at ``redis_url`` (default: the same)."""
         shutil.copytree(self.repo, dest / "repo", ignore=shutil.ignore_patterns("feature_log"))
         shutil.copytree(self.model, dest / "model")
-        copy = ExampleRepo(dest / "repo", dest / "model", redis_url or self.redis_url)
+        copy = ExampleRepo(dest / "repo", dest / "model", redis_url or self.redis_url, self.end)
         copy.configure(copy.redis_url)
         return copy
 
@@ -175,7 +177,7 @@ class ExampleRepo:
         from featurestore import FeatureStore
 
         store = FeatureStore(self.repo)
-        store.materialize(datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+        store.materialize(datetime(2000, 1, 1, tzinfo=UTC), self.end)
 
     def pairs(self, n: int, seed: int = 0) -> dict[str, list[int]]:
         """``n`` (user, merchant) pairs of recent transactions, as entity columns."""

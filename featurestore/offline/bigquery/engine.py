@@ -27,7 +27,7 @@ from featurestore.errors import OfflineStoreUnavailable, RetrievalError
 from featurestore.offline.bigquery import sql
 from featurestore.offline.engine import BATCH_ROWS, Entities, OfflineEngine
 from featurestore.offline.entities import EntityInput, is_path, read_entities
-from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, LatestPlan
+from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, LatestPlan, TileEventsPlan
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -122,6 +122,41 @@ class BigQueryEngine(OfflineEngine):
             for batch in jobs.fetch_batches(job, batch_rows):
                 if batch.num_rows:
                     yield jobs.cast_columns(batch, {f.name: f.type for f in schema}, what)
+        finally:
+            client.delete_table(result, not_found_ok=True)
+
+    def read_tile_events(
+        self, plan: TileEventsPlan, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """See ``OfflineEngine.read_tile_events``: the same events as on DuckDB, complete ties
+        (same keys, event and created time) ordered by their values (no row order here)."""
+        from google.api_core import exceptions as api
+
+        from featurestore.offline.bigquery import jobs
+        from featurestore.offline.bigquery.join import query_error
+
+        client = self.client
+        result = jobs.temp_table(self.settings, "tile_events")
+        try:
+            job_config = jobs.query_config(
+                self.settings,
+                purpose="materialize",
+                project=self.config.project,
+                destination=result,
+            )
+            try:
+                job = client.query(
+                    sql.render_tile_events(plan),
+                    job_config=job_config,
+                    location=self.settings.location,
+                )
+                job.result()
+            except api.BadRequest as exc:
+                raise query_error(exc, "materialization") from None
+            jobs.expire_table(client, self.settings, result)
+            for batch in jobs.fetch_batches(job, batch_rows):
+                if batch.num_rows:
+                    yield batch
         finally:
             client.delete_table(result, not_found_ok=True)
 

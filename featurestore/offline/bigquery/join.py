@@ -67,17 +67,24 @@ class BigQueryJoin:
             else:
                 entity_table = self._number_entity_query(self.entities.query or "", temporary)
                 times = self._query_time_range(entity_table)
-            result = jobs.temp_table(self.config, "training")
-            temporary.append(result)
-            text = sql.render_join(
-                self.plan,
-                sql.table_ref(entity_table),
-                times,
-                entity_columns=self.entities.table is None,
+            plain = replace(
+                self.plan, views=tuple(v for v in self.plan.views if v.aggregations is None)
             )
-            job = self._query(text, "training_set", result)
-            jobs.expire_table(self.client, self.config, result)
-            return self._assemble(jobs.fetch_arrow(job))
+            if plain.views:
+                result = jobs.temp_table(self.config, "training")
+                temporary.append(result)
+                text = sql.render_join(
+                    plain,
+                    sql.table_ref(entity_table),
+                    times,
+                    entity_columns=self.entities.table is None,
+                )
+                job = self._query(text, "training_set", result)
+                jobs.expire_table(self.client, self.config, result)
+                table = self._assemble(jobs.fetch_arrow(job), plain)
+            else:
+                table = self._entity_rows(entity_table)
+            return self._aggregated(table, entity_table, times, temporary)
         finally:
             for name in temporary:
                 self.client.delete_table(name, not_found_ok=True)
@@ -126,17 +133,72 @@ class BigQueryJoin:
             check_time(value, "the entity query's event_timestamp", RetrievalError)
         return sql.TimeRange(lo.as_py(), hi.as_py())
 
-    def _assemble(self, result: pa.Table) -> pa.Table:
+    def _entity_rows(self, entity_table: str) -> pa.Table:
+        """The entity rows alone, in the caller's order (a request of aggregated views only)."""
+        if self.entities.table is not None:
+            return self.entities.table
+        text = f"SELECT * FROM {sql.table_ref(entity_table)} ORDER BY {sql.ROW}"
+        result = (
+            self._query(text, "entity_rows", None).result().to_arrow(create_bqstorage_client=False)
+        )
+        return result.select(list(self.plan.entity_columns))
+
+    def _aggregated(
+        self, table: pa.Table, entity_table: str, times: sql.TimeRange, temporary: list[str]
+    ) -> pa.Table:
+        """Add the aggregated views' outputs (their events read here, the values computed by
+        featurestore/aggregations/, as on DuckDB), every view's columns in plan order."""
+
+        from featurestore.offline.aggregate import aggregate_join, number_keys
+        from featurestore.offline.bigquery import jobs
+
+        added: dict[str, pa.Array] = {}
+        for view in self.plan.views:
+            if view.aggregations is None:
+                continue
+            result = jobs.temp_table(self.config, "events")
+            temporary.append(result)
+            text = sql.render_agg_events(view, sql.table_ref(entity_table), times)
+            events = jobs.fetch_arrow(self._query(text, "aggregation_events", result))
+            keys = list(view.key_names)
+            rows = self._entity_keys(entity_table, keys)
+            rows, events = number_keys(keys, rows, events)
+            outputs = aggregate_join(self.plan, view, rows, events)
+            added.update({name: outputs[name] for name in outputs.column_names})
+        if not added:
+            return table
+        out = table.select(list(self.plan.entity_columns))
+        for name in self.plan.output_columns[len(self.plan.entity_columns) :]:
+            out = out.append_column(name, added[name] if name in added else table[name])
+        return out
+
+    def _entity_keys(self, entity_table: str, keys: list[str]) -> pa.Table:
+        """``__fs_row``, the join keys and ``__fs_t`` of every entity row."""
+        import pyarrow as pa
+
+        from featurestore.offline.entities import probe_table
+
+        if self.entities.table is not None:
+            probe = probe_table(self.plan, self.entities.table)
+            return probe.select([sql.ROW, *keys, sql.T])
+        columns = ", ".join([sql.ROW, *(sql.quote(k) for k in keys), sql.T])
+        text = f"SELECT {columns} FROM {sql.table_ref(entity_table)}"
+        found = (
+            self._query(text, "entity_keys", None).result().to_arrow(create_bqstorage_client=False)
+        )
+        return pa.table({name: found[name] for name in found.column_names})
+
+    def _assemble(self, result: pa.Table, plan: JoinPlan) -> pa.Table:
         """Back to the caller's order, outputs cast to their declared types."""
         import pyarrow.compute as pc
 
         from featurestore.offline.bigquery.jobs import cast_columns
 
         result = result.take(pc.sort_indices(result[sql.ROW]))
-        declared = {f.name: f.type for f in self.plan.output_schema()}
+        declared = {f.name: f.type for f in plan.output_schema()}
         outputs = cast_columns(result.select(list(declared)), declared, "training set")
         if self.entities.table is None:
-            entity_part = result.select(list(self.plan.entity_columns))
+            entity_part = result.select(list(plan.entity_columns))
         else:
             entity_part = self.entities.table
         if result.num_rows != entity_part.num_rows:

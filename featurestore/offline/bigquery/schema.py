@@ -22,7 +22,7 @@ from featurestore.config import BigQueryConfig, RepoConfig
 from featurestore.definitions import BigQuerySource, FeatureView
 from featurestore.errors import OfflineStoreUnavailable, SchemaMismatchError
 from featurestore.sources import TypeRule, check_view_columns
-from featurestore.types import DType, Int64, String
+from featurestore.types import Bool, DType, Float64, Int64, String, UnixTimestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -129,6 +129,16 @@ def _key_dtype(field: SchemaField) -> DType | None:
     return {"INT64": Int64, "STRING": String}.get(canonical_type(field.field_type))
 
 
+def _value_dtype(field: SchemaField) -> DType | None:
+    return {
+        "INT64": Int64,
+        "FLOAT64": Float64,
+        "STRING": String,
+        "BOOL": Bool,
+        "TIMESTAMP": UnixTimestamp,
+    }.get(canonical_type(field.field_type))
+
+
 BIGQUERY_TYPES: TypeRule[SchemaField] = TypeRule(
     describe=lambda field: str(field.field_type),
     is_timestamp=lambda field: canonical_type(field.field_type) == "TIMESTAMP",
@@ -136,6 +146,7 @@ BIGQUERY_TYPES: TypeRule[SchemaField] = TypeRule(
     # float widths; results are cast back to the declared type.
     compatible=lambda declared, field: canonical_type(field.field_type) == declared.bigquery,
     key_dtype=_key_dtype,
+    value_dtype=_value_dtype,
     timestamp_type="TIMESTAMP",
     key_types="INT64, STRING",
     unusable=lambda field: "is REPEATED (an array)" if field.mode == "REPEATED" else None,

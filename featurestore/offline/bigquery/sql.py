@@ -30,12 +30,19 @@ above), and every QUALIFY sits beside a WHERE (which BigQuery requires).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from featurestore.definitions import check_name
 from featurestore.errors import RetrievalError
-from featurestore.offline.plan import BigQuerySourcePlan, JoinPlan, LatestPlan, ViewJoin
+from featurestore.offline.plan import (
+    BigQuerySourcePlan,
+    JoinPlan,
+    LatestPlan,
+    TileEventsPlan,
+    ViewJoin,
+)
 from featurestore.types import DType, as_utc
 
 ROW = "__fs_row"  # the entity row's identity: its position, numbered on upload
@@ -120,8 +127,14 @@ def _index(view: ViewJoin, name: str) -> int:
     return [n for n, _ in view.all_features].index(name)
 
 
-def source_rows(view: ViewJoin, view_index: int, where: str) -> str:
-    """The view's usable source rows: typed keys, event/created time, every feature.
+def source_rows(
+    view: ViewJoin,
+    view_index: int,
+    where: str,
+    columns: Sequence[tuple[str, DType]] | None = None,
+) -> str:
+    """The view's usable source rows: typed keys, event/created time, every feature (or
+    ``columns``: an aggregated view's source columns).
 
     Rows with a null key or a null event time are dropped (they can never be candidates).
     ``where`` filters on the *raw* timestamp columns so that BigQuery prunes partitions.
@@ -141,7 +154,7 @@ def source_rows(view: ViewJoin, view_index: int, where: str) -> str:
     ]
     selected += [
         f"CAST({quote(name)} AS {bigquery_type(dtype)}) AS {feature_alias(view_index, j)}"
-        for j, (name, dtype) in enumerate(view.all_features)
+        for j, (name, dtype) in enumerate(view.all_features if columns is None else columns)
     ]
     not_null = [f"{quote(k.name)} IS NOT NULL" for k in view.keys]
     not_null.append(f"{quote(source.timestamp_column)} IS NOT NULL")
@@ -292,4 +305,99 @@ def render_entity_table(query: str, timestamp_column: str) -> str:
         f"SELECT q.*, CAST(q.{quote_any(timestamp_column)} AS TIMESTAMP) AS {T},\n"
         f"  ROW_NUMBER() OVER () - 1 AS {ROW}\n"
         f"FROM (\n{query}\n) AS q"
+    )
+
+
+# --- windowed aggregations: the events, sorted, for featurestore/aggregations/ ------------
+
+
+def event_order(view: ViewJoin, alias: str) -> str:
+    """ORDER BY of an aggregated view's events, earliest first: keys, event time, created
+    time (NULL first: it sorts oldest), then the aggregated columns' values (NULL first,
+    NaN last): the join's order, values standing in for DuckDB's file and row."""
+    terms = [f"{alias}.{quote(k)}" for k in view.key_names]
+    terms += [f"{alias}.{EVENT}", f"{alias}.{CREATED} NULLS FIRST"]
+    for j, (_, dtype) in enumerate(view.aggregated_columns):
+        value = f"{alias}.{feature_alias(0, j)}"
+        if dtype.name in ("Float32", "Float64"):
+            terms.append(f"IF(IS_NAN({value}), 1, 0) NULLS FIRST")
+        terms.append(f"{value} NULLS FIRST")
+    return ", ".join(terms)
+
+
+def _agg_outputs(view: ViewJoin, alias: str) -> list[str]:
+    created = f"IFNULL(UNIX_MICROS({alias}.{CREATED}), -9223372036854775807 - 1)"
+    return [
+        *(f"{alias}.{quote(k)}" for k in view.key_names),
+        f"UNIX_MICROS({alias}.{EVENT}) AS __fs_ts",
+        f"{created} AS __fs_created",
+        *(
+            f"{alias}.{feature_alias(0, j)} AS {quote(name)}"
+            for j, (name, _) in enumerate(view.aggregated_columns)
+        ),
+    ]
+
+
+def render_agg_events(view: ViewJoin, entities: str, times: TimeRange) -> str:
+    """An aggregated view's events of the entity rows' keys (``entities`` holds them), the
+    ones any entity time can aggregate (before the latest time, no older than the longest
+    window before the earliest), sorted by ``event_order``: join keys, ``__fs_ts`` and
+    ``__fs_created`` (µs; a missing created time as the smallest INT64), the columns."""
+    assert view.aggregations is not None
+    column = quote(bigquery_source(view).timestamp_column)
+    if times.earliest is None or times.latest is None:
+        where = "FALSE"
+    else:
+        oldest = times.earliest - timedelta(microseconds=view.aggregations.longest_us)
+        where = f"{column} >= {timestamp_literal(oldest)} AND {column} < {timestamp_literal(times.latest)}"
+    keys_equal = " AND ".join(f"e.{quote(k)} = s.{quote(k)}" for k in view.key_names)
+    return (
+        "-- An aggregated view's events of the requested keys, in the join's order; the\n"
+        "-- aggregations themselves are computed from them by featurestore/aggregations/.\n"
+        f"WITH s AS (\n    {source_rows(view, 0, where, view.aggregated_columns)}\n)\n"
+        f"SELECT {', '.join(_agg_outputs(view, 's'))}\nFROM s\n"
+        f"WHERE EXISTS (SELECT 1 FROM {entities} AS e WHERE {keys_equal})\n"
+        f"ORDER BY {event_order(view, 's')}"
+    )
+
+
+def _floor_us(value: str, size: int) -> str:
+    """``value`` (INT64 µs) down to a multiple of ``size`` (DIV truncates toward zero)."""
+    return (
+        f"IF({value} >= 0, DIV({value}, {size}) * {size}, "
+        f"-DIV(-{value} + {size} - 1, {size}) * {size})"
+    )
+
+
+def render_tile_events(plan: TileEventsPlan) -> str:
+    """Materialization's events of an aggregated view (``plan.TileEventsPlan``), as the
+    DuckDB engine reads them (offline/duckdb_sql.py ``render_tile_events``), plus
+    ``__fs_lower``, sorted by ``event_order``."""
+    view = plan.view
+    source = bigquery_source(view)
+    event = quote(source.timestamp_column)
+    keys = [quote(k) for k in view.key_names]
+    oldest = min(bound for _, bound in plan.bounds)
+    where = f"{event} < {timestamp_literal(plan.end)} AND {event} >= TIMESTAMP_MICROS({oldest})"
+    lower = "TRUE" if plan.start is None else f"s.{EVENT} >= {timestamp_literal(plan.start)}"
+    late = (
+        "FALSE"
+        if plan.created_after is None or source.created_column is None
+        else f"s.{CREATED} > {timestamp_literal(plan.created_after)}"
+    )
+    starts = [f"GREATEST({_floor_us('f.first', level)}, {bound})" for level, bound in plan.bounds]
+    first = starts[0] if len(starts) == 1 else f"LEAST({', '.join(starts)})"
+    on = " AND ".join(f"s.{k} = l.{k}" for k in keys)
+    # Step 1: the source rows that can still matter. Step 2: per key, its first candidate
+    # (new in this run, or late). Step 3: every event of those keys from the earliest tile
+    # start holding it, so each tile written is recomputed whole; in the join's order.
+    return (
+        f"WITH s AS (\n    {source_rows(view, 0, where, view.aggregated_columns)}\n),\n"
+        f"f AS (SELECT {', '.join(f's.{k}' for k in keys)}, MIN(UNIX_MICROS(s.{EVENT})) AS first\n"
+        f"  FROM s WHERE {lower} OR {late} GROUP BY {', '.join(f's.{k}' for k in keys)}),\n"
+        f"l AS (SELECT {', '.join(f'f.{k}' for k in keys)}, {first} AS lower FROM f)\n"
+        f"SELECT {', '.join(_agg_outputs(view, 's'))}, l.lower AS __fs_lower\n"
+        f"FROM s JOIN l ON {on}\n"
+        f"WHERE UNIX_MICROS(s.{EVENT}) >= l.lower\n"
+        f"ORDER BY {event_order(view, 's')}"
     )

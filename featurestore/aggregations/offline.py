@@ -1,0 +1,447 @@
+"""Windowed aggregations for a training set: every entity row's values at its own time.
+
+Input: the view's events of the requested keys, sorted by (key code, event time, created time
+with a missing one oldest, source position) — the engine's job (``offline/duckdb_sql.py``,
+``offline/bigquery/sql.py``), done inside the engine, never in pandas — and each entity row's
+key code and time. Everything after that is numpy, in ``O(events + rows x pieces)``:
+
+1. per tile level, the tiles: consecutive events of one (key, level tile), merged pairwise
+   (``tiles.reduce_segments``: the function materialization uses for the tiles it stores);
+2. per slide, each row's head ``[floor(t, S), t)``: the events of the slide tile before
+   ``t``, merged the same way (what the stored tile holds when ``t`` is a run's end);
+3. per (window, slide), each row's pieces (``windows.decompose``): the non-empty tiles of
+   each range, found by binary search, folded left to right with ``partials.merge``, then
+   the head; then ``partials.finalize``, the code an online read runs on the same pieces.
+
+Keys and times are packed into one int64 per (key, time) for the binary searches; when
+``keys x time span`` does not fit, or there are many events, the work is cut into chunks
+of whole keys (which also bounds memory).
+
+``as_of="created"`` keeps, for each row, only the events created by ``t`` (a missing created
+time counts as known): tiles can then not be shared between rows, so each row's pieces are
+merged from its own events (``_known_by_t``), the same trees over fewer events — equal to
+the event path, bit for bit, wherever no event is created after ``t``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from featurestore.aggregations.partials import (
+    NUMPY,
+    Layout,
+    SumOverflow,
+    empty,
+    finalize,
+    merge,
+)
+from featurestore.aggregations.plan import AggSpec, ViewAggregations
+from featurestore.aggregations.tiles import _ranges, event_partials, reduce_segments, take
+from featurestore.aggregations.windows import DAY, NumpyOps, chain, decompose
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+Arrays = dict[str, "np.ndarray"]
+MAX_PACKED = 2**62
+CHUNK_EVENTS = 1_000_000  # events per chunk of keys (bounds memory)
+THREADS = 2  # chunks computed at once
+
+
+@dataclass
+class Events:
+    """A view's events, sorted by (code, event order): key codes, event times (µs), created
+    times (µs, None when the source has none; a missing one as the smallest int64) and the
+    aggregated columns' values."""
+
+    code: np.ndarray
+    ts: np.ndarray
+    created: np.ndarray | None
+    columns: Mapping[str, pa.Array]
+
+
+@dataclass
+class Rows:
+    """Entity rows: key code (-1: a null key), time (µs) and whether the time is null."""
+
+    code: np.ndarray
+    t: np.ndarray
+    null: np.ndarray
+
+
+class AggregationOverflow(ArithmeticError):
+    """An Int64 sum overflowed: which aggregation."""
+
+    def __init__(self, view: str, column: str) -> None:
+        super().__init__(f"{view}:{column}")
+        self.view, self.column = view, column
+
+
+def aggregate(
+    plan: ViewAggregations,
+    names: Sequence[str],
+    events: Events,
+    rows: Rows,
+    as_of: str = "event",
+) -> dict[str, pa.Array]:
+    """The value of each aggregation in ``names`` for every entity row, as Arrow arrays of
+    its output dtype, in ``rows``' order. A row with a null key or time gets nulls; a row
+    whose key has no event in its window gets the empty-window values."""
+    import numpy as np
+
+    specs = [plan.spec(n) for n in names]
+    n_rows = len(rows.t)
+    usable = (~rows.null) & (rows.code >= 0)
+    values: dict[str, Arrays] = {}  # per (window, slide): the window partials of usable rows
+    order = np.flatnonzero(usable)
+    order = order[np.lexsort((rows.t[order], rows.code[order]))]
+    code, t = rows.code[order], rows.t[order]
+    try:
+        with np.errstate(all="ignore"):
+            for (w, s), state in _windows(plan, specs, events, code, t, as_of).items():
+                values[f"{w}:{s}"] = state
+    except SumOverflow as exc:
+        raise AggregationOverflow(plan.view, exc.column) from None
+    out = {}
+    for spec in specs:
+        state = values[f"{spec.window_us}:{spec.slide_us}"]
+        out[spec.name] = _output(plan.layout, spec, state, order, n_rows, events)
+    return out
+
+
+def _windows(
+    plan: ViewAggregations,
+    specs: Sequence[AggSpec],
+    events: Events,
+    code: np.ndarray,
+    t: np.ndarray,
+    as_of: str,
+) -> dict[tuple[int, int], Arrays]:
+    """Per (window, slide) of ``specs``, the window partial of every row (sorted rows)."""
+    import numpy as np
+
+    windows = list(dict.fromkeys((s.window_us, s.slide_us) for s in specs))
+    layout = plan.layout
+    states = {ws: _empty_arrays(layout, len(t)) for ws in windows}
+    if len(t) == 0 or len(events.ts) == 0:
+        return states
+    longest = max(w + s for w, s in windows)
+    base = int(t.min()) - longest - DAY
+    span = int(t.max()) - base + 2
+
+    def one(rows_slice: slice, events_slice: slice) -> tuple[slice, dict[tuple[int, int], Arrays]]:
+        chunk = Events(
+            events.code[events_slice],
+            events.ts[events_slice],
+            None if events.created is None else events.created[events_slice],
+            {
+                k: v.slice(events_slice.start, events_slice.stop - events_slice.start)
+                for k, v in events.columns.items()
+            },
+        )
+        if len(chunk.ts) == 0:
+            return rows_slice, {}
+        offset = events_slice.start
+        c_code, c_t = code[rows_slice], t[rows_slice]
+        with np.errstate(all="ignore"):
+            if as_of == "created" and chunk.created is not None:
+                return rows_slice, _known_by_t(
+                    layout, windows, chunk, c_code, c_t, base, span, offset
+                )
+            return rows_slice, _by_tiles(layout, windows, chunk, c_code, c_t, base, span, offset)
+
+    # Chunks are independent (whole keys): two threads, as numpy releases the GIL in its
+    # loops, so both cores work (the merge's arithmetic is the same in either thread).
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        for rows_slice, parts in pool.map(lambda c: one(*c), _chunks(code, events.code, span)):
+            for ws, part in parts.items():
+                for name, array in part.items():
+                    states[ws][name][rows_slice] = array
+    return states
+
+
+def _chunks(row_code: np.ndarray, event_code: np.ndarray, span: int) -> list[tuple[slice, slice]]:
+    """Row and event slices covering whole keys: few enough keys that (key, time) packs into
+    an int64, and about ``CHUNK_EVENTS`` events each."""
+    import numpy as np
+
+    per_chunk = max(1, MAX_PACKED // span)
+    codes = np.unique(row_code)
+    bounds = [int(codes[0])]
+    event_at = np.searchsorted(event_code, codes, side="left")
+    start_events = event_at[0]
+    for i in range(1, len(codes)):
+        if codes[i] - bounds[-1] >= per_chunk or event_at[i] - start_events >= CHUNK_EVENTS:
+            bounds.append(int(codes[i]))
+            start_events = event_at[i]
+    bounds.append(int(codes[-1]) + 1)
+    out = []
+    for lo, hi in itertools.pairwise(bounds):
+        rows = slice(*np.searchsorted(row_code, [lo, hi]).tolist())
+        evs = slice(*np.searchsorted(event_code, [lo, hi]).tolist())
+        out.append((rows, evs))
+    return out
+
+
+def _empty_arrays(layout: Layout, n: int) -> Arrays:
+    import numpy as np
+
+    out: Arrays = {}
+    for name, value in empty(layout).items():
+        if name.startswith("last"):
+            out[name] = np.full(n, -1, dtype=np.int64)
+        else:
+            out[name] = np.full(n, value, dtype=np.int64 if isinstance(value, int) else np.float64)
+    return out
+
+
+def _by_tiles(
+    layout: Layout,
+    windows: Sequence[tuple[int, int]],
+    events: Events,
+    code: np.ndarray,
+    t: np.ndarray,
+    base: int,
+    span: int,
+    offset: int,
+) -> dict[tuple[int, int], Arrays]:
+    """as_of="event": shared tiles, per-row heads, per-row left folds (module docstring)."""
+    import numpy as np
+
+    partials = _event_partials(layout, events, offset)
+    first = int(events.code[0])
+    ev_code = events.code - first
+    row_code = code - first
+    packed_events = ev_code * span + (events.ts - base)
+    # every tile and head any row reads, in one pool; per level, its tiles' (code, number)
+    pool: list[Arrays] = []
+    pool_size = 0
+    level_keys: dict[int, tuple[np.ndarray, int]] = {}  # level -> (sorted keys, pool offset)
+    for level in sorted({level for w, s in windows for level in chain(w, s)}):
+        reach = max(w + s for w, s in windows if level in chain(w, s)) + level
+        needed = _covered(
+            packed_events, row_code * span + (t - reach - base), row_code * span + (t - base)
+        )
+        key = ev_code[needed] * (span // level + 2) + (events.ts[needed] // level - base // level)
+        starts = (
+            np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else key[:0]
+        )
+        tiles = reduce_segments(layout, partials, starts, needed)
+        level_keys[level] = (key[starts], pool_size)
+        pool.append(tiles)
+        pool_size += len(starts)
+    heads: dict[int, tuple[np.ndarray, int]] = {}  # slide -> (rows with a head, pool offset)
+    for slide in sorted({s for _, s in windows}):
+        b = t // slide * slide
+        lo = np.searchsorted(packed_events, row_code * span + (b - base), side="left")
+        hi = np.searchsorted(packed_events, row_code * span + (t - base), side="left")
+        has = np.flatnonzero(hi > lo)
+        heads[slide] = (has, pool_size)
+        pool.append(_reduce_ranges(layout, partials, lo[has], hi[has]))
+        pool_size += len(has)
+    merged_pool = {name: np.concatenate([p[name] for p in pool]) for name in pool[0]}
+    out = {}
+    for w, s in windows:
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # per range: (first pool index, count)
+        ranges, _ = decompose(t, w, s, NumpyOps)
+        for level, start, end in ranges:
+            keys, at = level_keys[level]
+            width = span // level + 2
+            i0 = np.searchsorted(keys, row_code * width + (start // level - base // level))
+            i1 = np.searchsorted(keys, row_code * width + (end // level - base // level))
+            pieces.append((i0 + at, i1 - i0))
+        has, at = heads[s]
+        head_count = np.zeros(len(t), dtype=np.int64)
+        head_count[has] = 1
+        head_first = np.zeros(len(t), dtype=np.int64)
+        head_first[has] = at + np.arange(len(has))
+        pieces.append((head_first, head_count))
+        out[(w, s)] = _fold_pieces(layout, merged_pool, pieces, len(t))
+    return out
+
+
+def _covered(packed: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The indices of ``packed`` (sorted) inside any ``[lo[i], hi[i])``."""
+    import numpy as np
+
+    first = np.searchsorted(packed, lo, side="left")
+    last = np.searchsorted(packed, hi, side="left")
+    depth = np.cumsum(
+        np.bincount(first, minlength=len(packed) + 1) - np.bincount(last, minlength=len(packed) + 1)
+    )
+    return np.flatnonzero(depth[: len(packed)] > 0)
+
+
+def _fold_pieces(
+    layout: Layout,
+    pool: Arrays,
+    pieces: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_rows: int,
+) -> Arrays:
+    """Each row's left fold of its pieces: for each ``(first, count)`` of ``pieces`` in
+    order, the pool entries ``first .. first + count - 1``.
+
+    Rows are ordered by their number of pieces (most first), so round ``k`` folds piece
+    ``k`` into a prefix of the state, in place: no gather or scatter of the state."""
+    import numpy as np
+
+    total = np.zeros(n_rows, dtype=np.int64)
+    for _, count in pieces:
+        total += count
+    order = np.argsort(-total, kind="stable")
+    sorted_total = total[order]
+    row_start = np.concatenate([[0], np.cumsum(sorted_total)[:-1]])
+    flat = np.empty(int(sorted_total.sum()), dtype=np.int64)
+    filled = np.zeros(n_rows, dtype=np.int64)
+    for first, count in pieces:
+        ordered_first, ordered_count = first[order], count[order]
+        flat[_ranges(row_start + filled, ordered_count)] = _ranges(ordered_first, ordered_count)
+        filled += ordered_count
+    state = _empty_arrays(layout, n_rows)
+    longest = int(sorted_total[0]) if n_rows else 0
+    active = np.searchsorted(-sorted_total, -np.arange(longest), side="left")  # rows with > k
+    for k in range(longest):
+        c = int(active[k])
+        piece = take(pool, flat[row_start[:c] + k])
+        if k == 0:  # merging into the empty partial gives the piece itself
+            for name in state:
+                state[name][:c] = piece[name]
+            continue
+        merged = merge(layout, {name: v[:c] for name, v in state.items()}, piece, NUMPY)
+        for name in state:
+            state[name][:c] = merged[name]
+    unsorted = _empty_arrays(layout, n_rows)
+    for name in state:
+        unsorted[name][order] = state[name]
+    return unsorted
+
+
+def _event_partials(layout: Layout, events: Events, offset: int) -> Arrays:
+    """Each event as a partial; ``last`` holds its index in the whole event table."""
+    from featurestore.aggregations.tiles import counts_only
+
+    if not layout.columns:
+        return counts_only(len(events.ts))
+    partials = event_partials(layout, events.columns)
+    for column in layout.columns:
+        if "last" in column.kinds:
+            partials[column.field("last")] = partials[column.field("last")] + offset
+    return partials
+
+
+def _reduce_ranges(layout: Layout, partials: Arrays, lo: np.ndarray, hi: np.ndarray) -> Arrays:
+    """The pairwise merge of ``partials[lo[i]:hi[i]]`` for each i (ranges may overlap)."""
+    import numpy as np
+
+    if len(lo) == 0:
+        return take(partials, np.zeros(0, dtype=np.int64))
+    lengths = hi - lo
+    gathered = take(partials, _ranges(lo, lengths))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return reduce_segments(layout, gathered, starts)
+
+
+def _known_by_t(
+    layout: Layout,
+    windows: Sequence[tuple[int, int]],
+    events: Events,
+    code: np.ndarray,
+    t: np.ndarray,
+    base: int,
+    span: int,
+    offset: int,
+) -> dict[tuple[int, int], Arrays]:
+    """as_of="created": per row, the window's events created by ``t``, cut into the same
+    pieces and merged by the same trees (slower: no tile is shared between rows)."""
+    import numpy as np
+
+    assert events.created is not None
+    partials = _event_partials(layout, events, offset)
+    first = int(events.code[0])
+    packed = (events.code - first) * span + (events.ts - base)
+    row_code = code - first
+    out = {}
+    for w, s in windows:
+        b = t // s * s
+        lo = np.searchsorted(packed, row_code * span + (b - w - base), side="left")
+        hi = np.searchsorted(packed, row_code * span + (t - base), side="left")
+        lengths = hi - lo
+        pair_row = np.repeat(np.arange(len(t)), lengths)
+        pair_event = _ranges(lo, lengths)
+        known = events.created[pair_event] <= t[pair_row]
+        pair_row, pair_event = pair_row[known], pair_event[known]
+        # the piece of each (row, event): its range in the decomposition, then its tile
+        ranges, _ = decompose(t, w, s, NumpyOps)
+        ts = events.ts[pair_event]
+        piece = np.full(len(ts), -1, dtype=np.int64)
+        for i, (level, start, end) in enumerate(ranges):
+            inside = (ts >= start[pair_row]) & (ts < end[pair_row])
+            piece[inside] = i * 2**40 + ts[inside] // level
+        head = piece < 0  # [b, t): the head, after every range
+        piece[head] = len(ranges) * 2**40
+        if len(pair_row) == 0:
+            out[(w, s)] = _empty_arrays(layout, len(t))
+            continue
+        key = np.lexsort((piece, pair_row))  # already in event order within a piece
+        pair_row, pair_event, piece = pair_row[key], pair_event[key], piece[key]
+        segment = np.flatnonzero(
+            np.concatenate([[True], (pair_row[1:] != pair_row[:-1]) | (piece[1:] != piece[:-1])])
+        )
+        pieces = reduce_segments(layout, take(partials, pair_event), segment)
+        seg_row = pair_row[segment]
+        row_first = np.searchsorted(seg_row, np.arange(len(t)), side="left")
+        row_count = np.searchsorted(seg_row, np.arange(len(t)), side="right") - row_first
+        out[(w, s)] = _fold_pieces(layout, pieces, [(row_first, row_count)], len(t))
+    return out
+
+
+def _output(
+    layout: Layout,
+    spec: AggSpec,
+    state: Arrays,
+    order: np.ndarray,
+    n_rows: int,
+    events: Events,
+) -> pa.Array:
+    """One aggregation's output column, in the caller's row order, of its output dtype."""
+    import numpy as np
+    import pyarrow as pa
+
+    null = np.ones(n_rows, dtype=bool)
+    if spec.function == "count":
+        values: Any = np.zeros(n_rows, dtype=np.int64)
+        values[order] = state["count"]
+        null[order] = False
+        return pa.array(values, pa.int64(), mask=null)
+    column = layout.column(spec.column)
+    value, is_null = finalize(column, spec.function, state, NUMPY)
+    null[order] = np.broadcast_to(is_null, len(order))
+    if spec.function == "last":
+        index = np.zeros(n_rows, dtype=np.int64)
+        index[order] = np.where(is_null, 0, value)
+        if len(events.ts) == 0:
+            return pa.nulls(n_rows, spec.output.to_arrow())
+        return _masked(events.columns[spec.column].take(pa.array(index)), null, spec)
+    out = np.zeros(n_rows, dtype=np.asarray(value).dtype)
+    out[order] = value
+    arrow_type = spec.output.to_arrow()
+    if spec.output.name == "UnixTimestamp":
+        return pa.array(out.astype(np.int64), pa.int64(), mask=null).cast(arrow_type)
+    return pa.array(out, mask=null).cast(arrow_type)
+
+
+def _masked(taken: pa.Array, null: np.ndarray, spec: AggSpec) -> pa.Array:
+    """``taken`` with ``null`` rows set to null, cast to the output type."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(taken, pa.ChunkedArray):
+        taken = taken.combine_chunks()
+    return pc.if_else(pa.array(null), pa.nulls(len(taken), taken.type), taken).cast(
+        spec.output.to_arrow()
+    )

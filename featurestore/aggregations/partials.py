@@ -1,0 +1,317 @@
+"""Partial aggregates and the one merge: what a tile, a head or a window holds, and how two
+of them combine.
+
+A *partial* of a view is a record of fields over some events of one entity key, in time
+order: ``count`` (events), and per aggregated column ``n`` (non-null values) plus what its
+functions need (``functions.FUNCTIONS``): ``sum``; ``mean`` and ``m2`` (Welford/Chan:
+the mean and the sum of squared deviations, numerically stable, never a sum of squares);
+``min``; ``max``; ``last``. An event is a partial of one event; a tile is the merge of its
+events (``tiles.reduce_segments``); a window's value is the left fold of its pieces
+(``windows.decompose``), then ``finalize``.
+
+``merge(layout, a, b, xp)`` is written once, over a tiny backend ``xp``: ``PYTHON`` (plain
+floats and ints, for an online read's handful of tiles) or ``NUMPY`` (elementwise over
+arrays, for offline and materialization). Every step is one IEEE-754 operation (+, -, *, /,
+comparisons, sqrt), in the same order on both backends and without fused multiply-add, so
+the two give the same bits; tests/aggregations/test_partials.py proves it on values from
+1e-300 to 1e300, infinities, NaN and -0.0. ``a`` holds the earlier events, ``b`` the later
+ones; a side with no value (``n == 0``) is skipped, never added (so ``-0.0`` stays ``-0.0``).
+
+Semantics the merge encodes (the package docstring has the full table): ``sum`` is IEEE
+addition (an Int64 sum leaving Int64's range raises ``SumOverflow``); ``mean`` is Chan's
+update while both means are finite and IEEE addition of the means otherwise (so one
+infinity gives it, both signs or a NaN give NaN, as SQL's AVG); ``m2`` is NaN as soon as a
+mean is not finite (variance of data with NaN or infinities is NaN); ``min`` and ``max``
+order NaN above every number and keep the earlier of two equal values; ``last`` is the
+later side's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+
+from featurestore.aggregations.functions import FUNCTIONS
+from featurestore.types import DType, Float64, Int64
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+KINDS = ("n", "sum", "mean", "m2", "min", "max", "last")
+
+
+class SumOverflow(ArithmeticError):
+    """An Int64 sum left Int64's range (the caller names the view and column)."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class ColumnPartials:
+    """The partial fields of one aggregated source column."""
+
+    index: int
+    name: str
+    dtype: DType
+    kinds: tuple[str, ...]  # a subset of KINDS, in KINDS order
+
+    def __post_init__(self) -> None:
+        # looked up on every merge: computed once
+        object.__setattr__(self, "is_float", self.dtype.name in ("Float32", "Float64"))
+        object.__setattr__(self, "is_integer", self.dtype.name in ("Int32", "Int64"))
+        object.__setattr__(self, "_fields", {kind: f"{kind}{self.index}" for kind in KINDS})
+
+    is_float: bool = dataclass_field(init=False, repr=False, compare=False)
+    is_integer: bool = dataclass_field(init=False, repr=False, compare=False)
+    _fields: dict[str, str] = dataclass_field(init=False, repr=False, compare=False)
+
+    def field(self, kind: str) -> str:
+        return self._fields[kind]
+
+    def field_dtype(self, kind: str) -> DType:
+        """How a field is stored: counts Int64; sums Int64 (integer columns) or Float64;
+        mean and m2 Float64; min and max Int64 (integers, timestamps as µs) or Float64;
+        ``last`` the column's own dtype."""
+        if kind == "n":
+            return Int64
+        if kind == "sum":
+            return Int64 if self.is_integer else Float64
+        if kind in ("mean", "m2"):
+            return Float64
+        if kind in ("min", "max"):
+            return Float64 if self.is_float else Int64
+        return self.dtype
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A view's partial record: ``count``, then each aggregated column's fields."""
+
+    columns: tuple[ColumnPartials, ...]
+
+    @classmethod
+    def of(cls, aggregations: Sequence[tuple[str, DType, str]]) -> Layout:
+        """From (column, column dtype, function) triples, columns in order of first use."""
+        kinds: dict[str, set[str]] = {}
+        dtypes: dict[str, DType] = {}
+        for column, dtype, function in aggregations:
+            kinds.setdefault(column, set()).update(FUNCTIONS[function].fields)
+            dtypes[column] = dtype
+        used = [(name, wanted) for name, wanted in kinds.items() if wanted]  # count needs none
+        return cls(
+            tuple(
+                ColumnPartials(i, name, dtypes[name], tuple(k for k in KINDS if k in wanted))
+                for i, (name, wanted) in enumerate(used)
+            )
+        )
+
+    def column(self, name: str) -> ColumnPartials:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def fields(self) -> tuple[tuple[str, DType], ...]:
+        """Every field with its stored dtype, in record order (``count`` first)."""
+        out = [("count", Int64)]
+        for column in self.columns:
+            out += [(column.field(kind), column.field_dtype(kind)) for kind in column.kinds]
+        return tuple(out)
+
+
+# --- the two backends -------------------------------------------------------------------
+
+
+class _Python:
+    """Scalars: Python ints and floats (IEEE doubles)."""
+
+    nan = math.nan
+
+    @staticmethod
+    def where(condition: Any, yes: Any, no: Any) -> Any:
+        return yes if condition else no
+
+    @staticmethod
+    def both(a: Any, b: Any) -> Any:
+        return a and b
+
+    @staticmethod
+    def either(a: Any, b: Any) -> Any:
+        return a or b
+
+    @staticmethod
+    def negate(a: Any) -> Any:
+        return not a
+
+    isnan = staticmethod(math.isnan)
+    isfinite = staticmethod(math.isfinite)
+    sqrt = staticmethod(math.sqrt)
+
+    @staticmethod
+    def to_float(n: Any) -> Any:
+        return float(n)
+
+    @staticmethod
+    def add_int(a: Any, b: Any, column: str) -> Any:
+        total = a + b
+        if not INT64_MIN <= total <= INT64_MAX:
+            raise SumOverflow(column)
+        return total
+
+
+class _Numpy:
+    """Arrays: numpy, elementwise (int64 and float64)."""
+
+    nan = math.nan
+
+    @staticmethod
+    def where(condition: Any, yes: Any, no: Any) -> Any:
+        import numpy as np
+
+        return np.where(condition, yes, no)
+
+    @staticmethod
+    def both(a: Any, b: Any) -> Any:
+        return a & b
+
+    @staticmethod
+    def either(a: Any, b: Any) -> Any:
+        return a | b
+
+    @staticmethod
+    def negate(a: Any) -> Any:
+        return ~a
+
+    @staticmethod
+    def isnan(x: Any) -> Any:
+        import numpy as np
+
+        return np.isnan(x)
+
+    @staticmethod
+    def isfinite(x: Any) -> Any:
+        import numpy as np
+
+        return np.isfinite(x)
+
+    @staticmethod
+    def sqrt(x: Any) -> Any:
+        import numpy as np
+
+        return np.sqrt(x)
+
+    @staticmethod
+    def to_float(n: Any) -> Any:
+        import numpy as np
+
+        return np.asarray(n).astype(np.float64)
+
+    @staticmethod
+    def add_int(a: Any, b: Any, column: str) -> Any:
+        import numpy as np
+
+        total = np.add(a, b, dtype=np.int64)  # wraps; a wrap flips the sign against both
+        if np.any(((a ^ total) & (b ^ total)) < 0):
+            raise SumOverflow(column)
+        return total
+
+
+PYTHON = _Python()
+NUMPY = _Numpy()
+
+Partial = Mapping[str, Any]
+
+
+def merge(layout: Layout, a: Partial, b: Partial, xp: Any) -> dict[str, Any]:
+    """The partial of ``a``'s events followed by ``b``'s (see the module docstring)."""
+    where = xp.where
+    out: dict[str, Any] = {"count": a["count"] + b["count"]}
+    for column in layout.columns:
+        kinds = column.kinds
+        n = column.field("n")
+        na, nb = a[n], b[n]
+        out[n] = na + nb
+        a_empty, b_empty = na == 0, nb == 0
+        if "sum" in kinds:
+            f = column.field("sum")
+            sa, sb = a[f], b[f]
+            total = xp.add_int(sa, sb, column.name) if column.is_integer else sa + sb
+            out[f] = where(b_empty, sa, where(a_empty, sb, total))
+        if "mean" in kinds:
+            f = column.field("mean")
+            ma, mb = a[f], b[f]
+            fa, fb = xp.to_float(na), xp.to_float(nb)
+            both = fa + fb
+            both = where(both == 0.0, 1.0, both)  # both sides empty: never divide by zero
+            finite = xp.both(xp.isfinite(ma), xp.isfinite(mb))
+            delta = mb - ma
+            mean = where(finite, ma + delta * (fb / both), ma + mb)
+            out[f] = where(b_empty, ma, where(a_empty, mb, mean))
+            if "m2" in kinds:
+                g = column.field("m2")
+                m2 = where(finite, a[g] + b[g] + delta * delta * (fa * fb / both), xp.nan)
+                out[g] = where(b_empty, a[g], where(a_empty, b[g], m2))
+        for kind in ("min", "max"):
+            if kind in kinds:
+                f = column.field(kind)
+                va, vb = a[f], b[f]
+                if kind == "min":
+                    take_b = vb < va
+                    if column.is_float:  # NaN sorts above every number
+                        take_b = xp.either(take_b, xp.both(xp.isnan(va), xp.negate(xp.isnan(vb))))
+                else:
+                    take_b = vb > va
+                    if column.is_float:
+                        take_b = xp.either(take_b, xp.both(xp.isnan(vb), xp.negate(xp.isnan(va))))
+                out[f] = where(b_empty, va, where(a_empty, vb, where(take_b, vb, va)))
+        if "last" in kinds:
+            f = column.field("last")
+            out[f] = where(b_empty, a[f], b[f])
+    return out
+
+
+def fold(layout: Layout, pieces: Sequence[Partial], xp: Any = PYTHON) -> Partial | None:
+    """The left fold of ``pieces`` (in time order) with ``merge``; None when there are none."""
+    if not pieces:
+        return None
+    state = pieces[0]
+    for piece in pieces[1:]:
+        state = merge(layout, state, piece, xp)
+    return state
+
+
+def empty(layout: Layout) -> dict[str, Any]:
+    """The partial of no event (a window with nothing in it), as Python scalars."""
+    out: dict[str, Any] = {"count": 0}
+    for column in layout.columns:
+        for kind in column.kinds:
+            zero: Any = 0 if column.field_dtype(kind).name in ("Int64", "Int32") else 0.0
+            out[column.field(kind)] = None if kind == "last" else zero
+    return out
+
+
+def finalize(column: ColumnPartials, function: str, state: Partial, xp: Any) -> tuple[Any, Any]:
+    """An aggregation's value from a window's partial: ``(value, is_null)``.
+
+    count: events; sum: 0 when no value; mean: null when no value; variance and stddev:
+    sample statistics (n - 1), null under two values; min, max, last: null when no value.
+    """
+    if function == "count":
+        return state["count"], False
+    n = state[column.field("n")]
+    if function == "sum":
+        total = state[column.field("sum")]
+        return xp.where(n == 0, 0 if column.is_integer else 0.0, total), False
+    if function in ("variance", "stddev"):
+        below = n < 2
+        denominator = xp.to_float(n) - 1.0
+        denominator = xp.where(below, 1.0, denominator)
+        variance = state[column.field("m2")] / denominator
+        value = xp.sqrt(variance) if function == "stddev" else variance
+        return value, below
+    kind = "mean" if function == "mean" else function
+    return state[column.field(kind)], n == 0

@@ -1,0 +1,231 @@
+"""Aggregated views online, on both stores: statuses, staleness, errors, and the store's
+guarantees for tiles (never replaced by an earlier run's, refused under a changed claim,
+dropped with their view, swept when no window can read them), one round trip per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from featurestore.errors import OnlineStoreError, RetrievalError
+from featurestore.online.base import ViewIdentity
+from tests.aggregations.agg_repo import T0, hours, make_repo, write_txn
+
+ROWS = [
+    (1, hours(-30), 10.0, 1),
+    (1, hours(-2), 20.0, 2),
+    (1, hours(-0.5), 30.0, None),
+    (2, hours(-100), 5.0, 5),
+]
+SUMS = [
+    "user_txn:count_amount_1h",
+    "user_txn:sum_amount_1d",
+    "user_txn:mean_amount_7d",
+    "user_txn:max_amount_1h",
+]
+
+
+@pytest.fixture(
+    params=["sqlite", "redis", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
+)
+def online(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield "online_store: {type: sqlite, path: data/online.db}"
+    elif request.param == "redis":
+        yield f"online_store: {{type: redis, url: '{request.getfixturevalue('redis_url')}'}}"
+    else:
+        url = request.getfixturevalue("cluster_url")
+        yield f"online_store: {{type: redis, url: '{url}', cluster: true}}"
+
+
+def test_never_materialized_is_not_found_then_never_again(tmp_path: Path, online: str) -> None:
+    store = make_repo(tmp_path, online, ROWS)
+    before = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=T0)
+    assert set(before.statuses["count_amount_1h"]) == {"NOT_FOUND"}
+    store.materialize_incremental(T0)
+    after = store.get_online_features(
+        features=SUMS, entity_rows=[{"user_id": 1}, {"user_id": 3}], now=T0
+    )
+    values = after.to_dict()
+    assert values["count_amount_1h"] == [1, 0]  # user 3 has no events: empty window, not NOT_FOUND
+    assert values["sum_amount_1d"] == [50.0, 0.0]
+    assert values["mean_amount_7d"] == [20.0, None]
+    assert after.statuses["mean_amount_7d"] == ["PRESENT", "NULL_VALUE"]
+    assert after.statuses["count_amount_1h"] == ["PRESENT", "PRESENT"]
+    # every value carries the view's covered end
+    assert set(after.event_timestamps["sum_amount_1d"]) == {T0}
+    store.close()
+
+
+def test_values_age_out_and_staleness_beyond_ttl_is_outside_max_age(
+    tmp_path: Path, online: str
+) -> None:
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize_incremental(T0)
+    later = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=hours(1.5))
+    assert later.to_dict()["count_amount_1h"] == [0]  # the event at -0.5 h left the window
+    assert later.to_dict()["sum_amount_1d"] == [50.0]
+    stale = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=hours(2.01))
+    assert set(stale.statuses["sum_amount_1d"]) == {"OUTSIDE_MAX_AGE"}
+    assert stale.to_dict()["sum_amount_1d"] == [None]
+    with pytest.raises(RetrievalError, match=r"materialized up to .* after now="):
+        store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=hours(-1))
+    store.close()
+
+
+def test_a_request_mixing_plain_and_aggregated_views_is_one_round_trip(
+    tmp_path: Path, online: str
+) -> None:
+    if "cluster" in online:
+        pytest.skip("a cluster read is one round per master and the meta hash (redis_cluster.py)")
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize(hours(-200), T0)
+    store.get_online_features(feature_service="scoring", entity_rows=[{"user_id": 1}], now=T0)
+    reader = store._online_reader()  # warmed up: scripts loaded, registry read
+    calls = []
+    original = type(reader.store).read_tiles
+
+    def counted(self, groups, tile_reads):  # type: ignore[no-untyped-def]
+        calls.append(len(tile_reads))
+        return original(self, groups, tile_reads)
+
+    type(reader.store).read_tiles = counted  # type: ignore[method-assign]
+    try:
+        if "redis" in online:
+            sent = []
+            connection = reader.store._connection()
+            send = connection.send_packed_command
+            connection.send_packed_command = lambda packed, **kw: (
+                sent.append(1),
+                send(packed, **kw),
+            )[1]
+        answer = store.get_online_features(
+            feature_service="scoring", entity_rows=[{"user_id": 1}, {"user_id": 2}], now=T0
+        )
+    finally:
+        type(reader.store).read_tiles = original  # type: ignore[method-assign]
+    assert calls == [1]
+    if "redis" in online:
+        assert sent == [1]  # one pipeline: the plain views' and the tiles' scripts together
+    assert answer.to_dict()["score"] == [0.5, None]
+    assert answer.to_dict()["sum_amount_7d"] == [60.0, 5.0]
+    store.close()
+
+
+def test_tiles_are_never_replaced_by_an_earlier_runs(tmp_path: Path, online: str) -> None:
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize(hours(-200), T0)
+    # a correction arrives; a backfill to an earlier end recomputes the tile but is refused
+    write_txn(tmp_path / "data" / "txn.parquet", [*ROWS, (1, hours(-2), 1000.0, 1)])
+    report = store.materialize(hours(-3), hours(-1))
+    assert report.runs[0].rows_written == 0
+    before = store.get_online_features(
+        features=["user_txn:sum_amount_1d"], entity_rows=[{"user_id": 1}], now=T0
+    )
+    assert before.to_dict()["sum_amount_1d"] == [50.0]
+    # the same end again rewrites (equal prefixes overwrite): the correction lands
+    store.materialize(hours(-3), T0)
+    after = store.get_online_features(
+        features=["user_txn:sum_amount_1d"], entity_rows=[{"user_id": 1}], now=T0
+    )
+    assert after.to_dict()["sum_amount_1d"] == [1050.0]
+    store.close()
+
+
+def test_tile_writes_are_refused_once_the_claim_changed(tmp_path: Path, online: str) -> None:
+    from featurestore.online.base import open_online_store
+
+    store = make_repo(tmp_path, online, ROWS)
+    with open_online_store(store.config) as raw:
+        identity = ViewIdentity.of(store.state.view_record("user_txn"))
+        claim = raw.claim(identity)
+        raw.drop_view("user_txn")  # what an apply changing the view does
+        with pytest.raises(OnlineStoreError, match="changed under this run"):
+            raw.write_tiles(claim, ["user_id=i1"], [[((0, 1), b"\x00" * 40)]])
+    store.close()
+
+
+def test_dropping_the_view_removes_its_tiles_and_old_tiles_are_swept(
+    tmp_path: Path, online: str
+) -> None:
+    rows = [(1, T0 + timedelta(hours=h), 1.0, 1) for h in range(-24 * 9, 24 * 3, 5)]
+    store = make_repo(tmp_path, online, rows)
+    store.materialize_incremental(T0)
+    first = _tile_count(store)
+    store.materialize_incremental(T0 + timedelta(days=3))  # crosses day boundaries: swept
+    swept = _tile_count(store)
+    assert 0 < swept < first + 3 * 24 + 10
+    check = store.get_online_features(
+        features=["user_txn:count_amount_7d"],
+        entity_rows=[{"user_id": 1}],
+        now=T0 + timedelta(days=3),
+    )
+    assert check.to_dict()["count_amount_7d"] == [
+        sum(1 for _, t, _, _ in rows if T0 - timedelta(days=4) <= t < T0 + timedelta(days=3))
+    ]
+    from featurestore.online.base import open_online_store
+
+    with open_online_store(store.config) as raw:
+        raw.drop_view("user_txn")
+    assert _tile_count(store) == 0
+    store.close()
+
+
+def _tile_count(store) -> int:  # type: ignore[no-untyped-def]
+    """How many tiles the store holds (all generations)."""
+    from featurestore.online.base import open_online_store
+
+    with open_online_store(store.config) as raw:
+        if hasattr(raw, "_db"):
+            return raw._db.execute("SELECT count(*) FROM view_tiles").fetchone()[0]
+        if not hasattr(raw, "client"):  # a cluster: redis-py's client scans every master
+            cluster = raw._nodes.cluster()
+            return sum(
+                sum(1 for f in cluster.hkeys(k) if f.count(b":") == 2)
+                for k in cluster.scan_iter(match="aggs|*")
+            )
+        client = raw.client
+        return sum(
+            sum(1 for f in client.hkeys(k) if f.count(b":") == 2)
+            for k in client.scan_iter(match="aggs|*")
+        )
+
+
+def test_rows_of_another_definition_are_refused_and_counted(tmp_path: Path, online: str) -> None:
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize_incremental(T0)
+    (tmp_path / "features.py").write_text(
+        (tmp_path / "features.py").read_text().replace("hours=2", "hours=3")
+    )
+    from featurestore.registry import Registry
+
+    # a registry applied elsewhere (not dropping this store's data): the reader's definition differs
+    Registry(store.config.registry_path, "aggs").apply(store.load_definitions(), tmp_path)
+    answer = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=T0)
+    assert set(answer.statuses["sum_amount_1d"]) == {"NOT_FOUND"}
+    assert store._online_reader().store.refused_rows.get("user_txn", 0) > 0
+    store.close()
+
+
+def test_the_consistency_report_classes_aggregated_features_as_such(tmp_path: Path) -> None:
+    from featurestore.reports.classes import FeatureKind
+    from featurestore.reports.consistency import feature_kind
+
+    store = make_repo(tmp_path, "online_store: {type: sqlite, path: data/online.db}", ROWS)
+    assert feature_kind(store.state, "user_txn:sum_amount_1d") is FeatureKind.AGGREGATED
+    assert feature_kind(store.state, "user_profile:score") is FeatureKind.PLAIN
+
+
+def test_an_entity_asked_twice_in_one_request_gets_its_values_twice(
+    tmp_path: Path, online: str
+) -> None:
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize_incremental(T0)
+    rows = [{"user_id": 1}, {"user_id": 2}, {"user_id": 1}]
+    answer = store.get_online_features(features=SUMS, entity_rows=rows, now=T0).to_dict()
+    assert answer["sum_amount_1d"] == [50.0, 0.0, 50.0]
+    assert answer["count_amount_1h"] == [1, 0, 1]
+    store.close()

@@ -1,0 +1,122 @@
+"""The one merge, on both backends: Python scalars (online reads) and numpy arrays (offline,
+materialization) give the same bits, on values from 1e-300 to 1e300, infinities, NaN and
+-0.0; tiles are balanced pairwise merges whose shape depends only on their length; an Int64
+sum overflow is an error on both."""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from featurestore.aggregations.partials import (
+    NUMPY,
+    PYTHON,
+    Layout,
+    SumOverflow,
+    finalize,
+    fold,
+    merge,
+)
+from featurestore.aggregations.tiles import event_partials, reduce_segments
+from featurestore.types import Float64, Int64
+
+FUNCTIONS = ("count", "sum", "mean", "stddev", "variance", "min", "max", "last")
+FLOAT_LAYOUT = Layout.of([("x", Float64, f) for f in FUNCTIONS])
+INT_LAYOUT = Layout.of([("k", Int64, f) for f in ("sum", "mean", "min", "max")])
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e300, -1e300, 1e-300, -1e-300, -0.0, 0.0, math.nan, 0.1, 3.0]),
+    st.none(),
+)
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a).item(), np.asarray(b).item()
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b) or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def tree(layout: Layout, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pairwise tree ``reduce_segments`` promises, in plain Python."""
+    while len(parts) > 1:
+        parts = [
+            merge(layout, parts[i], parts[i + 1], PYTHON) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    return parts[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(VALUES, min_size=1, max_size=40), cuts=st.lists(st.integers(1, 39), max_size=6)
+)
+def test_numpy_tiles_and_python_folds_agree_bit_for_bit(values: list[Any], cuts: list[int]) -> None:
+    events = event_partials(FLOAT_LAYOUT, {"x": pa.array(values, pa.float64())})
+    starts = np.array(sorted({0, *[c for c in cuts if c < len(values)]}), dtype=np.int64)
+    tiles = reduce_segments(FLOAT_LAYOUT, events, starts)
+    ends = [*starts[1:].tolist(), len(values)]
+    as_python = [{k: v[i].item() for k, v in events.items()} for i in range(len(values))]
+    python_tiles = [
+        tree(FLOAT_LAYOUT, as_python[s:e]) for s, e in zip(starts.tolist(), ends, strict=True)
+    ]
+    for i, tile in enumerate(python_tiles):
+        for name, value in tile.items():
+            assert same_bits(value, tiles[name][i]), (name, i, value, tiles[name][i])
+    # a window: the left fold of the tiles, then finalized, on both backends
+    window_py = fold(FLOAT_LAYOUT, python_tiles, PYTHON)
+    as_arrays = [{k: np.asarray([v]) for k, v in t.items()} for t in python_tiles]
+    column = FLOAT_LAYOUT.columns[0]
+    with np.errstate(all="ignore"):
+        window_np = fold(FLOAT_LAYOUT, as_arrays, NUMPY)
+        for function in FUNCTIONS[1:]:
+            py_value, py_null = finalize(column, function, window_py, PYTHON)
+            np_value, np_null = finalize(column, function, window_np, NUMPY)
+            assert bool(np.asarray(np_null).item()) == bool(py_null), function
+            if not py_null:
+                assert same_bits(py_value, np_value), (function, py_value, np_value)
+
+
+def test_sum_of_negative_zeros_stays_negative_and_nulls_are_skipped() -> None:
+    events = event_partials(FLOAT_LAYOUT, {"x": pa.array([None, -0.0, None, -0.0], pa.float64())})
+    tile = reduce_segments(FLOAT_LAYOUT, events, np.array([0]))
+    column = FLOAT_LAYOUT.columns[0]
+    value, null = finalize(column, "sum", {k: v[0].item() for k, v in tile.items()}, PYTHON)
+    assert not null and math.copysign(1.0, value) == -1.0
+    assert tile["count"][0] == 4 and tile[column.field("n")][0] == 2
+
+
+def test_mean_and_variance_with_infinities_and_nan_follow_sql() -> None:
+    column = FLOAT_LAYOUT.columns[0]
+
+    def window(values: list[float]) -> dict[str, Any]:
+        events = event_partials(FLOAT_LAYOUT, {"x": pa.array(values, pa.float64())})
+        parts = [{k: v[i].item() for k, v in events.items()} for i in range(len(values))]
+        state = fold(FLOAT_LAYOUT, parts, PYTHON)
+        assert state is not None
+        return state
+
+    assert finalize(column, "mean", window([1.0, math.inf, 2.0]), PYTHON)[0] == math.inf
+    assert math.isnan(finalize(column, "mean", window([1.0, math.inf, -math.inf]), PYTHON)[0])
+    assert math.isnan(finalize(column, "variance", window([1.0, math.inf, 2.0]), PYTHON)[0])
+    assert finalize(column, "variance", window([1e300, 1e300 + 1e284]), PYTHON)[0] > 0
+    assert finalize(column, "max", window([1.0, math.nan]), PYTHON)[0] != 1.0  # NaN is greatest
+    assert finalize(column, "min", window([math.nan, 1.0]), PYTHON)[0] == 1.0
+    # Welford/Chan: large offsets do not cancel the variance away (sums of squares would)
+    assert finalize(column, "variance", window([1e9 + 1, 1e9 + 2, 1e9 + 3]), PYTHON)[0] == 1.0
+
+
+@pytest.mark.parametrize("backend", [PYTHON, NUMPY])
+def test_an_int64_sum_overflow_is_an_error_not_a_wrap(backend: Any) -> None:
+    big = {"count": 1, "n0": 1, "sum0": 2**62, "mean0": 2.0**62, "min0": 2**62, "max0": 2**62}
+    if backend is NUMPY:
+        big = {k: np.asarray([v]) for k, v in big.items()}
+    with np.errstate(all="ignore"), pytest.raises(SumOverflow):
+        merge(INT_LAYOUT, merge(INT_LAYOUT, big, big, backend), big, backend)
