@@ -473,6 +473,12 @@ class FeatureView:
         self, aggregations: tuple[Any, ...], schema: tuple[Field, ...], keys: list[str]
     ) -> None:
         what = f"feature view {self.name!r}"
+        if isinstance(self.source, PushSource):
+            raise DefinitionError(
+                f"{what}: an aggregated view cannot read push source {self.source.name!r}: "
+                "pushes into aggregation views are not supported; aggregate its batch source "
+                f"(source={self.source.name}.batch_source) and push to a plain view"
+            )
         names: set[str] = set()
         for agg in aggregations:
             if not isinstance(agg, Aggregation):

@@ -262,3 +262,22 @@ def test_an_online_push_into_an_offline_only_view_is_refused(tmp_path: Path) -> 
     with pytest.raises(PushError, match=r"\['stats'\] are not served online.*to='offline'"):
         store.push("stats_push", rows(), to="online_and_offline")
     assert store.push("stats_push", rows(), to="offline").offline_file is not None
+
+
+def test_an_aggregated_view_cannot_read_a_push_source() -> None:
+    """Pushes into aggregation views are refused where the view is defined, naming it."""
+    from featurestore import Aggregation, DefinitionError, Entity, FeatureView, PushSource
+
+    pushed = PushSource(
+        name="txn_push",
+        batch_source=FileSource(path="data/txn.parquet", timestamp_field="ts"),
+    )
+    with pytest.raises(DefinitionError, match=r"'user_txn'.*push source 'txn_push'"):
+        FeatureView(
+            name="user_txn",
+            entities=[Entity(name="user", join_keys=["user_id"])],
+            source=pushed,
+            aggregations=[
+                Aggregation(column="amount", function="sum", time_window=timedelta(hours=1))
+            ],
+        )
