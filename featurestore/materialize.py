@@ -2,7 +2,9 @@
 
 First, every chosen view is claimed in the online store for its applied definition (its
 fingerprint and row layout; featurestore/online/base.py): data the store holds for another
-definition, or from before layout ids, is dropped there, so the registry is the truth. Then
+definition, or from before layout ids, is dropped there, so the registry is the truth. The
+claims are made under the registry's lock, and refused when an ``apply`` changed a view
+after the run read the registry (``claim_applied``). Then
 for each online feature view, in turn:
 
 1. read from the offline engine the latest source row per entity key among the candidate
@@ -46,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from featurestore.errors import FeatureStoreError, MaterializationError
+from featurestore.errors import FeatureStoreError, MaterializationError, RegistryError
 from featurestore.types import MAX_TIME, as_utc, check_time
 
 if TYPE_CHECKING:
@@ -55,8 +57,8 @@ if TYPE_CHECKING:
     from featurestore.config import RepoConfig
     from featurestore.definitions import FeatureView
     from featurestore.offline.engine import OfflineEngine
-    from featurestore.online.base import Claim, OnlineStore, Watermark
-    from featurestore.registry import RegistryState
+    from featurestore.online.base import Claim, OnlineStore, ViewIdentity, Watermark
+    from featurestore.registry import Registry, RegistryState
 
 log = logging.getLogger("featurestore.materialize")
 
@@ -257,13 +259,18 @@ class _Run:
         chosen, skipped = online_views(self.state, names)
         for name in skipped:
             log.info("skipped feature view %s: it is declared online=False", name)
+        from featurestore.registry import Registry
+
         runs: list[ViewRun] = []
         claims: list[Claim] = []
-        for view in chosen:
-            try:
-                claims.append(self.store.claim(ViewIdentity.of(self.state.view_record(view.name))))
-            except FeatureStoreError as exc:
-                raise _failed(view, runs, exc) from exc
+        registry = Registry(self.config.registry_path, self.config.project)
+        with registry.settled() as applied:
+            for view in chosen:
+                try:
+                    identity = ViewIdentity.of(self.state.view_record(view.name))
+                    claims.append(claim_applied(self.store, identity, applied, registry))
+                except FeatureStoreError as exc:
+                    raise _failed(view, runs, exc) from exc
         for view, claim in zip(chosen, claims, strict=True):
             try:
                 mark = self.store.get_watermark(view.name)  # as late as possible: runs overlap
@@ -322,6 +329,29 @@ class _Run:
         )
         self.progress.view_finished(run)
         return run
+
+
+def claim_applied(
+    store: OnlineStore, identity: ViewIdentity, applied: RegistryState | None, registry: Registry
+) -> Claim:
+    """Claim ``identity`` (the definition a run or push loaded) in ``store``, inside
+    ``registry.settled()`` (``applied``: the state read there).
+
+    Refused with ``RegistryError`` when the applied definition is no longer ``identity``:
+    an ``apply`` changed or removed the view after the caller read the registry. Claiming
+    the old definition anyway would drop the new definition's online data and write rows
+    no reader of the applied definition can see, while the run reported success.
+    """
+    from featurestore.online.base import ViewIdentity
+
+    record = applied.views.get(identity.view) if applied is not None else None
+    if record is None or ViewIdentity.of(record) != identity:
+        now = "was removed" if record is None else "changed"
+        raise RegistryError(
+            f"feature view {identity.view!r} {now} in the registry ({registry.path}) after "
+            "this run read it: an apply ran in between; nothing was written. Run it again"
+        )
+    return store.claim(identity)
 
 
 def _failed(view: FeatureView, runs: list[ViewRun], exc: FeatureStoreError) -> MaterializationError:

@@ -28,7 +28,8 @@ Online, each view gets, per entity key, the push's latest row (the offline tie-b
 greatest event time, then created time, then row position) through the same never-regress
 write as materialization (featurestore/online/base.py): an older row never overwrites a
 newer one, an equal one is rewritten, so a row pushed and later materialized leaves the same
-state. The view is claimed for its applied definition first (as a materialization run does).
+state. The view is claimed for its applied definition first, as a materialization run does
+(under the registry's lock; refused if an apply changed it since ``state`` was read).
 Pushes do not move watermarks: a view must be materialized for a model to be served.
 
 ``online_and_offline`` writes the file, then the online rows, both under the lock. So:
@@ -63,6 +64,7 @@ from featurestore.errors import (
     FeatureStoreError,
     OnlineStoreError,
     PushError,
+    RegistryError,
     UnknownPushSourceError,
 )
 from featurestore.push_mode import PushMode, push_mode
@@ -72,7 +74,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.online.base import OnlineStore
-    from featurestore.registry import RegistryState
+    from featurestore.registry import Registry, RegistryState
 
 LOCK_NAME = ".push.lock"
 LOCK_SECONDS = 60
@@ -118,11 +120,14 @@ def push(
     to: PushMode | str,
     store: OnlineStore | None,
     *,
+    registry: Registry | None = None,
     now: datetime | None = None,
 ) -> PushReport:
     """Push ``rows`` (a pandas DataFrame, a pyarrow Table, or a mapping of columns) into the
-    views of push source ``name`` (module docstring). ``store`` is the online store (needed
-    unless ``to`` is offline); ``now`` the push time (default: the current time)."""
+    views of push source ``name`` (module docstring). ``store`` and ``registry`` (the
+    registry ``state`` was read from: the views are claimed under its lock, refused if an
+    apply changed them since) are needed unless ``to`` is offline; ``now`` the push time
+    (default: the current time)."""
     mode = push_mode(to)
     views = push_views(state, name)
     online = mode in (PushMode.ONLINE, PushMode.ONLINE_AND_OFFLINE)
@@ -142,14 +147,14 @@ def push(
                 f"{what}: feature view(s) {offline_only} are not served online (online=False); "
                 "push with to='offline'"
             )
-        if store is None:
-            raise PushError(f"{what}: an online push needs the online store")
+        if store is None or registry is None:
+            raise PushError(f"{what}: an online push needs the online store and the registry")
     pushed_at = now or datetime.now(UTC)
     given = _as_table(rows, what)
     table = _checked(state, views, given, what, pushed_at)
     report = PushReport(name, table.num_rows, tuple(v.name for v in views))
     if not offline:
-        return _online(state, views, table, store, report)  # type: ignore[arg-type]  # checked above
+        return _online(state, views, table, store, registry, report)  # type: ignore[arg-type]  # checked above
     assert files is not None  # an offline push of a BigQuery source was refused above
     folder = _push_folder(files, repo_path)
     with _locked(folder, what):
@@ -158,8 +163,8 @@ def push(
         if not online:
             return report
         try:
-            return _online(state, views, table, store, report)  # type: ignore[arg-type]  # checked
-        except OnlineStoreError as exc:
+            return _online(state, views, table, store, registry, report)  # type: ignore[arg-type]  # checked
+        except (OnlineStoreError, RegistryError) as exc:
             raise PushError(
                 f"{what}: the rows are committed offline ({path}) but the online write failed: "
                 f"{exc}; retry with to='online' (rewriting the same rows is harmless)"
@@ -402,15 +407,19 @@ def _online(
     views: Sequence[FeatureView],
     table: pa.Table,
     store: OnlineStore,
+    registry: Registry,
     report: PushReport,
 ) -> PushReport:
+    from featurestore.materialize import claim_applied
     from featurestore.online.base import ViewIdentity
 
     written = {}
     for view in views:
         batch = _latest_per_key(view, table)
-        claim = store.claim(ViewIdentity.of(state.view_record(view.name)))
         try:
+            with registry.settled() as applied:
+                identity = ViewIdentity.of(state.view_record(view.name))
+                claim = claim_applied(store, identity, applied, registry)
             count = 0
             for part in batch.to_batches():
                 count += store.write_rows(claim, part, list(view.join_keys), list(view.features))

@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -574,10 +575,7 @@ class Registry:
             lock = self._lock()
             lock.acquire()
         except Timeout:
-            raise RegistryError(
-                f"another 'featurestore apply' has held the lock {self.path}.lock for 60 s; "
-                "wait for it to finish, or remove the lock file if no apply is running"
-            ) from None
+            raise self._busy() from None
         except OSError as exc:
             return self._apply_without_lock(contents, repo_path, exc)
         try:
@@ -597,6 +595,38 @@ class Registry:
             return result
         finally:
             lock.release()
+
+    @contextmanager
+    def settled(self) -> Iterator[RegistryState | None]:
+        """The applied state (None when nothing was applied), held still until the block
+        ends: no ``apply`` runs meanwhile (the registry's lock).
+
+        A materialization run or a push claims its views in the online store inside it
+        (``online.base.claim_applied``), so it never claims a definition that an ``apply``
+        has replaced since the run read the registry. Where the lock cannot be created (a
+        read-only folder) no apply can change the registry either: the state is read
+        without it.
+        """
+        from filelock import Timeout
+
+        try:
+            lock = self._lock()
+            lock.acquire()
+        except Timeout:
+            raise self._busy() from None
+        except OSError:
+            yield self.load()
+            return
+        try:
+            yield self.load()
+        finally:
+            lock.release()
+
+    def _busy(self) -> RegistryError:
+        return RegistryError(
+            f"another 'featurestore apply' has held the lock {self.path}.lock for 60 s; "
+            "wait for it to finish, or remove the lock file if no apply is running"
+        )
 
     def _apply_without_lock(self, contents: RepoContents, repo_path: Path, why: OSError) -> Plan:
         """A no-change apply where the lock cannot be created (a read-only folder)."""

@@ -232,7 +232,14 @@ class FeatureStore:
         reader = self._online_reader()
         reader.store.ping()  # unreachable: refused before anything is written
         return push(
-            reader.state(), self.repo_path, push_source_name, df, mode, reader.store, now=now
+            reader.state(),
+            self.repo_path,
+            push_source_name,
+            df,
+            mode,
+            reader.store,
+            registry=self.registry,
+            now=now,
         )
 
     def offline_engine(self) -> OfflineEngine:

@@ -197,7 +197,11 @@ class Service:
         """``/push``: the SDK's push (featurestore/push.py) into this service's store, with
         the registry as the service's reader last loaded it."""
         reader = self.model.reader
-        report = push(reader.state(), self.settings.config.repo_path, source, df, to, self.store)
+        config = self.settings.config
+        registry = Registry(config.registry_path, config.project)
+        report = push(
+            reader.state(), config.repo_path, source, df, to, self.store, registry=registry
+        )
         self.metrics.pushed_rows.labels(source, push_mode(to).name.lower()).inc(report.rows)
         return report
 

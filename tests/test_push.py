@@ -240,7 +240,15 @@ def test_an_online_failure_after_the_file_is_written_says_to_retry_online(
     # A store that dies between the file and the online write (as the service's may):
     online = open_online_store(store.config, check=False)
     with pytest.raises(PushError, match=r"committed offline .*push-000000000001.*to='online'"):
-        push(store.state, tmp_path, "stats_push", rows(), "online_and_offline", online)
+        push(
+            store.state,
+            tmp_path,
+            "stats_push",
+            rows(),
+            "online_and_offline",
+            online,
+            registry=store.registry,
+        )
     online.close()
     assert len(pushed_files(store)) == 1
     server.start()  # an empty server: materialize, then finish the push online
@@ -281,3 +289,28 @@ def test_an_aggregated_view_cannot_read_a_push_source() -> None:
                 Aggregation(column="amount", function="sum", time_window=timedelta(hours=1))
             ],
         )
+
+
+def test_a_push_that_read_the_registry_before_an_apply_is_refused(store) -> None:  # type: ignore[no-untyped-def]
+    """A pusher (the service) holding the registry from before an apply that changed the
+    view: refused, and the applied definition's online data is left as it was (before, its
+    claim for the old definition dropped that data and the push reported success)."""
+    from featurestore import RegistryError
+    from featurestore.online.base import open_online_store
+    from featurestore.push import push
+
+    stale = store.state
+    definitions = store.repo_path / "definitions.py"
+    definitions.write_text(definitions.read_text().replace("days=1", "days=2"))
+    store.apply()
+    store.materialize(T0 - timedelta(days=10), T0 + HOUR)
+    before = answers(store)
+    online = open_online_store(store.config)
+    with pytest.raises(RegistryError, match="'stats' changed in the registry"):
+        push(
+            stale, store.repo_path, "stats_push", rows(), "online", online, registry=store.registry
+        )
+    online.close()
+    assert answers(store) == before
+    store.push("stats_push", rows(), to="online")  # with the applied definition: accepted
+    assert answers(store)[0][0]["avg"] == 30.0

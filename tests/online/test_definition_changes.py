@@ -218,6 +218,29 @@ def test_an_apply_during_a_run_refuses_the_rest_of_it(
     store.close()
 
 
+@pytest.mark.parametrize("change", ["dtype", "reorder"])
+def test_a_run_that_read_the_registry_before_an_apply_is_refused(
+    tmp_path: Path, online: str, change: str
+) -> None:
+    """The run loaded the registry; an apply then changed the view and its new definition
+    was materialized. Before: the run claimed the old definition, which dropped the new
+    definition's data, wrote rows nobody could read, and reported success."""
+    store = make_repo(tmp_path / "repo", online)
+    stale = store.state
+    write_definitions(store.repo_path, change)
+    store.apply()
+    store.materialize_incremental(T)
+    assert_all_present(store)
+    with open_online_store(store.config) as opened, pytest.raises(MaterializationError) as caught:
+        materialize_incremental(store.config, stale, opened, T)
+    message = str(caught.value)
+    assert "feature view 'stats' failed" in message
+    assert "changed in the registry" in message and "nothing was written" in message
+    assert_all_present(store)  # the applied definition's data is intact
+    assert watermark(store).end == T
+    store.close()
+
+
 # --- the registry is the truth --------------------------------------------------------------
 
 
