@@ -240,9 +240,9 @@ class OnlineStore(ABC):
     async def read_tiles_async(
         self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
     ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
-        """``read_tiles`` awaited on an event loop (here: the blocking ``read_tiles``; no
-        store overrides it yet, so a request with aggregated views blocks the loop for its
-        one round trip)."""
+        """``read_tiles`` awaited on an event loop; stores with a network round trip override
+        it so the loop is not blocked while the server answers (here: the blocking
+        ``read_tiles``)."""
         return self.read_tiles(groups, tile_reads)
 
     @abstractmethod

@@ -52,10 +52,11 @@ identifies the exact definition and layout it was written with. Why:
 - **Data from before generations** (meta ``tag:<view>``, rows without a layout id) is never
   decoded: a read raises an error saying to materialize again; a claim or drop retires it.
 
-Reads come in two transports over the same script, replies and refusals: ``read`` on one
-connection per thread (per process: a forked child makes its own), and ``read_async`` for an
-event loop (the prediction service) on a redis.asyncio pool of at most ``ASYNC_CONNECTIONS``
-per process and loop, a free connection waited for within the timeout.
+Reads come in two transports over the same scripts, replies and refusals: ``read`` and
+``read_tiles`` on one connection per thread (per process: a forked child makes its own), and
+``read_async`` and ``read_tiles_async`` for an event loop (the prediction service) on a
+redis.asyncio pool of at most ``ASYNC_CONNECTIONS`` per process and loop, a free connection
+waited for within the timeout; several script calls go in one pipeline either way.
 
 Timeouts are always set (``socket_timeout``, also used to connect). A failed call is retried
 once, at once, only when the connection was reset or refused (a restarted server; every
@@ -276,13 +277,38 @@ class RedisOnlineStore(RedisStoreBase):
     def read_tiles(
         self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
     ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        calls, commands = self._tile_read_calls(groups, tile_reads)
+        replies = self._call("read rows", lambda: self._scripts(commands))
+        return self._tile_read_replies(calls, tile_reads, replies)
+
+    async def read_tiles_async(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """``read_tiles`` over redis.asyncio (``read_async``'s client): the same script
+        calls in one pipeline, parsed by the same code, without blocking the loop."""
+        calls, commands = self._tile_read_calls(groups, tile_reads)
+        try:
+            replies = await self._async_scripts(self._async_client(), commands)
+        except self._failures as exc:
+            raise self._translate("read rows", exc) from None
+        return self._tile_read_replies(calls, tile_reads, replies)
+
+    def _tile_read_calls(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[_ReadCall], list[tuple[Any, ...]]]:
+        """The plain views' read script calls, then one tile read script call per view."""
         calls, commands = self._read_calls(groups)
-        tile_commands = [redis_tiles.read_commands(self, r) for r in tile_reads]
-        replies = self._call("read rows", lambda: self._scripts(commands + tile_commands))
-        rows = self._read_rows(calls, replies[: len(commands)]) if commands else []
+        return calls, commands + [redis_tiles.read_commands(self, r) for r in tile_reads]
+
+    def _tile_read_replies(
+        self, calls: list[_ReadCall], tile_reads: Sequence[TileRead], replies: list[Any]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """``_tile_read_calls``' replies as ``read_tiles`` returns them."""
+        split = len(calls)
+        rows = self._read_rows(calls, replies[:split]) if calls else []
         answers = [
             redis_tiles.parse_read(self, request, reply)
-            for request, reply in zip(tile_reads, replies[len(commands) :], strict=True)
+            for request, reply in zip(tile_reads, replies[split:], strict=True)
         ]
         return rows, answers
 
@@ -312,20 +338,41 @@ class RedisOnlineStore(RedisStoreBase):
         calls, commands = self._read_calls(groups)
         if not commands:
             return []
-        client = self._async_client()
         try:
-            replies = [await self._async_script(client, command) for command in commands]
+            replies = await self._async_scripts(self._async_client(), commands)
         except self._failures as exc:
             raise self._translate("read rows", exc) from None
         return self._read_rows(calls, replies)
 
-    async def _async_script(self, client: Any, command: tuple[Any, ...]) -> Any:
-        try:
-            return await client.execute_command(*command)
-        except self._noscript:  # a new or restarted server: register the scripts, once more
+    async def _async_scripts(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``_scripts`` over redis.asyncio: script calls in one round trip (one command, or a
+        pipeline of several), those that meet NOSCRIPT sent again once the scripts are
+        registered; any other error reply is raised."""
+        replies = await self._async_send(client, commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, self._noscript)]
+        if missing:
             for script in lua.SINGLE_SERVER_SCRIPTS:
                 await client.script_load(script)
-            return await client.execute_command(*command)
+            again = await self._async_send(client, [commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _async_send(self, client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Every command's reply, an error reply returned, not raised."""
+        if len(commands) == 1:  # a pipeline object costs more Python than the call itself
+            try:
+                return [await client.execute_command(*commands[0])]
+            except self._response_error as exc:
+                return [exc]
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     def _async_client(self) -> Any:
         """This process's and event loop's redis.asyncio client (the sync one's settings)."""

@@ -16,8 +16,9 @@ that map names, one pipeline per node, and follows MOVED, ASK and TRYAGAIN.
 
 What a request costs (it grows with the masters holding the keys, never with the keys):
 
-- A read of N entities is one round, in parallel (``read_async``, for the prediction
-  service, runs the same read in a worker thread so the event loop is never blocked): per
+- A read of N entities is one round, in parallel (``read_async`` and ``read_tiles_async``,
+  for the prediction service, run the same reads in a worker thread so the event loop is
+  never blocked): per
   master holding some of them one read script call (``EVALSHA``, one ``HMGET`` per hash),
   all sent before any reply is read. Plus, in the same round, one ``HMGET`` of the views'
   ``view:`` entries on the meta hash's master, unless this store checked less than ``lease``
@@ -415,6 +416,14 @@ class RedisClusterOnlineStore(RedisStoreBase):
         import asyncio
 
         return await asyncio.to_thread(self.read, groups)
+
+    async def read_tiles_async(
+        self, groups: Sequence[KeyGroup], tile_reads: Sequence[TileRead]
+    ) -> tuple[list[list[bytes | None]], list[TileAnswer]]:
+        """``read_tiles`` in a worker thread, as ``read_async``."""
+        import asyncio
+
+        return await asyncio.to_thread(self.read_tiles, groups, tile_reads)
 
     def claim(self, identity: ViewIdentity) -> Claim:
         try:
