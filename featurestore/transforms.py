@@ -286,15 +286,16 @@ def _outputs(t: Transformation, result: Any, rows: int) -> dict[str, pa.Array]:
             "dict of lists",
             t.view,
         )
+    returned = _columns(t, result)
     out = {}
     for o in t.outputs:
-        if o.name not in result:
+        if o.name not in returned:
             raise TransformationError(
                 f"{what}: its function returned no column {o.name!r} (it returned "
                 f"{list(result.keys())})",
                 t.view,
             )
-        values = result[o.name]
+        values = returned[o.name]
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
@@ -313,6 +314,28 @@ def _outputs(t: Transformation, result: Any, rows: int) -> dict[str, pa.Array]:
         except TransformationError as exc:
             raise TransformationError(str(exc), t.view) from None
     return out
+
+
+def _columns(t: Transformation, result: Any) -> Mapping[str, Any]:
+    """The function's result by column name. A DataFrame's columns are taken in one pass:
+    looking each up by name builds a hash table of a new frame's column names, which costs
+    more than the whole function on the few rows of a request. An output asked for under a
+    repeated column name is a ``TransformationError``."""
+    import pandas as pd
+
+    if not isinstance(result, pd.DataFrame):
+        return result  # a Mapping (checked by the caller)
+    columns = dict(result.items())
+    if len(columns) < result.shape[1]:
+        names = list(result.columns)
+        repeated = [o.name for o in t.outputs if names.count(o.name) > 1]
+        if repeated:
+            raise TransformationError(
+                f"on-demand feature view {t.view!r}: its function returned the column "
+                f"{repeated[0]!r} {names.count(repeated[0])} times (one column per name)",
+                t.view,
+            )
+    return columns
 
 
 # --- the repo's functions, checked against the applied code -------------------------------

@@ -233,27 +233,32 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def to_pandas_frame(names: Sequence[str], arrays: Sequence[pa.Array]) -> pd.DataFrame:
-    """``to_pandas`` of the table of ``arrays`` named ``names``, built column by column: the
-    same dtypes and values (tested equal), several times cheaper for a table of a few rows
-    (a request-time transformation's input), where pyarrow's table conversion costs most.
-    An array given under several names is converted once."""
+    """``to_pandas`` of the table of ``arrays`` (of one length) named ``names``, built column
+    by column: the same dtypes and values (tested equal), several times cheaper for a table
+    of a few rows (a request-time transformation's input), where pyarrow's table conversion
+    costs most. An array given under several names is converted once."""
     import pandas as pd
 
     mapping = _pandas_types()
     converted: dict[int, Any] = {}
-    columns = {}
-    for name, array in zip(names, arrays, strict=True):
+    columns = []
+    for array in arrays:
         values = converted.get(id(array))
         if values is None:
             dtype = mapping.get(array.type)
             values = array.to_pandas().array if dtype is None else dtype.__from_arrow__(array)
             converted[id(array)] = values
-        columns[name] = values
-    frame = pd.DataFrame(columns, copy=False)
+        columns.append(values)
+    # pandas' own constructor from finished columns (what ``DataFrame(dict)`` ends with),
+    # without re-checking each column: they are pandas arrays of one length already.
     # One Index object per set of names: it keeps its lookup table between calls, which
     # pandas otherwise rebuilds on a new frame's first column access.
-    frame.columns = _column_index(tuple(names))
-    return frame
+    return pd.DataFrame._from_arrays(
+        columns,
+        _column_index(tuple(names)),
+        pd.RangeIndex(len(arrays[0]) if arrays else 0),
+        verify_integrity=False,
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -151,6 +151,10 @@ BAD_FUNCTIONS = {
         'out["ratio"] = inputs["avg"].astype(str)',
         r"'scored': output column 'ratio' is Float64 but holds (large_)?string values",
     ),
+    "a repeated column": (
+        'out["ratio"] = inputs["avg"]\n    out = pd.concat([out, out[["ratio"]]], axis=1)',
+        r"'scored': its function returned the column 'ratio' 2 times",
+    ),
     "raises": ('out["ratio"] = inputs["nope"]', r"'scored': its function raised KeyError: 'nope'"),
     "rows dropped": (
         'out = out.head(1)\n    out["ratio"] = inputs["avg"].head(1)',
