@@ -180,3 +180,40 @@ def test_another_definitions_tiles_are_refused_and_counted_the_same(
     assert refused > 0 and reader.store.refused_rows["user_txn"] == 2 * refused
     store._reader = None
     store.close()
+
+
+def test_the_awaited_read_of_plain_and_aggregated_views_is_one_round_trip(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the blocking read (tests/aggregations/test_online.py): the plain views' and the
+    tiles' script calls go to the server in one write, one pipeline."""
+    from redis.asyncio.connection import AbstractConnection
+
+    store = make_repo(tmp_path, f"online_store: {{type: redis, url: '{redis_url}'}}", ROWS)
+    store.materialize_incremental(T0)
+    reader = store._online_reader()
+    plan, _ = reader.plan("scoring", False)
+    assert plan.aggregated and plan.groups  # both kinds of views
+    sent: list[int] = []
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        await send(self, command, check_health)
+
+    async def reads() -> Any:
+        rows = [{"user_id": 1}, {"user_id": 2}]
+        await read_online_async(reader.store, plan, rows, T0)  # warm: connection, scripts
+        sent.clear()
+        try:
+            return await read_online_async(reader.store, plan, rows, T0)
+        finally:
+            await reader.store.close_async()
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    answer = asyncio.run(reads())
+    store._reader = None
+    assert sent == [1]
+    assert answer.to_dict()["score"] == [0.5, None]
+    assert answer.to_dict()["sum_amount_7d"][0] == pytest.approx(1.5 * 133.2)
+    store.close()
