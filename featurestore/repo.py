@@ -2,16 +2,19 @@
 
 Every ``*.py`` in the folder (not ``_*.py``, not sub-folders) is imported with the folder on
 ``sys.path``, so files may import each other. Objects found at module level are collected;
-the same object imported into several files counts once.
+the same object imported into several files counts once. Repo files are compiled from their
+source on every load, never from a cached ``.pyc`` (an edit that keeps a file's size and
+modification second would otherwise be missed), and no ``__pycache__`` is written into the repo.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from featurestore.definitions import Entity, FeatureService, FeatureView, suggest
@@ -127,6 +130,12 @@ def load_repo(repo_path: str | Path) -> RepoContents:
     stems = [p.stem for p in repo.glob("*.py")]
     _forget(stems)
     sys.path.insert(0, str(repo))
+    # Plain-name imports between repo files go through a finder of our own for the folder.
+    sys.path_importer_cache[str(repo)] = importlib.machinery.FileFinder(
+        str(repo),
+        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+        (_SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES),
+    )
     try:
         for file in files:
             module = _import(file)
@@ -143,6 +152,7 @@ def load_repo(repo_path: str | Path) -> RepoContents:
                     _add(contents, "on-demand view", contents.on_demand, *args)
     finally:
         sys.path.remove(str(repo))
+        sys.path_importer_cache.pop(str(repo), None)
         _forget(stems)
     contents.validate()
     return contents
@@ -168,9 +178,19 @@ def _forget(module_names: list[str]) -> None:
         sys.modules.pop(name, None)
 
 
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a file from its source on every import: never reads or writes a ``.pyc``."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
 def _import(file: Path) -> ModuleType:
     name = f"featurestore_repo_{abs(hash(str(file.parent)))}_{file.stem}"
-    spec = importlib.util.spec_from_file_location(name, file)
+    spec = importlib.util.spec_from_file_location(
+        name, file, loader=_SourceOnlyLoader(name, str(file))
+    )
     if spec is None or spec.loader is None:
         raise DefinitionError(f"cannot import {file}")
     module = importlib.util.module_from_spec(spec)

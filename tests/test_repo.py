@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -181,3 +184,36 @@ def test_a_file_that_fails_to_import_is_named(tmp_path: Path) -> None:
     repo = write(tmp_path, {"defs.py": HEADER + ENTITY, "oops.py": "import no_such_module\n"})
     message = error_of(repo)
     assert "oops.py" in message and "no_such_module" in message
+
+
+def _edit_keeping_size_and_mtime(file: Path, old: str, new: str) -> None:
+    assert len(old) == len(new)
+    before = file.stat()
+    file.write_text(file.read_text().replace(old, new))
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_an_edit_is_seen_even_when_size_and_mtime_are_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's bytecode cache is keyed by a source's size and whole-second mtime: an edit
+    within the same second would be served from a stale .pyc, both for the files the loader
+    imports and for those they import by plain name. Repo files are compiled from source."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as for users (tests may set it)
+    repo = write(
+        tmp_path,
+        {
+            "entities.py": HEADER + ENTITY,
+            "views.py": HEADER + "from entities import driver\n" + VIEW,
+        },
+    )
+    first = load_repo(repo)
+    assert first.views["stats"].ttl == timedelta(days=1)
+    assert first.entities["driver"].join_keys == ("driver_id",)
+
+    _edit_keeping_size_and_mtime(repo / "views.py", "days=1", "days=2")
+    _edit_keeping_size_and_mtime(repo / "entities.py", '"driver_id"', '"driver_ix"')
+    second = load_repo(repo)
+    assert second.views["stats"].ttl == timedelta(days=2)
+    assert second.entities["driver"].join_keys == ("driver_ix",)
+    assert not (repo / "__pycache__").exists()  # nothing written into the user's folder
