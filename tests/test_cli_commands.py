@@ -1,4 +1,8 @@
-"""The real ``featurestore`` command, run as a subprocess: init, apply, list, plan, describe.
+"""The ``featurestore`` command: init, apply, list, plan, describe, help and errors.
+
+Commands run in-process (tests/cli.py); a few smoke tests run the installed console script as a
+real process: the current folder as the default repo, an error's exit status and one line,
+start-up time and the imports ``--help`` pays for.
 
 (Not ``test_cli.py``: tests/models/test_cli.py has that basename, and pytest imports test
 files by basename here.)
@@ -16,19 +20,24 @@ import click
 import pytest
 
 from featurestore.cli import main
+from tests.cli import ENV, Result, run_cli
 
 FEATURESTORE = Path(sys.executable).parent / "featurestore"
 
 
-def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    # Wide enough that tables are not wrapped; no colour codes in what we read.
-    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", "TERM": "dumb"}
-    result = subprocess.run(
-        [str(FEATURESTORE), *args], capture_output=True, text=True, env=env, timeout=120
-    )
+def run(*args: str, ok: bool = True) -> Result:
+    result = run_cli(*args)
     if ok:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def run_real(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a process of its own."""
+    env = {**os.environ, **ENV}
+    return subprocess.run(
+        [str(FEATURESTORE), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 def test_init_apply_list_plan_describe(tmp_path: Path) -> None:
@@ -87,11 +96,17 @@ def _registry_fingerprint(repo: Path, view: str) -> str:
 
 
 def test_the_repo_defaults_to_the_current_folder(tmp_path: Path) -> None:
+    """A real process: the installed entry point, run in the repo folder."""
     run("init", str(tmp_path / "here"))
-    result = subprocess.run(
-        [str(FEATURESTORE), "apply"], cwd=tmp_path / "here", capture_output=True, text=True
-    )
+    result = run_real("apply", cwd=tmp_path / "here")
     assert result.returncode == 0 and "(added)" in result.stdout, result.stderr
+    assert run_cli("plan", cwd=tmp_path / "here").stdout.startswith("No changes")
+
+
+def test_a_real_process_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    result = run_real("list", "--repo", str(tmp_path / "nowhere"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "no featurestore.yaml" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +137,6 @@ def test_errors_are_one_clear_line_and_exit_1(repos: Path, args: list[str], mess
 
 def test_init_never_overwrites_a_users_files(tmp_path: Path) -> None:
     """A folder without featurestore.yaml but with the user's definitions.py and data."""
-    from click.testing import CliRunner
-
     (tmp_path / "data").mkdir()
     mine = {
         tmp_path / "definitions.py": b"# my definitions\n",
@@ -131,17 +144,17 @@ def test_init_never_overwrites_a_users_files(tmp_path: Path) -> None:
     }
     for path, content in mine.items():
         path.write_bytes(content)
-    result = CliRunner().invoke(main, ["init", str(tmp_path)])
-    assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and "refusing to overwrite" in result.output
+    result = run("init", str(tmp_path), ok=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "refusing to overwrite" in result.stderr
     for path, content in mine.items():
-        assert str(path) in result.output
+        assert str(path) in result.stderr
         assert path.read_bytes() == content
     assert not (tmp_path / "featurestore.yaml").exists()  # nothing created either
 
     (tmp_path / "definitions.py").unlink()
-    result = CliRunner().invoke(main, ["init", str(tmp_path)])
-    assert result.exit_code == 1 and str(tmp_path / "definitions.py") not in result.output
+    result = run("init", str(tmp_path), ok=False)
+    assert result.returncode == 1 and str(tmp_path / "definitions.py") not in result.stderr
     assert (tmp_path / "data" / "driver_stats.parquet").read_bytes() == b"my data"
 
 
