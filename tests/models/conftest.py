@@ -1,4 +1,8 @@
-"""Fixtures: a small repo with signal, and a model trained on it (see model_repo.py)."""
+"""Fixtures: a small repo with signal, and a model trained on it (see model_repo.py).
+
+``trained`` is built once per session (per xdist worker): tests only read it, and a test that
+changes its repo or model works on ``trained.copy(tmp_path)``.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def entities(repo: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("trained")
     repo = write_repo(root / "repo")

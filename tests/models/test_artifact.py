@@ -18,11 +18,13 @@ from model_repo import Trained
 
 from featurestore import ModelError, models
 from featurestore.models import ArtifactMetadata
+from tests.cli import run_cli as run
 
 FEATURESTORE = [str(Path(sys.executable).with_name("featurestore"))]  # the console script
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_real(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a fresh process (no state shared with the test's)."""
     return subprocess.run(
         [*FEATURESTORE, *map(str, args)], capture_output=True, text=True, timeout=300
     )
@@ -37,7 +39,7 @@ def test_predict_batch_in_a_fresh_process_equals_the_in_memory_model(
     in_memory = models.predict(trained.artifact, trained.repo, entities)  # the trained Booster
 
     out = tmp_path / "scored.parquet"
-    result = run(
+    result = run_real(
         "predict-batch", "--repo", trained.repo, "--model", trained.model,
         "--entities", entities_path, "--out", out,
     )  # fmt: skip

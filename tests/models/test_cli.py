@@ -1,23 +1,14 @@
-"""``featurestore train`` as a user runs it: a real subprocess, real files, a warm start."""
+"""``featurestore train`` as a user runs it (in-process, tests/cli.py): real files, a warm start."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from model_repo import write_repo
 
 from featurestore import FeatureStore
-
-FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))  # the console script
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FEATURESTORE, *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+from tests.cli import run_cli as run
 
 
 def test_train_then_warm_start_then_refuse_after_a_change(

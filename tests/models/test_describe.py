@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from model_repo import RISK_FIELDS, Trained, write_repo
 
 from featurestore import FeatureStore, ModelError, models
+from tests.cli import Result, run_cli
 
-FEATURESTORE = str(Path(sys.executable).with_name("featurestore"))  # the console script
 
-
-def describe(model: Path, repo: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FEATURESTORE, "models", "describe", str(model), "--repo", str(repo), *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def describe(model: Path, repo: Path, *flags: str) -> Result:
+    return run_cli("models", "describe", model, "--repo", repo, *flags)
 
 
 def test_describe_prints_what_the_model_was_trained_on(trained: Trained) -> None:
