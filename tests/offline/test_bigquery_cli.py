@@ -1,4 +1,4 @@
-"""`featurestore apply` and `training-set --dry-run` on BigQuery, as real subprocesses.
+"""`featurestore apply` and `training-set --dry-run` on BigQuery, in-process (tests/cli.py).
 
 The real ``google.cloud.bigquery.Client`` talks HTTP to a tiny BigQuery REST endpoint on
 127.0.0.1 (tests/offline/bigquery_local.py: ``tables.get`` and dry-run ``jobs.insert``), set
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlglot
 
+from tests.cli import Result, run_cli
 from tests.offline.bigquery_local import BigQueryHTTP
 from tests.strategies import minute
 
@@ -50,9 +49,8 @@ def _repo(path: Path, offline: str, clicks: str = "Int32") -> Path:
     return path
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "featurestore.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+def _run(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    return run_cli(*args, env=env)
 
 
 def _offline(endpoint: str) -> str:
@@ -94,9 +92,11 @@ def test_apply_rejects_a_missing_table(tmp_path: Path) -> None:
     assert "BigQuery source 'test-project.ds.user_stats' does not exist" in done.stderr
 
 
-def _no_credentials(tmp_path: Path) -> dict[str, str]:
-    """An environment without Google credentials (and no metadata-server probe)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+def _no_credentials(tmp_path: Path) -> dict[str, str | None]:
+    """Environment changes: no Google credentials (and no metadata-server probe)."""
+    env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("GOOGLE_", "CLOUDSDK_"))
+    }
     env.update(NO_GCE_CHECK="true", CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), HOME=str(tmp_path))
     return env
 

@@ -1,17 +1,15 @@
-"""`featurestore training-set`, run as a real subprocess on a small repo."""
+"""`featurestore training-set` on a small repo, in-process (tests/cli.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.cli import Result, run_cli
 from tests.reference import RefView, SourceRow
 from tests.strategies import Scenario, ViewCase, build_repo, entity_table, minute
 
@@ -33,9 +31,8 @@ def _repo(path: Path) -> Path:
     return path
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "featurestore.cli", "training-set", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+def _run(*args: str) -> Result:
+    return run_cli("training-set", *args)
 
 
 def test_training_set_writes_parquet_manifest_and_summary(tmp_path: Path) -> None:
@@ -74,15 +71,6 @@ def test_training_set_errors_are_one_line(tmp_path: Path) -> None:
     assert both.returncode == 2 and "--service NAME or one or more --features" in both.stderr
 
 
-def _invoke(*args: str) -> Any:
-    """The command in-process (click's runner): exit code, stdout and stderr apart."""
-    from click.testing import CliRunner
-
-    from featurestore.cli import main
-
-    return CliRunner().invoke(main, ["training-set", *args])
-
-
 def _entities(tmp_path: Path) -> Path:
     rows = [
         {"user_id": u, "merchant": "", "region": "", "event_timestamp": minute(t), "extra": e}
@@ -96,11 +84,11 @@ def _entities(tmp_path: Path) -> Path:
 def test_an_unknown_label_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     out = tmp_path / "out" / "train.parquet"
-    done = _invoke(
+    done = _run(
         "--repo", str(repo), "--features", "user_stats:clicks",
         "--entities", str(_entities(tmp_path)), "--out", str(out), "--label", "is_fraud",
     )  # fmt: skip
-    assert done.exit_code == 1
+    assert done.returncode == 1
     assert "error: label column 'is_fraud' is not in the training set; it has" in done.stderr
     assert not out.exists() and not Path(f"{out}.manifest.json").exists()
 
@@ -112,12 +100,12 @@ def test_an_unwritable_out_is_refused_before_the_join(tmp_path: Path) -> None:
     broken = tmp_path / "broken.parquet"
     broken.write_text("not parquet")  # never read: the output is checked first
     base = ["--repo", str(repo), "--features", "user_stats:clicks", "--entities"]
-    done = _invoke(*base, str(broken), "--out", str(out))
-    assert done.exit_code == 1
+    done = _run(*base, str(broken), "--out", str(out))
+    assert done.returncode == 1
     assert done.stderr.startswith(f"error: cannot write the training set to {out}: ")
     assert len(done.stderr.strip().splitlines()) == 1
-    folder = _invoke(*base, str(_entities(tmp_path)), "--out", str(tmp_path))
-    assert folder.exit_code == 2 and "is a directory" in folder.stderr
+    folder = _run(*base, str(_entities(tmp_path)), "--out", str(tmp_path))
+    assert folder.returncode == 2 and "is a directory" in folder.stderr
 
 
 def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None:
@@ -131,11 +119,11 @@ def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None
     results = []
     for entities in (parquet, folder, csv):
         out = tmp_path / f"{entities.name}.out.parquet"
-        done = _invoke(
+        done = _run(
             "--repo", str(repo), "--features", "user_stats:clicks",
             "--entities", str(entities), "--out", str(out),
         )  # fmt: skip
-        assert done.exit_code == 0, done.output
+        assert done.returncode == 0, done.stderr
         results.append(pq.read_table(out).select(["user_id", "clicks"]).to_pylist())
     assert (
         results[0]
@@ -150,9 +138,9 @@ def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None
 
 def test_dry_run_on_duckdb_says_it_is_for_bigquery(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
-    done = _invoke(
+    done = _run(
         "--repo", str(repo), "--features", "user_stats:clicks",
         "--entities", str(_entities(tmp_path)), "--dry-run",
     )  # fmt: skip
-    assert done.exit_code == 1
+    assert done.returncode == 1
     assert done.stderr.startswith("error: --dry-run estimates what BigQuery would scan")
