@@ -4,8 +4,6 @@ partitions and file names, requests of different shapes in one flush, a full que
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from featurestore.feature_log import (
 )
 from featurestore.online.codec import timestamp_us
 from featurestore.online.read import read_online
+from tests.cli import run_cli
 from tests.online.online_repo import T0, put, write_repo
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -159,17 +158,13 @@ def test_log_show_summarizes(fs: FeatureStore, tmp_path: Path) -> None:
     assert (summary.rows, summary.requests, summary.files) == (3, 2, 1)
     assert summary.first == T0 and summary.last == T0 + timedelta(hours=2)
     assert summary.by_model == [("/predict", "-", 1), ("/predict", "fraud_v1", 2)]
-    cli = [sys.executable, "-m", "featurestore.cli", "log", "show", "--repo", str(fs.repo_path)]
-    out = subprocess.run(cli, capture_output=True, text=True, check=True).stdout
-    assert "3 rows from 2 requests in 1 files" in out and "fraud_v1" in out
-    out = subprocess.run(
-        [*cli, "--since", (T0 + timedelta(hours=1)).isoformat()],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "1 rows from 1 requests" in out
-    empty = subprocess.run([*cli[:-1], str(tmp_path / "none")], capture_output=True, text=True)
+    cli = ["log", "show", "--repo", str(fs.repo_path)]
+    out = run_cli(*cli)
+    assert out.returncode == 0, out.stderr
+    assert "3 rows from 2 requests in 1 files" in out.stdout and "fraud_v1" in out.stdout
+    out = run_cli(*cli, "--since", (T0 + timedelta(hours=1)).isoformat())
+    assert out.returncode == 0 and "1 rows from 1 requests" in out.stdout, out.stderr
+    empty = run_cli(*cli[:-1], str(tmp_path / "none"))
     assert empty.returncode == 1 and "featurestore.yaml" in empty.stderr
 
 

@@ -10,10 +10,7 @@ drops the online data and watermarks of views it changes or removes.
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +27,7 @@ from featurestore import (
     UnknownFeatureError,
 )
 from featurestore.online.base import Watermark, open_online_store
+from tests.cli import Result, run_cli
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -320,11 +318,8 @@ def test_apply_drops_online_data_and_watermarks_of_changed_and_removed_views(
 # --- the CLI -------------------------------------------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "100"}
-    return subprocess.run(
-        [sys.executable, "-m", "featurestore.cli", *args], capture_output=True, text=True, env=env
-    )
+def cli(*args: str) -> Result:
+    return run_cli(*args, env={"COLUMNS": "100"})
 
 
 @pytest.mark.parametrize("online", ["sqlite"], indirect=True)
