@@ -21,6 +21,8 @@ from featurestore import FeatureStore
 EXAMPLE = Path(__file__).parents[1] / "feature_repo"
 SCALE = "0.1"  # 300 users, 30 merchants, ~35,000 transactions
 END = "2026-03-01T13:00:00+00:00"  # a fixed last hour: the same seed and end give the same data
+# One xdist worker runs the module, so the example data is generated once per test run.
+pytestmark = pytest.mark.xdist_group("example-repo")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import warnings
 from datetime import datetime
@@ -40,7 +39,9 @@ warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
 import pyarrow.parquet as pq  # noqa: E402
+from click.testing import CliRunner  # noqa: E402  (Feast's dependency)
 from feast import FeatureStore  # noqa: E402
+from feast.cli.cli import cli as feast_cli  # noqa: E402
 from feast.data_source import PushMode  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,11 +56,19 @@ from workflow import (  # noqa: E402
 )
 
 
+def feast(*args: str, cwd: Path) -> None:
+    """Feast's own command line (``feast ARGS`` in ``cwd``), run in this process: a process of
+    its own would import Feast again (seconds each). The working directory stays ``cwd``."""
+    os.chdir(cwd)
+    result = CliRunner().invoke(feast_cli, list(args))
+    if result.exit_code != 0:
+        raise RuntimeError(f"feast {' '.join(args)} failed: {result.output}") from result.exception
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(job["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
-    feast = Path(sys.executable).with_name("feast")
-    subprocess.run([str(feast), "init", "qs"], cwd=workdir, check=True, capture_output=True)
+    feast("init", "qs", cwd=workdir)
     repo = workdir / "qs" / "feature_repo"
     original = workdir / "original"
     original.mkdir()
@@ -67,9 +76,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     shutil.copy(repo / "data" / "driver_stats.parquet", original)
     config = repo / "feature_store.yaml"
     config.write_text(config.read_text() + "offline_store:\n    type: duckdb\n")
-    subprocess.run([str(feast), "apply"], cwd=repo, check=True, capture_output=True)
-
-    os.chdir(repo)  # Feast reads the relative source path against the working directory
+    feast("apply", cwd=repo)  # and stays in repo: Feast reads the relative source path
+    # against the working directory
     store = FeatureStore(repo_path=str(repo))
     historical = store.get_historical_features(entity_df=entity_df(), features=HISTORICAL)
     pq.write_table(historical.to_arrow(), workdir / "historical.parquet")

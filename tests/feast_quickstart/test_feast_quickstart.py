@@ -41,7 +41,8 @@ from tests.feast_quickstart.workflow import (
 )
 from tests.offline.test_feast_parity import feast_python
 
-pytestmark = [pytest.mark.feast, pytest.mark.slow]
+# One xdist worker runs the module, so Feast's side (feast_run) runs once per test run.
+pytestmark = [pytest.mark.feast, pytest.mark.slow, pytest.mark.xdist_group("feast-quickstart")]
 
 HERE = Path(__file__).parent
 KEPT = HERE / "feature_repo"
