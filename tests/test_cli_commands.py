@@ -10,6 +10,7 @@ files by basename here.)
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -222,3 +223,18 @@ def test_the_cli_module_does_not_load_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_in_process_logs_go_to_the_commands_stderr_and_logging_is_restored(
+    tmp_path: Path,
+) -> None:
+    """tests/cli.py runs a command as a fresh process would log: ``-v`` lines in its stderr
+    (not in pytest's capture), and the test process's root logger unchanged afterwards."""
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    run("init", str(tmp_path / "repo"))
+    result = run("-v", "apply", "--repo", str(tmp_path / "repo"))
+    assert "INFO featurestore: added feature view driver_hourly_stats" in result.stderr
+    assert "INFO" not in result.stdout
+    assert (root.handlers, root.level) == before
+    assert "INFO" not in run("plan", "--repo", str(tmp_path / "repo")).stderr  # no -v: quiet

@@ -8,21 +8,20 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from click.testing import CliRunner
 from tiny_repo import source_table, write_repo
 
 from featurestore import FeatureStore
-from featurestore.cli import main
 from featurestore.online.base import ViewIdentity, Watermark, open_online_store
 from featurestore.types import MAX_TIME
+from tests.cli import run_cli
 
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
+    """Exit status and all the command wrote (stdout, then stderr)."""
+    result = run_cli(*args)
+    return result.returncode, result.stdout + result.stderr
 
 
 def test_materialize_over_all_time_is_one_clear_line(tmp_path: Path) -> None:
