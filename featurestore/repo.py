@@ -4,13 +4,15 @@ Every ``*.py`` in the folder (not ``_*.py``, not sub-folders) is imported with t
 ``sys.path``, so files may import each other. Objects found at module level are collected;
 the same object imported into several files counts once. Repo files are compiled from their
 source on every load, never from a cached ``.pyc`` (an edit that keeps a file's size and
-modification second would otherwise be missed), and no ``__pycache__`` is written into the repo.
+modification second would otherwise be missed), no ``__pycache__`` is written into the repo,
+and the source compiled is the one ``inspect.getsource`` (transformation fingerprints) reads.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import linecache
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,11 +181,20 @@ def _forget(module_names: list[str]) -> None:
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
-    """Compiles a file from its source on every import: never reads or writes a ``.pyc``."""
+    """Compiles a file from its source on every import: never reads or writes a ``.pyc``.
+
+    The source compiled is also what ``inspect.getsource`` returns for its functions (the
+    line cache would otherwise keep an older text of a file whose size and mtime did not
+    change): a transformation's fingerprint covers the code that runs.
+    """
 
     def get_code(self, fullname: str) -> CodeType:
         path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
+        source = self.get_data(path)
+        code = self.source_to_code(source, path)
+        lines = importlib.util.decode_source(source).splitlines(keepends=True)
+        linecache.cache[path] = (len(source), None, lines, path)  # no mtime: never re-read
+        return code
 
 
 def _import(file: Path) -> ModuleType:

@@ -217,3 +217,32 @@ def test_an_edit_is_seen_even_when_size_and_mtime_are_unchanged(
     assert second.views["stats"].ttl == timedelta(days=2)
     assert second.entities["driver"].join_keys == ("driver_ix",)
     assert not (repo / "__pycache__").exists()  # nothing written into the user's folder
+
+
+ON_DEMAND = """\
+import pandas as pd
+from featurestore import on_demand_feature_view
+from featurestore.types import Float64
+
+
+@on_demand_feature_view(sources=[stats[["trips"]]], schema=[Field(name="more", dtype=Float64)])
+def more(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"more": inputs["trips"] * 3.0})
+"""
+
+
+def test_a_transformation_edit_is_fingerprinted_from_the_code_that_runs(tmp_path: Path) -> None:
+    """The fingerprinted source of a transformation is the source its code was compiled from,
+    even when an edit keeps the file's size and mtime (Python's line cache keys on those)."""
+    import pandas as pd
+
+    repo = write(tmp_path, {"defs.py": HEADER + ENTITY + VIEW + ON_DEMAND})
+    first = load_repo(repo).on_demand["more"]
+    assert "* 3.0" in first.transformation_code()
+
+    _edit_keeping_size_and_mtime(repo / "defs.py", "* 3.0", "* 4.0")
+    second = load_repo(repo).on_demand["more"]
+    assert second.udf is not None
+    assert second.udf(pd.DataFrame({"trips": [1]}))["more"].tolist() == [4.0]
+    assert "* 4.0" in second.transformation_code()
+    assert second.code_sha256 != first.code_sha256
