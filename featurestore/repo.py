@@ -1,19 +1,25 @@
 """Import a repo folder and collect its definitions.
 
 Every ``*.py`` in the folder (not ``_*.py``, not sub-folders) is imported with the folder on
-``sys.path``, so files may import each other. Objects found at module level are collected;
-the same object imported into several files counts once. Repo files are compiled from their
-source on every load, never from a cached ``.pyc`` (an edit that keeps a file's size and
-modification second would otherwise be missed), no ``__pycache__`` is written into the repo,
-and the source compiled is the one ``inspect.getsource`` (transformation fingerprints) reads.
+``sys.path``, so files may import each other and the repo's sub-folders (packages). Objects
+found at module level are collected; the same object imported into several files counts once.
+
+Every load imports the repo's code afresh: its modules are dropped from ``sys.modules`` before
+and after (so an edit is seen in a long-lived process, and two repos with same-named files or
+packages never mix), compiled from source, never from a cached ``.pyc`` (an edit that keeps a
+file's size and modification second would otherwise be missed), no ``__pycache__`` is written
+into the repo, and the source compiled is the one ``inspect.getsource`` (transformation
+fingerprints) reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import linecache
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
@@ -127,18 +133,7 @@ def load_repo(repo_path: str | Path) -> RepoContents:
     files = sorted(
         p for p in repo.glob("*.py") if not p.name.startswith("_") and p.name not in _SKIP_FILES
     )
-    # Repo files may import each other by plain name; forget any same-named module that
-    # another repo loaded earlier in this process, before and after.
-    stems = [p.stem for p in repo.glob("*.py")]
-    _forget(stems)
-    sys.path.insert(0, str(repo))
-    # Plain-name imports between repo files go through a finder of our own for the folder.
-    sys.path_importer_cache[str(repo)] = importlib.machinery.FileFinder(
-        str(repo),
-        (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
-        (_SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES),
-    )
-    try:
+    with _imports_from(repo):
         for file in files:
             module = _import(file)
             assigned = _assigned_names(file)
@@ -152,10 +147,6 @@ def load_repo(repo_path: str | Path) -> RepoContents:
                     _add(contents, "service", contents.services, *args)
                 elif isinstance(value, OnDemandFeatureView):
                     _add(contents, "on-demand view", contents.on_demand, *args)
-    finally:
-        sys.path.remove(str(repo))
-        sys.path_importer_cache.pop(str(repo), None)
-        _forget(stems)
     contents.validate()
     return contents
 
@@ -175,9 +166,52 @@ def _assigned_names(file: Path) -> set[str]:
     return names
 
 
-def _forget(module_names: list[str]) -> None:
-    for name in module_names:
-        sys.modules.pop(name, None)
+@contextlib.contextmanager
+def _imports_from(repo: Path) -> Iterator[None]:
+    """Repo files import each other (and the repo's sub-folders) by plain name: the folder is
+    on ``sys.path`` meanwhile, every module under it is compiled from source
+    (``_SourceOnlyLoader``), and same-named modules loaded earlier in this process (another
+    repo's, or an older version of this one's) are forgotten, before and after."""
+    local = _local_module_names(repo)
+
+    def source_only(path: str) -> importlib.machinery.FileFinder:
+        if not Path(path).is_relative_to(repo):
+            raise ImportError(f"{path} is not in the repo")  # the next hook's
+        return importlib.machinery.FileFinder(
+            path,
+            (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+            (_SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES),
+        )
+
+    _forget(repo, local)
+    sys.path.insert(0, str(repo))
+    sys.path_hooks.insert(0, source_only)
+    try:
+        yield
+    finally:
+        sys.path.remove(str(repo))
+        sys.path_hooks.remove(source_only)
+        _forget(repo, local)
+
+
+def _local_module_names(repo: Path) -> set[str]:
+    """The top-level names the repo's code is imported by: its ``*.py`` files and its
+    sub-folders holding Python files (packages)."""
+    names = {p.stem for p in repo.glob("*.py")}
+    names.update(
+        p.name
+        for p in repo.iterdir()
+        if p.is_dir() and ((p / "__init__.py").exists() or any(p.glob("*.py")))
+    )
+    return names
+
+
+def _forget(repo: Path, names: set[str]) -> None:
+    """Drop these modules (and their submodules), and the import finders of repo folders."""
+    for name in [m for m in sys.modules if m.partition(".")[0] in names]:
+        del sys.modules[name]
+    for path in [p for p in sys.path_importer_cache if Path(p).is_relative_to(repo)]:
+        del sys.path_importer_cache[path]
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):

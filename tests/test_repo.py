@@ -246,3 +246,36 @@ def test_a_transformation_edit_is_fingerprinted_from_the_code_that_runs(tmp_path
     assert second.udf(pd.DataFrame({"trips": [1]}))["more"].tolist() == [4.0]
     assert "* 4.0" in second.transformation_code()
     assert second.code_sha256 != first.code_sha256
+
+
+def _repo_with_a_package(root: Path, days: int) -> Path:
+    return write(
+        root,
+        {
+            "lib/__init__.py": "",
+            "lib/consts.py": f"DAYS = {days}\n",
+            "defs.py": HEADER
+            + "from lib.consts import DAYS\n"
+            + ENTITY
+            + VIEW.replace("days=1", "days=DAYS"),
+        },
+    )
+
+
+def test_an_edit_in_a_sub_package_is_seen_by_the_next_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modules of the repo's sub-folders are imported afresh on every load, from source."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    repo = _repo_with_a_package(tmp_path, days=1)
+    assert load_repo(repo).views["stats"].ttl == timedelta(days=1)
+    _edit_keeping_size_and_mtime(repo / "lib" / "consts.py", "DAYS = 1", "DAYS = 2")
+    assert load_repo(repo).views["stats"].ttl == timedelta(days=2)
+    assert not list(repo.rglob("__pycache__"))
+
+
+def test_two_repos_with_same_named_packages_load_independently(tmp_path: Path) -> None:
+    one = _repo_with_a_package(tmp_path / "one", days=1)
+    two = _repo_with_a_package(tmp_path / "two", days=3)
+    ttls = [load_repo(repo).views["stats"].ttl for repo in (one, two, one)]
+    assert ttls == [timedelta(days=1), timedelta(days=3), timedelta(days=1)]
