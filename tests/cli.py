@@ -43,7 +43,6 @@ def run_cli(
     *args: str | Path,
     cwd: str | Path | None = None,
     env: dict[str, str | None] | None = None,
-    input: str | None = None,
 ) -> Result:
     """Run ``featurestore ARGS`` in this process (``env`` entries set or, if None, unset)."""
     runner = CliRunner(env={**ENV, **(env or {})})
@@ -52,7 +51,6 @@ def run_cli(
         result = runner.invoke(
             main,
             [os.fspath(a) for a in args],
-            input=input,
             catch_exceptions=False,
             prog_name="featurestore",
         )
