@@ -171,8 +171,10 @@ def _imports_from(repo: Path) -> Iterator[None]:
     """Repo files import each other (and the repo's sub-folders) by plain name: the folder is
     on ``sys.path`` meanwhile, every module under it is compiled from source
     (``_SourceOnlyLoader``), and same-named modules loaded earlier in this process (another
-    repo's, or an older version of this one's) are forgotten, before and after."""
+    repo's, an older version of this one's, the program's own) are hidden while it loads: the
+    repo's modules are forgotten afterwards and the program's put back."""
     local = _local_module_names(repo)
+    local.discard("featurestore")  # the library's own modules are never the repo's
 
     def source_only(path: str) -> importlib.machinery.FileFinder:
         if not Path(path).is_relative_to(repo):
@@ -183,7 +185,7 @@ def _imports_from(repo: Path) -> Iterator[None]:
             (_SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES),
         )
 
-    _forget(repo, local)
+    outside = _forget(repo, local)
     sys.path.insert(0, str(repo))
     sys.path_hooks.insert(0, source_only)
     try:
@@ -192,6 +194,7 @@ def _imports_from(repo: Path) -> Iterator[None]:
         sys.path.remove(str(repo))
         sys.path_hooks.remove(source_only)
         _forget(repo, local)
+        sys.modules.update(outside)
 
 
 def _local_module_names(repo: Path) -> set[str]:
@@ -206,12 +209,15 @@ def _local_module_names(repo: Path) -> set[str]:
     return names
 
 
-def _forget(repo: Path, names: set[str]) -> None:
-    """Drop these modules (and their submodules), and the import finders of repo folders."""
-    for name in [m for m in sys.modules if m.partition(".")[0] in names]:
-        del sys.modules[name]
+def _forget(repo: Path, names: set[str]) -> dict[str, ModuleType]:
+    """Drop these modules (and their submodules), and the import finders of repo folders;
+    return what was dropped, for the caller to put back after the load: a same-named module
+    of the user's own program (say its ``utils``) is hidden from the repo's code while it
+    loads, never taken away from the program."""
+    dropped = {m: sys.modules.pop(m) for m in list(sys.modules) if m.partition(".")[0] in names}
     for path in [p for p in sys.path_importer_cache if Path(p).is_relative_to(repo)]:
         del sys.path_importer_cache[path]
+    return dropped
 
 
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):

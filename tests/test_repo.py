@@ -279,3 +279,20 @@ def test_two_repos_with_same_named_packages_load_independently(tmp_path: Path) -
     two = _repo_with_a_package(tmp_path / "two", days=3)
     ttls = [load_repo(repo).views["stats"].ttl for repo in (one, two, one)]
     assert ttls == [timedelta(days=1), timedelta(days=3), timedelta(days=1)]
+
+
+def test_the_programs_own_same_named_module_is_hidden_during_a_load_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that imported its own ``lib`` loads a repo whose package is also ``lib``:
+    the repo's code sees the repo's ``lib``, and the program keeps its own afterwards."""
+    import types
+
+    own = types.ModuleType("lib")
+    own_consts = types.ModuleType("lib.consts")
+    own_consts.DAYS = 9  # type: ignore[attr-defined]  # a module built by hand
+    monkeypatch.setitem(sys.modules, "lib", own)
+    monkeypatch.setitem(sys.modules, "lib.consts", own_consts)
+    repo = _repo_with_a_package(tmp_path, days=2)
+    assert load_repo(repo).views["stats"].ttl == timedelta(days=2)
+    assert sys.modules["lib"] is own and sys.modules["lib.consts"] is own_consts
