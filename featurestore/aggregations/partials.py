@@ -170,8 +170,23 @@ class _Numpy:
 
     @staticmethod
     def where(condition: Any, yes: Any, no: Any) -> Any:
+        """``np.where``; when every element takes the same side and that side is already an
+        array of the result's shape and dtype, that array itself (the same elements,
+        without a pass over three arrays: most conditions of a merge are all-false, e.g.
+        "a side has no value", or all-true)."""
         import numpy as np
 
+        condition = np.asarray(condition)
+        if condition.ndim:
+            side = None if condition.any() else no
+            if side is None and condition.all():
+                side = yes
+            if (
+                isinstance(side, np.ndarray)
+                and side.shape == condition.shape
+                and side.dtype == np.result_type(yes, no)
+            ):
+                return side
         return np.where(condition, yes, no)
 
     @staticmethod

@@ -111,26 +111,29 @@ def reduce_segments(
     active = np.flatnonzero(lengths > 1)
     if len(active) == 0:
         return out
-    # work only on the segments of several events, compacted
-    members = _ranges(starts[active], lengths[active])
-    current = take(partials, members if index is None else index[members])
+    # work only on the segments of several events, compacted; per member, its segment
+    # (position in ``out``), its rank in the segment and the segment's length
     seg_lengths = lengths[active]
+    members = _ranges(starts[active], seg_lengths)
+    current = take(partials, members if index is None else index[members])
+    segment = np.repeat(active, seg_lengths)
+    rank = members - np.repeat(starts[active], seg_lengths)
+    length = np.repeat(seg_lengths, seg_lengths)
     with np.errstate(all="ignore"):
-        while True:
-            seg_starts = np.concatenate([[0], np.cumsum(seg_lengths)[:-1]])
-            rank = np.arange(len(current["count"])) - np.repeat(seg_starts, seg_lengths)
-            length_of = np.repeat(seg_lengths, seg_lengths)
-            left = np.flatnonzero((rank % 2 == 0) & (rank + 1 < length_of))
+        while len(rank):
+            keep = np.flatnonzero((rank & 1) == 0)
+            left = keep[rank[keep] + 1 < length[keep]]
             merged = merge(layout, take(current, left), take(current, left + 1), NUMPY)
-            keep = np.flatnonzero(rank % 2 == 0)
             for name in current:
                 current[name][left] = merged[name]
-            current = take(current, keep)
-            seg_lengths = (seg_lengths + 1) // 2
-            if not np.any(seg_lengths > 1):
-                break
-    for name in out:
-        out[name][active] = current[name]
+            # the kept ones: rank halves, the segment's length halves (rounded up); a
+            # segment down to one member is done
+            length = (length[keep] + 1) // 2
+            done, going = keep[length == 1], keep[length > 1]
+            for name in out:
+                out[name][segment[done]] = current[name][done]
+            rank, length, segment = rank[going] // 2, length[length > 1], segment[going]
+            current = take(current, going)
     return out
 
 
