@@ -120,3 +120,58 @@ def test_an_int64_sum_overflow_is_an_error_not_a_wrap(backend: Any) -> None:
         big = {k: np.asarray([v]) for k, v in big.items()}
     with np.errstate(all="ignore"), pytest.raises(SumOverflow):
         merge(INT_LAYOUT, merge(INT_LAYOUT, big, big, backend), big, backend)
+
+
+def _python_partial(values: list[Any]) -> dict[str, Any]:
+    events = event_partials(FLOAT_LAYOUT, {"x": pa.array(values, pa.float64())})
+    return tree(
+        FLOAT_LAYOUT, [{k: v[i].item() for k, v in events.items()} for i in range(len(values))]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.lists(VALUES, min_size=1, max_size=6), st.lists(VALUES, min_size=1, max_size=6)
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_one_numpy_merge_of_many_pairs_equals_each_pair_merged_alone(
+    pairs: list[tuple[list[Any], list[Any]]],
+) -> None:
+    """Rows where a side is empty (only nulls), NaN, infinities or values 600 orders of
+    magnitude apart, side by side in one array merge: each row as the scalar merge."""
+    a = [_python_partial(left) for left, _ in pairs]
+    b = [_python_partial(right) for _, right in pairs]
+    as_arrays = [
+        {k: np.asarray([p[k] for p in side]) for k in side[0] if not k.startswith("last")}
+        for side in (a, b)
+    ]
+    layout = Layout.of([("x", Float64, f) for f in FUNCTIONS if f != "last"])
+    with np.errstate(all="ignore"):
+        merged = merge(layout, as_arrays[0], as_arrays[1], NUMPY)
+    for i, (left, right) in enumerate(zip(a, b, strict=True)):
+        expected = merge(layout, left, right, PYTHON)
+        for name, value in expected.items():
+            assert same_bits(value, merged[name][i]), (name, i, value, merged[name][i])
+
+
+@pytest.mark.parametrize("yes_kind", ["int", "float", "int scalar", "float scalar"])
+@pytest.mark.parametrize("no_kind", ["int", "float", "int scalar", "float scalar"])
+@pytest.mark.parametrize("condition", [[False] * 4, [True] * 4, [True, False, False, True]])
+def test_numpy_where_is_np_where(yes_kind: str, no_kind: str, condition: list[bool]) -> None:
+    """The numpy backend's ``where`` may hand back one side's array when the condition is
+    all one way: always the values, dtype and shape ``np.where`` gives."""
+    sides = {
+        "int": np.array([1, -2, 3, 4], dtype=np.int64),
+        "float": np.array([-0.0, math.nan, 1e-300, 1e300]),
+        "int scalar": 7,
+        "float scalar": 1.0,
+    }
+    got = NUMPY.where(np.array(condition), sides[yes_kind], sides[no_kind])
+    expected = np.where(np.array(condition), sides[yes_kind], sides[no_kind])
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
