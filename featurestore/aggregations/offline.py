@@ -98,8 +98,7 @@ def aggregate(
     n_rows = len(rows.t)
     usable = (~rows.null) & (rows.code >= 0)
     values: dict[str, Arrays] = {}  # per (window, slide): the window partials of usable rows
-    order = np.flatnonzero(usable)
-    order = order[np.lexsort((rows.t[order], rows.code[order]))]
+    order = _by_code_and_time(rows.code, rows.t, np.flatnonzero(usable))
     code, t = rows.code[order], rows.t[order]
     try:
         with np.errstate(all="ignore"):
@@ -112,6 +111,20 @@ def aggregate(
         state = values[f"{spec.window_us}:{spec.slide_us}"]
         out[spec.name] = _output(plan.layout, spec, state, order, n_rows, events)
     return out
+
+
+def _by_code_and_time(code: np.ndarray, t: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``rows`` ordered by (code, t), ties in their order: one stable sort of a packed
+    int64 when code and time fit in one (twice as fast as ``lexsort``, the same order)."""
+    import numpy as np
+
+    if len(rows) == 0:
+        return rows
+    c, times = code[rows], t[rows]
+    low, span = int(times.min()), int(times.max()) - int(times.min()) + 1
+    if (int(c.max()) + 1) * span >= 2**63:
+        return rows[np.lexsort((times, c))]
+    return rows[np.argsort(c * span + (times - low), kind="stable")]
 
 
 def _windows(
@@ -218,15 +231,14 @@ def _by_tiles(
     ev_code = events.code - first
     row_code = code - first
     packed_events = ev_code * span + (events.ts - base)
+    upto = np.searchsorted(packed_events, row_code * span + (t - base), side="left")  # < t
     # every tile and head any row reads, in one pool; per level, its tiles' (code, number)
     pool: list[Arrays] = []
     pool_size = 0
     level_keys: dict[int, tuple[np.ndarray, int]] = {}  # level -> (sorted keys, pool offset)
     for level in sorted({level for w, s in windows for level in chain(w, s)}):
         reach = max(w + s for w, s in windows if level in chain(w, s)) + level
-        needed = _covered(
-            packed_events, row_code * span + (t - reach - base), row_code * span + (t - base)
-        )
+        needed = _covered(packed_events, row_code * span + (t - reach - base), upto)
         key = ev_code[needed] * (span // level + 2) + (events.ts[needed] // level - base // level)
         starts = (
             np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else key[:0]
@@ -239,7 +251,7 @@ def _by_tiles(
     for slide in sorted({s for _, s in windows}):
         b = t // slide * slide
         lo = np.searchsorted(packed_events, row_code * span + (b - base), side="left")
-        hi = np.searchsorted(packed_events, row_code * span + (t - base), side="left")
+        hi = upto
         has = np.flatnonzero(hi > lo)
         heads[slide] = (has, pool_size)
         pool.append(_reduce_ranges(layout, partials, lo[has], hi[has]))
@@ -265,12 +277,11 @@ def _by_tiles(
     return out
 
 
-def _covered(packed: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The indices of ``packed`` (sorted) inside any ``[lo[i], hi[i])``."""
+def _covered(packed: np.ndarray, lo: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The indices of ``packed`` (sorted) inside any ``[lo[i], packed[last[i]])``."""
     import numpy as np
 
     first = np.searchsorted(packed, lo, side="left")
-    last = np.searchsorted(packed, hi, side="left")
     depth = np.cumsum(
         np.bincount(first, minlength=len(packed) + 1) - np.bincount(last, minlength=len(packed) + 1)
     )
