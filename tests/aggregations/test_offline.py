@@ -116,3 +116,27 @@ def test_every_function_matches_the_reference(data: st.DataObject, entity: str, 
     with tempfile.TemporaryDirectory() as tmp:
         store = build_agg_repo([case], Path(tmp))
         check_against_reference(store, case, rows, as_of)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    codes=st.lists(st.integers(0, 2**40), min_size=1, max_size=30),
+    times=st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 3), min_size=30, max_size=30),
+    spread=st.booleans(),
+)
+def test_rows_are_ordered_by_code_then_time_as_lexsort_orders_them(
+    codes: list[int], times: list[int], spread: bool
+) -> None:
+    """The packed sort (code and time in one int64) and its fallback when they do not fit
+    both give lexsort's order, ties in row order."""
+    import numpy as np
+
+    from featurestore.aggregations.offline import _by_code_and_time
+
+    code = np.array(codes, dtype=np.int64)
+    t = np.array(times[: len(codes)], dtype=np.int64)
+    if not spread:  # times close together: the packed path
+        t = t % 4
+    rows = np.arange(len(code))[::-1].copy()
+    expected = rows[np.lexsort((t[rows], code[rows]))]
+    assert _by_code_and_time(code, t, rows).tolist() == expected.tolist()
