@@ -326,9 +326,9 @@ def _fold_pieces(
         merged = merge(layout, {name: v[:c] for name, v in state.items()}, piece, NUMPY)
         for name in state:
             state[name][:c] = merged[name]
-    unsorted = _empty_arrays(layout, n_rows)
+    unsorted = {name: np.empty_like(values) for name, values in state.items()}
     for name in state:
-        unsorted[name][order] = state[name]
+        unsorted[name][order] = state[name]  # order is a permutation: every row written
     return unsorted
 
 
