@@ -140,3 +140,43 @@ def test_rows_are_ordered_by_code_then_time_as_lexsort_orders_them(
     rows = np.arange(len(code))[::-1].copy()
     expected = rows[np.lexsort((t[rows], code[rows]))]
     assert _by_code_and_time(code, t, rows).tolist() == expected.tolist()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), entity=st.sampled_from(sorted(ENTITY_KEYS)))
+def test_chunks_of_keys_give_the_bits_of_one_chunk(data: st.DataObject, entity: str) -> None:
+    """Keys are cut into chunks (``CHUNK_EVENTS``) computed on two threads: one key per
+    chunk gives every value bit for bit as all keys in one chunk."""
+    from featurestore.aggregations import offline
+
+    case = data.draw(agg_view_cases("v0", entity))
+    rows = data.draw(entity_rows(case))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build_agg_repo([case], Path(tmp))
+        view = store.state.view(case.ref.name)
+        columns = {
+            k: pa.array([r[k] for r in rows], pa.int64() if k == "user_id" else pa.string())
+            for k in case.ref.join_keys
+        }
+        columns["event_timestamp"] = pa.array(
+            [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
+        )
+        refs = [f"{view.name}:{a.name}" for a in view.aggregations]
+        tables = []
+        default = offline.CHUNK_EVENTS
+        for chunk in (10**9, 1):
+            offline.CHUNK_EVENTS = chunk
+            try:
+                tables.append(store.get_historical_features(pa.table(columns), refs).to_arrow())
+            finally:
+                offline.CHUNK_EVENTS = default
+    whole, chunked = tables
+    for name in whole.column_names:
+        a, b = whole[name].combine_chunks(), chunked[name].combine_chunks()
+        assert a.is_null().equals(b.is_null()), name
+        if pa.types.is_floating(a.type):
+            x = a.fill_null(0.0).to_numpy(zero_copy_only=False)
+            y = b.fill_null(0.0).to_numpy(zero_copy_only=False)
+            assert x.tobytes() == y.tobytes(), name  # the bits, NaN and -0.0 included
+        else:
+            assert a.equals(b), name
