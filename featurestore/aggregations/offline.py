@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 Arrays = dict[str, "np.ndarray"]
 MAX_PACKED = 2**62
 CHUNK_EVENTS = 250_000  # events per chunk of keys: bounds memory, and arrays this small stay
-# in cache and in the allocator's reused memory (1M: a third more CPU, half of it page faults)
+# in cache and in the allocator's reused memory (1M: a quarter more CPU, half of it page faults)
 THREADS = 2  # chunks computed at once
 
 
