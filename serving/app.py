@@ -62,6 +62,7 @@ from featurestore.errors import (
     UnknownFeatureError,
     UnknownPushSourceError,
 )
+from serving import fastpath
 from serving.metrics import Metrics
 from serving.routes import ENDPOINTS, router
 from serving.service import Service
@@ -222,7 +223,10 @@ class Instrumented:
                 )
                 await response(scope, receive, sending)
                 return
-            await self.app(scope, receive, sending)
+            if fastpath.takes(scope):
+                await fastpath.serve(scope, receive, sending, self.app, _library_error)
+            else:
+                await self.app(scope, receive, sending)
         finally:
             self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
             self.metrics.requests.labels(endpoint, str(status)).inc()

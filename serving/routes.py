@@ -56,7 +56,7 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-def _request_id(given: str | None) -> str:
+def request_id(given: str | None) -> str:
     if given is None:
         return uuid.uuid4().hex
     if not _VALID_ID.match(given):
@@ -95,9 +95,9 @@ async def predict(
     body: PredictRequest,
     x_request_id: Annotated[str | None, Header(alias=REQUEST_ID)] = None,
 ) -> Response:
-    request_id = _request_id(x_request_id)
-    text = await _service(request).predict(body.entities, body.include_features, request_id)
-    return Response(text, media_type=JSON, headers={REQUEST_ID: request_id})
+    rid = request_id(x_request_id)
+    text = await _service(request).predict(body.entities, body.include_features, rid)
+    return Response(text, media_type=JSON, headers={REQUEST_ID: rid})
 
 
 @router.post(
