@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from featurestore.online.codec import from_us
-from featurestore.online.response import PRESENT, OnlineResponse
+from featurestore.online.response import (
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    OnlineResponse,
+)
 
 EPOCH_TIMESTAMP = "1970-01-01T00:00:00Z"
 _EPOCH_JSON = f'"{EPOCH_TIMESTAMP}"'
@@ -46,13 +52,20 @@ def float32(v: float) -> str:
     positionally or in scientific notation, whichever is shorter."""
     if math.isfinite(v):
         f = np.float32(v)
-        return min(str(f), np.format_float_positional(f, unique=True, trim="0"), key=len)
+        text = str(f)  # positional unless very large or small: then never longer
+        if "e" not in text:
+            return text
+        return min(text, np.format_float_positional(f, unique=True, trim="0"), key=len)
     return _SPECIAL[repr(v)]
 
 
 def timestamp(moment: datetime) -> str:
     """An aware datetime as a JSON RFC 3339 UTC string with microseconds."""
-    return f'"{moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"'
+    m = moment  # what strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes, several times cheaper
+    return (
+        f'"{m.year}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.'
+        f'{m.microsecond:06d}Z"'
+    )
 
 
 def timestamp_us(us: int | None) -> str:
@@ -89,6 +102,14 @@ def strings(column: Iterable[str]) -> str:
     return json.dumps(list(column))
 
 
+_STATUSES = {s: json.dumps(s) for s in (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE)}
+
+
+def statuses(column: Iterable[str]) -> str:
+    """A column of statuses (``strings``, with the four names encoded once)."""
+    return "[" + ",".join([_STATUSES.get(s) or _string(s) for s in column]) + "]"
+
+
 def online_features(response: OnlineResponse) -> str:
     """Feast's ``/get-online-features`` answer: join keys first, then every feature column,
     each with its values, statuses and event timestamps."""
@@ -99,7 +120,7 @@ def online_features(response: OnlineResponse) -> str:
         n = len(keys[name])
         results.append(
             f'{{"values":{values(dtype.name, keys[name])},'
-            f'"statuses":{strings([PRESENT] * n)},'
+            f'"statuses":{statuses([PRESENT] * n)},'
             f'"event_timestamps":[{",".join([_EPOCH_JSON] * n)}]}}'
         )
     encoded_times: dict[int, str] = {}  # the features of one view share their event times
@@ -109,7 +130,7 @@ def online_features(response: OnlineResponse) -> str:
             encoded_times[id(times)] = "[" + ",".join(timestamp_us(us) for us in times) + "]"
         results.append(
             f'{{"values":{values(dtype.name, keys[name])},'
-            f'"statuses":{strings(response.statuses[name])},'
+            f'"statuses":{statuses(response.statuses[name])},'
             f'"event_timestamps":{encoded_times[id(times)]}}}'
         )
     return f'{{"metadata":{{"feature_names":{strings(names)}}},"results":[{",".join(results)}]}}'

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 
 import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from featurestore.online.response import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 from serving import encoding
 
 
@@ -49,3 +51,25 @@ def test_timestamps_are_rfc3339_utc_with_microseconds() -> None:
 @given(st.text())
 def test_strings_are_json_strings(value: str) -> None:
     assert json.loads(encoding.values("String", [value])) == [value]
+
+
+@example(1e-4)
+@example(9.999999e-5)
+@example(1e16)
+@example(9.999999e15)
+@example(123456.0)
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float32_is_the_shorter_of_numpys_two_forms(value: float) -> None:
+    f = np.float32(value)  # the rule as first written; float32() skips one form when it can
+    rule = min(str(f), np.format_float_positional(f, unique=True, trim="0"), key=len)
+    assert encoding.float32(value) == rule
+
+
+@given(st.datetimes(timezones=st.none() | st.timezones()))
+def test_timestamps_are_written_as_strftime_writes_them(moment: datetime) -> None:
+    assert encoding.timestamp(moment) == f'"{moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"'
+
+
+@given(st.lists(st.sampled_from([PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE]) | st.text()))
+def test_statuses_are_json_strings(column: list[str]) -> None:
+    assert json.loads(encoding.statuses(column)) == column
