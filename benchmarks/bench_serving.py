@@ -1,13 +1,15 @@
 """The prediction service over HTTP, side by side with Feast 0.67's ``feast serve``, in one run.
 
-    .venv/bin/python benchmarks/bench_serving.py [--duration 10] [--entities 10000]
+    .venv/bin/python benchmarks/bench_serving.py [--duration 10] [--rounds 3] [--workers 1 2]
 
 Needs ``wrk`` (Debian: ``apt-get install -y wrk``; this script installs nothing) and Feast's
 venv (``make feast``). Data shaped like Feast's quickstart (benchmarks/bench_online_sdk.py: one
 ``driver_id`` entity, two views, 6 features, every value PRESENT), the same Parquet files
 materialized by each system into its OWN throwaway ``redis-server``. Bounded load over
 loopback with wrk (a Lua script draws a random driver per request, seeded), each point
-``--duration`` seconds, one server at a time:
+``--duration`` seconds, one server loaded at a time (the three run side by side, idle
+between their turns), in ``--rounds`` rounds: at each number of connections ours, bare and
+Feast back to back, so a burst of load from the machine's other jobs hits all three:
 
 - ours ``POST /get-online-features`` (6 features, 1 entity) and Feast's ``feast serve
   --max-requests 0 --no-access-log`` (else it restarts its worker every 1,000 requests), at 1
@@ -17,7 +19,8 @@ loopback with wrk (a Lua script draws a random driver per request, seeded), each
 - ours ``POST /predict`` (a 100-tree LightGBM model on the 6 features, one thread) for
   1 entity at 1 / 4 / 16 connections and 100 entities at 4 connections, at 1 and 2 workers.
 
-Reports requests/s, p50 and p99 (wrk's latency distribution) and the ratios; any non-2xx
+Reports requests/s, p50 and p99 (wrk's latency distribution; the median over rounds) and
+the ratios (each the median of the rounds' own ratios, with their range); any non-2xx
 answer is reported. Both systems' answers for one driver are checked equal first. The load
 generator shares the 2 cores with the servers, and the machine may be shared: the table
 gives the load average; compare the ratios of one run.
@@ -38,6 +41,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import httpx
 import numpy as np
@@ -63,6 +68,7 @@ end
 """
 FEATURES_BODY = json.dumps({"features": FEATURES, "entities": {"driver_id": ["IDS"]}})
 PREDICT_BODY = json.dumps({"entities": {"driver_id": ["IDS"]}})
+BODIES = {"ours": FEATURES_BODY, "feast": FEATURES_BODY, "bare": PREDICT_BODY}  # bare: ids only
 
 
 def free_port() -> int:
@@ -105,6 +111,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def warm(server: Server, path: str, template: str) -> None:
+    for _ in range(200):
+        httpx.post(f"http://127.0.0.1:{server.port}{path}", timeout=30,
+                   content=template.replace('"IDS"', str(FIRST_ID)),
+                   headers={"Content-Type": "application/json"})  # fmt: skip
 
 
 def wrk(port: int, path: str, template: str, size: int, drivers: int, connections: int,
@@ -217,6 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per point (default 10)")
     parser.add_argument("--entities", type=int, default=10_000, help="drivers (default 10,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three systems (3)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="(1 2)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -227,7 +242,7 @@ def main() -> None:
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     start = end - timedelta(days=1)
     redis = {"ours": RedisServer(), "feast": RedisServer()}
-    results: list[dict[str, object]] = []
+    results: list[dict[str, Any]] = []
     loads = [os.getloadavg()[0]]
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -240,7 +255,7 @@ def main() -> None:
                 "BARE_PREFIX": "bench|driver_id=i",
                 "BARE_FIELDS": "1,2",
             }
-            for workers in (1, 2):
+            for workers in args.workers:
                 servers = {
                     "ours": lambda port, w=workers: Server(
                         [sys.executable, "-m", "featurestore.cli", "serve", "--repo", str(repo),
@@ -259,34 +274,41 @@ def main() -> None:
                         port, workdir / "bare.log", bare_env,
                     ),
                 }  # fmt: skip
-                if workers == 1:
-                    ours, feast = servers["ours"](free_port()), servers["feast"](free_port())
-                    same_answer(ours, feast)
-                    ours.stop()
-                    feast.stop()
-                    console.print("answers identical (ours and feast serve, 2 drivers)")
-                for name, path, template in (
-                    ("ours", "/get-online-features", FEATURES_BODY),
-                    ("feast", "/get-online-features", FEATURES_BODY),
-                    ("bare", "/get-online-features", PREDICT_BODY),
-                    ("ours", "/predict", PREDICT_BODY),
-                ):
-                    server = servers[name](free_port())
-                    points = [(1, c) for c in (1, 16, 64)]
-                    if path == "/predict":
-                        points = [(1, 1), (1, 4), (1, 16), (100, 4)]
-                    try:
-                        httpx.post(f"http://127.0.0.1:{server.port}{path}", timeout=30,
-                                   content=template.replace('"IDS"', str(FIRST_ID)),
-                                   headers={"Content-Type": "application/json"})  # fmt: skip
-                        for size, connections in points:
-                            point = wrk(server.port, path, template, size, args.entities,
-                                        connections, args.duration, workdir)  # fmt: skip
-                            results.append({"system": name, "path": path, "workers": workers,
-                                            "entities": size, "connections": connections, **point})  # fmt: skip
-                            loads.append(os.getloadavg()[0])
-                            console.print(results[-1])
-                    finally:
+                running: dict[str, Server] = {}
+                try:
+                    for name, start_server in servers.items():
+                        running[name] = start_server(free_port())
+                    if workers == args.workers[0]:
+                        same_answer(running["ours"], running["feast"])
+                        console.print("answers identical (ours and feast serve, 2 drivers)")
+                    for name, server in running.items():
+                        warm(server, "/get-online-features", BODIES[name])
+                    # the three systems one after the other at each point, in rounds: a burst of
+                    # load from the machine's other jobs hits all of them, and the ratios of one
+                    # round compare like with like
+                    for round_ in range(args.rounds):
+                        for connections in (1, 16, 64):
+                            for name in ("ours", "bare", "feast"):
+                                point = wrk(running[name].port, "/get-online-features",
+                                            BODIES[name], 1, args.entities, connections,
+                                            args.duration, workdir)  # fmt: skip
+                                results.append({"system": name, "path": "/get-online-features",
+                                                "workers": workers, "entities": 1,
+                                                "connections": connections, "round": round_,
+                                                **point})  # fmt: skip
+                                loads.append(os.getloadavg()[0])
+                                console.print(results[-1])
+                    warm(running["ours"], "/predict", PREDICT_BODY)
+                    for size, connections in [(1, 1), (1, 4), (1, 16), (100, 4)]:
+                        point = wrk(running["ours"].port, "/predict", PREDICT_BODY, size,
+                                    args.entities, connections, args.duration, workdir)  # fmt: skip
+                        results.append({"system": "ours", "path": "/predict", "workers": workers,
+                                        "entities": size, "connections": connections, "round": 0,
+                                        **point})  # fmt: skip
+                        loads.append(os.getloadavg()[0])
+                        console.print(results[-1])
+                finally:
+                    for server in running.values():
                         server.stop()
     finally:
         for server in redis.values():
@@ -295,17 +317,30 @@ def main() -> None:
 
 
 def report(
-    console: Console, results: list[dict[str, object]], loads: list[float], duration: int
+    console: Console, results: list[dict[str, Any]], loads: list[float], duration: int
 ) -> None:
-    def find(
-        system: str, path: str, workers: object, entities: object, connections: object
-    ) -> dict[str, object] | None:
-        for r in results:
-            if (r["system"], r["path"], r["workers"], r["entities"], r["connections"]) == (
-                system, path, workers, entities, connections
-            ):  # fmt: skip
-                return r
-        return None
+    """Per point the median over rounds; each ratio is the median of the ratios of one round
+    (ours and the other system measured back to back), with their range."""
+    Key = tuple[object, ...]
+
+    def key(r: dict[str, Any], system: object | None = None) -> Key:
+        return (system or r["system"], r["path"], r["workers"], r["entities"], r["connections"])
+
+    points: dict[Key, list[dict[str, Any]]] = {}
+    for r in results:
+        points.setdefault(key(r), []).append(r)
+    by_round = {(*key(r), r["round"]): r for r in results}
+
+    def ratio(k: Key, other: str, field: str, fmt: str) -> str:
+        pairs = [
+            (r[field], by_round.get((other, *k[1:], r["round"])))
+            for r in points[k]  # the rounds of ours
+        ]
+        values = sorted(mine / theirs[field] for mine, theirs in pairs if theirs)
+        if not values:
+            return ""
+        spread = f" ({values[0]:{fmt}}-{values[-1]:{fmt}})" if len(values) > 1 else ""
+        return f"{median(values):{fmt}}{spread}"
 
     names = {
         "ours": "ours",
@@ -315,29 +350,30 @@ def report(
     table = Table(
         title=f"HTTP, loopback, wrk, {duration} s per point (ms; 2 cores shared with wrk)"
     )
-    for column in ("endpoint", "system", "workers", "entities", "conns", "req/s", "p50", "p99",
-                   "non-2xx", "req/s vs Feast", "req/s vs bare", "p99 vs bare"):  # fmt: skip
+    for column in ("endpoint", "system", "workers", "entities", "conns", "rounds", "req/s", "p50",
+                   "p99", "non-2xx", "req/s vs Feast", "req/s vs bare", "p99 vs bare"):  # fmt: skip
         table.add_column(column, justify="right")
     lines = []
-    for r in results:
-        feast = find("feast", "/get-online-features", r["workers"], 1, r["connections"])
-        bare = find("bare", "/get-online-features", r["workers"], 1, r["connections"])
+    for k, rounds in points.items():
+        system, path, workers, entities, connections = k
         vs_feast = vs_bare = p99_bare = ""
-        if r["system"] == "ours" and r["path"] == "/get-online-features":
-            vs_feast = f"{r['rps'] / feast['rps']:.1f}x" if feast else ""  # type: ignore[operator]
-            vs_bare = f"{r['rps'] / bare['rps']:.0%}" if bare else ""  # type: ignore[operator]
-            p99_bare = f"{r['p99'] / bare['p99']:.1f}x" if bare else ""  # type: ignore[operator]
-        row = [r["path"], names[str(r["system"])], str(r["workers"]), str(r["entities"]),
-               str(r["connections"]), f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
-               f"{r['errors']:.0f}", vs_feast, vs_bare, p99_bare]  # fmt: skip
+        if system == "ours" and path == "/get-online-features":
+            vs_feast = ratio(k, "feast", "rps", ".1f")
+            vs_bare = ratio(k, "bare", "rps", ".0%")
+            p99_bare = ratio(k, "bare", "p99", ".1f")
+        rps, p50, p99 = (median([r[f] for r in rounds]) for f in ("rps", "p50", "p99"))
+        errors = sum(r["errors"] for r in rounds)
+        row = [str(path), names[str(system)], str(workers), str(entities), str(connections),
+               str(len(rounds)), f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{errors:.0f}",
+               vs_feast, vs_bare, p99_bare]  # fmt: skip
         table.add_row(*row)
         lines.append("| " + " | ".join(row) + " |")
     console.print(table)
     console.print(f"load average (1 min) from {min(loads):.1f} to {max(loads):.1f}, 2 cores")
     print("\nMarkdown (README):\n")
-    print("| endpoint | system | workers | entities | connections | req/s | p50 ms | p99 ms | non-2xx "
-          "| req/s vs Feast | req/s vs bare | p99 vs bare |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| endpoint | system | workers | entities | connections | rounds | req/s | p50 ms | p99 ms "
+          "| non-2xx | req/s vs Feast | req/s vs bare | p99 vs bare |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
 
 

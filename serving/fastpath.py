@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -142,12 +142,13 @@ async def serve(
     scope: Scope, receive: Receive, send: Send, app: ASGIApp, on_error: ErrorHandler
 ) -> None:
     """Answer a request ``takes`` accepted, or hand it to ``app`` (the FastAPI route) with
-    its body replayed when the body is not plainly valid."""
-    body = await _read_body(receive)
+    its body replayed when the body is not plainly valid (or the client left while sending it)."""
+    messages = await _read_body(receive)
+    body = b"".join(m.get("body", b"") for m in messages)
     fields, call = ROUTES[scope["path"]]
-    parsed = plain_body(body, fields)
+    parsed = plain_body(body, fields) if messages[-1]["type"] == "http.request" else None
     if parsed is None:
-        await app(scope, _replay(body, receive), send)
+        await app(scope, _replay(messages, receive), send)
         return
     service: Service = scope["app"].state.service
     try:
@@ -165,26 +166,23 @@ async def serve(
     await send({"type": "http.response.body", "body": content})
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's messages up to the end of its body, or up to a disconnect."""
+    messages = []
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away: nothing to answer
-            raise ClientDisconnect
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` that gives ``body`` first, then what the server sends next."""
-    sent = False
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that gives ``messages`` first, then what the server sends next."""
+    pending = list(messages)
 
     async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return pending.pop(0)
         return await receive()
 
     return replayed

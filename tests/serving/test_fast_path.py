@@ -4,6 +4,8 @@ bodies pydantic would take unchanged, and answers exactly as the FastAPI route d
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -124,3 +126,15 @@ def test_the_route_still_answers_what_the_fast_path_leaves(service: ServiceProce
         headers={"Content-Type": "text/plain"},
     )
     assert answer.status_code == 422
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(service: ServiceProcess) -> None:
+    before = service.metric("featurestore_unhandled_errors_total")
+    with socket.create_connection(("127.0.0.1", service.port)) as client:
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"entities": '
+        )
+    time.sleep(1)  # the server sees the disconnect
+    assert service.metric("featurestore_unhandled_errors_total") == before
+    assert "unexpected error" not in service.log()
