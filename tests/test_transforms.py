@@ -434,7 +434,7 @@ def test_the_input_frame_is_the_one_pandas_mapping_built_column_by_column(
     pd.testing.assert_frame_equal(to_pandas_frame(names, arrays), expected, check_exact=True)
 
 
-def test_the_consistency_report_names_transformed_features_it_does_not_compare_yet(
+def test_the_consistency_report_names_transformed_features_it_cannot_replay(
     tmp_path: Path,
 ) -> None:
     from featurestore import FeatureStore
@@ -448,4 +448,8 @@ def test_the_consistency_report_names_transformed_features_it_does_not_compare_y
     )
     refs, notes = _replayable(log, state, ())
     assert refs == {"stats__avg": "stats:avg"}
-    assert notes == ["scored__ratio is computed at request time (an on-demand view): not compared"]
+    assert notes == [
+        "scored__ratio is computed at request time and not compared: the log has no request "
+        "field 'amount' to replay it with (rows logged before the log recorded it); serve "
+        "again, or pass --since after that change"
+    ]

@@ -22,6 +22,15 @@ since) are refused: replaying them through the new definitions would not measure
 Levels: a feature's exact-match rate below ``match_rate_warn`` / ``match_rate_alert``
 (``reports/thresholds.py``), and any online-newer or value-differs row, which is always an
 alert. Features in ``reports.exclude_features`` are left out.
+
+A transformed feature (an on-demand view's) is replayed like the rest: the same join, with
+the logged request fields as entity-df columns, runs the same function offline
+(``transforms.transform``) on the replayed inputs; its output is compared by value and each
+mismatch classed by its inputs (``classes.classify_by_inputs``: the first class any input
+feature has on that row, else value-differs), its inputs' classes coming from their own
+comparison on the same rows (the log records every input a transformation read, with its
+status and times). A transformed feature whose request fields or inputs the log lacks
+(logs written before they were logged) is not compared, with a note saying which.
 """
 
 from __future__ import annotations
@@ -35,8 +44,19 @@ from typing import TYPE_CHECKING, Any
 from featurestore.errors import ReportError
 from featurestore.feature_log import ONLINE_FEATURES, PREDICT
 from featurestore.reports.classes import CLASSES, FeatureKind
-from featurestore.reports.feature_consistency import FeatureConsistency, summarize_feature
-from featurestore.reports.served import Window, feature_columns, read_window
+from featurestore.reports.feature_consistency import (
+    FeatureConsistency,
+    InputSpec,
+    summarize_feature,
+)
+from featurestore.reports.served import (
+    STATUS,
+    Window,
+    feature_columns,
+    log_column,
+    read_window,
+    rows_without,
+)
 from featurestore.reports.thresholds import Level, Thresholds
 
 if TYPE_CHECKING:
@@ -155,6 +175,7 @@ def consistency_report(
             f"no feature of the log {window.describe()} can be replayed: "
             + ("; ".join(notes) or "it holds no feature columns")
         )
+    log = _without_unlogged_fields(config.feature_log_path, log, state, refs, notes)
     groups, row_as_of = _as_of_groups(log, artifact, as_of)
     per_feature: dict[str, list[dict[str, Any]]] = {c: [] for c in refs}
     for group in groups:
@@ -167,9 +188,14 @@ def consistency_report(
         offline = _replay(store, state, part, list(served.values()), group.as_of)
         for i, (column, ref) in enumerate(served.items(), 1):
             say(f"comparing {column} ({i}/{len(served)}, as_of={group.as_of})")
-            view = state.view(ref.split(":")[0])
             per_feature[column].append(
-                {"log": part, "offline": offline, "ttl_us": view.ttl_microseconds}
+                {
+                    "log": part,
+                    "offline": offline,
+                    "ttl_us": _ttl_us(state, ref),
+                    "inputs": _inputs(state, ref),
+                    "request_fields": _request_fields(state, ref),
+                }
             )
     features = tuple(
         summarize_feature(
@@ -237,15 +263,21 @@ def _replayable(
         for feature in record.view.feature_names
     }
     computed = {
-        f"{name}__{feature}"
+        f"{name}__{feature}": f"{name}:{feature}"
         for name, r in state.on_demand.items()
         for feature in r.view.feature_names
     }
+    present = set(log.schema.names)
     refs, notes = {}, []
     for column in feature_columns(log.schema):
-        ref = known.get(column)
-        if ref is None and column in computed:
-            notes.append(f"{column} is computed at request time (an on-demand view): not compared")
+        ref = known.get(column) or computed.get(column)
+        lacking = _lacking(state, ref, present) if column in computed else None
+        if lacking:
+            notes.append(
+                f"{column} is computed at request time and not compared: the log has no "
+                f"{lacking} to replay it with (rows logged before the log recorded it); "
+                "serve again, or pass --since after that change"
+            )
         elif ref is None:
             notes.append(f"{column} is not replayed: the registry defines no such feature now")
         elif ref in excluded:
@@ -253,6 +285,39 @@ def _replayable(
         else:
             refs[column] = ref
     return refs, notes
+
+
+def _without_unlogged_fields(
+    path: Path, log: pa.Table, state: RegistryState, refs: dict[str, str], notes: list[str]
+) -> pa.Table:
+    """The log with a transformed feature marked not served (its status null) on rows from
+    files written before the log recorded one of its request fields, and a note saying so;
+    ``_replayable`` already left out a feature whose fields no file of the log has."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lacking: dict[str, np.ndarray] = {}
+    for column, ref in refs.items():
+        fields = _request_fields(state, ref)
+        for f in fields:
+            if f not in lacking:
+                lacking[f] = rows_without(path, log, f)
+        old = np.zeros(log.num_rows, bool)
+        for f in fields:
+            old |= lacking[f]
+        status = f"{column}{STATUS}"
+        old &= pc.is_valid(log[status]).to_numpy(zero_copy_only=False)
+        if old.any():
+            names = ", ".join(repr(f) for f in fields if (lacking[f] & old).any())
+            notes.append(
+                f"{column}: {int(old.sum()):,} logged rows not compared: their log files have "
+                f"no request field {names} to replay them with (written before the log "
+                "recorded it)"
+            )
+            kept = pc.if_else(pa.array(old), pa.scalar(None, pa.string()), log[status])
+            log = log.set_column(log.schema.get_field_index(status), status, kept)
+    return log
 
 
 def _as_of_groups(
@@ -290,15 +355,67 @@ def _as_of_groups(
 
 def feature_kind(state: RegistryState, ref: str) -> FeatureKind:
     """How the mismatches of ``ref`` are classed (``classes.py``'s feature kinds): an
-    aggregated view's features are AGGREGATED (the log carries the view's covered end as
-    their event time), others PLAIN; an on-demand view's will be TRANSFORMED once those
-    definitions exist (a transformed feature's inputs are replayed with it)."""
-    view = state.view(ref.split(":")[0])  # an unknown view is an error here, not a wrong class
+    on-demand view's features are TRANSFORMED (classed by their inputs), an aggregated
+    view's AGGREGATED (the log carries the view's covered end as their event time), others
+    PLAIN."""
+    name = ref.split(":")[0]
+    if name in state.on_demand:
+        return FeatureKind.TRANSFORMED
+    view = state.view(name)  # an unknown view is an error here, not a wrong class
     return FeatureKind.AGGREGATED if view.is_aggregated else FeatureKind.PLAIN
 
 
+def _input_refs(state: RegistryState, ref: str) -> list[str]:
+    """An on-demand feature's input features (``view:feature``); none for other features."""
+    record = state.on_demand.get(ref.split(":")[0])
+    if record is None:
+        return []
+    return [f"{p.view.name}:{f}" for p in record.view.source_projections for f in p.features]
+
+
+def _request_fields(state: RegistryState, ref: str) -> tuple[str, ...]:
+    """An on-demand feature's request fields (log columns of those names); none otherwise."""
+    record = state.on_demand.get(ref.split(":")[0])
+    return tuple(f.name for f in record.view.request_fields) if record else ()
+
+
+def _inputs(state: RegistryState, ref: str) -> tuple[InputSpec, ...]:
+    """What a transformed feature's mismatches are classed by: each input feature's log
+    column, how it is classed and its view's ttl (``classes.py``)."""
+    return tuple(
+        InputSpec(
+            column=log_column(i),
+            view=i.split(":")[0],
+            kind=feature_kind(state, i),
+            ttl_us=_ttl_us(state, i),
+        )
+        for i in _input_refs(state, ref)
+    )
+
+
+def _ttl_us(state: RegistryState, ref: str) -> int | None:
+    name = ref.split(":")[0]
+    return None if name in state.on_demand else state.view(name).ttl_microseconds
+
+
+def _lacking(state: RegistryState, ref: str | None, present: set[str]) -> str | None:
+    """What a transformed feature's replay needs that the log lacks, said in words."""
+    if ref is None:
+        return None
+    fields = [f for f in _request_fields(state, ref) if f not in present]
+    if fields:
+        return "request field " + ", ".join(repr(f) for f in fields)
+    statuses = [log_column(i) for i in _input_refs(state, ref)]
+    inputs = [c for c in statuses if f"{c}{STATUS}" not in present]
+    return "input " + ", ".join(repr(c) for c in inputs) if inputs else None
+
+
 def _key_columns(state: RegistryState, ref: str) -> tuple[str, ...]:
-    return tuple(state.view(ref.split(":")[0]).join_keys)
+    """The join keys of ``ref``'s view (an on-demand view: its sources', in order)."""
+    keys: list[str] = []
+    for view in [i.split(":")[0] for i in _input_refs(state, ref)] or [ref.split(":")[0]]:
+        keys += [k for k in state.view(view).join_keys if k not in keys]
+    return tuple(keys)
 
 
 def _replay(
@@ -310,14 +427,18 @@ def _replay(
     from featurestore.offline.plan import ENTITY_TIMESTAMP
 
     keys: list[str] = []
+    joined: list[str] = []
     for ref in refs:
         keys += [k for k in _key_columns(state, ref) if k not in keys]
+        keys += [f for f in _request_fields(state, ref) if f not in keys]
+        # a transformed feature's inputs are joined too: their winners' times class it
+        joined += [r for r in (ref, *_input_refs(state, ref)) if r not in joined]
     entities = pa.table(
         {**{k: part[k] for k in keys}, ENTITY_TIMESTAMP: part["request_ts"]},
     )
     job = store.get_historical_features(
         entities,
-        refs,
+        joined,
         full_feature_names=True,
         as_of=as_of,  # type: ignore[arg-type]  # checked: "event" or "created"
         with_timestamps=True,

@@ -2,7 +2,10 @@
 
 ``summarize_feature`` takes the logged rows and the replayed table of each ``as_of`` group
 (``consistency.py``), compares the rows that served the feature (``compare.py``), classes
-every mismatch (``classes.py``) and returns a ``FeatureConsistency``.
+every mismatch (``classes.py``) and returns a ``FeatureConsistency``. A transformed feature's
+mismatches are classed by its inputs, compared on the same rows; the input that gave a row
+its class also gives that row's times (a stale-online row's lag is its input's lag), and its
+examples say which input it was (``classed_by``) and show every input and request field.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from featurestore.columns import timestamp_columns
 from featurestore.reports.classes import (
     ALWAYS_ALERT,
     CLASSES,
+    MATCHED,
+    NO_TIME,
     STALE_ONLINE,
     FeatureKind,
     RowTimes,
     classify,
+    classify_by_inputs,
     status_codes,
     times_us,
 )
@@ -32,6 +38,17 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 US_PER_HOUR = 3_600_000_000
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input feature of a transformed feature: its log (and replay) column, its view,
+    how its own mismatches are classed, and its view's ttl."""
+
+    column: str
+    view: str
+    kind: FeatureKind
+    ttl_us: int | None
 
 
 @dataclass(frozen=True)
@@ -134,7 +151,8 @@ def summarize_feature(
     keys: Sequence[str],
 ) -> FeatureConsistency:
     """Compare and class one feature over every replay group (``parts``: ``log``, the logged
-    rows; ``offline``, their replay in the same order; ``ttl_us``, the view's ttl)."""
+    rows; ``offline``, their replay in the same order; ``ttl_us``, the view's ttl; for a
+    transformed feature ``inputs``, its ``InputSpec``s, and ``request_fields``)."""
     import numpy as np
 
     view = ref.split(":")[0]
@@ -197,15 +215,57 @@ def _compare_part(
     import numpy as np
     import pyarrow.compute as pc
 
-    event, created = timestamp_columns(view)
-    suffixes = ("", "__status", "__event_ts", "__created_ts")
-    log = part["log"].select(["request_id", "request_ts", *keys, *(column + s for s in suffixes)])
-    offline = part["offline"].select([column, event, created])
+    log, offline = part["log"], part["offline"]
     if log[f"{column}__status"].null_count:  # only the rows that served it are compared
         served = pc.is_valid(log[f"{column}__status"]).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(served)
         log, offline = log.take(rows), offline.take(rows)
     values = compare(log[column], offline[column])
+    if kind is FeatureKind.TRANSFORMED:
+        inputs = [(i, _times(log, offline, i.column, i.view, i.kind)) for i in part["inputs"]]
+        input_codes = [
+            classify(~compare(log[i.column], offline[i.column]).matched, t, i.ttl_us)
+            for i, t in inputs
+        ]
+        codes = classify_by_inputs(~values.matched, input_codes)
+        by = np.full(codes.shape, -1, np.int64)  # the input that gave each row its class
+        for j in reversed(range(len(inputs))):
+            by[(codes != MATCHED) & (input_codes[j] == codes)] = j
+        request = times_us(log["request_ts"])
+        served_event = np.full(codes.shape, NO_TIME, np.int64)
+        lag = np.zeros(codes.shape, np.int64)
+        for j, (_, t) in enumerate(inputs):
+            served_event = np.where(by == j, t.served_event, served_event)
+            lag = np.where(by == j, t.offline_event - t.served_event, lag)
+        shown = _transformed_examples(
+            codes, by, log, offline, column, part, input_codes, examples, keys
+        )
+    else:
+        times = _times(log, offline, column, view, kind)
+        codes = classify(~values.matched, times, part["ttl_us"])
+        request, served_event = times.request, times.served_event
+        lag = times.offline_event - times.served_event
+        event, created = timestamp_columns(view)
+        shown = _examples(codes, log, offline, column, event, created, examples, keys)
+    found: dict[str, Any] = {
+        "codes": codes,
+        "matched": values.matched,
+        "online_null": values.online_null,
+        "offline_null": values.offline_null,
+        "request": request,
+        "served_event": served_event,
+        "lag": lag,
+        "ex": shown,
+    }
+    if values.online_number is not None:
+        found["online_number"] = values.online_number
+        found["offline_number"] = values.offline_number
+    return found
+
+
+def _times(log: pa.Table, offline: pa.Table, column: str, view: str, kind: FeatureKind) -> RowTimes:
+    """The rules' inputs for one plain or aggregated feature column (``classes.RowTimes``)."""
+    event, created = timestamp_columns(view)
     times = RowTimes(
         request=times_us(log["request_ts"]),
         status=status_codes(log[f"{column}__status"]),
@@ -214,23 +274,7 @@ def _compare_part(
         offline_event=times_us(offline[event]),
         offline_created=times_us(offline[created]),
     )
-    if kind is FeatureKind.AGGREGATED:
-        times = times.as_aggregated()
-    codes = classify(~values.matched, times, part["ttl_us"])
-    found: dict[str, Any] = {
-        "codes": codes,
-        "matched": values.matched,
-        "online_null": values.online_null,
-        "offline_null": values.offline_null,
-        "request": times.request,
-        "served_event": times.served_event,
-        "lag": times.offline_event - times.served_event,
-        "ex": _examples(codes, log, offline, column, event, created, examples, keys),
-    }
-    if values.online_number is not None:
-        found["online_number"] = values.online_number
-        found["offline_number"] = values.offline_number
-    return found
+    return times.as_aggregated() if kind is FeatureKind.AGGREGATED else times
 
 
 def _examples(
@@ -269,6 +313,70 @@ def _examples(
                         "value": at(offline, column),
                         "event_ts": at(offline, event),
                         "created_ts": at(offline, created),
+                    },
+                }
+            )
+    return out
+
+
+def _transformed_examples(
+    codes: np.ndarray,
+    by: np.ndarray,
+    log: pa.Table,
+    offline: pa.Table,
+    column: str,
+    part: dict[str, Any],
+    input_codes: list[np.ndarray],
+    limit: int,
+    keys: Sequence[str],
+) -> dict[str, list[dict[str, Any]]]:
+    """A transformed feature's first ``limit`` rows of each class: served and replayed
+    values (the times shown are those of the input that gave the class, ``classed_by``),
+    the request fields and every input on both sides with its own class."""
+    import numpy as np
+
+    inputs: Sequence[InputSpec] = part["inputs"]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(CLASSES):
+        for row in np.flatnonzero(codes == i)[:limit].tolist():
+
+            def at(table: pa.Table, name: str, row: int = row) -> Any:
+                value = table[name][row].as_py()
+                return value.isoformat() if isinstance(value, datetime) else value
+
+            j = int(by[row])
+            decided = inputs[j] if j >= 0 else None
+            event = timestamp_columns(decided.view)[0] if decided else None
+            aggregated = decided is not None and decided.kind is FeatureKind.AGGREGATED
+            out.setdefault(name, []).append(
+                {
+                    "request_id": at(log, "request_id"),
+                    "request_ts": at(log, "request_ts"),
+                    "keys": {k: at(log, k) for k in keys},
+                    "request": {f: at(log, f) for f in part["request_fields"]},
+                    "classed_by": decided.column if decided else None,
+                    "served": {
+                        "value": at(log, column),
+                        "status": at(log, f"{column}__status"),
+                        "event_ts": at(log, f"{decided.column}__event_ts") if decided else None,
+                        "created_ts": None,
+                    },
+                    "offline": {
+                        "value": at(offline, column),
+                        # an aggregated input's offline window ends at the request time
+                        "event_ts": at(log, "request_ts")
+                        if aggregated
+                        else (at(offline, event) if event else None),
+                        "created_ts": None,
+                    },
+                    "inputs": {
+                        spec.column: {
+                            "served": at(log, spec.column),
+                            "status": at(log, f"{spec.column}__status"),
+                            "offline": at(offline, spec.column),
+                            "class": CLASSES[c[row]] if c[row] != MATCHED else None,
+                        }
+                        for spec, c in zip(inputs, input_codes, strict=True)
                     },
                 }
             )

@@ -17,6 +17,7 @@ from featurestore.errors import ReportError
 from featurestore.feature_log import LOG_VERSION, VERSION_KEY, log_files, read_log
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 STATUS = "__status"
@@ -112,3 +113,26 @@ def served_rows(table: pa.Table, column: str) -> pa.Array:
     import pyarrow.compute as pc
 
     return pc.is_valid(table[f"{column}{STATUS}"]).combine_chunks()
+
+
+def rows_without(path: Path, table: pa.Table, column: str) -> np.ndarray:
+    """Which rows of ``table`` (read from the log at ``path``) were read from files that have
+    no ``column`` (written before the log recorded it; null after the union): a boolean
+    array. A request's rows are written together (one file), so its ``request_id`` and
+    ``request_ts`` name its file."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = [f for f in log_files(path) if column not in pq.read_schema(f).names]
+    if not files:
+        return np.zeros(table.num_rows, bool)
+    old = pa.concat_tables([pq.read_table(f, columns=["request_id", "request_ts"]) for f in files])
+
+    def requests(t: pa.Table) -> pa.ChunkedArray:
+        stamp = pc.cast(pc.cast(t["request_ts"], pa.int64()), pa.string())
+        return pc.binary_join_element_wise(t["request_id"], stamp, "@")
+
+    found = pc.is_in(requests(table), value_set=requests(old).combine_chunks())
+    return np.asarray(found.to_numpy(zero_copy_only=False), bool)
