@@ -1,16 +1,19 @@
 """``make demo``'s reports part: clean reports, then two injected problems and the reports
 catching them.
 
-    python feature_repo/reports_demo.py [--repo feature_repo] [--model artifacts/fraud_v1]
+    python feature_repo/reports_demo.py [--repo feature_repo] [--model artifacts/fraud_v2]
 
-1. Serves the 2,000 most recent transactions' (user, merchant) pairs through ``/predict``
-   (the repo's own online store, materialized up to now by serve_demo.py), then runs
-   ``featurestore consistency-report`` (every value equals its replay: exit 0) and
-   ``featurestore skew-report`` against a training set of the 5,000 most recent
-   transactions' pairs at the serving time (exit 0).
+1. Serves the 2,000 most recent transactions (user, merchant and the request field
+   ``amount``, which fraud_v2's request-time feature ``txn_features:amount_vs_avg_24h``
+   reads) through ``/predict`` (the repo's own online store, materialized up to now by
+   serve_demo.py), then runs ``featurestore consistency-report`` (every value equals its
+   replay, the transformed feature's included: exit 0; the script checks that it was
+   compared) and ``featurestore skew-report`` against a training set of the 5,000 most recent
+   transactions at the serving time (exit 0).
 2. Stale online store: a copy of the repo whose online store is materialized only up to 3
-   hours before the data's end serves the same pairs; the consistency report finds
-   stale-online values (exit 3) and the script checks their lag against the source data.
+   hours before the data's end serves the same transactions; the consistency report finds
+   stale-online values (exit 3), the transformed feature's classed by its stale inputs, and
+   the script checks their lag against the source data.
 3. Shifted feature: a copy whose ``merchant_stats.avg_amount_30d`` is 1.8 times larger in
    the source (an upstream unit change) serves them; the skew report flags that feature and
    no other (exit 3).
@@ -41,6 +44,8 @@ REFERENCE = 5_000
 STALE_HOURS = 3
 SHIFT = 1.8
 SHIFTED = "merchant_stats:avg_amount_30d"
+REQUEST = ("user_id", "merchant_id", "amount")  # the keys, and the request field fraud_v2 reads
+TRANSFORMED = "txn_features:amount_vs_avg_24h"
 
 
 def _say(text: str) -> None:
@@ -56,8 +61,8 @@ def _cli(*args: str, expect: int | tuple[int, ...]) -> None:
 
 
 def _serve(repo: Path, model: Path, pairs: Any) -> datetime:
-    """Start the service, score ``pairs`` in requests of 100, stop it (the log is written);
-    the time the first request was sent."""
+    """Start the service, score ``pairs`` (keys and the amount) in requests of 100, stop it
+    (the log is written); the time the first request was sent."""
     import httpx
     from serve_demo import _wait, free_port
 
@@ -74,6 +79,7 @@ def _serve(repo: Path, model: Path, pairs: Any) -> datetime:
         for start in range(0, len(pairs), 100):
             chunk = pairs.iloc[start : start + 100]
             entities = {k: [int(v) for v in chunk[k]] for k in ("user_id", "merchant_id")}
+            entities["amount"] = [float(v) for v in chunk["amount"]]
             client.post("/predict", json={"entities": entities}).raise_for_status()
     finally:
         client.close()
@@ -104,35 +110,38 @@ def main() -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from featurestore import FeatureStore
+    from featurestore import FeatureStore, models
 
     here = Path(__file__).parent
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repo", type=Path, default=here)
-    parser.add_argument("--model", type=Path, default=here.parent / "artifacts" / "fraud_v1")
+    parser.add_argument("--model", type=Path, default=here.parent / "artifacts" / "fraud_v2")
     args = parser.parse_args()
     repo, model = args.repo.resolve(), args.model.resolve()
     out = repo / "data" / "reports"
     out.mkdir(parents=True, exist_ok=True)
     tx = pd.read_parquet(repo / "data" / "transactions.parquet").sort_values("event_timestamp")
-    pairs = tx.tail(SERVED)[["user_id", "merchant_id"]].reset_index(drop=True)
+    pairs = tx.tail(SERVED)[list(REQUEST)].reset_index(drop=True)
+    service = models.load(model).metadata.feature_service
 
     _say("1. Clean: serve recent traffic, then the reports find nothing")
     since = _serve(repo, model, pairs).isoformat()
+    clean_json = out / "consistency.json"
     _cli("consistency-report", "--repo", str(repo), "--model", str(model), "--since", since,
-         "--out", str(out / "consistency.html"), expect=0)  # fmt: skip
+         "--out", str(out / "consistency.html"), "--out", str(clean_json), expect=0)  # fmt: skip
+    _check_transformed(json.loads(clean_json.read_text()), service)
     reference = repo / "data" / "train_recent.parquet"
     # The reference is built at the time the pairs were served: user_activity's windows end
     # at each row's own time, so a training set of the transactions at their own times would
     # not count each transaction in its own windows, which a read minutes later does (a
     # real skew between scoring at the event and scoring later, not this step's point).
-    recent = tx.tail(REFERENCE)[["user_id", "merchant_id"]].assign(event_timestamp=since)
+    recent = tx.tail(REFERENCE)[list(REQUEST)].assign(event_timestamp=since)
     FeatureStore(repo).get_historical_features(
-        recent, feature_service="fraud_v1", as_of="created"
+        recent, feature_service=service, as_of="created"
     ).to_parquet(reference)
     print(
-        f"built {reference.name}: the {REFERENCE:,} most recent transactions' pairs at the "
-        "serving time (as_of=created)"
+        f"built {reference.name}: {service} for the {REFERENCE:,} most recent transactions "
+        "(keys and amount) at the serving time (as_of=created)"
     )
     # Warnings are possible here (exit 4), never an alert: the merchant and profile snapshots
     # are daily, and in the hours after midnight part of the reference predates today's.
@@ -176,6 +185,20 @@ def main() -> None:
     print(f"\nReports: {', '.join(sorted(p.name for p in out.glob('*.html')))} in {out}")
 
 
+def _check_transformed(report: dict[str, Any], service: str) -> None:
+    """A service with a request-time feature has it compared (by value, on every row)."""
+    if service != "fraud_v2":
+        return
+    found = [f for f in report["features"] if f["feature"] == TRANSFORMED]
+    if not found or found[0]["kind"] != "transformed" or found[0]["compared"] == 0:
+        sys.exit(f"{TRANSFORMED} was not compared: {report['notes']}")
+    feature = found[0]
+    print(
+        f"{TRANSFORMED} (computed at request time) compared on {feature['compared']:,} rows: "
+        f"{feature['matched']:,} equal to the replay's transformation of the replayed inputs"
+    )
+
+
 def _check_stale(store: Any, model: Path, cut: datetime, report: dict[str, Any]) -> None:
     """Every mismatch is stale-online, and the reported lag is the one the data gives:
     per stale row, the replay's winner minus the last event materialized (<= the cut); for
@@ -207,6 +230,16 @@ def _check_stale(store: Any, model: Path, cut: datetime, report: dict[str, Any])
     newest = max(c.served_up_to for _, c in stale if c.served_up_to)
     if newest > cut:
         sys.exit(f"online served an event of {newest}, after the materialized end {cut}")
+    transformed = [(f, c) for f in full.features if f.ref == TRANSFORMED for c in f.classes]
+    if transformed:  # classed by its inputs: the first input stale on each row says so
+        feature, summary = transformed[0]
+        inputs = sorted({e["classed_by"] for e in summary.examples})
+        print(
+            f"{TRANSFORMED} (computed at request time): {summary.count:,} of "
+            f"{feature.compared:,} values differ from the replay, each stale-online through "
+            f"its stale input ({', '.join(inputs)}), lag median "
+            f"{(summary.lag_median_s or 0) / 60:.0f} min"
+        )
     ref, worst = max(stale, key=lambda fc: fc[1].count)
     print(
         f"stale-online in {len(stale)} features ({sum(c.count for _, c in stale):,} values), "
