@@ -215,7 +215,17 @@ def _compare_part(
     import numpy as np
     import pyarrow.compute as pc
 
-    log, offline = part["log"], part["offline"]
+    # only the columns this feature (and a transformed one's inputs) needs, before any take
+    read = [(column, view), *((i.column, i.view) for i in part.get("inputs", ()))]
+    suffixes = ("", "__status", "__event_ts", "__created_ts")
+    logged = [name + s for name, _ in read for s in suffixes]
+    fields = list(part.get("request_fields", ()))
+    replayed = [c for name, v in read for c in (name, *timestamp_columns(v))]
+    have = set(part["offline"].column_names)  # an on-demand view has no winner's times
+    log = part["log"].select(
+        list(dict.fromkeys(["request_id", "request_ts", *keys, *fields, *logged]))
+    )
+    offline = part["offline"].select(list(dict.fromkeys(c for c in replayed if c in have)))
     if log[f"{column}__status"].null_count:  # only the rows that served it are compared
         served = pc.is_valid(log[f"{column}__status"]).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(served)
