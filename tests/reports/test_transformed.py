@@ -3,8 +3,8 @@ inputs, on a log the real service wrote (``featurestore serve`` over HTTP, real 
 
 tests/transform_repo.py's repo: a model bound to ``svc`` (``stats:cnt`` and the on-demand view
 ``scored``: ratio = amount / avg, r32 = avg * 3; ``stats:avg`` is an input the service does not
-ask for, logged beside it). Fresh rows are pushed to both paths, then ``/predict`` serves
-window A; a newer ``avg`` of user 1 is pushed offline only (online now lags: stale), and
+ask for, logged beside it). Fresh rows are pushed to both paths, then ``/predict`` and
+``/get-online-features`` (logged too) serve window A; a newer ``avg`` of user 1 is pushed offline only (online now lags: stale), and
 ``/predict`` serves window B. Proven: window A is 100% consistent with the transformed
 features compared; in window B user 1's transformed values are stale-online (their input's
 class and lag), not value-differs; a served value edited in the log (inputs equal) is
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.xdist_group("serving")
 USERS = [1, 2, 3, 99, 1, 2]  # 3: outside the ttl (its inputs null); 99: not found
 AMOUNTS = [2.5, 0.7, 1.0, 3.0, 0.0, 9.5]
 TRANSFORMED = ("scored__ratio", "scored__r32")
-LAG = timedelta(minutes=3)
 
 
 @dataclass
@@ -85,15 +84,27 @@ def served(
          "tag": ["x", "y"]}
     )  # fmt: skip
     store.push("stats_push", fresh, to="online_and_offline")
+    config = repo / "featurestore.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "feature_log: {path: data/feature_log}",
+            "feature_log: {path: data/feature_log, include_online_features: true}",
+        )
+    )
     with ServiceProcess(repo, root / "model") as server:
         a_since = datetime.now(UTC)
         _predict(server, 3)
+        body = {"feature_service": "svc", "entities": {"user_id": USERS, "amount": AMOUNTS}}
+        answer = server.post("/get-online-features", body)  # replayed with as_of="event"
+        assert answer.status_code == 200, answer.text
         time.sleep(0.01)
         newer_at = datetime.now(UTC)
         newer = pd.DataFrame(
-            {"user_id": [1], "ts": [fresh_at + LAG], "avg": [5.0], "cnt": [7], "tag": ["x"]}
+            {"user_id": [1], "ts": [newer_at], "avg": [5.0], "cnt": [7], "tag": ["x"]}
         )
-        store.push("stats_push", newer, to="offline")  # online keeps the older row: it lags
+        # after window A's requests (replayed with as_of="event" too, it must not see it);
+        # online keeps the older row: it lags by newer_at - fresh_at
+        store.push("stats_push", newer, to="offline")
         time.sleep(0.01)
         b_since = datetime.now(UTC)
         _predict(server, 2)
@@ -109,15 +120,20 @@ def _feature(report: Any, column: str) -> Any:
 
 def test_transformed_features_served_are_compared_and_all_match(served: Served) -> None:
     report = consistency_report(FeatureStore(served.repo), served.a, model=served.model)
-    assert report.rows == 3 * len(USERS)
+    rows = 4 * len(USERS)  # three /predict requests and one /get-online-features
+    assert report.rows == rows
+    assert sorted((g.as_of, g.rows) for g in report.groups) == [
+        ("created", 3 * len(USERS)),
+        ("event", len(USERS)),
+    ]
     assert report.score == 1.0 and report.level is Level.OK, report.notes
     assert not any("scored" in note for note in report.notes), report.notes
     for column in TRANSFORMED:
         feature = _feature(report, column)
         assert feature.kind is FeatureKind.TRANSFORMED
-        assert feature.compared == 3 * len(USERS) and feature.matched == feature.compared
+        assert feature.compared == rows and feature.matched == feature.compared
     # user 3 (outside the ttl) and 99 (not found) have null inputs: null on both sides
-    assert _feature(report, "scored__ratio").both_null == 3 * 2
+    assert _feature(report, "scored__ratio").both_null == 4 * 2
     assert report.to_json()["features"][0]["kind"] in {"plain", "transformed"}
 
 
@@ -134,7 +150,8 @@ def test_a_stale_input_makes_its_transformed_values_stale_online(served: Served)
         feature = _feature(report, column)
         assert [(c.name, c.count) for c in feature.classes] == [("stale-online", mismatched)]
         (summary,) = feature.classes
-        assert summary.lag_median_s == summary.lag_p95_s == LAG.total_seconds()
+        lag = (served.newer_at - served.fresh_at).total_seconds()
+        assert summary.lag_median_s == pytest.approx(lag, abs=1e-6) == summary.lag_p95_s
         assert summary.served_up_to is not None
         assert abs(summary.served_up_to - served.fresh_at) < timedelta(milliseconds=1)
         for example in summary.examples:
@@ -207,7 +224,7 @@ def _first_row(file: Path, window: Window) -> int | None:
 def test_the_log_holds_what_the_replay_reads(served: Served) -> None:
     """The service logged the request field and the hidden input the replay needs."""
     log = read_log(served.repo / "data" / "feature_log", since=served.a.since, until=served.a.until)
-    assert log["amount"].to_pylist() == AMOUNTS * 3
+    assert log["amount"].to_pylist() == AMOUNTS * 4  # /predict and /get-online-features
     assert log["stats__avg__status"].null_count == 0
 
 
@@ -228,7 +245,7 @@ def test_rows_from_old_files_without_the_request_field_are_left_out_with_a_note(
     report = consistency_report(FeatureStore(copy), served.a, model=served.model)
     assert report.score == 1.0, report.notes
     for column in TRANSFORMED:
-        assert _feature(report, column).compared == 2 * len(USERS)  # the newer requests
+        assert _feature(report, column).compared == 3 * len(USERS)  # the newer requests
         (note,) = [n for n in report.notes if n.startswith(column)]
         assert f"{len(USERS)} logged rows not compared" in note and "'amount'" in note, note
-    assert _feature(report, "stats__cnt").compared == 3 * len(USERS)  # not a transformed one
+    assert _feature(report, "stats__cnt").compared == 4 * len(USERS)  # not a transformed one
