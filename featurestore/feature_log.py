@@ -193,6 +193,7 @@ class FeatureLogWriter:
                 self._dropped_since_warning += rows
                 dropped = True
             else:
+                request.response.freeze()  # out of the garbage collector's walks while queued
                 self._items.append(request)
                 self._pending += rows
                 pending = self._pending

@@ -37,6 +37,7 @@ request carries ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import signal
@@ -96,6 +97,11 @@ def create_app(settings: ServingSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = await asyncio.to_thread(Service, settings, metrics)
         app.state.service = service
+        # Everything loaded so far (libraries, the model, the registry) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it (it
+        # paused /predict for ~80-120 ms a few times a minute under load).
+        gc.collect()
+        gc.freeze()
         loop = asyncio.get_running_loop()
         reloading: set[asyncio.Task[bool]] = set()
 

@@ -181,7 +181,7 @@ class Service:
                 model=model.name,
                 model_fingerprint=model.fingerprint,
                 model_sha256=model.sha256,
-                predictions=predictions,
+                predictions=tuple(predictions),
             )
         )
         return encoding.prediction(

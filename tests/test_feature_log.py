@@ -171,3 +171,38 @@ def test_log_show_summarizes(fs: FeatureStore, tmp_path: Path) -> None:
 def test_naive_and_aware_since_agree(fs: FeatureStore) -> None:
     assert summarize(fs.config.feature_log_path, datetime(2000, 1, 1)).rows == 0
     assert summarize(fs.config.feature_log_path, datetime(2000, 1, 1, tzinfo=UTC)).rows == 0
+
+
+def test_a_queued_response_is_out_of_the_collectors_walks_and_logs_the_same(
+    fs: FeatureStore, tmp_path: Path
+) -> None:
+    """Responses wait in the queue until a flush (thousands under load): once queued, none of
+    their columns is a container the garbage collector tracks, so a full collection does not
+    walk them (before: ~46 lists per request, 20-50 ms pauses in /predict); the log holds the
+    same rows as a response that was never frozen."""
+    import gc
+
+    online = fs._online_reader().store
+    put(online, fs, "user_stats", [{"user_id": 1, "amount": 1.5, "city": "Oslo", "event_ts": T0}])
+    at = T0 + timedelta(minutes=1)
+    features = ["user_stats:amount", "user_stats:city"]
+    request = served(fs, features, [1, 2], at, predictions=(0.25, 0.5))
+    expected = served(fs, features, [1, 2], at, predictions=(0.25, 0.5)).response.to_dict(
+        include_statuses=True, include_event_timestamps=True
+    )
+    writer = FeatureLogWriter(tmp_path / "log", flush_seconds=60)
+    assert writer.submit(request)
+    gc.collect()
+    response = request.response
+    columns = [
+        *response.to_dict().values(),
+        *response.statuses.values(),
+        *response.event_us.values(),
+    ]  # (created times are decoded on demand from the stored rows, held as tuples too)
+    assert columns and not any(gc.is_tracked(c) for c in columns)
+    got = response.to_dict(include_statuses=True, include_event_timestamps=True)
+    assert {name: list(values) for name, values in got.items()} == expected
+    writer.close()
+    rows = read_log(tmp_path / "log").to_pylist()
+    assert [r["user_stats__amount"] for r in rows] == [1.5, None]
+    assert [r["user_stats__city__status"] for r in rows] == ["PRESENT", "NOT_FOUND"]

@@ -82,6 +82,30 @@ class OnlineResponse:
         """The output feature columns and their dtypes, in the order they were asked for."""
         return self._feature_dtypes
 
+    def freeze(self) -> None:
+        """Hold every per-entity column as a tuple instead of a list (the same values).
+
+        The feature log calls it on each response it queues: the garbage collector stops
+        tracking tuples and dicts of plain values, so the thousands of responses waiting
+        between two flushes are not walked by every full collection (they made pauses of
+        20-50 ms in ``/predict``). Columns shared between features stay shared."""
+        done: dict[int, Any] = {}
+
+        def frozen(columns: dict[str, Any]) -> dict[str, Any]:
+            out = {}
+            for name, column in columns.items():
+                if id(column) not in done:
+                    done[id(column)] = tuple(column)
+                out[name] = done[id(column)]
+            return out
+
+        self._keys = frozen(self._keys)
+        self._values = frozen(self._values)
+        self.statuses = frozen(self.statuses)
+        self._event_us = frozen(self._event_us)
+        self._stored_rows = frozen(self._stored_rows)
+        self.request_values = frozen(self.request_values)
+
     @property
     def event_us(self) -> dict[str, list[int | None]]:
         """Per feature, the stored row's event time in µs since the epoch, None when NOT_FOUND."""
