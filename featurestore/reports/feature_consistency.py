@@ -10,6 +10,7 @@ examples say which input it was (``classed_by``) and show every input and reques
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -303,10 +304,7 @@ def _examples(
     out: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(CLASSES):
         for row in np.flatnonzero(codes == i)[:limit].tolist():
-
-            def at(table: pa.Table, name: str, row: int = row) -> Any:
-                value = table[name][row].as_py()
-                return value.isoformat() if isinstance(value, datetime) else value
+            at = functools.partial(_cell, row=row)
 
             out.setdefault(name, []).append(
                 {
@@ -349,10 +347,7 @@ def _transformed_examples(
     out: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(CLASSES):
         for row in np.flatnonzero(codes == i)[:limit].tolist():
-
-            def at(table: pa.Table, name: str, row: int = row) -> Any:
-                value = table[name][row].as_py()
-                return value.isoformat() if isinstance(value, datetime) else value
+            at = functools.partial(_cell, row=row)
 
             j = int(by[row])
             decided = inputs[j] if j >= 0 else None
@@ -428,3 +423,9 @@ def _judge(
             what = "leakage" if summary.name == CLASSES[0] else "a bug or corruption"
             reasons.append(f"{summary.count:,} {summary.name} rows ({what}: always an alert)")
     return level, reasons
+
+
+def _cell(table: pa.Table, name: str, row: int) -> Any:
+    """One cell of an example row, as JSON takes it (times in ISO-8601)."""
+    value = table[name][row].as_py()
+    return value.isoformat() if isinstance(value, datetime) else value
