@@ -516,6 +516,8 @@ class Registry:
         self.path = Path(path)
         self.project = project
         self.bigquery_schema = bigquery_schema  # reads BigQuery sources' schemas at apply
+        # settled()'s last state, by the file's (inode, mtime, size): an apply replaces the file
+        self._settled: tuple[tuple[int, int, int], RegistryState] | None = None
 
     def _lock(self) -> BaseFileLock:
         from filelock import FileLock
@@ -615,12 +617,27 @@ class Registry:
         except Timeout:
             raise self._busy() from None
         except OSError:
-            yield self.load()
+            yield self._load_unless_unchanged()
             return
         try:
-            yield self.load()
+            yield self._load_unless_unchanged()
         finally:
             lock.release()
+
+    def _load_unless_unchanged(self) -> RegistryState | None:
+        """``load()``, or the state it gave last time when the file is the same one (a push
+        claims under ``settled()`` each time: a stat, not a parse)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._settled is None or self._settled[0] != stamp:
+            state = self.load()
+            if state is None:
+                return None
+            self._settled = (stamp, state)
+        return self._settled[1]
 
     def _busy(self) -> RegistryError:
         return RegistryError(

@@ -197,11 +197,8 @@ class Service:
         """``/push``: the SDK's push (featurestore/push.py) into this service's store, with
         the registry as the service's reader last loaded it."""
         reader = self.model.reader
-        config = self.settings.config
-        registry = Registry(config.registry_path, config.project)
-        report = push(
-            reader.state(), config.repo_path, source, df, to, self.store, registry=registry
-        )
+        repo = self.settings.config.repo_path
+        report = push(reader.state(), repo, source, df, to, self.store, registry=self.registry)
         self.metrics.pushed_rows.labels(source, push_mode(to).name.lower()).inc(report.rows)
         return report
 

@@ -299,6 +299,7 @@ def test_a_push_that_read_the_registry_before_an_apply_is_refused(store) -> None
     from featurestore.online.base import open_online_store
     from featurestore.push import push
 
+    store.push("stats_push", rows(), to="online")  # the registry's settled state is cached now
     stale = store.state
     definitions = store.repo_path / "definitions.py"
     definitions.write_text(definitions.read_text().replace("days=1", "days=2"))
