@@ -444,6 +444,31 @@ def main() -> None:
     print(
         f"generated in {time.perf_counter() - started:.1f} s (scale {args.scale}, seed {args.seed})"
     )
+    forget_derived_state(args.out)
+
+
+# What earlier runs built from the previous data (it ended at another hour): an online store
+# keeps rows and aggregation tiles of events the new data no longer has (no run can tell a
+# source was rewritten), so served values would not be the new training rows.
+DERIVED = ("online.db", "online.db-wal", "online.db-shm", "feature_log", "reports")
+
+
+def forget_derived_state(folder: Path) -> None:
+    """Remove the SQLite online store, feature log and reports built from earlier data."""
+    import shutil
+
+    removed = []
+    for name in DERIVED:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        print(f"removed what was built from the previous data: {', '.join(removed)}")
 
 
 if __name__ == "__main__":

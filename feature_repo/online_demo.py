@@ -62,6 +62,14 @@ def main() -> None:
     # data may have been regenerated): user_activity's aggregates then include it, and a
     # read at that end sees every view as a training row at that time would.
     end = last["event_timestamp"] + timedelta(seconds=1)
+    # The demo's own store may hold an earlier run's data, which ended at another hour: its
+    # rows and tiles of events the new data no longer has would stay (no run can tell a
+    # source was rewritten). Start from nothing.
+    from featurestore.online.base import open_online_store
+
+    with open_online_store(config) as online:
+        for view in store.state.views:
+            online.drop_view(view)
     report = store.materialize(datetime(1970, 1, 1, tzinfo=UTC), end)
     for run in report.runs:
         read = "events" if store.state.view(run.view).is_aggregated else "entity rows"
