@@ -239,6 +239,8 @@ def to_pandas_frame(names: Sequence[str], arrays: Sequence[pa.Array]) -> pd.Data
     costs most. An array given under several names is converted once."""
     import pandas as pd
 
+    if len(names) != len(arrays):  # the frame below is built without checks
+        raise ValueError(f"{len(names)} names for {len(arrays)} arrays")
     mapping = _pandas_types()
     converted: dict[int, Any] = {}
     columns = []

@@ -432,6 +432,8 @@ def test_the_input_frame_is_the_one_pandas_mapping_built_column_by_column(
     arrays.append(arrays[0])
     expected = to_pandas(pa.Table.from_arrays(arrays, names=names))
     pd.testing.assert_frame_equal(to_pandas_frame(names, arrays), expected, check_exact=True)
+    with pytest.raises(ValueError, match="names for"):  # built unchecked: refused up front
+        to_pandas_frame(names[:-1], arrays)
 
 
 def test_the_consistency_report_names_transformed_features_it_cannot_replay(
