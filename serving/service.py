@@ -159,7 +159,7 @@ class Service:
         self.check_size(entities)
         model = self.model
         try:
-            model.require_servable()
+            await model.require_servable_async()
         except FeatureStoreError:
             self.metrics.binding.set(1 if model.binding().matches else 0)
             raise

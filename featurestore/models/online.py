@@ -10,14 +10,22 @@ fingerprint) and every view it reads has been materialized into this store (its 
 exists: an ``apply`` that changed a view dropped its rows and watermark, and so does any other
 reset). Otherwise ``require_servable`` raises ``ModelNotServable`` naming the view, instead of
 scoring a vector of nulls. The binding is re-checked whenever the registry file changes (the
-reader notices it on every call); watermarks are re-read at most every ``refresh_seconds``, at
-once after a registry change, and at once when a read finds no row of a view for any entity
-of the request (its data may have been dropped, or the store restarted empty, since). ``status`` adds what readiness needs: the store answering,
-and each view's materialization lag within ``max_lag``.
+reader notices it on every call); watermarks are re-read (all in one round trip) at most
+every ``refresh_seconds``, at once after a registry change, and at once when a read finds no
+row of a view for any entity of the request (its data may have been dropped, or the store
+restarted empty, since). ``status`` adds what readiness needs: the store answering, and each
+view's materialization lag within ``max_lag``.
+
+On an event loop (``require_servable_async``, ``score_async``) the re-read is awaited, and
+concurrent requests share one: a request that must re-check joins a read already in flight
+if that read started after its own data read did (so it sees any drop its data read saw),
+else starts one. A stream of requests for unknown entities thus costs one watermark read per
+round trip, not one blocking read per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -91,7 +99,10 @@ class OnlineModel:
         self._state: RegistryState | None = None
         self._binding: Binding | None = None
         self._watermarks: dict[str, Watermark | None] | None = None
-        self._checked_at = 0.0
+        self._checked_at = 0.0  # time.monotonic() when the held watermarks' read started
+        self._not_before = 0.0  # held watermarks read before this are stale (a registry change)
+        self._refresh: asyncio.Task[dict[str, Watermark | None]] | None = None
+        self._refresh_started = 0.0
 
     @property
     def name(self) -> str:
@@ -115,26 +126,73 @@ class OnlineModel:
             with self._lock:
                 self._binding = self.artifact.binding(state)
                 self._state = state
-                self._checked_at = 0.0  # a registry change: re-read the watermarks at once
+                self._not_before = time.monotonic()  # a registry change: re-read at once
         return self._binding
 
     def watermarks(self) -> dict[str, Watermark | None]:
         """Each view's watermark, at most ``refresh_seconds`` old (raises when the store is
         unreachable)."""
         now = time.monotonic()
-        if self._watermarks is None or now - self._checked_at >= self.refresh_seconds:
-            store = self.reader.store
-            marks = {view: store.get_watermark(view) for view in self.views}
-            self._watermarks, self._checked_at = marks, now
+        if self._stale(now, self._not_before):
+            marks = self.reader.store.get_watermarks(self.views)
+            self._keep(marks, now)
+        assert self._watermarks is not None
         return self._watermarks
+
+    async def watermarks_async(
+        self, started_after: float | None = None
+    ) -> dict[str, Watermark | None]:
+        """``watermarks`` on an event loop (module docstring). ``started_after``: a
+        ``time.monotonic()``; the answer then comes from a read started at or after it."""
+        after = max(started_after or 0.0, self._not_before)
+        if not self._stale(time.monotonic(), after):
+            assert self._watermarks is not None
+            return self._watermarks
+        after = max(after, self._checked_at)  # at least newer than what is held
+        loop = asyncio.get_running_loop()
+        refresh = self._refresh
+        if refresh is None or refresh.get_loop() is not loop or self._refresh_started < after:
+            started = time.monotonic()
+            refresh = loop.create_task(self._read_watermarks(started))
+            self._refresh, self._refresh_started = refresh, started
+        return await asyncio.shield(refresh)
+
+    def _stale(self, now: float, after: float) -> bool:
+        """Whether the held watermarks are missing, too old, or read before ``after``."""
+        return (
+            self._watermarks is None
+            or self._checked_at < after
+            or now - self._checked_at >= self.refresh_seconds
+        )
+
+    def _keep(self, marks: dict[str, Watermark | None], started: float) -> None:
+        """Hold ``marks`` (read from ``started`` on) unless a newer read is held."""
+        if started >= self._checked_at or self._watermarks is None:
+            self._watermarks, self._checked_at = marks, started
+
+    async def _read_watermarks(self, started: float) -> dict[str, Watermark | None]:
+        try:
+            marks = await self.reader.store.get_watermarks_async(self.views)
+        finally:
+            if self._refresh_started == started:
+                self._refresh = None
+        self._keep(marks, started)
+        return marks
 
     def require_servable(self) -> None:
         """Raise ``ModelNotServable`` naming what is wrong, unless the model may be scored."""
-        binding = self.binding()
-        mismatch = binding.mismatch()
+        self._require(self.watermarks())
+
+    async def require_servable_async(self, started_after: float | None = None) -> None:
+        """``require_servable`` on an event loop, its watermark read awaited and shared."""
+        self.binding()  # a registry change resets the watermarks' age first
+        self._require(await self.watermarks_async(started_after))
+
+    def _require(self, marks: Mapping[str, Watermark | None]) -> None:
+        mismatch = self.binding().mismatch()
         if mismatch is not None:
             raise ModelNotServable(f"model {self.name} is not served: {mismatch}")
-        missing = [view for view, mark in self.watermarks().items() if mark is None]
+        missing = [view for view, mark in marks.items() if mark is None]
         if missing:
             raise ModelNotServable(_not_materialized(self.name, missing))
 
@@ -180,28 +238,36 @@ class OnlineModel:
         """
         plan, now_us = self.plan(), time.time_ns() // 1000
         response = read_online(self.reader.store, plan, entity_rows, from_us(now_us))
+        if _a_view_found_nothing(plan, response):
+            # maybe its data was just dropped (or the store restarted empty) since the
+            # watermarks were last read: check now
+            self._not_before = time.monotonic()
+            self.require_servable()
         return self._scored(plan, response, now_us)
 
     async def score_async(self, entity_rows: Mapping[str, Sequence[Any]]) -> Scored:
         """``score`` on an event loop: the store's round trip is awaited."""
         plan, now_us = self.plan(), time.time_ns() // 1000
+        read_started = time.monotonic()
         response = await read_online_async(self.reader.store, plan, entity_rows, from_us(now_us))
+        if _a_view_found_nothing(plan, response):
+            await self.require_servable_async(started_after=read_started)
         return self._scored(plan, response, now_us)
 
     def _scored(self, plan: ReadPlan, response: OnlineResponse, now_us: int) -> Scored:
-        if any(
-            statuses[0] == NOT_FOUND and len(set(statuses)) == 1
-            for statuses in (response.statuses[names[0]] for _, names, _ in plan.views_read)
-        ):
-            # A view with no row for any entity: maybe its data was just dropped (or the
-            # store restarted empty) since the watermarks were last read. Check now.
-            self._checked_at = 0.0
-            self.require_servable()
         matrix = build_matrix(response.to_dict(), self.artifact.features)
         import numpy as np
 
         predictions = np.asarray(self.artifact.booster.predict(matrix, num_threads=1))
         return Scored(response, plan, predictions, now_us)
+
+
+def _a_view_found_nothing(plan: ReadPlan, response: OnlineResponse) -> bool:
+    """Whether some view read no row for any entity of the request."""
+    return any(
+        statuses[0] == NOT_FOUND and len(set(statuses)) == 1
+        for statuses in (response.statuses[names[0]] for _, names, _ in plan.views_read)
+    )
 
 
 def _not_materialized(model: str, views: list[str]) -> str:

@@ -249,6 +249,16 @@ class OnlineStore(ABC):
     def get_watermark(self, view: str) -> Watermark | None:
         """The view's watermark, or None when it was never materialized into this store."""
 
+    def get_watermarks(self, views: Sequence[str]) -> dict[str, Watermark | None]:
+        """``get_watermark`` of each view; Redis reads them all in one round trip."""
+        return {view: self.get_watermark(view) for view in views}
+
+    async def get_watermarks_async(self, views: Sequence[str]) -> dict[str, Watermark | None]:
+        """``get_watermarks`` awaited on an event loop; stores with a network round trip
+        override it so the loop is not blocked while the server answers (here: the blocking
+        ``get_watermarks``)."""
+        return self.get_watermarks(views)
+
     @abstractmethod
     def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
         """Record the claimed view's watermark (call it only after the data is written).

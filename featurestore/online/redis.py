@@ -92,12 +92,15 @@ from featurestore.online.redis_base import (
     claim_value,
     held,
     mask_url,
+    parse_watermarks,
+    watermark_fields,
 )
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.definitions import Field
+    from featurestore.online.base import Watermark
 
 __all__ = ["RedisOnlineStore", "mask_url"]
 
@@ -223,6 +226,21 @@ class RedisOnlineStore(RedisStoreBase):
         # Any: redis-py types replies as str, but this client does not decode them
         raw: Any = self._call(what, lambda: self._client.hget(self._meta, field))
         return raw
+
+    def _meta_fields(self, what: str, fields: Sequence[str]) -> list[bytes | None]:
+        raw: Any = self._call(what, lambda: self._client.hmget(self._meta, fields))
+        return list(raw)
+
+    async def get_watermarks_async(self, views: Sequence[str]) -> dict[str, Watermark | None]:
+        """``get_watermarks`` over redis.asyncio (``read_async``'s client): one HMGET."""
+        if not views:
+            return {}
+        fields = watermark_fields(views)
+        try:
+            raws = await self._async_client().execute_command("HMGET", self._meta, *fields)
+        except self._failures as exc:
+            raise self._translate("read watermarks", exc) from None
+        return parse_watermarks(views, raws)
 
     # --- the interface -------------------------------------------------------------------
 

@@ -111,6 +111,10 @@ class RedisStoreBase(OnlineStore):
         """One field of the project's meta hash."""
         raise NotImplementedError
 
+    def _meta_fields(self, what: str, fields: Sequence[str]) -> list[bytes | None]:
+        """Fields of the project's meta hash, in one HMGET."""
+        raise NotImplementedError
+
     def _collect_retired(self) -> int:
         """Delete the rows of retired generations; the number of rows deleted."""
         raise NotImplementedError
@@ -195,8 +199,13 @@ class RedisStoreBase(OnlineStore):
         return Claim(identity, int(generation))
 
     def get_watermark(self, view: str) -> Watermark | None:
-        raw = self._meta_field("read a watermark", f"watermark:{view}")
-        return None if raw is None else _parse_watermark(raw)
+        return self.get_watermarks([view])[view]
+
+    def get_watermarks(self, views: Sequence[str]) -> dict[str, Watermark | None]:
+        if not views:
+            return {}
+        raws = self._meta_fields("read watermarks", watermark_fields(views))
+        return parse_watermarks(views, raws)
 
     def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
         created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
@@ -209,6 +218,21 @@ class RedisStoreBase(OnlineStore):
     def drop_view(self, view: str) -> int:
         self._script("drop a view", lua.DROP_SHA, [self._meta], [view])
         return self._call("drop a view", self._collect_retired)
+
+
+def watermark_fields(views: Sequence[str]) -> list[str]:
+    """The meta hash's fields holding these views' watermarks."""
+    return [f"watermark:{view}" for view in views]
+
+
+def parse_watermarks(
+    views: Sequence[str], raws: Sequence[bytes | None]
+) -> dict[str, Watermark | None]:
+    """Each view's watermark from its meta field (None: never materialized)."""
+    return {
+        view: None if raw is None else _parse_watermark(raw)
+        for view, raw in zip(views, raws, strict=True)
+    }
 
 
 def _parse_watermark(raw: bytes) -> Watermark:

@@ -166,6 +166,16 @@ class RedisClusterOnlineStore(RedisStoreBase):
         raw: bytes | None = self._one(what, ("HGET", self._meta, field))
         return raw
 
+    def _meta_fields(self, what: str, fields: Sequence[str]) -> list[bytes | None]:
+        raw: list[bytes | None] = self._one(what, ("HMGET", self._meta, *fields))
+        return raw
+
+    async def get_watermarks_async(self, views: Sequence[str]) -> dict[str, Watermark | None]:
+        """``get_watermarks`` in a worker thread, as ``read_async``."""
+        import asyncio
+
+        return await asyncio.to_thread(self.get_watermarks, views)
+
     def _collect_retired(self) -> int:
         """Delete every row of a dead generation: one SCAN over each master's keys of the
         project, then per key its fields whose generation was given (at most ``next_tag``)
