@@ -134,7 +134,9 @@ async def health() -> dict[str, str]:
 )
 async def ready(request: Request) -> Response:
     service = _service(request)
-    status = service.status()
+    # blocking checks (PING, watermarks; a slow store holds them up to its socket timeout):
+    # in a worker thread, so the loop serves other requests meanwhile
+    status = await asyncio.to_thread(service.status)
     model = service.model
     body = ReadyResponse(
         ready=status.ok,

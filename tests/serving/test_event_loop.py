@@ -2,9 +2,10 @@
 ``featurestore serve`` (one worker) on a redis-server of this test's own, frozen with
 SIGSTOP while a read is waiting on it; ``/health`` on the same worker still answers at once.
 
-For a read of plain views only (``/get-online-features``: ``OnlineStore.read_async``) and
-for ``/predict`` of the example model, which reads the aggregated view ``user_activity``
-beside plain views (``OnlineStore.read_tiles_async``).
+For a read of plain views only (``/get-online-features``: ``OnlineStore.read_async``), for
+``/predict`` of the example model, which reads the aggregated view ``user_activity`` beside
+plain views (``OnlineStore.read_tiles_async``), and for ``/ready`` (its checks run in a
+worker thread).
 """
 
 from __future__ import annotations
@@ -28,27 +29,34 @@ TIMEOUT = 2.0  # the example's socket_timeout (ExampleRepo.configure)
     [
         ("/get-online-features", {"features": ["user_profile:country"]}),
         ("/predict", {}),
+        ("/ready", None),
     ],
-    ids=["plain-views", "aggregated-view"],
+    ids=["plain-views", "aggregated-view", "readiness"],
 )
 def test_a_frozen_redis_does_not_block_the_event_loop(
     example: ExampleRepo,
     tmp_path: Path,
     redis_factory: Callable[..., Any],
     path: str,
-    body: dict[str, Any],
+    body: dict[str, Any] | None,
 ) -> None:
     server = redis_factory()
     copy = example.copy(tmp_path, server.url)
     copy.materialize()
-    request = {**body, "entities": copy.pairs(5)}
+    request = None if body is None else {**body, "entities": copy.pairs(5)}
     with ServiceProcess(copy.repo, copy.model) as service:
-        assert service.post(path, request).status_code == 200  # warm: scripts, connections
+
+        def call(timeout: float = 5.0) -> int:
+            if request is None:
+                return service.client.get(path, timeout=timeout).status_code
+            return service.post(path, request, timeout=timeout).status_code
+
+        assert call() == 200  # warm: scripts, connections
         waited: list[tuple[int, float]] = []
 
         def read() -> None:
             started = time.monotonic()
-            status = service.post(path, request, timeout=30).status_code
+            status = call(timeout=30)
             waited.append((status, time.monotonic() - started))
 
         os.kill(server.process.pid, signal.SIGSTOP)
@@ -69,4 +77,4 @@ def test_a_frozen_redis_does_not_block_the_event_loop(
         [(status, seconds)] = waited
         assert status == 503 and seconds >= TIMEOUT * 0.9, (status, seconds)
         assert max(health) < 0.5, health
-        assert service.post(path, request).status_code == 200  # the server is used again
+        assert call() == 200  # the server is used again
