@@ -3,7 +3,7 @@
 ``plan`` (registry.py) and a model's binding (models/binding.py) both describe a view change
 with ``view_diff``, so a user reads the same words in ``featurestore plan`` and in
 ``featurestore models describe``. Both sides are given in their stored form: the
-definition as ``definitions.view_to_dict`` writes it, and the join keys' dtype names, which
+definition as ``definition_dicts.view_to_dict`` writes it, and the join keys' dtype names, which
 is what a registry record and a model artifact both keep.
 
 One line per difference, in a fixed order: the source, ttl, entities, join key dtypes, the
@@ -115,7 +115,7 @@ def _aggregation_changes(
     new: Sequence[Mapping[str, Any]],
     features: Sequence[str] | None,
 ) -> list[str]:
-    """One line per aggregation added, removed or redefined (``definitions.aggregation_to_dict``
+    """One line per aggregation added, removed or redefined (``definition_dicts.aggregation_to_dict``
     form); with ``features``, only those aggregations."""
     before = {a["name"]: a for a in old}
     after = {a["name"]: a for a in new}

@@ -19,16 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.definition_dicts import (
+    entity_to_dict,
+    service_to_dict,
+    view_to_dict,
+)
 from featurestore.definitions import (
     BigQuerySource,
     Entity,
     FeatureService,
     FeatureView,
     FeatureViewProjection,
-    entity_to_dict,
-    service_to_dict,
     suggest,
-    view_to_dict,
 )
 from featurestore.diff import view_diff
 from featurestore.errors import (

@@ -19,12 +19,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from featurestore.definitions import (
-    Entity,
-    FeatureView,
+from featurestore.definition_dicts import (
     entity_from_dict,
     service_from_dict,
     view_from_dict,
+)
+from featurestore.definitions import (
+    Entity,
+    FeatureView,
 )
 from featurestore.errors import DefinitionError, RegistryError
 from featurestore.on_demand import OnDemandFeatureView, on_demand_from_dict

@@ -138,7 +138,7 @@ def describe(name: str, repo: Path) -> None:
     """Show one applied entity, feature view or feature service in full."""
     import json
 
-    from featurestore.definitions import entity_to_dict
+    from featurestore.definition_dicts import entity_to_dict
     from featurestore.fingerprint import entity_fingerprint
 
     state = open_store(repo).state

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featurestore.definitions import FeatureViewProjection, view_to_dict
+from featurestore.definition_dicts import view_to_dict
+from featurestore.definitions import FeatureViewProjection
 from featurestore.diff import view_diff
 from featurestore.errors import ModelError
 from featurestore.fingerprint import view_fingerprint

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import Entity, FeatureService, FeatureView, Field, FileSource
-from featurestore.definitions import Aggregation, view_from_dict, view_to_dict
+from featurestore.definition_dicts import view_from_dict, view_to_dict
+from featurestore.definitions import Aggregation
 from featurestore.errors import DefinitionError
 from featurestore.registry import Registry
 from featurestore.repo import RepoContents
