@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from featurestore.definitions import FeatureView
     from featurestore.offline.engine import OfflineEngine
     from featurestore.online.base import Claim, OnlineStore, ViewIdentity, Watermark
-    from featurestore.registry import Registry, RegistryState
+    from featurestore.registry import Registry
+    from featurestore.registry_state import RegistryState
 
 log = logging.getLogger("featurestore.materialize")
 

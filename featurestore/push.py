@@ -74,7 +74,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.online.base import OnlineStore
-    from featurestore.registry import Registry, RegistryState
+    from featurestore.registry import Registry
+    from featurestore.registry_state import RegistryState
 
 LOCK_NAME = ".push.lock"
 LOCK_SECONDS = 60

@@ -30,7 +30,7 @@ from featurestore.definitions import (
 )
 from featurestore.errors import DefinitionError, RegistryError
 from featurestore.on_demand import OnDemandFeatureView, on_demand_from_dict
-from featurestore.registry import (
+from featurestore.registry_state import (
     SCHEMA_VERSION,
     OnDemandRecord,
     RegistryState,

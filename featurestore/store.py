@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from featurestore.config import RepoConfig, load_config
 from featurestore.definitions import FeatureService
 from featurestore.errors import RetrievalError
-from featurestore.registry import Plan, Registry, RegistryState
+from featurestore.registry import Registry
+from featurestore.registry_plan import Plan
+from featurestore.registry_state import RegistryState
 from featurestore.repo import RepoContents, load_repo
 
 if TYPE_CHECKING:

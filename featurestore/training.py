@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from featurestore.definitions import FeatureService, FeatureViewProjection
     from featurestore.offline.engine import Entities, OfflineEngine
     from featurestore.offline.entities import EntityInput
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 MANIFEST_SUFFIX = ".manifest.json"
 

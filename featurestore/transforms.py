@@ -55,7 +55,7 @@ from featurestore.types import DType, coerce, to_pandas_frame
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 HIDDEN_PREFIX = "__fs_input__"
 

@@ -23,7 +23,8 @@ from featurestore import (
     SchemaMismatchError,
     UnknownFeatureError,
 )
-from featurestore.registry import Registry, RegistryState
+from featurestore.registry import Registry
+from featurestore.registry_state import RegistryState
 from featurestore.types import Float64, Int32, Int64, String
 
 FEATURESTORE = Path(sys.executable).parent / "featurestore"

@@ -22,7 +22,8 @@ from tiny_repo import write_repo
 
 from featurestore import FeatureStore, RegistryError
 from featurestore.cli import main
-from featurestore.registry import Registry, RegistryState
+from featurestore.registry import Registry
+from featurestore.registry_state import RegistryState
 from tests.strategies import corrupted
 
 NOW = datetime(2026, 1, 1, 3, tzinfo=UTC)

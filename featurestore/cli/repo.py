@@ -17,7 +17,7 @@ from featurestore.cli.base import (
 from featurestore.definitions import format_ttl
 
 if TYPE_CHECKING:
-    from featurestore.registry import Plan
+    from featurestore.registry_plan import Plan
 
 
 @main.command()

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"

@@ -21,7 +21,7 @@ from featurestore.diff import view_diff
 from featurestore.errors import ModelError
 from featurestore.fingerprint import view_fingerprint
 from featurestore.on_demand import on_demand_diff, on_demand_to_dict
-from featurestore.registry import OnDemandRecord, RegistryState, ViewRecord
+from featurestore.registry_state import OnDemandRecord, RegistryState, ViewRecord
 
 ON_DEMAND = "on_demand"
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from featurestore.online.base import Watermark
     from featurestore.online.read import OnlineReader, ReadPlan
     from featurestore.online.response import OnlineResponse
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 REFRESH_SECONDS = 1.0
 

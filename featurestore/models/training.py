@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from featurestore.manifest import TrainingSetManifest
-    from featurestore.registry import RegistryState, ServiceRecord
+    from featurestore.registry_state import RegistryState, ServiceRecord
     from featurestore.store import FeatureStore
 
 AS_OF: Literal["created"] = "created"

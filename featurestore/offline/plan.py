@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.aggregations.plan import ViewAggregations
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 AsOf = Literal["event", "created"]
 ENTITY_TIMESTAMP = "event_timestamp"

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from featurestore.config import RepoConfig
     from featurestore.definitions import Field
-    from featurestore.registry import ViewRecord
+    from featurestore.registry_state import ViewRecord
 
 
 @dataclass(frozen=True)

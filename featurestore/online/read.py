@@ -70,7 +70,7 @@ from featurestore.types import INT_RANGES, DType, check_time
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
 
 MAX_PLANS = 1_000  # compiled request shapes kept per reader
 

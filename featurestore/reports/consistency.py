@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurestore.models.artifact import ModelArtifact
-    from featurestore.registry import RegistryState
+    from featurestore.registry_state import RegistryState
     from featurestore.store import FeatureStore
 
 Progress = Callable[[str], None]

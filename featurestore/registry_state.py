@@ -1,0 +1,253 @@
+"""What has been applied, in memory: definitions by name with their fingerprints and version
+histories (``RegistryState`` and its records), and their registry.json form (``to_json``;
+``registry_format.read_state`` reads it back, checking every part)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from featurestore.definition_dicts import (
+    entity_to_dict,
+    service_to_dict,
+    view_to_dict,
+)
+from featurestore.definitions import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    FeatureViewProjection,
+    suggest,
+)
+from featurestore.errors import (
+    RetrievalError,
+    UnknownFeatureError,
+)
+from featurestore.fingerprint import (
+    entity_fingerprint,
+    projection_fingerprint,
+)
+from featurestore.on_demand import OnDemandFeatureView, on_demand_to_dict
+from featurestore.types import DType
+
+if TYPE_CHECKING:
+    pass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of a view or service: a new one is recorded when its fingerprint changes.
+
+    Stored in registry.json as ``{"version": 2, "fingerprint": "...", "applied_at": "..."}``.
+    """
+
+    version: int
+    fingerprint: str
+    applied_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "applied_at": self.applied_at,
+        }
+
+
+@dataclass
+class ViewRecord:
+    """An applied view: its definition, fingerprint, join keys' dtypes and version history."""
+
+    view: FeatureView
+    fingerprint: str
+    key_dtypes: dict[str, DType]
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        """The current version (1 for the first applied definition; 0 before any)."""
+        return self.versions[-1].version if self.versions else 0
+
+
+@dataclass
+class OnDemandRecord:
+    """An applied on-demand view: its definition (code, no function), fingerprint, versions."""
+
+    view: OnDemandFeatureView
+    fingerprint: str
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return self.versions[-1].version if self.versions else 0
+
+
+@dataclass
+class ServiceRecord:
+    """An applied feature service: its definition, fingerprint and version history."""
+
+    service: FeatureService
+    fingerprint: str
+    versions: list[VersionRecord] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        """The current version (1 for the first applied definition; 0 before any)."""
+        return self.versions[-1].version if self.versions else 0
+
+
+@dataclass
+class RegistryState:
+    """What has been applied: definitions by name, with fingerprints and versions."""
+
+    project: str
+    entities: dict[str, Entity] = field(default_factory=dict)
+    views: dict[str, ViewRecord] = field(default_factory=dict)
+    services: dict[str, ServiceRecord] = field(default_factory=dict)
+    applied_at: str | None = None
+    on_demand: dict[str, OnDemandRecord] = field(default_factory=dict)
+
+    # --- lookups -----------------------------------------------------------------------
+
+    def view(self, name: str) -> FeatureView:
+        return self.view_record(name).view
+
+    def view_record(self, name: str) -> ViewRecord:
+        try:
+            return self.views[name]
+        except KeyError:
+            hint = (
+                f"; {name!r} is an on-demand feature view (computed at request time)"
+                if name in self.on_demand
+                else suggest(name, list(self.views))
+            )
+            raise UnknownFeatureError(f"no feature view {name!r} has been applied{hint}") from None
+
+    def any_view(self, name: str) -> FeatureView | OnDemandFeatureView:
+        """The applied feature view or on-demand view called ``name``."""
+        if name in self.on_demand:
+            return self.on_demand[name].view
+        if name in self.views:
+            return self.views[name].view
+        raise UnknownFeatureError(
+            f"no feature view {name!r} has been applied"
+            f"{suggest(name, [*self.views, *self.on_demand])}"
+        )
+
+    @property
+    def key_dtypes_by_view(self) -> dict[str, dict[str, DType]]:
+        return {n: r.key_dtypes for n, r in self.views.items()}
+
+    def service(self, name: str) -> FeatureService:
+        return self.service_record(name).service
+
+    def service_record(self, name: str) -> ServiceRecord:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise UnknownFeatureError(
+                f"no feature service {name!r} has been applied{suggest(name, list(self.services))}"
+            ) from None
+
+    def key_dtypes(self, view_name: str) -> dict[str, DType]:
+        return self.view_record(view_name).key_dtypes
+
+    def projection_fingerprint(self, projection: FeatureViewProjection) -> str:
+        """The applied fingerprint of ``projection``'s features (either kind of view)."""
+        applied = self.any_view(projection.view.name)
+        return projection_fingerprint(
+            FeatureViewProjection(view=applied, features=projection.features),
+            self.key_dtypes_by_view,
+        )
+
+    def resolve(
+        self, features: Sequence[str] | FeatureService | str
+    ) -> tuple[list[FeatureViewProjection], FeatureService | None]:
+        """Turn feature references, a service or a service name into applied projections.
+
+        References are ``"view:feature"`` (a feature view or an on-demand view); they are
+        grouped by view in order of first appearance, features in the order asked. A service is looked up by name in the
+        registry (an object is checked against what was applied). Unknown names raise
+        ``UnknownFeatureError`` with close matches.
+        """
+        if isinstance(features, str):
+            features = self.service(features)
+        if isinstance(features, FeatureService):
+            service = self.service(features.name)
+            if features.refs != service.refs:
+                raise RetrievalError(
+                    f"feature service {features.name!r} serves {features.refs} here but "
+                    f"{service.refs} in the registry; run 'featurestore apply' first"
+                )
+            return list(service.projections), service
+        if not features:
+            raise RetrievalError("no features requested: pass feature references or a service")
+        grouped: dict[str, list[str]] = {}
+        for ref in features:
+            if not isinstance(ref, str) or ref.count(":") != 1:
+                raise UnknownFeatureError(
+                    f"feature reference {ref!r} is not of the form 'view:feature'"
+                )
+            view_name, feature = ref.split(":")
+            view = self.any_view(view_name)
+            if feature not in view.feature_names:
+                all_refs = [
+                    f"{v}:{f}"
+                    for v in [*self.views, *self.on_demand]
+                    for f in self.any_view(v).feature_names
+                ]
+                raise UnknownFeatureError(
+                    f"feature view {view_name!r} has no feature {feature!r}{suggest(ref, all_refs)}"
+                )
+            chosen = grouped.setdefault(view_name, [])
+            if feature in chosen:
+                raise RetrievalError(f"feature {ref!r} is requested twice")
+            chosen.append(feature)
+        return [self.any_view(v)[fs] for v, fs in grouped.items()], None
+
+    # --- (de)serialization -------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "project": self.project,
+            "applied_at": self.applied_at,
+            "entities": {
+                n: {"definition": entity_to_dict(e), "fingerprint": entity_fingerprint(e)}
+                for n, e in sorted(self.entities.items())
+            },
+            "feature_views": {
+                n: {
+                    "definition": view_to_dict(r.view),
+                    "fingerprint": r.fingerprint,
+                    "key_dtypes": {k: d.name for k, d in r.key_dtypes.items()},
+                    "versions": [v.to_json() for v in r.versions],
+                }
+                for n, r in sorted(self.views.items())
+            },
+            "on_demand_feature_views": {
+                n: {
+                    "definition": on_demand_to_dict(r.view),
+                    "fingerprint": r.fingerprint,
+                    "versions": [v.to_json() for v in r.versions],
+                }
+                for n, r in sorted(self.on_demand.items())
+            },
+            "feature_services": {
+                n: {
+                    "definition": service_to_dict(r.service),
+                    "fingerprint": r.fingerprint,
+                    "versions": [v.to_json() for v in r.versions],
+                }
+                for n, r in sorted(self.services.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RegistryState:
+        """The state in parsed registry.json; RegistryError names the first malformed part."""
+        from featurestore.registry_format import read_state  # it builds this module's records
+
+        return read_state(data)
