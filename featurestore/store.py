@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from featurestore.materialize import MaterializationReport, Progress
     from featurestore.offline.engine import OfflineEngine
-    from featurestore.online.read import EntityRows, OnlineReader, OnlineResponse
+    from featurestore.online.entity_rows import EntityRows
+    from featurestore.online.read import OnlineReader, OnlineResponse
     from featurestore.push import PushReport
     from featurestore.push_mode import PushMode
     from featurestore.training import RetrievalJob

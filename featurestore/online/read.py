@@ -34,11 +34,10 @@ with plain Python (no pandas or Arrow per call; ``to_df``/``to_arrow`` convert o
 
 from __future__ import annotations
 
-import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -47,15 +46,20 @@ from featurestore.aggregations.online import ReadShape, answer, tile_codec
 from featurestore.aggregations.partials import SumOverflow
 from featurestore.aggregations.plan import AggSpec, ViewAggregations
 from featurestore.columns import check_unique, feature_column
-from featurestore.definitions import FeatureService, FeatureViewProjection, suggest
+from featurestore.definitions import FeatureService, FeatureViewProjection
 from featurestore.errors import RetrievalError
 from featurestore.online.base import KeyGroup, OnlineStore, TileAnswer, TileRead, ViewIdentity
 from featurestore.online.codec import (
     RowCodec,
-    combine_keys,
     from_us,
-    key_column,
     timestamp_us,
+)
+from featurestore.online.entity_rows import (
+    EntityRows,
+    entity_keys,
+    key_columns,
+    listed_rows,
+    request_columns,
 )
 from featurestore.online.response import (
     NOT_FOUND,
@@ -65,7 +69,7 @@ from featurestore.online.response import (
     OnlineResponse,
 )
 from featurestore.transforms import Transformation, hidden_column, split_request, transform
-from featurestore.types import INT_RANGES, DType, check_time
+from featurestore.types import DType, check_time
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,8 +77,6 @@ if TYPE_CHECKING:
     from featurestore.registry_state import RegistryState
 
 MAX_PLANS = 1_000  # compiled request shapes kept per reader
-
-EntityRows = Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -227,161 +229,6 @@ def compile_plan(
     )
 
 
-def _key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str, list[Any]]]:
-    """The join-key columns of the request, checked; RetrievalError names what is wrong."""
-    if isinstance(entity_rows, Mapping):
-        given = {name: _column(name, values) for name, values in entity_rows.items()}
-        lengths = {len(v) for v in given.values()}
-        if len(lengths) > 1:
-            sizes = ", ".join(f"{k!r} has {len(v)}" for k, v in given.items())
-            raise RetrievalError(
-                f"entity columns have different lengths ({sizes}): give every join key one "
-                "value per entity row"
-            )
-        n = lengths.pop() if lengths else 0
-        columns = {}
-        for name, _ in plan.join_keys:
-            if name not in given:
-                raise RetrievalError(_missing_key(name, list(given), None))
-            columns[name] = given[name]
-    else:
-        rows = _listed(entity_rows, _rows_message(entity_rows))
-        n = len(rows)
-        columns = {name: [None] * n for name, _ in plan.join_keys}
-        for i, row in enumerate(rows):
-            for name, _ in plan.join_keys:
-                try:
-                    columns[name][i] = row[name]
-                except KeyError:
-                    raise RetrievalError(_missing_key(name, list(row), i)) from None
-                except (TypeError, IndexError):
-                    raise RetrievalError(
-                        f"entity row {i} is {type(row).__name__}, not a mapping of join keys"
-                    ) from None
-    for name, dtype in plan.join_keys:
-        _check_key_types(name, dtype, columns[name])
-    return n, columns
-
-
-def _rows_message(entity_rows: Any) -> str:
-    return (
-        "entity_rows must be a list of mappings ([{'<join key>': value}, ...]) or a "
-        f"mapping of columns ({{'<join key>': [values]}}), not {type(entity_rows).__name__}"
-    )
-
-
-def _column(name: str, values: Any) -> list[Any]:
-    """One entity column as a list: any iterable of values, but not a single value."""
-    return _listed(
-        values,
-        f"entity column {name!r} must be a list of values, one per entity row, not "
-        f"{type(values).__name__} {values!r:.40}; for one row write {{{name!r}: [value]}}",
-    )
-
-
-def _listed(values: Any, message: str) -> list[Any]:
-    """``values`` as a list (lists, tuples, arrays, generators...); a scalar, a string or a
-    mapping is a RetrievalError with ``message``."""
-    if isinstance(values, list):
-        return values
-    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
-        raise RetrievalError(message)
-    try:
-        return list(values)
-    except TypeError:  # e.g. a 0-d numpy array: iterable by type, not in fact
-        raise RetrievalError(message) from None
-
-
-def _missing_key(name: str, present: list[str], row: int | None) -> str:
-    where = "the entity columns have" if row is None else f"entity row {row} has"
-    return (
-        f"{where} no join key {name!r} (the requested features need it); "
-        f"found {present}{suggest(name, present)}"
-    )
-
-
-def _check_key_types(name: str, dtype: DType, values: list[Any]) -> None:
-    """Join keys are typed: an int key needs ints (not bools or strings) its dtype can hold,
-    a string key str."""
-    want: type = str if dtype.name == "String" else int
-    low, high = INT_RANGES.get(dtype.name, (0, 0))
-    for i, v in enumerate(values):
-        if want is int:
-            if type(v) is int and low <= v <= high:
-                continue
-        elif type(v) is str and _is_utf8(v):
-            continue
-        if want is str and isinstance(v, str) and _is_utf8(v):
-            values[i] = str(v)
-            continue
-        if want is int and not isinstance(v, bool | str | bytes):
-            try:
-                values[i] = operator.index(v)  # numpy integers and the like
-                if low <= values[i] <= high:
-                    continue
-                raise RetrievalError(
-                    f"entity row {i}: join key {name!r} is {dtype.name}, and {v!r} is outside "
-                    f"its range {low} .. {high}"
-                )
-            except TypeError:
-                pass
-        raise RetrievalError(
-            f"entity row {i}: join key {name!r} is {dtype.name} ({want.__name__}), got "
-            f"{v!r} ({type(v).__name__}); keys are typed, so 1 and '1' are different keys"
-        )
-
-
-def _is_utf8(text: str) -> bool:
-    """False for text UTF-8 cannot encode (a lone surrogate, as JSON's "\\ud800" decodes)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _entity_keys(group: GroupRead | AggregatedRead, columns: dict[str, list[Any]]) -> list[str]:
-    """The codec's canonical entity key of every entity row, for one group's join keys."""
-    return combine_keys([key_column(name, dtype, columns[name]) for name, dtype in group.keys])
-
-
-def _request_columns(plan: ReadPlan, entity_rows: EntityRows, n: int) -> dict[str, list[Any]]:
-    """The request fields the plan's transformations read, from the entity rows (as given:
-    ``transforms.transform`` casts them); RetrievalError names a missing one and its view."""
-    found: dict[str, list[Any]] = {}
-    for t in plan.transformations:
-        for field in t.request_fields:
-            name = field.column
-            if name in found:
-                continue
-            if isinstance(entity_rows, Mapping):
-                if name not in entity_rows:
-                    raise RetrievalError(_missing_field(t.view, name, list(entity_rows), None))
-                found[name] = _column(name, entity_rows[name])
-                continue
-            values = []
-            for i, row in enumerate(entity_rows):  # a list: _requests made it one
-                if name not in row:
-                    raise RetrievalError(_missing_field(t.view, name, list(row), i))
-                values.append(row[name])
-            found[name] = values
-    for name, values in found.items():
-        if len(values) != n:
-            raise RetrievalError(
-                f"request field {name!r} has {len(values)} values for {n} entity rows: give "
-                "one per entity row"
-            )
-    return found
-
-
-def _missing_field(view: str, name: str, present: list[str], row: int | None) -> str:
-    where = "the entity columns have" if row is None else f"entity row {row} has"
-    return (
-        f"{where} no request field {name!r}, which on-demand feature view {view!r} needs "
-        f"(give it beside the join keys); found {present}{suggest(name, present)}"
-    )
-
-
 def read_online(
     store: OnlineStore, plan: ReadPlan, entity_rows: EntityRows, now: datetime | None
 ) -> OnlineResponse:
@@ -415,11 +262,11 @@ def _requests(
     """The checked key columns (and request fields, under their names), and the store's
     request: per group, its views and keys."""
     if plan.transformations and not isinstance(entity_rows, Mapping):
-        entity_rows = _listed(entity_rows, _rows_message(entity_rows))  # read twice
-    n, columns = _key_columns(plan, entity_rows)
-    requests = [KeyGroup(g.identities, _entity_keys(g, columns)) for g in plan.groups]
+        entity_rows = listed_rows(entity_rows)  # read twice
+    n, columns = key_columns(plan, entity_rows)
+    requests = [KeyGroup(g.identities, entity_keys(g, columns)) for g in plan.groups]
     if plan.transformations:
-        columns = {**_request_columns(plan, entity_rows, n), **columns}
+        columns = {**request_columns(plan, entity_rows, n), **columns}
     return n, columns, requests
 
 
@@ -429,7 +276,7 @@ def _tile_reads(
     """The tiles each aggregated view of the request needs at ``now``, for its keys."""
     shapes = [ReadShape.at(a.plan, a.windows, now_us) for a in plan.aggregated]
     reads = [
-        TileRead(a.identity, _entity_keys(a, columns), shape.tiles)
+        TileRead(a.identity, entity_keys(a, columns), shape.tiles)
         for a, shape in zip(plan.aggregated, shapes, strict=True)
     ]
     return shapes, reads
