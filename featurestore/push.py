@@ -21,8 +21,8 @@ the source's push folder (``sources.push_folder``: ``<folder>/_pushed/`` or
 ``<file>.pushed/``), which ``sources.parquet_files`` reads after the source's own files, in
 name order. Names are ``push-<12-digit sequence>-<UTC time>-<host>-<pid>.parquet``; the
 sequence is taken under a lock file in that folder (``.push.lock``), so the join's file-order
-tie-break follows push order, whatever the clocks. A BigQuery batch source takes online
-pushes only.
+tie-break follows push order, whatever the clocks. ``compaction.py`` merges runs of these
+files, keeping that order. A BigQuery batch source takes online pushes only.
 
 Online, each view gets, per entity key, the push's latest row (the offline tie-break:
 greatest event time, then created time, then row position) through the same never-regress

@@ -55,9 +55,8 @@ def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
     complete tie): the one place that decides it.
 
     A file; a folder's files (all sub-folders), sorted by path; or a glob's matches, sorted.
-    Then, for a file or a folder, the pushed files (``push_folder``), sorted by name, which
-    is push order: pushed rows come after the source's own rows, and a later push after an
-    earlier one. Files whose name starts with "." (a push being written) are not read.
+    Then, for a file or a folder, the pushed files (``pushed_files``), in push order: pushed
+    rows come after the source's own rows, and a later push after an earlier one.
     """
     path = source_path(source, repo_path)
     if any(ch in source.path for ch in "*?["):
@@ -68,10 +67,43 @@ def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
             files = sorted(p for p in path.rglob("*.parquet") if not p.is_relative_to(pushed))
         else:
             files = [path] if path.exists() else []
-        files += sorted(pushed.glob("[!.]*.parquet")) if pushed.is_dir() else []
+        files += pushed_files(pushed)
     if not files:
         raise SchemaMismatchError(f"source {source.path!r}: no Parquet file at {path}")
     return files
+
+
+def pushed_files(folder: Path) -> list[Path]:
+    """A push folder's files in push order: sorted by name (``push-<sequence>-...``, the
+    sequence zero-padded), without files whose name starts with "." (being written) and
+    without files a merged file holds (featurestore/compaction.py: ``push-<last>-merged-
+    <first>.parquet`` holds the pushes ``first`` to ``last``, so while a compaction runs the
+    merged rows are read once, from it)."""
+    if not folder.is_dir():
+        return []
+    files = sorted(folder.glob("[!.]*.parquet"))
+    spans = [push_span(path.name) for path in files]
+    merged = [span for span in spans if span is not None and span[0] < span[1]]
+    return [
+        path
+        for path, span in zip(files, spans, strict=True)
+        if span is None
+        or not any(
+            first <= span[0] and span[1] <= last and span != (first, last) for first, last in merged
+        )
+    ]
+
+
+def push_span(name: str) -> tuple[int, int] | None:
+    """The pushes a pushed file holds, ``(first, last)`` sequence numbers (None: not a
+    pushed file's name)."""
+    parts = name.removesuffix(".parquet").split("-")
+    if len(parts) < 3 or parts[0] != "push" or not parts[1].isdigit():
+        return None
+    last = int(parts[1])
+    if parts[2] == "merged" and len(parts) == 4 and parts[3].isdigit():
+        return int(parts[3]), last
+    return last, last
 
 
 def file_schema(source: FileSource, repo_path: Path) -> pa.Schema:

@@ -22,6 +22,7 @@ from featurestore.repo import RepoContents, load_repo
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from featurestore.compaction import Compaction
     from featurestore.materialize import MaterializationReport, Progress
     from featurestore.offline.engine import OfflineEngine
     from featurestore.online.entity_rows import EntityRows
@@ -244,6 +245,17 @@ class FeatureStore:
             registry=self.registry,
             now=now,
         )
+
+    def compact_pushes(
+        self, sources: Sequence[str] | None = None, target_bytes: int | None = None
+    ) -> list[Compaction]:
+        """Merge the many small files offline pushes wrote into few (featurestore/
+        compaction.py): every answer stays the same, pushes wait while a run of files is
+        merged. ``sources``: push source names (default: every applied one); ``target_bytes``:
+        the size merged files aim at (default 128 MiB). One report per push folder."""
+        from featurestore.compaction import TARGET_BYTES, compact_pushes
+
+        return compact_pushes(self.state, self.repo_path, sources, target_bytes or TARGET_BYTES)
 
     def offline_engine(self) -> OfflineEngine:
         """The configured offline engine (``offline/engine.py``: ``open_offline_engine``),

@@ -4,7 +4,7 @@ Heavy libraries are imported inside commands so ``featurestore --help`` stays in
 Domain errors print as one clear line and exit with status 1, never a traceback.
 """
 
-from featurestore.cli import materialize, models, repo, reports, serving  # noqa: F401  (registers commands)
+from featurestore.cli import materialize, models, push, repo, reports, serving  # noqa: F401  (registers commands)
 from featurestore.cli.base import main
 
 __all__ = ["main"]
