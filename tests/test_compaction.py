@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore import FeatureStore
+from featurestore import FeatureStore, RetrievalError
 from featurestore.compaction import compact_pushes, delete_merged, write_merged
 from featurestore.definitions import FileSource
 from featurestore.sources import parquet_files, pushed_files
@@ -185,3 +185,14 @@ def test_the_command(store: FeatureStore) -> None:
     assert "3 files -> 1 (9 rows merged)" in result.stdout
     unknown = run_cli("compact-pushes", "--repo", store.repo_path, "--source", "stat_push")
     assert unknown.returncode == 1 and "stats_push" in unknown.stderr
+
+
+def test_a_job_listed_before_a_merge_says_to_build_it_again(store: FeatureStore) -> None:
+    push_batches(store, 3)
+    entity_df = pd.DataFrame({"user_id": [1], "event_timestamp": [T0 + 3 * HOUR]})
+    job = store.get_historical_features(entity_df, ["stats:avg"])  # lists the files now
+    store.compact_pushes()
+    with pytest.raises(RetrievalError, match="is gone .*compact-pushes.*build the job again"):
+        job.to_arrow()
+    again = store.get_historical_features(entity_df, ["stats:avg"]).to_arrow()
+    assert again["avg"].to_pylist() == [2.0]

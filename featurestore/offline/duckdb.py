@@ -13,6 +13,7 @@ Entity rows given as SQL run in the process's DuckDB with its full file access (
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -90,6 +91,12 @@ def check_files(view: ViewJoin) -> bool:
     for path in source.paths:
         try:
             parquet = pq.ParquetFile(path)
+        except FileNotFoundError:
+            hint = " (compact-pushes merged it since the job listed the files?)"
+            raise RetrievalError(
+                f"feature view {view.name!r}: {path} is gone"
+                f"{hint if '/push-' in path.replace(os.sep, '/') else ''}; build the job again"
+            ) from None
         except (pa.ArrowException, OSError) as exc:
             raise RetrievalError(f"feature view {view.name!r}: cannot read {path}: {exc}") from None
         schema = parquet.schema_arrow
