@@ -192,7 +192,7 @@ def test_a_job_listed_before_a_merge_says_to_build_it_again(store: FeatureStore)
     entity_df = pd.DataFrame({"user_id": [1], "event_timestamp": [T0 + 3 * HOUR]})
     job = store.get_historical_features(entity_df, ["stats:avg"])  # lists the files now
     store.compact_pushes()
-    with pytest.raises(RetrievalError, match="is gone .*compact-pushes.*build the job again"):
+    with pytest.raises(RetrievalError, match=r"is gone .*compact-pushes.*build the job again"):
         job.to_arrow()
     again = store.get_historical_features(entity_df, ["stats:avg"]).to_arrow()
     assert again["avg"].to_pylist() == [2.0]
