@@ -10,8 +10,10 @@ key code and time. Everything after that is numpy, in ``O(events + rows x pieces
 2. per slide, each row's head ``[floor(t, S), t)``: the events of the slide tile before
    ``t``, merged the same way (what the stored tile holds when ``t`` is a run's end);
 3. per (window, slide), each row's pieces (``windows.decompose``): the non-empty tiles of
-   each range, found by binary search, folded left to right with ``partials.merge``, then
-   the head; then ``partials.finalize``, the code an online read runs on the same pieces.
+   each range, counted between the event positions of its bounds (each distinct bound is
+   one binary search among the events, whichever windows share it), folded left to right
+   with ``partials.merge``, then the head; then ``partials.finalize``, the code an online
+   read runs on the same pieces. Only the tiles some row reads are built.
 
 Keys and times are packed into one int64 per (key, time) for the binary searches; when
 ``keys x time span`` does not fit, or there are many events, the work is cut into chunks
@@ -224,35 +226,53 @@ def _by_tiles(
     span: int,
     offset: int,
 ) -> dict[tuple[int, int], Arrays]:
-    """as_of="event": shared tiles, per-row heads, per-row left folds (module docstring)."""
+    """as_of="event": shared tiles, per-row heads, per-row left folds (module docstring).
+
+    Each bound (of a range, of a head) is searched once among the events, whichever windows
+    share it; a range's tiles are then counted from its bounds' event positions (a range
+    holds whole tiles of its level), without a search among tiles."""
     import numpy as np
 
     partials = _event_partials(layout, events, offset)
     first = int(events.code[0])
     ev_code = events.code - first
-    row_code = code - first
     packed_events = ev_code * span + (events.ts - base)
-    upto = np.searchsorted(packed_events, row_code * span + (t - base), side="left")  # < t
-    # every tile and head any row reads, in one pool; per level, its tiles' (code, number)
+    row_packed = (code - first) * span - base
+    searched: dict[bytes, np.ndarray] = {}
+
+    def position(times: np.ndarray) -> np.ndarray:
+        """Per row, the index of its key's first event at or after its time in ``times``."""
+        key = times.tobytes()
+        if key not in searched:
+            searched[key] = np.searchsorted(packed_events, row_packed + times, side="left")
+        return searched[key]
+
+    cuts: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    head_bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # slide -> event positions
+    for w, s in windows:
+        ranges, b = decompose(t, w, s, NumpyOps)
+        cuts[(w, s)] = [(level, position(start), position(end)) for level, start, end in ranges]
+        head_bounds[s] = (position(b), position(t))
+    # every tile any row reads, then every head, in one pool
     pool: list[Arrays] = []
     pool_size = 0
-    level_keys: dict[int, tuple[np.ndarray, int]] = {}  # level -> (sorted keys, pool offset)
+    tiles_before: dict[int, np.ndarray] = {}  # level -> per event: pool index of its tile
     for level in sorted({level for w, s in windows for level in chain(w, s)}):
-        reach = max(w + s for w, s in windows if level in chain(w, s)) + level
-        needed = _covered(packed_events, row_code * span + (t - reach - base), upto)
+        read = [(lo, hi) for cut in cuts.values() for lvl, lo, hi in cut if lvl == level]
+        needed = _covered(len(packed_events), read)
         key = ev_code[needed] * (span // level + 2) + (events.ts[needed] // level - base // level)
         starts = (
             np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else key[:0]
         )
-        tiles = reduce_segments(layout, partials, starts, needed)
-        level_keys[level] = (key[starts], pool_size)
-        pool.append(tiles)
+        pool.append(reduce_segments(layout, partials, starts, needed))
+        # tiles_before[level][i]: the pool index of the first of the tiles starting at or
+        # after event i (a range's bounds are tile starts: its tiles are those in between)
+        is_start = np.zeros(len(packed_events) + 1, dtype=np.int64)
+        is_start[needed[starts] + 1] = 1
+        tiles_before[level] = pool_size + np.cumsum(is_start)
         pool_size += len(starts)
     heads: dict[int, tuple[np.ndarray, int]] = {}  # slide -> (rows with a head, pool offset)
-    for slide in sorted({s for _, s in windows}):
-        b = t // slide * slide
-        lo = np.searchsorted(packed_events, row_code * span + (b - base), side="left")
-        hi = upto
+    for slide, (lo, hi) in head_bounds.items():
         has = np.flatnonzero(hi > lo)
         heads[slide] = (has, pool_size)
         pool.append(_reduce_ranges(layout, partials, lo[has], hi[has]))
@@ -261,13 +281,9 @@ def _by_tiles(
     out = {}
     for w, s in windows:
         pieces: list[tuple[np.ndarray, np.ndarray]] = []  # per range: (first pool index, count)
-        ranges, _ = decompose(t, w, s, NumpyOps)
-        for level, start, end in ranges:
-            keys, at = level_keys[level]
-            width = span // level + 2
-            i0 = np.searchsorted(keys, row_code * width + (start // level - base // level))
-            i1 = np.searchsorted(keys, row_code * width + (end // level - base // level))
-            pieces.append((i0 + at, i1 - i0))
+        for level, lo, hi in cuts[(w, s)]:
+            first_tile = tiles_before[level][lo]
+            pieces.append((first_tile, tiles_before[level][hi] - first_tile))
         has, at = heads[s]
         head_count = np.zeros(len(t), dtype=np.int64)
         head_count[has] = 1
@@ -278,15 +294,16 @@ def _by_tiles(
     return out
 
 
-def _covered(packed: np.ndarray, lo: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """The indices of ``packed`` (sorted) inside any ``[lo[i], packed[last[i]])``."""
+def _covered(n: int, intervals: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The indices ``0 .. n - 1`` inside any ``[lo[i], hi[i])`` of ``intervals``."""
     import numpy as np
 
-    first = np.searchsorted(packed, lo, side="left")
-    depth = np.cumsum(
-        np.bincount(first, minlength=len(packed) + 1) - np.bincount(last, minlength=len(packed) + 1)
-    )
-    return np.flatnonzero(depth[: len(packed)] > 0)
+    if not intervals:
+        return np.zeros(0, dtype=np.int64)
+    lo = np.concatenate([lo for lo, _ in intervals])
+    hi = np.concatenate([hi for _, hi in intervals])
+    depth = np.cumsum(np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1))
+    return np.flatnonzero(depth[:n] > 0)
 
 
 def _fold_pieces(
@@ -296,41 +313,35 @@ def _fold_pieces(
     n_rows: int,
 ) -> Arrays:
     """Each row's left fold of its pieces: for each ``(first, count)`` of ``pieces`` in
-    order, the pool entries ``first .. first + count - 1``.
+    order, the pool entries ``first .. first + count - 1``; a row without pieces gets the
+    empty partial.
 
     Rows are ordered by their number of pieces (most first), so round ``k`` folds piece
-    ``k`` into a prefix of the state, in place: no gather or scatter of the state."""
+    ``k`` into a prefix of the state: the rows past it are done, and written out."""
     import numpy as np
 
-    total = np.zeros(n_rows, dtype=np.int64)
-    for _, count in pieces:
-        total += count
+    first = np.stack([first for first, _ in pieces], axis=1)  # rows x ranges
+    count = np.stack([count for _, count in pieces], axis=1)
+    total = np.zeros(len(count), dtype=np.int64)
+    for column in count.T:  # not count.sum(axis=1): ten times slower on a few columns
+        total += column
     order = np.argsort(-total, kind="stable")
     sorted_total = total[order]
     row_start = np.concatenate([[0], np.cumsum(sorted_total)[:-1]])
-    flat = np.empty(int(sorted_total.sum()), dtype=np.int64)
-    filled = np.zeros(n_rows, dtype=np.int64)
-    for first, count in pieces:
-        ordered_first, ordered_count = first[order], count[order]
-        flat[_ranges(row_start + filled, ordered_count)] = _ranges(ordered_first, ordered_count)
-        filled += ordered_count
-    state = _empty_arrays(layout, n_rows)
+    flat = _ranges(first[order].ravel(), count[order].ravel())  # each row's pieces in order
+    out = _empty_arrays(layout, n_rows)
     longest = int(sorted_total[0]) if n_rows else 0
-    active = np.searchsorted(-sorted_total, -np.arange(longest), side="left")  # rows with > k
+    active = np.searchsorted(-sorted_total, -np.arange(longest + 1), side="left")  # rows > k
+    state: Arrays = {}
     for k in range(longest):
         c = int(active[k])
         piece = take(pool, flat[row_start[:c] + k])
-        if k == 0:  # merging into the empty partial gives the piece itself
-            for name in state:
-                state[name][:c] = piece[name]
-            continue
-        merged = merge(layout, {name: v[:c] for name, v in state.items()}, piece, NUMPY)
-        for name in state:
-            state[name][:c] = merged[name]
-    unsorted = {name: np.empty_like(values) for name, values in state.items()}
-    for name in state:
-        unsorted[name][order] = state[name]  # order is a permutation: every row written
-    return unsorted
+        # merging into the empty partial gives the piece itself
+        state = piece if k == 0 else merge(layout, take(state, slice(c)), piece, NUMPY)
+        done = slice(int(active[k + 1]), c)  # rows whose last piece this was
+        for name in out:
+            out[name][order[done]] = state[name][done]
+    return out
 
 
 def _event_partials(layout: Layout, events: Events, offset: int) -> Arrays:
