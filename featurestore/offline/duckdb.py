@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from featurestore.config import DuckDBConfig, RepoConfig
 from featurestore.errors import RetrievalError, SchemaMismatchError, SkippedRowsWarning
 from featurestore.offline import duckdb_sql as sql
-from featurestore.offline.aggregate import aggregate_join
+from featurestore.offline.aggregate import CODE, TS, aggregate_join
 from featurestore.offline.engine import BATCH_ROWS, Entities, OfflineEngine
 from featurestore.offline.entities import EntityInput, probe_table, read_entities
 from featurestore.offline.plan import (
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
     from featurestore.manifest import EngineInfo, FileFingerprint
     from featurestore.types import DType
+
+
+PACKED_BITS = 62  # an aggregated view's key code and event time packed in one BIGINT: at most
+# this many bits (duckdb_sql.render_agg_events), else sorted and returned as two columns
 
 
 @functools.cache
@@ -206,10 +210,24 @@ def join_aggregated(
         keys = con.execute(f"SELECT count(*) FROM {sql.AGG_KEYS}").fetchall()[0][0]
         oldest = timestamp_us(t_min - timedelta(microseconds=view.aggregations.longest_us))
         bits = (timestamp_us(t_max) - oldest + 1).bit_length()
-        if max(keys, 1).bit_length() + bits <= 62:
+        if max(keys, 1).bit_length() + bits <= PACKED_BITS:
             packed = (oldest, bits)
     events = con.sql(sql.render_agg_events(view, sql.agg_prune(view, t_min, t_max), packed))
-    return aggregate_join(plan, view, rows, events.to_arrow_table())
+    found = events.to_arrow_table()
+    if packed is not None:
+        found = _unpack(found, *packed)
+    return aggregate_join(plan, view, rows, found)
+
+
+def _unpack(events: pa.Table, oldest: int, bits: int) -> pa.Table:
+    """``events`` with ``__fs_packed`` (``render_agg_events``) split into the key code
+    (``__fs_code``) and the event time in µs (``__fs_ts``), as ``aggregate_join`` reads them."""
+    import pyarrow as pa
+
+    packed = events[sql.PACKED].to_numpy()
+    code = pa.array(packed >> bits)
+    ts = pa.array((packed & ((1 << bits) - 1)) + oldest)
+    return events.drop_columns([sql.PACKED]).add_column(0, CODE, code).add_column(1, TS, ts)
 
 
 class DuckDBEngine(OfflineEngine):

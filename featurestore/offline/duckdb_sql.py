@@ -285,6 +285,7 @@ def render_skipped_count(view: ViewJoin) -> str:
 
 AGG_KEYS = "__fs_agg_keys"  # distinct entity keys, numbered: __fs_code
 CODE = "__fs_code"
+PACKED = "__fs_packed"  # code and event time in one BIGINT (render_agg_events)
 
 
 def render_agg_keys(view: ViewJoin) -> str:
@@ -313,30 +314,30 @@ def render_agg_events(view: ViewJoin, where: str, packed: tuple[int, int] | None
     own, so the sort is DuckDB's (parallel, spilling), never done in Python.
 
     ``packed``: (oldest event µs, bits of the time span) when the code and the time fit in
-    one BIGINT together: sorting by one integer (then the rest of the order key) is about a
-    third faster than by a struct."""
+    one BIGINT together: the events are sorted by that one integer (then the rest of the
+    order key), and it comes back in place of the code and the time, as ``__fs_packed``
+    (``code << bits | event µs - oldest``). Sorting by one integer rather than a struct is
+    about a third faster, and carrying two columns fewer through the sort saves a fifth."""
     columns = view.aggregated_columns
     on = " AND ".join(f"s.{quote(k)} = k.{quote(k)}" for k in view.key_names)
     values = [f"s.{feature_alias(0, j)} AS {quote(name)}" for j, (name, _) in enumerate(columns)]
     created = f"coalesce(epoch_us(s.{CREATED}), -9223372036854775808)"
-    selected = [f"k.{CODE}", f"epoch_us(s.{EVENT}) AS __fs_ts"]
+    if packed is None:
+        selected = [f"k.{CODE}", f"epoch_us(s.{EVENT}) AS __fs_ts"]
+        order = f"k.{CODE}, s.{ORDER}"
+    else:
+        oldest, bits = packed
+        selected = [f"(k.{CODE} << {bits}) + (epoch_us(s.{EVENT}) - {oldest}) AS {PACKED}"]
+        # the packed key holds the event time: the rest of the order key as plain columns
+        # (sorting by them, not by the struct, saves a quarter of the sort's time and memory)
+        rest = ["c", "p"] if file_source(view).created_column else ["p"]
+        order = ", ".join([PACKED] + [f"s.{ORDER}.{field}" for field in rest])
     if view.source.created_column is not None:  # as_of="created" reads it
         selected.append(f"{created} AS __fs_created")
     return f"""
     SELECT {", ".join(selected + values)}
     FROM ({source_rows(view, 0, where, columns)}) s JOIN {AGG_KEYS} k ON {on}
-    ORDER BY {_agg_order(view, packed)}"""
-
-
-def _agg_order(view: ViewJoin, packed: tuple[int, int] | None) -> str:
-    if packed is None:
-        return f"k.{CODE}, s.{ORDER}"
-    oldest, bits = packed
-    # the packed key holds the event time: the rest of the order key as plain columns
-    # (sorting by them, not by the struct, saves a quarter of the sort's time and memory)
-    rest = ["c", "p"] if file_source(view).created_column else ["p"]
-    tail = ", ".join(f"s.{ORDER}.{field}" for field in rest)
-    return f"(k.{CODE} << {bits}) + (epoch_us(s.{EVENT}) - {oldest}), {tail}"
+    ORDER BY {order}"""
 
 
 def agg_prune(view: ViewJoin, t_min: datetime | None, t_max: datetime | None) -> str:

@@ -180,3 +180,43 @@ def test_chunks_of_keys_give_the_bits_of_one_chunk(data: st.DataObject, entity: 
             assert x.tobytes() == y.tobytes(), name  # the bits, NaN and -0.0 included
         else:
             assert a.equals(b), name
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), entity=st.sampled_from(sorted(ENTITY_KEYS)))
+def test_packed_events_give_the_bits_of_unpacked_ones(data: st.DataObject, entity: str) -> None:
+    """DuckDB returns the events with key code and event time packed in one BIGINT when
+    they fit (``PACKED_BITS``), in two columns when not: both give every value bit for bit."""
+    from featurestore.offline import duckdb as engine
+
+    case = data.draw(agg_view_cases("v0", entity))
+    rows = data.draw(entity_rows(case))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build_agg_repo([case], Path(tmp))
+        view = store.state.view(case.ref.name)
+        columns = {
+            k: pa.array([r[k] for r in rows], pa.int64() if k == "user_id" else pa.string())
+            for k in case.ref.join_keys
+        }
+        columns["event_timestamp"] = pa.array(
+            [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
+        )
+        refs = [f"{view.name}:{a.name}" for a in view.aggregations]
+        tables = []
+        default = engine.PACKED_BITS
+        for bits in (default, 0):  # 0: nothing fits
+            engine.PACKED_BITS = bits
+            try:
+                tables.append(store.get_historical_features(pa.table(columns), refs).to_arrow())
+            finally:
+                engine.PACKED_BITS = default
+    packed, unpacked = tables
+    for name in packed.column_names:
+        a, b = packed[name].combine_chunks(), unpacked[name].combine_chunks()
+        assert a.is_null().equals(b.is_null()), name
+        if pa.types.is_floating(a.type):
+            x = a.fill_null(0.0).to_numpy(zero_copy_only=False)
+            y = b.fill_null(0.0).to_numpy(zero_copy_only=False)
+            assert x.tobytes() == y.tobytes(), name  # the bits, NaN and -0.0 included
+        else:
+            assert a.equals(b), name
