@@ -166,9 +166,11 @@ class OnlineModel:
         )
 
     def _keep(self, marks: dict[str, Watermark | None], started: float) -> None:
-        """Hold ``marks`` (read from ``started`` on) unless a newer read is held."""
-        if started >= self._checked_at or self._watermarks is None:
-            self._watermarks, self._checked_at = marks, started
+        """Hold ``marks`` (read from ``started`` on) unless a newer read is held (locked:
+        ``/ready`` reads them in a worker thread while the loop may too)."""
+        with self._lock:
+            if started >= self._checked_at or self._watermarks is None:
+                self._watermarks, self._checked_at = marks, started
 
     async def _read_watermarks(self, started: float) -> dict[str, Watermark | None]:
         try:
