@@ -220,7 +220,7 @@ def offline(folder: Path, repeat: int, console: Console) -> list[tuple[str, ...]
     def med(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, runs in (("ours", ours), ("hand-written DuckDB query", hand)):
         rows.append(
             (
@@ -247,7 +247,7 @@ def online(folder: Path, calls: int) -> tuple[list[tuple[str, ...]], list[tuple[
     users = pc.count_distinct(
         pq.read_table(folder / "data" / "events.parquet", columns=["user_id"])["user_id"]
     ).as_py()
-    made = []
+    made: list[tuple[str, ...]] = []
     servers = []
     try:
         for view in ("latest", "txn"):
@@ -269,7 +269,7 @@ def online(folder: Path, calls: int) -> tuple[list[tuple[str, ...]], list[tuple[
             made.append((kind, f"{seconds:.1f} s", rate, f"{per_user:.0f} B"))
         refs = [f"txn:{f}_amount_{label}" for label, _, _ in WINDOWS for f in FUNCTIONS]
         ids = pq.read_table(folder / "entities.parquet", columns=["user_id"])["user_id"].to_pylist()
-        reads = []
+        reads: list[tuple[str, ...]] = []
         for n in (1, 100):
             rows = [
                 [{"user_id": ids[(i * n + j) % len(ids)]} for j in range(n)] for i in range(calls)

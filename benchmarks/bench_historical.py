@@ -294,6 +294,7 @@ def child_ours(repo: str, entities: str, calls: int, out: str | None) -> None:
         frame = store.get_historical_features(entity_df=entity_df, features=FEATURES).to_df()
         timings.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
+    assert frame is not None, "calls must be at least 1"
     if out:
         frame.to_parquet(out)
     answer = {"ok": True, "all_seconds": timings, "all_cpu_seconds": cpu, "rows": len(frame)}

@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="per master, with --cluster")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    systems: list[tuple[str, Any, Any]]
     if args.cluster:
         systems = [
             ("ours, one server", ours, RedisServer),

@@ -303,7 +303,7 @@ def main() -> None:
     columns = ["request", *(f"{n} {m}" for n in names for m in ("p50", "p99", "CPU"))]
     for column in (*columns, "p50 x", "p99 x", "CPU x"):
         table.add_column(column, justify="right")
-    rows = []
+    rows: list[list[str]] = []
     for size, label in (("1", "1 entity"), ("100", "100 entities")):
         o50, o99 = percentile(latencies[a][size], 50), percentile(latencies[a][size], 99)
         f50, f99 = percentile(latencies[b][size], 50), percentile(latencies[b][size], 99)
@@ -327,10 +327,11 @@ def main() -> None:
     print("\nMarkdown (README):\n")
     print(f"| request | {a} p50 / p99 / CPU | {b} p50 / p99 / CPU | {b} / {a}: p50 / p99 / CPU |")
     print("|---|---|---|---|")
-    for label, o50, o99, ocpu, f50, f99, fcpu, x50, x99, xcpu in rows:
+    for cells in rows:
+        name, ours_cells, theirs_cells, ratios = cells[0], cells[1:4], cells[4:7], cells[7:]
         print(
-            f"| {label} | {o50} / {o99} / {ocpu} ms | {f50} / {f99} / {fcpu} ms "
-            f"| {x50} / {x99} / {xcpu} |"
+            f"| {name} | {' / '.join(ours_cells)} ms | {' / '.join(theirs_cells)} ms "
+            f"| {' / '.join(ratios)} |"
         )
     if problems:
         sys.exit(1)

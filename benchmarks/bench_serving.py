@@ -311,8 +311,8 @@ def main() -> None:
                     for server in running.values():
                         server.stop()
     finally:
-        for server in redis.values():
-            server.stop()
+        for redis_server in redis.values():
+            redis_server.stop()
     report(console, results, loads, args.duration)
 
 

@@ -16,7 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -192,7 +192,7 @@ class RedisClusterNodes:
         """The master serving ``key``'s slot now."""
         return self.node(self.owners([key])[0])
 
-    def owners(self, keys: list[str] | list[bytes]) -> list[int]:
+    def owners(self, keys: Sequence[str | bytes]) -> list[int]:
         """The port of the master serving each key's slot now."""
         from redis.crc import key_slot
 
