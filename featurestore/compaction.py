@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from featurestore.definitions import FileSource
 from featurestore.errors import PushError
-from featurestore.push import _locked, push_views
+from featurestore.push import PushLock, push_views
 from featurestore.sources import push_folder, push_span, pushed_files
 
 if TYPE_CHECKING:
@@ -81,12 +81,14 @@ def compact_pushes(
 
 def _compact_folder(folder: Path, name: str, target_bytes: int) -> Compaction:
     what = f"compact pushes of {name!r}"
-    with _locked(folder, what):
+    if not folder.is_dir():  # nothing pushed offline yet
+        return Compaction(folder, 0, 0, 0)
+    with PushLock(folder, what):
         _remove_leftovers(folder)
     before = len(pushed_files(folder))
     rows = 0
     for run in _runs(pushed_files(folder), target_bytes):
-        with _locked(folder, what):
+        with PushLock(folder, what):
             if not _still_listed(folder, run):
                 continue  # another compaction merged some of them meanwhile
             merged, count = write_merged(run, what)

@@ -158,7 +158,7 @@ def push(
         return _online(state, views, table, store, registry, report)  # type: ignore[arg-type]  # checked above
     assert files is not None  # an offline push of a BigQuery source was refused above
     folder = _push_folder(files, repo_path)
-    with _locked(folder, what):
+    with PushLock(folder, what):
         path = _write_file(folder, _file_table(files, repo_path, table, given, what), pushed_at)
         report = PushReport(name, table.num_rows, report.views, path)
         if not online:
@@ -300,7 +300,7 @@ def _push_folder(source: FileSource, repo_path: Path) -> Path:
     return folder
 
 
-class _locked:
+class PushLock:
     """The push folder's lock: one pusher at a time per source (module docstring)."""
 
     def __init__(self, folder: Path, what: str) -> None:

@@ -196,3 +196,9 @@ def test_a_job_listed_before_a_merge_says_to_build_it_again(store: FeatureStore)
         job.to_arrow()
     again = store.get_historical_features(entity_df, ["stats:avg"]).to_arrow()
     assert again["avg"].to_pylist() == [2.0]
+
+
+def test_a_source_never_pushed_offline_has_nothing_to_compact(store: FeatureStore) -> None:
+    (report,) = store.compact_pushes()
+    assert (report.files_before, report.files_after, report.rows) == (0, 0, 0)
+    assert not folder(store).exists()  # no folder made for nothing
