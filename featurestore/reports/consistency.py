@@ -325,6 +325,7 @@ def _as_of_groups(
 ) -> tuple[list[ReplayGroup], np.ndarray]:
     """Each row's replay ``as_of`` (module docstring), and the groups it makes."""
     import numpy as np
+    import pyarrow.compute as pc
 
     from featurestore.models.training import AS_OF as TRAINED_AS_OF
 
@@ -333,23 +334,26 @@ def _as_of_groups(
         if as_of not in ("event", "created"):
             raise ReportError(f"as_of must be 'event' or 'created', got {as_of!r}")
         return [ReplayGroup(as_of, n, "as_of given")], np.full(n, as_of, object)
-    endpoint = np.asarray(log["endpoint"].to_numpy(zero_copy_only=False), object)
-    sha = np.asarray(log["model_sha256"].to_numpy(zero_copy_only=False), object)
-    predict = endpoint == PREDICT
-    values = np.full(n, "event", object)
-    why = np.full(n, f"{ONLINE_FEATURES} rows", object)
-    values[predict] = TRAINED_AS_OF
-    why[predict] = f"{PREDICT} rows of other models: featurestore train's as_of"
+
+    def where(condition: pa.ChunkedArray) -> np.ndarray:
+        return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), bool)
+
+    # each row's kind: 0 an /get-online-features row, 1 a /predict row of another model, 2 of
+    # this report's model; each kind's as_of and why
+    kinds = [("event", f"{ONLINE_FEATURES} rows")]
+    kinds.append((TRAINED_AS_OF, f"{PREDICT} rows of other models: featurestore train's as_of"))
+    kind = where(pc.equal(log["endpoint"], PREDICT)).astype(np.int8)
     if artifact is not None:
-        ours = predict & (sha == artifact.metadata.model_sha256)
-        values[ours] = artifact.metadata.as_of
-        why[ours] = f"{PREDICT} rows of model {artifact.metadata.model_sha256[:12]}: its metadata"
+        sha = artifact.metadata.model_sha256
+        kinds.append((artifact.metadata.as_of, f"{PREDICT} rows of model {sha[:12]}: its metadata"))
+        kind[(kind == 1) & where(pc.equal(log["model_sha256"], sha))] = 2
+    counts = np.bincount(kind, minlength=len(kinds))
+    values = np.array([name for name, _ in kinds])[kind]
     groups = []
-    for name in sorted(set(values.tolist())):
-        mask = values == name
-        reasons = sorted(set(why[mask].tolist()))
-        counts = [f"{r} ({int((mask & (why == r)).sum()):,})" for r in reasons]
-        groups.append(ReplayGroup(name, int(mask.sum()), "; ".join(counts)))
+    for name in sorted({kinds[k][0] for k in range(len(kinds)) if counts[k]}):
+        present = [k for k in range(len(kinds)) if counts[k] and kinds[k][0] == name]
+        reasons = sorted(f"{kinds[k][1]} ({int(counts[k]):,})" for k in present)
+        groups.append(ReplayGroup(name, int(sum(counts[k] for k in present)), "; ".join(reasons)))
     return groups, values
 
 
