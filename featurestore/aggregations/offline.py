@@ -147,8 +147,11 @@ def _windows(
     if len(t) == 0 or len(events.ts) == 0:
         return states
     longest = max(w + s for w, s in windows)
-    base = int(t.min()) - longest - DAY
-    span = int(t.max()) - base + 2
+    # (key, time) packs as key * span + (time - base): every event's time must fall in
+    # [base, base + span), not only the usable rows' windows (the engine prunes events by
+    # the times of all entity rows, a row with a null key included)
+    base = min(int(t.min()) - longest - DAY, int(events.ts.min()))
+    span = max(int(t.max()), int(events.ts.max())) - base + 2
 
     def one(rows_slice: slice, events_slice: slice) -> tuple[slice, dict[tuple[int, int], Arrays]]:
         chunk = Events(

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore.types import dtype_by_name
-from tests.reference import aggregate, window_events
+from tests.reference import RefView, SourceRow, aggregate, window_events
 from tests.strategies import (
     ENTITY_KEYS,
     KEY_VALUES,
@@ -116,6 +116,32 @@ def test_every_function_matches_the_reference(data: st.DataObject, entity: str, 
     with tempfile.TemporaryDirectory() as tmp:
         store = build_agg_repo([case], Path(tmp))
         check_against_reference(store, case, rows, as_of)
+
+
+def test_events_after_every_usable_row_do_not_spill_into_the_next_key() -> None:
+    """Hypothesis found it: the engine keeps events up to the latest entity time of any row,
+    a row with a null key included, so an event can lie after every usable row's time; packed
+    as key * span + time it then landed among the next key's times (here the key without
+    events), and that key's row counted it."""
+    from datetime import UTC
+
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    event = SourceRow({"merchant": "1"}, at + timedelta(days=1, minutes=6), None, {"amount": None})
+    case = AggViewCase(
+        ref=RefView("v0", ["merchant"], None, ["amount"], [[event]], has_created=False),
+        entity="merchant",
+        dtypes={"amount": "Float64"},
+        aggregations=[("amount", "count", timedelta(minutes=5), None)],
+        timestamp_unit="us",
+    )
+    rows = [
+        {"merchant": None, "event_timestamp": at + timedelta(days=1, minutes=7)},
+        {"merchant": "1", "event_timestamp": at},
+        {"merchant": "12", "event_timestamp": at},
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build_agg_repo([case], Path(tmp))
+        check_against_reference(store, case, rows, "event")
 
 
 @settings(max_examples=100, deadline=None)
