@@ -104,7 +104,7 @@ def check_against_reference(
             )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
     entity=st.sampled_from(sorted(ENTITY_KEYS)),
