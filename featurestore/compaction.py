@@ -29,7 +29,6 @@ changed its schema are left as they are).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from featurestore.definitions import FileSource
 from featurestore.errors import PushError
-from featurestore.push import PushLock, push_views
+from featurestore.push import PushLock, push_views, write_pushed_file
 from featurestore.sources import push_folder, push_span, pushed_files
 
 if TYPE_CHECKING:
@@ -154,20 +153,9 @@ def write_merged(run: Sequence[Path], what: str) -> tuple[Path, int]:
     if any(span is None for span in spans):
         raise PushError(f"{what}: {[p.name for p in run]} are not all pushed files")
     first, last = spans[0][0], spans[-1][1]  # type: ignore[index]  # None refused above
-    folder = run[-1].parent
-    name = f"push-{last:012d}-merged-{first:012d}.parquet"
-    tmp = folder / f".{name}.tmp"
-    try:
-        table = pa.concat_tables([pq.read_table(path) for path in run])
-        pq.write_table(table, tmp)
-        os.replace(tmp, folder / name)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PushError(f"{what}: cannot write {folder / name}: {exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return folder / name, table.num_rows
+    table = pa.concat_tables([pq.read_table(path) for path in run])
+    merged = run[-1].with_name(f"push-{last:012d}-merged-{first:012d}.parquet")
+    return write_pushed_file(merged, table, what), table.num_rows
 
 
 def delete_merged(run: Sequence[Path]) -> None:

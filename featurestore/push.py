@@ -381,23 +381,31 @@ def _physical(values: pa.ChunkedArray, arrow_type: pa.DataType) -> pa.ChunkedArr
 
 def _write_file(folder: Path, table: pa.Table, now: datetime) -> Path:
     """Write ``table`` as the folder's next push file (caller holds the lock)."""
-    import pyarrow.parquet as pq
+    from featurestore.sources import push_span
 
-    taken = [p.name for p in folder.glob("push-*.parquet")]
-    sequence = max((int(n.split("-")[1]) for n in taken if n.split("-")[1].isdigit()), default=0)
+    spans = [push_span(p.name) for p in folder.glob("push-*.parquet")]
+    sequence = max((span[1] for span in spans if span is not None), default=0)
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
     name = f"push-{sequence + 1:012d}-{stamp}-{socket.gethostname()}-{os.getpid()}.parquet"
-    tmp = folder / f".{name}.tmp"
+    return write_pushed_file(folder / name, table, "push")
+
+
+def write_pushed_file(path: Path, table: pa.Table, what: str) -> Path:
+    """Write ``table`` to ``path`` in a push folder, whole or not at all: under a "." name
+    (which no reader reads), then renamed; ``PushError`` naming the file if it fails."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         pq.write_table(table, tmp)
-        os.replace(tmp, folder / name)
+        os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise PushError(f"push: cannot write {folder / name}: {exc}") from None
+        raise PushError(f"{what}: cannot write {path}: {exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return folder / name
+    return path
 
 
 # --- online: the never-regress write --------------------------------------------------------
