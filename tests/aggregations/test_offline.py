@@ -70,10 +70,8 @@ def close(got: Any, expected: Any, function: str) -> bool:
     return got == expected
 
 
-def check_against_reference(
-    store: Any, case: AggViewCase, rows: list[dict[str, Any]], as_of: str
-) -> None:
-    view = store.state.view(case.ref.name)
+def entity_table(case: AggViewCase, rows: list[dict[str, Any]]) -> pa.Table:
+    """The entity rows as an Arrow table: the view's join keys and ``event_timestamp``."""
     columns = {
         k: pa.array([r[k] for r in rows], pa.int64() if k == "user_id" else pa.string())
         for k in case.ref.join_keys
@@ -81,8 +79,15 @@ def check_against_reference(
     columns["event_timestamp"] = pa.array(
         [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
     )
+    return pa.table(columns)
+
+
+def check_against_reference(
+    store: Any, case: AggViewCase, rows: list[dict[str, Any]], as_of: str
+) -> None:
+    view = store.state.view(case.ref.name)
     refs = [f"{view.name}:{a.name}" for a in view.aggregations]
-    table = store.get_historical_features(pa.table(columns), refs, as_of=as_of).to_arrow()
+    table = store.get_historical_features(entity_table(case, rows), refs, as_of=as_of).to_arrow()
     for agg in view.aggregations:
         dtype = agg.output_dtype(dtype_by_name(case.dtypes[agg.column]))
         assert table.schema.field(agg.name).type == dtype.to_arrow(), agg.name
@@ -168,6 +173,40 @@ def test_rows_are_ordered_by_code_then_time_as_lexsort_orders_them(
     assert _by_code_and_time(code, t, rows).tolist() == expected.tolist()
 
 
+def training_sets_under(
+    case: AggViewCase, rows: list[dict[str, Any]], module: Any, name: str, values: tuple[Any, ...]
+) -> list[pa.Table]:
+    """The view's training set for ``rows`` with ``module.name`` set to each of ``values``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build_agg_repo([case], Path(tmp))
+        view = store.state.view(case.ref.name)
+        refs = [f"{view.name}:{a.name}" for a in view.aggregations]
+        tables = []
+        default = getattr(module, name)
+        for value in values:
+            setattr(module, name, value)
+            try:
+                tables.append(
+                    store.get_historical_features(entity_table(case, rows), refs).to_arrow()
+                )
+            finally:
+                setattr(module, name, default)
+    return tables
+
+
+def assert_same_bits(left: pa.Table, right: pa.Table) -> None:
+    """Every column equal, floats bit for bit (NaN and -0.0 included), nulls alike."""
+    for name in left.column_names:
+        a, b = left[name].combine_chunks(), right[name].combine_chunks()
+        assert a.is_null().equals(b.is_null()), name
+        if pa.types.is_floating(a.type):
+            x = a.fill_null(0.0).to_numpy(zero_copy_only=False)
+            y = b.fill_null(0.0).to_numpy(zero_copy_only=False)
+            assert x.tobytes() == y.tobytes(), name
+        else:
+            assert a.equals(b), name
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), entity=st.sampled_from(sorted(ENTITY_KEYS)))
 def test_chunks_of_keys_give_the_bits_of_one_chunk(data: st.DataObject, entity: str) -> None:
@@ -177,35 +216,7 @@ def test_chunks_of_keys_give_the_bits_of_one_chunk(data: st.DataObject, entity: 
 
     case = data.draw(agg_view_cases("v0", entity))
     rows = data.draw(entity_rows(case))
-    with tempfile.TemporaryDirectory() as tmp:
-        store = build_agg_repo([case], Path(tmp))
-        view = store.state.view(case.ref.name)
-        columns = {
-            k: pa.array([r[k] for r in rows], pa.int64() if k == "user_id" else pa.string())
-            for k in case.ref.join_keys
-        }
-        columns["event_timestamp"] = pa.array(
-            [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
-        )
-        refs = [f"{view.name}:{a.name}" for a in view.aggregations]
-        tables = []
-        default = offline.CHUNK_EVENTS
-        for chunk in (10**9, 1):
-            offline.CHUNK_EVENTS = chunk
-            try:
-                tables.append(store.get_historical_features(pa.table(columns), refs).to_arrow())
-            finally:
-                offline.CHUNK_EVENTS = default
-    whole, chunked = tables
-    for name in whole.column_names:
-        a, b = whole[name].combine_chunks(), chunked[name].combine_chunks()
-        assert a.is_null().equals(b.is_null()), name
-        if pa.types.is_floating(a.type):
-            x = a.fill_null(0.0).to_numpy(zero_copy_only=False)
-            y = b.fill_null(0.0).to_numpy(zero_copy_only=False)
-            assert x.tobytes() == y.tobytes(), name  # the bits, NaN and -0.0 included
-        else:
-            assert a.equals(b), name
+    assert_same_bits(*training_sets_under(case, rows, offline, "CHUNK_EVENTS", (10**9, 1)))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -217,32 +228,5 @@ def test_packed_events_give_the_bits_of_unpacked_ones(data: st.DataObject, entit
 
     case = data.draw(agg_view_cases("v0", entity))
     rows = data.draw(entity_rows(case))
-    with tempfile.TemporaryDirectory() as tmp:
-        store = build_agg_repo([case], Path(tmp))
-        view = store.state.view(case.ref.name)
-        columns = {
-            k: pa.array([r[k] for r in rows], pa.int64() if k == "user_id" else pa.string())
-            for k in case.ref.join_keys
-        }
-        columns["event_timestamp"] = pa.array(
-            [r["event_timestamp"] for r in rows], pa.timestamp("us", tz="UTC")
-        )
-        refs = [f"{view.name}:{a.name}" for a in view.aggregations]
-        tables = []
-        default = engine.PACKED_BITS
-        for bits in (default, 0):  # 0: nothing fits
-            engine.PACKED_BITS = bits
-            try:
-                tables.append(store.get_historical_features(pa.table(columns), refs).to_arrow())
-            finally:
-                engine.PACKED_BITS = default
-    packed, unpacked = tables
-    for name in packed.column_names:
-        a, b = packed[name].combine_chunks(), unpacked[name].combine_chunks()
-        assert a.is_null().equals(b.is_null()), name
-        if pa.types.is_floating(a.type):
-            x = a.fill_null(0.0).to_numpy(zero_copy_only=False)
-            y = b.fill_null(0.0).to_numpy(zero_copy_only=False)
-            assert x.tobytes() == y.tobytes(), name  # the bits, NaN and -0.0 included
-        else:
-            assert a.equals(b), name
+    default = engine.PACKED_BITS
+    assert_same_bits(*training_sets_under(case, rows, engine, "PACKED_BITS", (default, 0)))
