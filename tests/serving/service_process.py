@@ -220,3 +220,21 @@ def build_example(root: Path, redis_url: str) -> ExampleRepo:
     )
     example.materialize()
     return example
+
+
+def wait_for_log(repo: Path, request_id: str, rows: int) -> Any:
+    """The feature log's rows of ``request_id`` (a ``pa.Table``; the writer flushes about
+    every second)."""
+    import pyarrow.compute as pc
+
+    from featurestore.feature_log import read_log
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = read_log(repo / "data" / "feature_log")
+        if log.num_rows:
+            found = log.filter(pc.equal(log["request_id"], request_id))
+            if found.num_rows == rows:
+                return found
+        time.sleep(0.1)
+    raise AssertionError(f"the feature log has no {rows} rows of {request_id}")

@@ -33,14 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_process import ServiceProcess
+from service_process import ServiceProcess, wait_for_log
 
 from featurestore import FeatureStore, models
-from featurestore.feature_log import read_log
 from featurestore.online.base import open_online_store
 from tests.reference import RefView, SourceRow
 from tests.strategies import BASE, KEY_VALUES, ViewCase, source_rows, write_view_files
@@ -374,19 +372,6 @@ def test_predict_over_http_serves_the_training_set_row_bit_for_bit(
         assert _column_bits(log[column]) == _column_bits(offline[column]), (column, request_ts)
     batch = models.predict(artifact, served.repo, entity_df)
     assert batch["prediction"].tolist() == body["predictions"]
-
-
-def wait_for_log(repo: Path, request_id: str, rows: int) -> pa.Table:
-    """The feature log's rows of ``request_id`` (the writer flushes about every second)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        log = read_log(repo / "data" / "feature_log")
-        if log.num_rows:
-            found = log.filter(pc.equal(log["request_id"], request_id))
-            if found.num_rows == rows:
-                return found
-        time.sleep(0.1)
-    raise AssertionError(f"the feature log has no {rows} rows of {request_id}")
 
 
 def from_json(value: Any, arrow_type: pa.DataType) -> Any:

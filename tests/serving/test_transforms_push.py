@@ -22,12 +22,10 @@ from typing import Any
 import httpx
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
-from service_process import ServiceProcess
+from service_process import ServiceProcess, wait_for_log
 
 from featurestore import FeatureStore, models
-from featurestore.feature_log import read_log
 from tests.transform_repo import ODFV, T0, write_repo
 
 pytestmark = pytest.mark.xdist_group("serving")
@@ -98,7 +96,7 @@ def test_predict_scores_the_training_set_row_transformed_features_included(
     )
     assert answer.status_code == 200, answer.text
     served.server.post("/predict", {"entities": {"user_id": [1], "amount": [1.0]}})
-    log = _wait_for_log(served.repo, "parity-1", 3)
+    log = wait_for_log(served.repo, "parity-1", 3)
     (request_ts,) = set(log["request_ts"].to_pylist())
     artifact = models.load(served.model)
     entity_df = pd.DataFrame(entities).assign(event_timestamp=request_ts)
@@ -123,21 +121,6 @@ def test_predict_scores_the_training_set_row_transformed_features_included(
     assert log["stats__avg"].to_pylist() == [4.0, 0.3, None]  # an input not asked for
     batch = models.predict(artifact, served.repo, entity_df)
     assert batch["prediction"].tolist() == answer.json()["predictions"]
-
-
-def _wait_for_log(repo: Path, request_id: str, rows: int) -> pa.Table:
-    """The feature log's rows of ``request_id`` (the writer flushes about every second)."""
-    import time
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        log = read_log(repo / "data" / "feature_log")
-        if log.num_rows:
-            found = log.filter(pc.equal(log["request_id"], request_id))
-            if found.num_rows == rows:
-                return found
-        time.sleep(0.2)
-    raise AssertionError(f"the feature log has no {rows} rows of {request_id}")
 
 
 def test_a_function_that_raises_is_a_500_naming_the_view_counted_and_the_worker_lives_on(
