@@ -183,15 +183,16 @@ class OnlineModel:
 
     def require_servable(self) -> None:
         """Raise ``ModelNotServable`` naming what is wrong, unless the model may be scored."""
-        self._require(self.watermarks())
+        binding = self.binding()  # first: a registry change makes the watermarks stale
+        self._require(binding, self.watermarks())
 
     async def require_servable_async(self, started_after: float | None = None) -> None:
         """``require_servable`` on an event loop, its watermark read awaited and shared."""
-        self.binding()  # a registry change resets the watermarks' age first
-        self._require(await self.watermarks_async(started_after))
+        binding = self.binding()  # first: a registry change makes the watermarks stale
+        self._require(binding, await self.watermarks_async(started_after))
 
-    def _require(self, marks: Mapping[str, Watermark | None]) -> None:
-        mismatch = self.binding().mismatch()
+    def _require(self, binding: Binding, marks: Mapping[str, Watermark | None]) -> None:
+        mismatch = binding.mismatch()
         if mismatch is not None:
             raise ModelNotServable(f"model {self.name} is not served: {mismatch}")
         missing = [view for view, mark in marks.items() if mark is None]
