@@ -56,8 +56,18 @@ class VersionRecord:
         }
 
 
+class _Versioned:
+    """A record's current version: 1 for the first applied definition, 0 before any."""
+
+    versions: list[VersionRecord]
+
+    @property
+    def version(self) -> int:
+        return self.versions[-1].version if self.versions else 0
+
+
 @dataclass
-class ViewRecord:
+class ViewRecord(_Versioned):
     """An applied view: its definition, fingerprint, join keys' dtypes and version history."""
 
     view: FeatureView
@@ -65,37 +75,23 @@ class ViewRecord:
     key_dtypes: dict[str, DType]
     versions: list[VersionRecord] = field(default_factory=list)
 
-    @property
-    def version(self) -> int:
-        """The current version (1 for the first applied definition; 0 before any)."""
-        return self.versions[-1].version if self.versions else 0
-
 
 @dataclass
-class OnDemandRecord:
+class OnDemandRecord(_Versioned):
     """An applied on-demand view: its definition (code, no function), fingerprint, versions."""
 
     view: OnDemandFeatureView
     fingerprint: str
     versions: list[VersionRecord] = field(default_factory=list)
 
-    @property
-    def version(self) -> int:
-        return self.versions[-1].version if self.versions else 0
-
 
 @dataclass
-class ServiceRecord:
+class ServiceRecord(_Versioned):
     """An applied feature service: its definition, fingerprint and version history."""
 
     service: FeatureService
     fingerprint: str
     versions: list[VersionRecord] = field(default_factory=list)
-
-    @property
-    def version(self) -> int:
-        """The current version (1 for the first applied definition; 0 before any)."""
-        return self.versions[-1].version if self.versions else 0
 
 
 @dataclass
