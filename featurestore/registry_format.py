@@ -216,4 +216,6 @@ def _part(what: str) -> Iterator[None]:
     except KeyError as exc:
         raise RegistryError(f"{what}: the key {exc} is missing") from None
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise RegistryError(f"{what}: malformed record ({type(exc).__name__}: {exc})") from None
+        # the message may quote an edited key or value: control characters escaped, one line
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+        raise RegistryError(f"{what}: malformed record ({type(exc).__name__}: {text})") from None

@@ -154,6 +154,22 @@ def _status(store: FeatureStore) -> str:
     return response.statuses["trips"][0]
 
 
+def test_an_edited_key_with_a_newline_is_named_on_one_line(
+    applied: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Found by the corruption property test: the constructor's TypeError quotes the unknown
+    key, a newline included, and the error spanned two lines."""
+    _, document = applied
+    doc = json.loads(json.dumps(document))
+    (entity,) = doc["entities"].values()
+    entity["definition"]["\n"] = 1  # an unknown keyword argument named "\n"
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RegistryError, match="malformed record") as refused:
+        Registry(path, "tiny").load()
+    assert "\n" not in str(refused.value) and "\\n" in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("content", "culprit"),
     [
