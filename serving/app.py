@@ -20,6 +20,9 @@ UnknownPushSourceError     404     ``/push`` to a push source no applied view re
 RetrievalError             400     a missing join key or request field, columns of different
                                    lengths, a key or request field of the wrong type (named)
 PushError                  400     ``/push`` rows refused (named column or row): nothing written
+MaterializationInProgress  409     ``/materialize?async=true`` of a view this worker is
+                                   materializing already (``?force=true`` starts another)
+MaterializationError       500     a ``/materialize`` run failed (named; no watermark moved)
 TransformationError        500     an on-demand view's function raised or returned what its
                                    schema refuses: ``"view"`` names it, logged with its
                                    traceback and counted per view
@@ -53,6 +56,7 @@ from fastapi.responses import JSONResponse
 
 from featurestore.errors import (
     FeatureStoreError,
+    MaterializationError,
     ModelNotServable,
     OnlineStoreError,
     PushError,
@@ -64,6 +68,7 @@ from featurestore.errors import (
     UnknownPushSourceError,
 )
 from serving import fastpath
+from serving.materialization import MaterializationInProgress
 from serving.metrics import Metrics
 from serving.routes import ENDPOINTS, router
 from serving.service import Service
@@ -73,6 +78,8 @@ log = logging.getLogger("featurestore.serving")
 
 STATUS_CODES: tuple[tuple[type[FeatureStoreError], int], ...] = (
     (TooManyEntitiesError, 413),
+    (MaterializationInProgress, 409),
+    (MaterializationError, 500),
     (UnknownFeatureError, 404),
     (UnknownPushSourceError, 404),
     (RetrievalError, 400),
@@ -149,9 +156,12 @@ def error_body(status: int, detail: str, error: str, **headers: str) -> JSONResp
 async def _library_error(request: Request, exc: FeatureStoreError) -> JSONResponse:
     if isinstance(exc, TransformationError):
         return _transformation_error(request, exc)
-    status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), 500)
-    if status == 500:
+    status = next((code for kind, code in STATUS_CODES if isinstance(exc, kind)), None)
+    if status is None:
+        status = 500
         _count_unexpected(request, exc)
+    elif status == 500:  # expected, and named in its message: one line, no traceback
+        log.error("%s: %s", request.url.path, exc)
     headers = {"Retry-After": "1"} if status == 503 else {}
     return error_body(status, str(exc), type(exc).__name__, **headers)
 

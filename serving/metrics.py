@@ -130,6 +130,13 @@ class Metrics:
             ["view"],
             registry=r,
         )
+        self.materializations = Counter(
+            "featurestore_materializations",
+            "Runs of /materialize and /materialize-incremental, by endpoint and outcome "
+            "(succeeded, failed).",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.pushed_rows = Counter(
             "featurestore_pushed_rows",
             "Rows pushed through /push, per push source and destination.",

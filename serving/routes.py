@@ -13,13 +13,20 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from featurestore.errors import RetrievalError
+from serving.materialization import EPOCH, INCREMENTAL, MATERIALIZE, MaterializeRun
 from serving.schemas import (
     ErrorResponse,
+    MaterializeAccepted,
+    MaterializedView,
+    MaterializeIncrementalRequest,
+    MaterializeRequest,
+    MaterializeResponse,
     OnlineFeaturesResponse,
     PredictRequest,
     PredictResponse,
@@ -32,7 +39,17 @@ from serving.schemas import OnlineFeaturesRequest as FeaturesBody
 from serving.service import Service
 
 ENDPOINTS = frozenset(
-    {"/get-online-features", "/predict", "/push", "/health", "/ready", "/metrics", "/openapi.json"}
+    {
+        "/get-online-features",
+        "/predict",
+        "/push",
+        "/materialize",
+        "/materialize-incremental",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+    }
 )
 REQUEST_ID = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,200}$")
@@ -117,6 +134,85 @@ async def push(request: Request, body: PushRequest) -> Response:
         rows=report.rows,
         views=list(report.views),
         online_written=report.online_written,
+    )
+    return Response(answer.model_dump_json(), media_type=JSON)
+
+
+MATERIALIZE_ANSWERS: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    202: {"model": MaterializeAccepted, "description": "?async=true: the run started."},
+    409: {
+        "model": ErrorResponse,
+        "description": "?async=true and this worker is materializing one of the views already "
+        "(?force=true starts another).",
+    },
+    422: {"description": "A malformed body: a time that does not parse, end before start."},
+    500: {"model": ErrorResponse, "description": "The run failed (named): no watermark moved."},
+}
+Async = Annotated[
+    bool, Query(alias="async", description="Start the run in the background: 202 at once.")
+]
+Force = Annotated[
+    bool, Query(description="With async: start even if this worker is materializing a view.")
+]
+
+
+@router.post(
+    "/materialize",
+    response_model=MaterializeResponse,
+    responses=MATERIALIZE_ANSWERS,
+    summary="Write online the latest rows with event times in [start_ts, end_ts] (Feast's body)",
+)
+async def materialize(
+    request: Request, body: MaterializeRequest, run_async: Async = False, force: Force = False
+) -> Response:
+    if body.disable_event_timestamp:
+        start, end = EPOCH, datetime.now(UTC)
+    else:
+        assert body.start_ts is not None and body.end_ts is not None  # the body's validator
+        start, end = body.start_ts, body.end_ts
+    run = MaterializeRun(MATERIALIZE, end, body.feature_views, start)
+    return await _materialize(request, run, run_async, force)
+
+
+@router.post(
+    "/materialize-incremental",
+    response_model=MaterializeResponse,
+    responses=MATERIALIZE_ANSWERS,
+    summary="Write what arrived since each view's last run, up to end_ts (Feast's body)",
+)
+async def materialize_incremental(
+    request: Request,
+    body: MaterializeIncrementalRequest,
+    run_async: Async = False,
+    force: Force = False,
+) -> Response:
+    run = MaterializeRun(INCREMENTAL, body.end_ts, body.feature_views)
+    return await _materialize(request, run, run_async, force)
+
+
+async def _materialize(
+    request: Request, run: MaterializeRun, run_async: bool, force: bool
+) -> Response:
+    materializer = _service(request).materializer
+    if run_async:
+        views = materializer.start(run, force)
+        accepted = MaterializeAccepted(feature_views=views)
+        return Response(accepted.model_dump_json(), status_code=202, media_type=JSON)
+    report = await asyncio.to_thread(materializer.run, run)
+    answer = MaterializeResponse(
+        feature_views=[
+            MaterializedView(
+                view=r.view,
+                start=None if r.window.start is None else r.window.start.isoformat(),
+                end=r.window.end.isoformat(),
+                rows_read=r.rows_read,
+                rows_written=r.rows_written,
+                seconds=round(r.seconds, 3),
+            )
+            for r in report.runs
+        ],
+        skipped=report.skipped,
     )
     return Response(answer.model_dump_json(), media_type=JSON)
 

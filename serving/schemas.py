@@ -3,9 +3,12 @@ response models here document them in ``/openapi.json``."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from featurestore.types import MAX_TIME, MIN_TIME
 
 ENTITIES_DOC = (
     "Join key columns: key name -> one value per entity row, all the same length. Keys are "
@@ -74,6 +77,105 @@ class PushResponse(BaseModel):
     online_written: dict[str, int] = Field(
         description="Per view, entity rows the online write changed (an older row is kept)."
     )
+
+
+TIME_DOC = "ISO 8601 (naive means UTC), e.g. '2026-11-30T00:00:00Z'."
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time as aware UTC, naive meaning UTC (the store's rule for every time it is given);
+    ValueError outside the range the store accepts."""
+    if value is None:
+        return None
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not MIN_TIME <= utc <= MAX_TIME:
+        raise ValueError(
+            f"{utc.isoformat()} is outside the accepted time range {MIN_TIME.isoformat()} .. "
+            f"{MAX_TIME.isoformat()}"
+        )
+    return utc
+
+
+class _MaterializeBody(BaseModel):
+    """What Feast's two materialization bodies share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature_views: list[str] | None = Field(
+        default=None, description="The views to materialize; all online views when omitted."
+    )
+    full_feature_names: bool = Field(
+        default=False, description="Accepted for Feast's clients; it changes nothing here."
+    )
+    version: None = Field(
+        default=None,
+        description="Feast's feature view versioning, which this store does not have: "
+        "only null is accepted.",
+    )
+
+    @field_validator("start_ts", "end_ts", check_fields=False)
+    @classmethod
+    def _utc_in_range(cls, value: datetime | None) -> datetime | None:
+        return _utc(value)
+
+
+class MaterializeRequest(_MaterializeBody):
+    """Feast's ``/materialize`` body: write online the latest row per entity key with
+    ``start_ts <= event time <= end_ts``."""
+
+    start_ts: datetime | None = Field(default=None, description=TIME_DOC)
+    end_ts: datetime | None = Field(default=None, description=TIME_DOC)
+    disable_event_timestamp: bool = Field(
+        default=False,
+        description="Feast's 'everything up to now': start at 1970-01-01, end now "
+        "(start_ts and end_ts are then ignored).",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> MaterializeRequest:
+        if self.disable_event_timestamp:
+            return self
+        if self.start_ts is None or self.end_ts is None:
+            raise ValueError(
+                "start_ts and end_ts are required (or disable_event_timestamp: true for "
+                "everything up to now)"
+            )
+        if self.end_ts < self.start_ts:
+            raise ValueError(
+                f"end_ts {self.end_ts.isoformat()} is before start_ts "
+                f"{self.start_ts.isoformat()} (both ends are inclusive)"
+            )
+        return self
+
+
+class MaterializeIncrementalRequest(_MaterializeBody):
+    """Feast's ``/materialize-incremental`` body: write what arrived since each view's last
+    run (late rows included), up to ``end_ts``."""
+
+    end_ts: datetime = Field(description=TIME_DOC)
+
+
+class MaterializedView(BaseModel):
+    view: str
+    start: str | None = Field(description="The window's start (UTC); null: from the beginning.")
+    end: str = Field(description="The window's end (UTC): the view's watermark moved there.")
+    rows_read: int
+    rows_written: int = Field(description="Rows (or tiles) the write changed.")
+    seconds: float
+
+
+class MaterializeResponse(BaseModel):
+    """A synchronous run's outcome."""
+
+    feature_views: list[MaterializedView]
+    skipped: list[str] = Field(description="Views declared online=False.")
+
+
+class MaterializeAccepted(BaseModel):
+    """``?async=true``: the run started in the background (Feast's 202 body)."""
+
+    status: Literal["accepted"] = "accepted"
+    feature_views: list[str]
 
 
 class FeatureColumn(BaseModel):

@@ -30,7 +30,9 @@ from featurestore.online.response import NOT_FOUND, OUTSIDE_MAX_AGE, OnlineRespo
 from featurestore.push import PushReport, push
 from featurestore.push_mode import push_mode
 from featurestore.registry import Registry
+from featurestore.registry_state import RegistryState
 from serving import encoding
+from serving.materialization import Materializer
 from serving.metrics import LogMetrics, Metrics
 from serving.settings import ServingSettings
 
@@ -53,6 +55,9 @@ class Service:
             raise
         log = settings.feature_log
         self.log = FeatureLogWriter(log.path, queue_size=log.queue_size, hooks=LogMetrics(metrics))
+        self.materializer = Materializer(
+            config, self.store, self._state, metrics, lambda: self.model.watermarks_changed()
+        )
         self._columns: dict[int, tuple[ReadPlan, dict[str, str]]] = {}
         self._publish_model(None)
 
@@ -103,8 +108,19 @@ class Service:
         self.metrics.model_info.labels(m.name, m.fingerprint, m.sha256).set(1)
         self.metrics.binding.set(1)
 
+    def _state(self) -> RegistryState:
+        """The registry as the served model's reader last loaded it."""
+        return self.model.reader.state()
+
     async def close(self) -> None:
         """Write the feature log's queue out, then close the store (clean shutdown)."""
+        interrupted = self.materializer.running()
+        if interrupted:
+            log.warning(
+                "shutting down while materializing feature views %s (started with ?async=true): "
+                "the views it had not finished keep their watermarks; run it again",
+                ", ".join(interrupted),
+            )
         await asyncio.to_thread(self.log.close)
         await self.store.close_async()
 

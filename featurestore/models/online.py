@@ -129,6 +129,10 @@ class OnlineModel:
                 self._not_before = time.monotonic()  # a registry change: re-read at once
         return self._binding
 
+    def watermarks_changed(self) -> None:
+        """This process moved a watermark (a materialization it ran): re-read them at once."""
+        self._not_before = time.monotonic()
+
     def watermarks(self) -> dict[str, Watermark | None]:
         """Each view's watermark, at most ``refresh_seconds`` old (raises when the store is
         unreachable)."""
@@ -244,7 +248,7 @@ class OnlineModel:
         if _a_view_found_nothing(plan, response):
             # maybe its data was just dropped (or the store restarted empty) since the
             # watermarks were last read: check now
-            self._not_before = time.monotonic()
+            self.watermarks_changed()
             self.require_servable()
         return self._scored(plan, response, now_us)
 
