@@ -21,6 +21,7 @@ from featurestore.definitions import (
     FeatureViewProjection,
 )
 from featurestore.diff import view_diff
+from featurestore.errors import DefinitionError, RetrievalError
 from featurestore.fingerprint import (
     entity_fingerprint,
     on_demand_fingerprint,
@@ -181,6 +182,10 @@ def plan(
         service = dataclasses.replace(
             repo_service, features=[_applied(p, state) for p in repo_service.projections]
         )
+        try:  # a service no entity row can give keys for is refused now, not at training
+            state.shared_key_dtypes(state.projection_view_names(service.projections))
+        except RetrievalError as exc:
+            raise DefinitionError(f"feature service {name!r}: {exc}") from None
         fp = service_fingerprint(service, key_dtypes_by_view)
         old_service = current.services.get(name)
         versions = list(old_service.versions) if old_service else []

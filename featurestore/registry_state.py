@@ -4,7 +4,7 @@ histories (``RegistryState`` and its records), and their registry.json form (``t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from featurestore.fingerprint import (
     projection_fingerprint,
 )
 from featurestore.on_demand import OnDemandFeatureView, on_demand_to_dict
-from featurestore.types import DType
+from featurestore.types import DType, shared_key_dtype
 
 if TYPE_CHECKING:
     pass
@@ -149,6 +149,38 @@ class RegistryState:
 
     def key_dtypes(self, view_name: str) -> dict[str, DType]:
         return self.view_record(view_name).key_dtypes
+
+    def shared_key_dtypes(self, view_names: Iterable[str]) -> dict[str, DType]:
+        """Every join key of these feature views, in order of first use, with the dtype one
+        entity column of it holds (``types.shared_key_dtype``). Views that declare a key as
+        a String and as an integer cannot be read together (an entity row holds one value
+        per key): a RetrievalError names the key and both views."""
+        found: dict[str, tuple[DType, str]] = {}
+        for name in view_names:
+            dtypes = self.key_dtypes(name)
+            for key in self.view(name).join_keys:
+                dtype = dtypes[key]
+                first, owner = found.setdefault(key, (dtype, name))
+                shared = shared_key_dtype(first, dtype)
+                if shared is None:
+                    raise RetrievalError(
+                        f"join key {key!r} is {first} in feature view {owner!r} but {dtype} in "
+                        f"feature view {name!r}: one entity column cannot hold both; declare "
+                        "the key with one dtype in both views, or read them separately"
+                    )
+                found[key] = (shared, owner)
+        return {key: dtype for key, (dtype, _) in found.items()}
+
+    def projection_view_names(self, projections: Sequence[FeatureViewProjection]) -> list[str]:
+        """The feature views the projections read: themselves, or an on-demand view's sources."""
+        names: list[str] = []
+        for p in projections:
+            if p.view.name in self.on_demand:
+                sources = self.on_demand[p.view.name].view.source_projections
+                names += [s.view.name for s in sources]
+            else:
+                names.append(p.view.name)
+        return names
 
     def projection_fingerprint(self, projection: FeatureViewProjection) -> str:
         """The applied fingerprint of ``projection``'s features (either kind of view)."""

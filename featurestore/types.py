@@ -81,6 +81,17 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 """The values an integer dtype can hold, both ends inclusive (a key outside is the wrong type)."""
 
 
+def shared_key_dtype(a: DType, b: DType) -> DType | None:
+    """The dtype of one entity column that is a join key declared ``a`` by one view and
+    ``b`` by another: the wider of two integer dtypes (integer keys of every width compare
+    equal), or None when one is a String and the other an integer (no column holds both)."""
+    if a == b:
+        return a
+    if {a, b} == {Int32, Int64}:
+        return Int64
+    return None
+
+
 def key_dtype_names() -> str:
     """``"Int32, Int64, String"``: the valid key dtypes, for messages."""
     return ", ".join(d.name for d in KEY_DTYPES)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tiny_repo import source_table, write_repo
+from tiny_repo import CONFIG, source_table, write_repo
 
 from featurestore import (
     DefinitionError,
@@ -338,3 +338,93 @@ def test_a_no_change_apply_works_in_a_read_only_repo(
         for path in (repo / "data").iterdir():
             path.chmod(0o644)
     assert _trips_status(repo) == "PRESENT"  # nothing was dropped
+
+
+KEY_CLASH = """\
+from featurestore import Entity, FeatureService, FeatureView, Field, FileSource
+from featurestore.types import Float32, Int32, Int64, String
+
+driver = Entity(name="driver", join_keys=["driver_id"])
+
+
+def view(name, path, key_dtype):
+    return FeatureView(
+        name=name,
+        entities=[driver],
+        schema=[Field(name="driver_id", dtype=key_dtype), Field(name=name + "_rate", dtype=Float32)],
+        source=FileSource(path=path, timestamp_field="event_ts"),
+    )
+
+
+narrow = view("narrow", "data/narrow.parquet", Int32)
+wide = view("wide", "data/wide.parquet", Int64)
+named = view("named", "data/named.parquet", String)
+{service}
+"""
+
+
+def _key_clash_repo(root: Path, service: str = "") -> FeatureStore:
+    """Three views of one entity whose key ``driver_id`` is Int32, Int64 and String."""
+    (root / "data").mkdir(parents=True)
+    (root / "featurestore.yaml").write_text(CONFIG)
+    (root / "definitions.py").write_text(KEY_CLASH.format(service=service))
+    at = pa.array([datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    for name, key in (
+        ("narrow", pa.array([7], pa.int32())),
+        ("wide", pa.array([2**40])),
+        ("named", pa.array(["7"])),
+    ):
+        rate = pa.array([0.5], pa.float32())
+        pq.write_table(
+            pa.table({"driver_id": key, "event_ts": at, f"{name}_rate": rate}),
+            root / "data" / f"{name}.parquet",
+        )
+    return FeatureStore(root)
+
+
+def _entity_times(n: int) -> pa.Array:
+    return pa.array([datetime(2026, 1, 2, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC"))
+
+
+def test_views_declaring_one_key_as_string_and_integer_are_refused_together(
+    tmp_path: Path,
+) -> None:
+    store = _key_clash_repo(tmp_path)
+    store.apply()
+    store.materialize(datetime(2025, 1, 1), datetime(2026, 1, 2))
+    refs = ["wide:wide_rate", "named:named_rate"]
+    clash = (
+        r"join key 'driver_id' is Int64 in feature view 'wide' but String in feature view 'named'"
+    )
+    with pytest.raises(RetrievalError, match=clash):
+        store.get_online_features(refs, [{"driver_id": 7}])
+    entities = pa.table({"driver_id": [7], "event_timestamp": _entity_times(1)})
+    with pytest.raises(RetrievalError, match=clash):
+        store.get_historical_features(entities, refs)
+
+
+def test_int32_and_int64_declarations_of_one_key_are_read_together(tmp_path: Path) -> None:
+    store = _key_clash_repo(tmp_path)
+    store.apply()
+    store.materialize(datetime(2025, 1, 1), datetime(2026, 1, 2))
+    refs = ["narrow:narrow_rate", "wide:wide_rate"]
+    online = store.get_online_features(refs, [{"driver_id": 2**40}, {"driver_id": 7}])
+    assert online.to_dict()["wide_rate"] == [0.5, None]
+    assert online.to_dict()["narrow_rate"] == [None, 0.5]
+    entities = pa.table({"driver_id": [2**40, 7], "event_timestamp": _entity_times(2)})
+    offline = store.get_historical_features(entities, refs).to_arrow()
+    assert offline["wide_rate"].to_pylist() == [0.5, None]
+    assert offline["narrow_rate"].to_pylist() == [None, 0.5]
+
+
+def test_a_service_reading_one_key_as_string_and_integer_is_refused_at_apply(
+    tmp_path: Path,
+) -> None:
+    store = _key_clash_repo(tmp_path, 'both = FeatureService(name="both", features=[wide, named])')
+    with pytest.raises(
+        DefinitionError,
+        match=r"feature service 'both': join key 'driver_id' is Int64 in feature view 'wide' "
+        r"but String in feature view 'named'",
+    ):
+        store.apply()
+    assert not store.config.registry_path.exists()

@@ -208,7 +208,8 @@ class JoinPlan:
 
     @property
     def key_dtypes(self) -> dict[str, DType]:
-        """Every join key of the request with its dtype (shared keys agree, as checked)."""
+        """Every join key of the request with its dtype (shared keys agree: ``build_join_plan``
+        checks them with ``RegistryState.shared_key_dtypes``)."""
         return {k.name: k.dtype for v in self.views for k in v.keys}
 
 
@@ -331,20 +332,11 @@ def plan_latest(
 def request_key_dtypes(
     state: RegistryState, projections: Sequence[FeatureViewProjection]
 ) -> dict[str, DType]:
-    """Every join key the projected views need, with its applied dtype (entity files are
-    read with these types, so a CSV key ``001`` of a String key stays a string)."""
-    found: dict[str, DType] = {}
-    names = []
-    for p in projections:
-        if p.view.name in state.on_demand:  # its source views' keys
-            names += [s.view.name for s in state.on_demand[p.view.name].view.source_projections]
-        else:
-            names.append(p.view.name)
-    for name in names:
-        dtypes = state.key_dtypes(name)
-        for key in state.view(name).join_keys:
-            found.setdefault(key, dtypes[key])
-    return found
+    """Every join key the projected views need, with the dtype an entity column of it holds
+    (entity files are read with these types, so a CSV key ``001`` of a String key stays a
+    string); views declaring one key as a String and as an integer are a RetrievalError
+    (``RegistryState.shared_key_dtypes``)."""
+    return state.shared_key_dtypes(state.projection_view_names(projections))
 
 
 def _check_timestamp_column(entity_schema: pa.Schema, views: Sequence[ViewJoin]) -> None:
@@ -417,6 +409,7 @@ def build_join_plan(
             f"entity_df columns {reserved} use the reserved prefix {RESERVED_PREFIX!r}"
         )
     split = split_request(state, projections, full_feature_names, repo_path)
+    state.shared_key_dtypes(read.view.name for read in split.reads)
     views = [
         plan_view(
             read.view,

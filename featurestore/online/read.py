@@ -163,13 +163,13 @@ def compile_plan(
 ) -> ReadPlan:
     """Group the projected views by entity key and prepare their codecs; plan the
     transformations of on-demand views (functions imported from ``repo_path``)."""
-    join_keys: dict[str, DType] = {}
     groups: dict[tuple[tuple[str, DType], ...], list[ViewRead]] = {}
     features: list[tuple[str, DType]] = []
     inputs: list[tuple[str, DType]] = []
     owners: list[tuple[str, str]] = []  # (output column, what it is), for the clash check
     aggregated: list[AggregatedRead] = []
     split = split_request(state, projections, full_feature_names, repo_path)
+    join_keys = state.shared_key_dtypes(r.view.name for r in split.reads)
     for read_view in split.reads:
         view = read_view.view
         if not view.online:
@@ -178,8 +178,6 @@ def compile_plan(
                 "definition); read it with get_historical_features"
             )
         key_dtypes = state.key_dtypes(view.name)
-        for name in view.join_keys:
-            join_keys.setdefault(name, key_dtypes[name])
         order = view.feature_names
         asked = read_view.asked
         out = tuple(feature_column(view.name, f, full_feature_names) for f in asked)
