@@ -65,12 +65,21 @@ def time_split(timestamps: pd.Series, valid_fraction: float) -> TimeSplit:
     """Split at the timestamp below which ``1 - valid_fraction`` of the rows fall.
 
     Rows sharing the split timestamp all go to validation, so no timestamp is on both sides.
+    A row without a timestamp is a ``ModelError`` naming it: it belongs to neither side
+    (and the point-in-time join gave it no feature values).
     """
     import pandas as pd
 
     if not 0.0 < valid_fraction < 1.0:
         raise ModelError(f"valid fraction must be between 0 and 1, got {valid_fraction}")
     stamps = pd.to_datetime(timestamps, utc=True)
+    missing = stamps.isna().to_numpy().nonzero()[0]
+    if len(missing):
+        raise ModelError(
+            f"entity rows {missing[:5].tolist()} have no {ENTITY_TIMESTAMP} ({len(missing)} "
+            "rows in all): a row without a time is neither before nor after the split, and "
+            "the point-in-time join gives it no features; give every row its time or drop it"
+        )
     ordered = stamps.sort_values(ignore_index=True)
     split = ordered.iloc[min(int(len(ordered) * (1.0 - valid_fraction)), len(ordered) - 1)]
     valid = (stamps >= split).to_numpy()

@@ -71,6 +71,8 @@ def test_rows_sharing_the_split_time_all_validate() -> None:
         time_split(pd.Series(pd.to_datetime(["2026-01-01"] * 5)), 0.2)
     with pytest.raises(ModelError, match="between 0 and 1"):
         time_split(stamps, 1.0)
+    with pytest.raises(ModelError, match=r"entity rows \[1\] have no event_timestamp"):
+        time_split(pd.Series([stamps[0], pd.NaT, *stamps[1:]]), 0.2)
 
 
 def test_categories_are_fitted_on_training_rows_only(tmp_path: Path) -> None:
@@ -213,8 +215,20 @@ def test_warm_start_keeps_the_parents_column_order_when_the_service_lists_views_
             RetrievalError,
             "no 'event_timestamp' column",
         ),
+        (
+            lambda df: df.assign(event_timestamp=df["event_timestamp"].where(df.index % 7 != 3)),
+            ModelError,
+            r"entity rows \[3, 10, 17, 24, 31\] have no event_timestamp",
+        ),
     ],
-    ids=["label missing", "label not binary", "label null", "no join key", "no timestamp"],
+    ids=[
+        "label missing",
+        "label not binary",
+        "label null",
+        "no join key",
+        "no timestamp",
+        "null timestamps",
+    ],
 )
 def test_bad_entities_are_clear_errors(trained: Trained, tmp_path, change, error, message) -> None:
     entities = change(pd.read_parquet(trained.entities))
