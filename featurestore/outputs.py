@@ -8,8 +8,10 @@ scores (files) and model artifacts (folders) all call it.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from featurestore.errors import FeatureStoreError, OutputError
@@ -47,3 +49,20 @@ def check_writable(
             f"({exc.strerror or exc}); choose another --out"
         ) from None
     return target
+
+
+def check_not_read(
+    path: Path,
+    readers: Iterable[tuple[str, str]],
+    what: str,
+    error: type[FeatureStoreError] = OutputError,
+) -> None:
+    """``error`` when writing ``path`` would replace or add to data a run reads: ``readers``
+    holds (a resolved path or glob pattern, who reads it); a path inside a read folder
+    counts (a folder source reads every Parquet file in it)."""
+    target = path.resolve()
+    for read, reader in readers:
+        if target.is_relative_to(read) or fnmatch.fnmatchcase(str(target), read):
+            raise error(
+                f"cannot write the {what} to {path}: it is read as {reader}; choose another --out"
+            )

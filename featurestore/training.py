@@ -37,7 +37,7 @@ from featurestore.offline.plan import (
     build_join_plan,
     request_key_dtypes,
 )
-from featurestore.outputs import check_writable
+from featurestore.outputs import check_not_read, check_writable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,9 +71,11 @@ class RetrievalJob:
         service: ServiceRef | None,
         sources: Sequence[SourceFingerprint],
         entity_rows: int | None,
+        inputs: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.plan = plan
         self.entity_rows = entity_rows
+        self._inputs = tuple(inputs)  # what an output must not replace (``read_by_run``)
         self._execute = execute
         self._engine = engine
         self._service = service
@@ -106,7 +108,7 @@ class RetrievalJob:
         """
         import pyarrow.parquet as pq
 
-        path = check_writable(path, "training set")
+        path = self.check_output(path)
         manifest_path = check_writable(path.with_name(path.name + MANIFEST_SUFFIX), "manifest")
         table = self.to_arrow()
         try:
@@ -115,6 +117,13 @@ class RetrievalJob:
             manifest_path.write_text(json.dumps(self.manifest.to_json(), indent=2) + "\n")
         except OSError as exc:
             raise OutputError(f"cannot write the training set to {path}: {exc}") from None
+        return path
+
+    def check_output(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` as a Path, or ``OutputError`` when the training set cannot be written
+        there: unwritable, or a file the join reads (the entity rows, a view's source)."""
+        path = check_writable(path, "training set")
+        check_not_read(path, self._inputs, "training set")
         return path
 
     @property
@@ -225,7 +234,32 @@ def historical_job(
         service=service_ref,
         sources=engine.source_fingerprints(plan),
         entity_rows=entities.num_rows,
+        inputs=read_by_run(state, repo_path, entity_df),
     )
+
+
+def read_by_run(
+    state: RegistryState, repo_path: Path, entity_df: EntityInput
+) -> tuple[tuple[str, str], ...]:
+    """What a training set or a batch scoring reads, which its output must never replace:
+    the entity rows' file or folder, and every applied view's Parquet source (its file,
+    folder or glob, and its push folder), as (resolved path or pattern, who reads it)."""
+    from featurestore.definitions import FileSource
+    from featurestore.offline.entities import is_path
+    from featurestore.sources import push_folder, source_path
+
+    found = [(str(Path(entity_df).resolve()), "the entity rows")] if is_path(entity_df) else []
+    for name, record in sorted(state.views.items()):
+        source = record.view.batch_source
+        if isinstance(source, FileSource):
+            reader = f"the source of feature view {name!r}"
+            path = source_path(source, repo_path)
+            glob = any(ch in source.path for ch in "*?[")  # a pattern of file names
+            found += [
+                (str(path.parent.resolve() / path.name if glob else path.resolve()), reader),
+                (str(push_folder(source, repo_path).resolve()), reader),
+            ]
+    return tuple(found)
 
 
 def finish_join(plan: JoinPlan, table: pa.Table) -> pa.Table:

@@ -278,6 +278,7 @@ def training_set(
         full_feature_names=full_feature_names,
         as_of=when,
     )
+    job.check_output(out)
     if label is not None:
         check_label(job, label)
     n_rows = job.entity_rows or 0

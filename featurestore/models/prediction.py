@@ -61,9 +61,12 @@ def predict_batch(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from featurestore.outputs import check_writable
+    from featurestore.outputs import check_not_read, check_writable
+    from featurestore.training import read_by_run
 
     path = check_writable(out, "scores")  # checked before any work
+    store = open_store(store)
+    check_not_read(path, read_by_run(store.state, store.repo_path, entities), "scores")
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     scored = predict(artifact, store, entities)
     table = pa.Table.from_pandas(scored, preserve_index=False)

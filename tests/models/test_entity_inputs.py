@@ -38,6 +38,19 @@ def test_predict_batch_refuses_an_unwritable_out_before_any_work(
         models.predict_batch(trained.model, trained.repo, tmp_path / "never_read.parquet", out)
 
 
+def test_predict_batch_never_writes_over_what_it_reads(trained: Trained, tmp_path: Path) -> None:
+    source = trained.repo / "data" / "flags.parquet"
+    before = source.read_bytes()
+    with pytest.raises(
+        OutputError,
+        match=f"cannot write the scores to {source}: it is read as the source of feature view 'flags'",
+    ):
+        models.predict_batch(trained.model, trained.repo, trained.entities, source)
+    with pytest.raises(OutputError, match="it is read as the entity rows; choose another --out"):
+        models.predict_batch(trained.model, trained.repo, trained.entities, trained.entities)
+    assert source.read_bytes() == before
+
+
 def test_entity_problems_are_the_readers_errors(trained: Trained, tmp_path: Path) -> None:
     doubled = pd.read_parquet(trained.entities)
     doubled.columns = [*doubled.columns[:-1], doubled.columns[0]]

@@ -108,6 +108,27 @@ def test_an_unwritable_out_is_refused_before_the_join(tmp_path: Path) -> None:
     assert folder.returncode == 2 and "is a directory" in folder.stderr
 
 
+def test_an_out_the_run_reads_is_refused_before_the_join(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    entities = _entities(tmp_path)
+    source = repo / "data" / "user_stats"
+    files = {path: path.read_bytes() for path in sorted(source.rglob("*.parquet"))}
+    base = ["--repo", str(repo), "--features", "user_stats:clicks", "--entities", str(entities)]
+    for out, reader in [
+        (next(iter(files)), "the source of feature view 'user_stats'"),  # its data, replaced
+        (source / "train.parquet", "the source of feature view 'user_stats'"),  # added to it
+        (entities, "the entity rows"),
+    ]:
+        done = _run(*base, "--out", str(out))
+        assert done.returncode == 1, done.stdout
+        assert done.stderr == (
+            f"error: cannot write the training set to {out}: it is read as {reader}; "
+            "choose another --out\n"
+        )
+    assert {path: path.read_bytes() for path in sorted(source.rglob("*.parquet"))} == files
+    assert _run(*base, "--out", str(tmp_path / "train.parquet")).returncode == 0
+
+
 def test_csv_and_folder_entities_give_the_parquet_result(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     parquet = _entities(tmp_path)
