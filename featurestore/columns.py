@@ -17,6 +17,12 @@ from featurestore.errors import RetrievalError
 EVENT_TS_SUFFIX = "__event_ts"
 CREATED_TS_SUFFIX = "__created_ts"
 
+EVENT_TS = "__fs_event_ts"
+CREATED_TS = "__fs_created_ts"
+"""The columns of a row's event and created times in the rows written online (read by
+materialization, given by a push): reserved names (``definitions.RESERVED_PREFIX``), so a
+feature may be called ``event_ts`` or ``created_ts``."""
+
 
 def feature_column(view: str, feature: str, full_feature_names: bool) -> str:
     """The output column of feature ``view:feature``."""

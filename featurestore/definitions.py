@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from featurestore.on_demand import OnDemandFeatureView
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_PREFIX = "__fs_"
+"""Names of columns featurestore adds (row positions, times, hidden inputs) start with it."""
 
 
 def check_name(name: object, what: str) -> str:
@@ -35,6 +37,19 @@ def check_name(name: object, what: str) -> str:
         raise DefinitionError(
             f"{what} name {name!r} is not a valid name: use letters, digits and underscores, "
             "not starting with a digit"
+        )
+    return name
+
+
+def check_column_name(name: object, what: str) -> str:
+    """``check_name`` for a name that becomes a column (a field, a join key, an aggregation),
+    which must also not start with ``RESERVED_PREFIX`` (it would collide with a column
+    featurestore adds to the join or to materialization's rows)."""
+    check_name(name, what)
+    assert isinstance(name, str)  # check_name refuses anything else
+    if name.startswith(RESERVED_PREFIX):
+        raise DefinitionError(
+            f"{what} name {name!r} uses the reserved prefix {RESERVED_PREFIX!r}; rename it"
         )
     return name
 
@@ -111,7 +126,7 @@ class Entity:
         else:
             keys = _as_list(self.join_keys, f"entity {self.name!r}: join_keys") or (self.name,)
         for key in keys:
-            check_name(key, f"entity {self.name!r}: join key")
+            check_column_name(key, f"entity {self.name!r}: join key")
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"entity {self.name!r}: a join key is listed twice in {keys}")
         _freeze(self, "join_keys", keys)
@@ -130,7 +145,7 @@ class Field:
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_name(self.name, "field")
+        check_column_name(self.name, "field")
         if not isinstance(self.dtype, DType):
             raise DefinitionError(
                 f"field {self.name!r}: unsupported dtype {self.dtype!r}; "
@@ -302,7 +317,7 @@ class Aggregation:
         )
 
         what = f"aggregation {self.function!r} of {self.column!r}"
-        check_name(self.column, f"{what}: column")
+        check_column_name(self.column, f"{what}: column")
         if self.function not in FUNCTIONS:
             raise DefinitionError(
                 f"{what}: unknown function {self.function!r}; use one of "
@@ -333,7 +348,7 @@ class Aggregation:
             )
         if self.name is None:
             _freeze(self, "name", f"{self.function}_{self.column}_{format_window(window)}")
-        check_name(self.name, f"{what}: name")
+        check_column_name(self.name, f"{what}:")
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from featurestore.columns import CREATED_TS
 from featurestore.errors import FeatureStoreError, MaterializationError, RegistryError
 from featurestore.types import MAX_TIME, as_utc, check_time
 
@@ -367,7 +368,7 @@ def _failed(view: FeatureView, runs: list[ViewRun], exc: FeatureStoreError) -> M
 def _max_created(batch: pa.RecordBatch) -> datetime | None:
     import pyarrow.compute as pc
 
-    value = pc.max(batch.column("created_ts")).as_py()
+    value = pc.max(batch.column(CREATED_TS)).as_py()
     return as_utc(value) if value is not None else None
 
 

@@ -59,6 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.definitions import FeatureView, FileSource, suggest
 from featurestore.errors import (
     FeatureStoreError,
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
 
 LOCK_NAME = ".push.lock"
 LOCK_SECONDS = 60
-EVENT, CREATED = "event_ts", "created_ts"  # the online write's column names (read_latest's)
+EVENT, CREATED = EVENT_TS, CREATED_TS  # the online write's column names (read_latest's)
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,9 @@ def _times(values: pa.Array, what: str) -> pa.Array:
 def _checked(
     state: RegistryState, views: Sequence[FeatureView], given: pa.Table, what: str, now: datetime
 ) -> pa.Table:
-    """The push as the online write reads it: keys, features (declared types), event_ts and
-    created_ts (timestamp[us, UTC]); PushError names the first problem."""
+    """The push as the online write reads it: keys, features (declared types), the event and
+    created times (``EVENT``, ``CREATED``: timestamp[us, UTC]); PushError names the first
+    problem."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.types as pt

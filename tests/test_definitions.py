@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from featurestore import (
+    Aggregation,
     BigQuerySource,
     DefinitionError,
     Entity,
@@ -223,6 +224,23 @@ def test_no_ttl_is_none_or_zero(ttl: timedelta | None) -> None:
             lambda: FeatureService(name="svc", features=view()),
             ["feature service 'svc'", "features must be a list"],
             id="service features",
+        ),
+        pytest.param(
+            lambda: Field(name="__fs_row", dtype=Int64),
+            ["field name '__fs_row'", "reserved prefix '__fs_'"],
+            id="reserved field name",
+        ),
+        pytest.param(
+            lambda: Entity(name="e", join_keys=["__fs_t"]),
+            ["join key name '__fs_t'", "reserved prefix '__fs_'"],
+            id="reserved join key",
+        ),
+        pytest.param(
+            lambda: Aggregation(
+                column="x", function="sum", time_window=timedelta(hours=1), name="__fs_s"
+            ),
+            ["name '__fs_s'", "reserved prefix '__fs_'"],
+            id="reserved aggregation name",
         ),
     ],
 )

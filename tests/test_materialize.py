@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -368,3 +369,62 @@ def test_apply_that_cannot_drop_online_data_changes_nothing(tmp_path: Path) -> N
     with pytest.raises(OnlineStoreUnavailable, match="apply must first drop the online data"):
         fs.apply()
     assert fs.plan().views_to_reset() == ["stats"]  # the registry still holds the old view
+
+
+NAMED_LIKE_TIMES = """
+from featurestore import Entity, FeatureView, Field, FileSource, PushSource
+from featurestore.types import Int64, UnixTimestamp
+
+user = Entity(name="user", join_keys=["user_id"])
+times = PushSource(
+    name="times_push",
+    batch_source=FileSource(path="data/times", timestamp_field="ts", created_timestamp_column="cr"),
+)
+# features named like the columns materialization's rows carry their event and created times in
+times_view = FeatureView(
+    name="times_view",
+    entities=[user],
+    schema=[Field(name="event_ts", dtype=UnixTimestamp), Field(name="created_ts", dtype=Int64)],
+    source=times,
+)
+"""
+
+
+def test_features_named_event_ts_and_created_ts_are_served_as_trained(
+    tmp_path: Path, online: str
+) -> None:
+    (tmp_path / "data" / "times").mkdir(parents=True)
+    (tmp_path / "featurestore.yaml").write_text(f"project: mat\nonline_store: {online}\n")
+    (tmp_path / "definitions.py").write_text(NAMED_LIKE_TIMES)
+    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([1, 1], pa.int64()),
+                "ts": pa.array([at(1), at(0)], TS),
+                "cr": pa.array([at(1), at(9)], TS),
+                "event_ts": pa.array([long_ago, at(99)], TS),  # the older row's is later
+                "created_ts": pa.array([7, 8], pa.int64()),
+            }
+        ),
+        tmp_path / "data" / "times" / "part-0.parquet",
+    )
+    fs = FeatureStore(tmp_path)
+    fs.apply()
+    refs = ["times_view:event_ts", "times_view:created_ts"]
+    fs.materialize(at(0), at(1))
+    entities = pa.table({"user_id": [1, 5], "event_timestamp": pa.array([at(1)] * 2, TS)})
+    expected = {"event_ts": [long_ago, None], "created_ts": [7, None]}
+    online = fs.get_online_features(refs, [{"user_id": 1}, {"user_id": 5}], now=at(1))
+    assert (
+        fs.get_historical_features(entities, refs).to_arrow().select(expected).to_pydict()
+        == (online.to_arrow().select(expected).to_pydict())
+        == expected
+    )
+    pushed = pd.DataFrame(
+        {"user_id": [5], "ts": [at(2)], "event_ts": [long_ago], "created_ts": [9]}
+    )
+    fs.push("times_push", pushed, to="online")
+    online = fs.get_online_features(refs, [{"user_id": 5}], now=at(2))
+    assert online.to_dict() == {"user_id": [5], "event_ts": [long_ago], "created_ts": [9]}
+    fs.close()

@@ -35,6 +35,7 @@ from featurestore.aggregations.partials import (
 )
 from featurestore.aggregations.plan import AggSpec, ViewAggregations
 from featurestore.aggregations.windows import chain, decompose
+from featurestore.columns import CREATED_TS, EVENT_TS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -144,7 +145,7 @@ def _tile_batch(
     end_us: int,
 ) -> pa.RecordBatch:
     """The tiles as the codec's input: each field by name (``last`` as the event's value),
-    ``event_ts`` = tile start, ``created_ts`` = the run's end."""
+    the event time (``columns.EVENT_TS``) = tile start, the created time = the run's end."""
     import numpy as np
     import pyarrow as pa
 
@@ -170,8 +171,8 @@ def _tile_batch(
             out[name] = pa.array(values, dtype.to_arrow(), mask=null)
         else:
             out[name] = pa.array(values, dtype.to_arrow())
-    out["event_ts"] = pa.array(begin, pa.int64()).cast(utc)
-    out["created_ts"] = pa.array(np.full(len(begin), end_us), pa.int64()).cast(utc)
+    out[EVENT_TS] = pa.array(begin, pa.int64()).cast(utc)
+    out[CREATED_TS] = pa.array(np.full(len(begin), end_us), pa.int64()).cast(utc)
     return pa.RecordBatch.from_pydict(out)
 
 

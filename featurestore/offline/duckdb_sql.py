@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import FileSourcePlan, JoinPlan, TileEventsPlan, ViewJoin
 from featurestore.types import DType, as_utc
@@ -255,14 +256,15 @@ def _join_known_by_t(view: ViewJoin, outputs: _Outputs, source: str) -> str:
 def render_latest(view: ViewJoin, where: str) -> str:
     """One row per entity key: the winner by the order key among rows matching ``where``.
 
-    Columns: the join keys, the features under their own names, ``event_ts``, ``created_ts``.
+    Columns: the join keys, the features under their own names, the event and created
+    times (``columns.EVENT_TS``, ``columns.CREATED_TS``).
     """
     keys = ", ".join(quote(k) for k in view.key_names)
     fields = [feature_alias(0, j) for j in range(len(view.features))] + [EVENT, CREATED]
     struct = ", ".join(f"{name} := {name}" for name in fields)
     outputs = [f"w.{feature_alias(0, j)} AS {quote(f.name)}" for j, f in enumerate(view.features)]
     return f"""
-    SELECT {keys}, {", ".join(outputs)}, w.{EVENT} AS event_ts, w.{CREATED} AS created_ts
+    SELECT {keys}, {", ".join(outputs)}, w.{EVENT} AS {quote(EVENT_TS)}, w.{CREATED} AS {quote(CREATED_TS)}
     FROM (
       SELECT {keys}, arg_max(struct_pack({struct}), {ORDER}) AS w
       FROM ({source_rows(view, 0, where)})

@@ -32,8 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from featurestore.columns import check_unique, feature_column, timestamp_columns
+from featurestore.columns import (
+    CREATED_TS,
+    EVENT_TS,
+    check_unique,
+    feature_column,
+    timestamp_columns,
+)
 from featurestore.definitions import (
+    RESERVED_PREFIX,
     BigQuerySource,
     FeatureView,
     FeatureViewProjection,
@@ -54,7 +61,6 @@ if TYPE_CHECKING:
 
 AsOf = Literal["event", "created"]
 ENTITY_TIMESTAMP = "event_timestamp"
-RESERVED_PREFIX = "__fs_"
 
 
 @dataclass(frozen=True)
@@ -284,15 +290,16 @@ class LatestPlan:
     created_after: datetime | None = None
 
     def output_schema(self) -> pa.Schema:
-        """The rows read: join keys, every feature (declared Arrow types), ``event_ts`` and
-        ``created_ts`` as timestamp[us, UTC] (created is null when the source has none)."""
+        """The rows read: join keys, every feature (declared Arrow types), the event and
+        created times as timestamp[us, UTC] under the online write's reserved names
+        (``columns.EVENT_TS``, ``columns.CREATED_TS``; created is null when the source has none)."""
         import pyarrow as pa
 
         utc = pa.timestamp("us", tz="UTC")
         return pa.schema(
             [(k.name, k.dtype.to_arrow()) for k in self.view.keys]
             + [(f.name, f.dtype.to_arrow()) for f in self.view.features]
-            + [("event_ts", utc), ("created_ts", utc)]
+            + [(EVENT_TS, utc), (CREATED_TS, utc)]
         )
 
 

@@ -176,7 +176,8 @@ class OnlineStore(ABC):
         features: Sequence[Field],
     ) -> int:
         """Write one row per record of ``batch`` (``read_latest``'s columns: the join keys,
-        the features, ``event_ts`` and ``created_ts``) into the claimed view.
+        the features, the event and created times: ``columns.EVENT_TS``, ``columns.CREATED_TS``)
+        into the claimed view.
 
         ``features`` must be the view's features in schema order (``FeatureView.features``):
         their layout id must be the claim's, or nothing is written (``OnlineStoreError``).

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.errors import OnlineStoreError
 from featurestore.types import DType, as_utc, key_dtype_names
 
@@ -174,9 +175,10 @@ class RowCodec:
     # --- encode (materialization: whole Arrow batches at once) ------------------------
 
     def encode_batch(self, batch: pa.RecordBatch) -> list[bytes]:
-        """One row per record: the features by name, plus ``event_ts`` and ``created_ts``.
-
-        ``event_ts`` must have no nulls; ``created_ts`` may be absent or null (sorts oldest).
+        """One row per record: the features by name, plus the event and created times
+        (``columns.EVENT_TS``, ``columns.CREATED_TS``: reserved names, so a feature may be
+        called ``event_ts``). The event time must have no nulls; the created time may be
+        absent or null (sorts oldest).
         """
         import numpy as np
         import pyarrow as pa
@@ -189,11 +191,11 @@ class RowCodec:
             + [(name, _SLOTS[d.name][1]) for name, d in zip(names, self.dtypes, strict=True)]
         )
         out = np.zeros(n, dtype=layout)
-        out["event"] = _timestamp_column(batch.column("event_ts"), "event_ts", n).view(
+        out["event"] = _timestamp_column(batch.column(EVENT_TS), "event_ts", n).view(
             "u8"
         ) ^ np.uint64(SIGN)
-        if "created_ts" in batch.schema.names:
-            created = batch.column("created_ts")
+        if CREATED_TS in batch.schema.names:
+            created = batch.column(CREATED_TS)
             valid = ~np.asarray(created.is_null().to_numpy(zero_copy_only=False), dtype=bool)
             flipped = _timestamp_column(created, None, n).view("u8") ^ np.uint64(SIGN)
             out["created"] = np.where(valid, flipped, np.uint64(0))
@@ -230,8 +232,8 @@ class RowCodec:
             f.name: pa.array([v], f.dtype.to_arrow())
             for f, v in zip(self.features, values, strict=True)
         }
-        columns["event_ts"] = pa.array([event_ts], pa.timestamp("us", tz="UTC"))
-        columns["created_ts"] = pa.array([created_ts], pa.timestamp("us", tz="UTC"))
+        columns[EVENT_TS] = pa.array([event_ts], pa.timestamp("us", tz="UTC"))
+        columns[CREATED_TS] = pa.array([created_ts], pa.timestamp("us", tz="UTC"))
         return self.encode_batch(pa.RecordBatch.from_pydict(columns))[0]
 
     # --- decode (the read path: plain Python, one struct call per row) -----------------

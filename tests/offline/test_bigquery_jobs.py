@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from google.cloud import bigquery
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.config import BigQueryConfig
 from featurestore.errors import ConfigError, RetrievalError
 from featurestore.offline.bigquery import jobs
@@ -173,8 +174,8 @@ def test_read_latest_streams_from_an_expiring_result_deleted_when_done(tmp_path:
         ("user_id", pa.int64()),
         ("v0_small", pa.int32()),
         ("v0_rate", pa.float32()),
-        ("event_ts", pa.timestamp("us", tz="UTC")),
-        ("created_ts", pa.timestamp("us", tz="UTC")),
+        (EVENT_TS, pa.timestamp("us", tz="UTC")),
+        (CREATED_TS, pa.timestamp("us", tz="UTC")),
     ]
     # A consumer that stops early still leaves no result table behind.
     stream = engine.read_latest(plan, batch_rows=1)

@@ -33,6 +33,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.offline.plan import plan_latest
 from tests.offline.bigquery_local import LocalBigQuery, build_bigquery_repo
 from tests.reference import RefView, SourceRow, latest, point_in_time, same_value, winner
@@ -193,7 +194,7 @@ def test_bigquery_read_latest_equals_duckdb_engine(
                 warnings.simplefilter("ignore")
                 expected_batches = list(on_duckdb.offline_engine().read_latest(d_plan))
             got_batches = list(on_bigquery.offline_engine().read_latest(b_plan))
-            features = [*case.ref.features, "event_ts", "created_ts"]
+            features = [*case.ref.features, EVENT_TS, CREATED_TS]
             for batch in got_batches:  # keys are INT64 on BigQuery; the rest as declared
                 assert batch.schema.remove(0) == expected_batches[0].schema.remove(0)
                 assert batch.schema.names[len(keys) :] == features
@@ -207,7 +208,7 @@ def test_bigquery_read_latest_equals_duckdb_engine(
                 assert _rank(reference[key]) == _rank(by_files[key])  # differ only on ties
                 if all(same_value(row[f], expected[key][f]) for f in features):
                     continue
-                assert row["event_ts"] == expected[key]["event_ts"]
+                assert row[EVENT_TS] == expected[key][EVENT_TS]
 
 
 def _bits(value: Any) -> Any:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore, RetrievalError, UnknownFeatureError
+from featurestore.columns import CREATED_TS
 from featurestore.errors import SkippedRowsWarning
 from featurestore.manifest import ServiceRef, TrainingSetManifest
 from featurestore.offline.plan import plan_latest
@@ -362,7 +363,7 @@ def test_read_latest_counts_skipped_rows(store: FeatureStore) -> None:
         batches = list(store.offline_engine().read_latest(plan))
     rows = sorted((r for b in batches for r in b.to_pylist()), key=lambda r: r["user_id"])
     assert [(r["user_id"], r["clicks"]) for r in rows] == [(1, 12), (2, 20)]
-    assert rows[0]["created_ts"] is None and rows[1]["created_ts"] == minute(1)
+    assert rows[0][CREATED_TS] is None and rows[1][CREATED_TS] == minute(1)
 
 
 def test_the_longest_ttl_accepted_bounds_nothing(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.offline.plan import plan_latest
 from featurestore.types import dtype_by_name
 from tests.reference import latest, same_value
@@ -57,14 +58,14 @@ def test_read_latest_matches_reference(case: tuple[Scenario, int | None, int, in
             assert batch.schema.field(k).type == state.key_dtypes("v0")[k].to_arrow()
         for f, d in view_case.dtypes.items():
             assert batch.schema.field(f).type == dtype_by_name(d).to_arrow()
-        assert batch.schema.field("event_ts").type == utc
-        assert batch.schema.field("created_ts").type == utc
+        assert batch.schema.field(EVENT_TS).type == utc
+        assert batch.schema.field(CREATED_TS).type == utc
     rows = [r for b in batches for r in b.to_pylist()]
     got = {tuple(r[k] for k in keys): r for r in rows}
     assert len(got) == len(rows), "one row per key"
     assert got.keys() == expected.keys()
     for key, row in expected.items():
-        assert got[key]["event_ts"] == row.event_ts
-        assert got[key]["created_ts"] == row.created_ts
+        assert got[key][EVENT_TS] == row.event_ts
+        assert got[key][CREATED_TS] == row.created_ts
         for feature in view_case.ref.features:
             assert same_value(got[key][feature], row.values[feature]), (key, feature)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore import FeatureStore
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.online.base import OnlineStore, ViewIdentity
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -140,8 +141,8 @@ def put(
         columns[key] = pa.array([r[key] for r in rows], record.key_dtypes[key].to_arrow())
     for f in record.view.features:
         columns[f.name] = pa.array([r.get(f.name) for r in rows], f.dtype.to_arrow())
-    columns["event_ts"] = pa.array([r["event_ts"] for r in rows], TS)
-    columns["created_ts"] = pa.array([r.get("created_ts") for r in rows], TS)
+    columns[EVENT_TS] = pa.array([r["event_ts"] for r in rows], TS)
+    columns[CREATED_TS] = pa.array([r.get("created_ts") for r in rows], TS)
     batch = pa.RecordBatch.from_pydict(columns)
     claim = store.claim(ViewIdentity.of(record))
     return store.write_rows(claim, batch, list(record.view.join_keys), list(record.view.features))

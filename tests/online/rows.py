@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.definitions import Field
 from featurestore.online.base import Claim, KeyGroup, OnlineStore, ViewIdentity
 from featurestore.online.codec import RowCodec
@@ -31,8 +32,8 @@ def batch(
             "user_id": pa.array(keys, pa.int64()),
             "amount": pa.array(amounts, pa.float32()),
             "n": pa.array(list(range(len(keys))), pa.int64()),
-            "event_ts": pa.array(events, TS),
-            "created_ts": pa.array(created, TS),
+            EVENT_TS: pa.array(events, TS),
+            CREATED_TS: pa.array(created, TS),
         }
     )
 

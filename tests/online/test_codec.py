@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.definitions import Field
 from featurestore.errors import OnlineStoreError
 from featurestore.online.codec import (
@@ -92,8 +93,8 @@ def test_rows_round_trip_losslessly(table: Any) -> None:
     batch = pa.RecordBatch.from_pydict(
         {f.name: arrow_column(d, c) for f, d, c in zip(features, dtypes, columns, strict=True)}
         | {
-            "event_ts": pa.array(events, pa.int64()).cast(TS),
-            "created_ts": pa.array(created, pa.int64()).cast(TS),
+            EVENT_TS: pa.array(events, pa.int64()).cast(TS),
+            CREATED_TS: pa.array(created, pa.int64()).cast(TS),
         }
     )
     codec = RowCodec(features)
@@ -205,7 +206,7 @@ def test_null_or_float_keys_are_refused() -> None:
 def test_a_null_event_time_is_refused() -> None:
     codec = RowCodec([Field(name="a", dtype=Int64)])
     batch = pa.RecordBatch.from_pydict(
-        {"a": pa.array([1], pa.int64()), "event_ts": pa.array([None], TS)}
+        {"a": pa.array([1], pa.int64()), EVENT_TS: pa.array([None], TS)}
     )
     with pytest.raises(OnlineStoreError, match="'event_ts' holds nulls"):
         codec.encode_batch(batch)

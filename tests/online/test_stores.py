@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rows import CODEC, T0, TS, amounts, identity, write
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.config import FeatureLogConfig, RepoConfig, SqliteConfig, load_config
 from featurestore.definitions import Field
 from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
@@ -160,7 +161,7 @@ def test_views_keyed_by_two_entities(store: OnlineStore) -> None:
             "user_id": pa.array([1, 1], pa.int64()),
             "merchant": pa.array(["m|1", "m"], pa.string()),
             "txn": pa.array([10, 20], pa.int64()),
-            "event_ts": pa.array([T0, T0], TS),
+            EVENT_TS: pa.array([T0, T0], TS),
         }
     )
     codec = RowCodec(features)
@@ -263,8 +264,8 @@ def test_redis_layout_is_one_small_listpack_hash_per_entity(redis_url: str) -> N
             "f0": pa.array([0.5], pa.float32()),
             "f1": pa.array([0.25], pa.float32()),
             "f2": pa.array([7], pa.int64()),
-            "event_ts": pa.array([T0], TS),
-            "created_ts": pa.array([T0], TS),
+            EVENT_TS: pa.array([T0], TS),
+            CREATED_TS: pa.array([T0], TS),
         }
     )
     layout = RowCodec(features).layout

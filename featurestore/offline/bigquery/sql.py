@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from featurestore.columns import CREATED_TS, EVENT_TS
 from featurestore.definitions import check_name
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import (
@@ -267,7 +268,8 @@ def render_latest(plan: LatestPlan) -> str:
     """One row per entity key: the winner among rows with ``event_ts <= end`` and
     (``event_ts >= start`` or ``created_ts > created_after``).
 
-    Columns: the join keys, every feature under its own name, ``event_ts``, ``created_ts``.
+    Columns: the join keys, every feature under its own name, the event and created times
+    (``columns.EVENT_TS``, ``columns.CREATED_TS``).
     """
     view = plan.view
     source = bigquery_source(view)
@@ -287,7 +289,7 @@ def render_latest(plan: LatestPlan) -> str:
         "-- The view's usable source rows in the materialization window; per entity key the\n"
         "-- greatest (event_ts, created_ts, feature values) wins, as in the training-set join.\n"
         f"WITH s AS (\n    {source_rows(view, 0, where)}\n)\n"
-        f"SELECT {keys}, {', '.join(features)}, s.{EVENT} AS event_ts, s.{CREATED} AS created_ts\n"
+        f"SELECT {keys}, {', '.join(features)}, s.{EVENT} AS {EVENT_TS}, s.{CREATED} AS {CREATED_TS}\n"
         "FROM s\n"
         "WHERE TRUE  -- BigQuery takes QUALIFY only beside a WHERE, GROUP BY or HAVING clause\n"
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {winner_order(view, 0, 's')}) = 1"
