@@ -54,7 +54,8 @@ def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
     """The Parquet files a FileSource reads, in tie-break order (a later file wins a
     complete tie): the one place that decides it.
 
-    A file; a folder's files (all sub-folders), sorted by path; or a glob's matches, sorted.
+    A file; a folder's files (all sub-folders, but not hidden or underscored ones:
+    ``folder_files``), sorted by path; or a glob's matches, sorted.
     Then, for a file or a folder, the pushed files (``pushed_files``), in push order: pushed
     rows come after the source's own rows, and a later push after an earlier one.
     """
@@ -63,14 +64,25 @@ def parquet_files(source: FileSource, repo_path: Path) -> list[Path]:
         files = sorted(Path(p) for p in path.parent.glob(path.name))
     else:
         pushed = push_folder(source, repo_path)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.parquet") if not p.is_relative_to(pushed))
-        else:
-            files = [path] if path.exists() else []
+        # a folder's files never include "_pushed": its files come next
+        files = folder_files(path) if path.is_dir() else [path] if path.exists() else []
         files += pushed_files(pushed)
     if not files:
         raise SchemaMismatchError(f"source {source.path!r}: no Parquet file at {path}")
     return files
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """A folder's Parquet files (sub-folders included), sorted by path, without the files
+    and folders whose name starts with "." or "_": by Spark's, Hive's and Arrow's convention
+    they are not data (a writer's temporary files, ``_temporary/`` attempts, ``_SUCCESS``
+    markers), and reading them would add rows no committed write holds."""
+    return sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if p.is_file()
+        and not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+    )
 
 
 def pushed_files(folder: Path) -> list[Path]:

@@ -246,6 +246,30 @@ def test_every_file_of_a_folder_source_is_checked(tmp_path: Path) -> None:
         FeatureStore(repo).apply()
 
 
+def test_hidden_and_underscored_files_in_a_folder_source_are_not_its_data(
+    tmp_path: Path,
+) -> None:
+    repo = write_repo(tmp_path, path="data/parts")
+    parts = repo / "data" / "parts"
+    (parts / "_temporary" / "0").mkdir(parents=True)
+    table = source_table()
+    pq.write_table(table, parts / "a.parquet")
+    (parts / ".b.parquet").write_bytes(b"PAR1 half written")  # a writer's temporary file
+    other = table.set_column(7, "trips", pa.array([9, 9, 9, 9]))  # Spark's uncommitted output
+    pq.write_table(other, parts / "_temporary" / "0" / "part-0.parquet")
+    store = FeatureStore(repo)
+    store.apply()
+    entities = pa.table(
+        {"driver_id": [1, 2], "event_timestamp": pa.array([datetime(2026, 1, 1, 3)] * 2)}
+    )
+    trips = store.get_historical_features(entities, ["stats:trips"]).to_arrow()["trips"]
+    assert trips.to_pylist() == [3, 4]
+    store.materialize(datetime(2025, 1, 1), datetime(2026, 1, 1, 3))
+    rows = [{"driver_id": 1}, {"driver_id": 2}]
+    online = store.get_online_features(["stats:trips"], rows, now=datetime(2026, 1, 1, 3))
+    assert online.to_dict()["trips"] == [3, 4]
+
+
 def test_widening_types_are_accepted(tmp_path: Path) -> None:
     table = _table_with(trips=pa.array([1, 2, 3, 2**32 - 1], pa.uint32()))
     store = FeatureStore(

@@ -138,7 +138,9 @@ def _read_folder(path: Path) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    from featurestore.sources import folder_files
+
+    files = folder_files(path)
     if not files:
         raise RetrievalError(f"entity_df: folder {path} holds no .parquet file")
     tables = [pq.read_table(f) for f in files]
