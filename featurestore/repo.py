@@ -250,6 +250,12 @@ def _import(file: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except DefinitionError as exc:
         raise DefinitionError(f"{file.name}: {exc}") from None
+    except SystemExit as exc:  # else the command would end with the file's exit status
+        raise DefinitionError(
+            f"{file.name} exited while being imported (SystemExit({exc.code!r})): every *.py "
+            "of the repo is imported; put a script's top-level code under "
+            "if __name__ == '__main__':, or name the file with a leading underscore"
+        ) from None
     except Exception as exc:  # a user's file failed to import: say which and why
         raise DefinitionError(f"{file.name} failed to import: {type(exc).__name__}: {exc}") from exc
     return module

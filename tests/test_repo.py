@@ -186,6 +186,17 @@ def test_a_file_that_fails_to_import_is_named(tmp_path: Path) -> None:
     assert "oops.py" in message and "no_such_module" in message
 
 
+@pytest.mark.parametrize("exit_call", ["sys.exit(0)", "sys.exit(2)", "raise SystemExit"])
+def test_a_file_that_exits_while_imported_is_an_error_naming_it(
+    tmp_path: Path, exit_call: str
+) -> None:
+    # e.g. a script beside the definitions that parses its arguments without a main guard
+    repo = write(tmp_path, {"defs.py": HEADER + ENTITY, "script.py": f"import sys\n{exit_call}\n"})
+    message = error_of(repo)
+    assert message.startswith("script.py exited while being imported")
+    assert "if __name__ == '__main__'" in message
+
+
 def _edit_keeping_size_and_mtime(file: Path, old: str, new: str) -> None:
     assert len(old) == len(new)
     before = file.stat()
