@@ -154,12 +154,21 @@ class RegistryState:
         """Every join key of these feature views, in order of first use, with the dtype one
         entity column of it holds (``types.shared_key_dtype``). Views that declare a key as
         a String and as an integer cannot be read together (an entity row holds one value
-        per key): a RetrievalError names the key and both views."""
+        per key), nor keys whose names differ only in case: a RetrievalError names the keys
+        and both views."""
         found: dict[str, tuple[DType, str]] = {}
         for name in view_names:
             dtypes = self.key_dtypes(name)
             for key in self.view(name).join_keys:
                 dtype = dtypes[key]
+                for other, (_, other_view) in found.items():
+                    if other != key and other.lower() == key.lower():
+                        raise RetrievalError(
+                            f"join keys {other!r} (feature view {other_view!r}) and {key!r} "
+                            f"(feature view {name!r}) differ only in case: the offline "
+                            "engines name columns case-insensitively and would join one for "
+                            "the other; rename one of the keys"
+                        )
                 first, owner = found.setdefault(key, (dtype, name))
                 shared = shared_key_dtype(first, dtype)
                 if shared is None:

@@ -218,6 +218,13 @@ def check_columns(
                 f"{where}: {role} column {column!r} is missing from the source; "
                 f"it has {sorted(columns)}"
             )
+        twins = sorted(c for c in columns if c.lower() == column.lower())
+        if len(twins) > 1:  # the engines' SQL names columns case-insensitively
+            raise SchemaMismatchError(
+                f"{where}: source columns {twins} differ only in case, and the engines' SQL "
+                f"cannot tell them apart (it could read another for {column!r}); rename one "
+                "in the source"
+            )
         problem = rule.unusable(columns[column])
         if problem is not None:
             raise SchemaMismatchError(f"{where}: column {column!r} {problem}")

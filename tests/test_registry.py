@@ -270,6 +270,54 @@ def test_hidden_and_underscored_files_in_a_folder_source_are_not_its_data(
     assert online.to_dict()["trips"] == [3, 4]
 
 
+def test_join_keys_differing_only_in_case_are_not_read_together(tmp_path: Path) -> None:
+    # DuckDB binds names case-insensitively: offline would join driver_id's values for
+    # DRIVER_ID while online reads each, so the two paths would disagree
+    (tmp_path / "data").mkdir()
+    (tmp_path / "featurestore.yaml").write_text(CONFIG)
+    at = pa.array([datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
+    definitions = ["from featurestore import Entity, FeatureView, Field, FileSource"]
+    definitions.append("from featurestore.types import Float64")
+    for key in ("driver_id", "DRIVER_ID"):
+        pq.write_table(
+            pa.table({key: [1], "event_ts": at, f"{key}_rate": [0.5]}),
+            tmp_path / "data" / f"{key}.parquet",
+        )
+        definitions.append(
+            f"e_{key} = Entity(name='e_{key}', join_keys=['{key}'])\n"
+            f"v_{key} = FeatureView(name='v_{key}', entities=[e_{key}], "
+            f"schema=[Field(name='{key}_rate', dtype=Float64)], "
+            f"source=FileSource(path='data/{key}.parquet', timestamp_field='event_ts'))"
+        )
+    (tmp_path / "definitions.py").write_text("\n".join(definitions) + "\n")
+    store = FeatureStore(tmp_path)
+    store.apply()
+    refs = ["v_driver_id:driver_id_rate", "v_DRIVER_ID:DRIVER_ID_rate"]
+    clash = r"join keys 'driver_id' \(feature view 'v_driver_id'\) and 'DRIVER_ID' .* only in case"
+    entities = pa.table({"driver_id": [1], "DRIVER_ID": [2], "event_timestamp": _entity_times(1)})
+    with pytest.raises(RetrievalError, match=clash):
+        store.get_historical_features(entities, refs)
+    with pytest.raises(RetrievalError, match=clash):
+        store.get_online_features(refs, [{"driver_id": 1, "DRIVER_ID": 2}])
+
+
+def test_a_source_column_with_a_twin_differing_only_in_case_is_refused(tmp_path: Path) -> None:
+    # DuckDB binds column names case-insensitively: it would read TRIPS for trips
+    table = source_table()
+    twin = table.add_column(0, "TRIPS", pa.array([9, 9, 9, 9]))
+    repo = write_repo(tmp_path, table=twin)
+    twins = r"source columns \['TRIPS', 'trips'\] differ only in case"
+    with pytest.raises(SchemaMismatchError, match=twins):
+        FeatureStore(repo).apply()
+    repo = write_repo(tmp_path, table=table)
+    store = FeatureStore(repo)
+    store.apply()
+    pq.write_table(twin, repo / "data" / "stats.parquet")  # changed after apply
+    entities = pa.table({"driver_id": [1], "event_timestamp": pa.array([datetime(2026, 1, 1, 3)])})
+    with pytest.raises(SchemaMismatchError, match=twins):
+        store.get_historical_features(entities, ["stats:trips"]).to_arrow()
+
+
 def test_widening_types_are_accepted(tmp_path: Path) -> None:
     table = _table_with(trips=pa.array([1, 2, 3, 2**32 - 1], pa.uint32()))
     store = FeatureStore(
