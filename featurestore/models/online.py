@@ -270,9 +270,9 @@ class OnlineModel:
 
 
 def _a_view_found_nothing(plan: ReadPlan, response: OnlineResponse) -> bool:
-    """Whether some view read no row for any entity of the request."""
+    """Whether some view read no row for any entity of the request (of at least one row)."""
     return any(
-        statuses[0] == NOT_FOUND and len(set(statuses)) == 1
+        statuses and statuses[0] == NOT_FOUND and len(set(statuses)) == 1
         for statuses in (response.statuses[names[0]] for _, names, _ in plan.views_read)
     )
 

@@ -104,6 +104,20 @@ def test_more_entities_than_the_limit_is_413(service: ServiceProcess) -> None:
     assert service.post("/predict", {"entities": ok}).status_code == 200
 
 
+def test_zero_entity_rows_are_an_empty_answer_not_a_server_error(service: ServiceProcess) -> None:
+    """No entity rows: /predict scores nothing (as /get-online-features reads nothing)."""
+    empty = {"user_id": [], "merchant_id": []}
+    answer = service.post("/predict", {"entities": empty, "include_features": True})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["predictions"] == []
+    assert all(column["values"] == [] for column in body["features"]["results"])
+    answer = service.post(
+        "/get-online-features", {"feature_service": "fraud_v1", "entities": empty}
+    )
+    assert answer.status_code == 200, answer.text
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     user=st.one_of(
