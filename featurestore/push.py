@@ -177,23 +177,32 @@ def push(
 
 
 def _as_table(rows: Any, what: str) -> pa.Table:
+    import pandas as pd
     import pyarrow as pa
 
+    if isinstance(rows, pa.Table):
+        return rows
+    if isinstance(rows, Mapping):
+        columns = {str(k): list(v) for k, v in rows.items()}
+    elif isinstance(rows, pd.DataFrame):  # column by column: about 2x from_pandas's speed
+        columns = {str(name): rows[name] for name in rows.columns}
+    else:
+        raise PushError(
+            f"{what}: rows must be a pandas DataFrame, a pyarrow Table or a mapping of columns, "
+            f"not {type(rows).__name__}"
+        )
+    # OverflowError: an integer beyond 64 bits, which no Arrow integer holds
+    unreadable = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+    arrays = {}
+    for name, values in columns.items():
+        try:
+            arrays[name] = pa.array(values)
+        except unreadable as exc:
+            raise PushError(f"{what}: column {name!r} cannot be read: {exc}") from None
     try:
-        if isinstance(rows, pa.Table):
-            return rows
-        if isinstance(rows, Mapping):
-            return pa.table({str(k): pa.array(list(v)) for k, v in rows.items()})
-        import pandas as pd
-
-        if isinstance(rows, pd.DataFrame):  # column by column: about 2x from_pandas's speed
-            return pa.table({str(name): pa.array(rows[name]) for name in rows.columns})
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        return pa.table(arrays)
+    except pa.ArrowInvalid as exc:  # columns of different lengths
         raise PushError(f"{what}: the rows cannot be read as columns: {exc}") from None
-    raise PushError(
-        f"{what}: rows must be a pandas DataFrame, a pyarrow Table or a mapping of columns, "
-        f"not {type(rows).__name__}"
-    )
 
 
 def _column(table: pa.Table, name: str, role: str, what: str) -> pa.Array:
