@@ -74,6 +74,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurestore.errors import ReportError
 from featurestore.types import coerce
 
 if TYPE_CHECKING:
@@ -361,17 +362,24 @@ def read_log(
     columns: Sequence[str] | None = None,
 ) -> pa.Table:
     """Every logged row with ``since <= request_ts < until`` (either bound optional), the
-    files' schemas unified (a feature column absent from a file is null there)."""
+    files' schemas unified (a feature column absent from a file is null there).
+    ``ReportError`` names a file that is not a readable log file (truncated, foreign)."""
     import pyarrow as pa
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     from featurestore.types import as_utc
 
     files = log_files(path)
     if not files:
         return pa.table({})
-    schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="default")
+    schemas = [_log_schema(f) for f in files]
+    try:
+        schema = pa.unify_schemas(schemas, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ReportError(
+            f"the feature log at {path} holds files whose columns disagree "
+            f"({_one_line(exc)}): move out the files not written by the prediction service"
+        ) from None
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     condition = None
     for bound, op in ((since, "__ge__"), (until, "__lt__")):
@@ -380,8 +388,37 @@ def read_log(
                 pa.scalar(as_utc(bound), schema.field("request_ts").type)
             )
             condition = term if condition is None else condition & term
-    table = dataset.to_table(columns=list(columns) if columns else None, filter=condition)
+    try:
+        table = dataset.to_table(columns=list(columns) if columns else None, filter=condition)
+    except (OSError, pa.ArrowInvalid) as exc:  # a data page damaged behind a sound footer
+        raise ReportError(f"the feature log at {path} cannot be read: {_one_line(exc)}") from None
     return table.replace_schema_metadata(schema.metadata)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An Arrow error's message on one line (some end with a newline)."""
+    return " ".join(str(exc).split())
+
+
+def _log_schema(file: Path) -> pa.Schema:
+    """The schema of one log file; ``ReportError`` naming it when it is not readable Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(file)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ReportError(
+            f"feature log file {file} is not readable Parquet ({_one_line(exc)}): a truncated "
+            "or foreign file; move it out of the log folder"
+        ) from None
+    index = schema.get_field_index("request_ts")
+    if index < 0 or not pa.types.is_timestamp(schema.field(index).type):
+        raise ReportError(
+            f"feature log file {file} has no request_ts timestamp column: not a feature log "
+            "file; move it out of the log folder"
+        )
+    return schema
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from class_repo import T0, build, served_request, write_log
 
@@ -97,6 +99,30 @@ def test_an_empty_window_says_what_the_log_holds(repo: Path) -> None:
     _predict_log(repo)
     result = _cli("consistency-report", "--repo", str(repo), "--since", "2030-01-01")
     _one_line_error(result, "no rows from 2030-01-01", "7 rows run from 2025-01-10")
+
+
+def _foreign_parquet() -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"request_ts": ["yesterday"]}), sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not parquet", b"PAR1" + b"\0" * 20 + b"PAR1", _foreign_parquet()]
+)
+def test_a_damaged_log_file_is_named_not_a_traceback(repo: Path, content: bytes) -> None:
+    """A truncated or foreign file among the log's (a crash mid-copy, a stray file): every
+    command that reads the log says which file, in one line."""
+    _predict_log(repo)
+    damaged = next((repo / "data" / "feature_log").glob("date=*")) / "part-damaged.parquet"
+    damaged.write_bytes(content)
+    train = _training_set(repo)
+    for command in (
+        ["consistency-report", "--repo", str(repo)],
+        ["skew-report", "--repo", str(repo), "--training-set", str(train)],
+        ["log", "show", "--repo", str(repo)],
+    ):
+        _one_line_error(_cli(*command), str(damaged))
 
 
 def test_a_log_from_another_fingerprint_is_refused(repo: Path) -> None:
