@@ -6,7 +6,7 @@ base rate, mean prediction, expected calibration error and a calibration table, 
 per UTC day of the request, against the validation figures in the model's metadata.
 
 Labels (a Parquet or CSV file, a pandas DataFrame or an Arrow table) hold the label column
-(``label=``, default: the model's label) and either:
+(``label=``, default: the model's label; 0 and 1, or booleans) and either:
 
 - ``request_id`` (the id ``/predict`` returned): matched to the logged rows of that request,
   also by every join-key column the labels share with the log (a request may score several
@@ -215,9 +215,26 @@ def _read_labels(labels: Any, label: str) -> tuple[Any, str]:
             f"{where} need a {REQUEST_ID!r} column, or the join keys and {EVENT_TIMESTAMP!r}, "
             "to be matched to logged predictions"
         )
+    _require_binary(frame[label], label, where)
     if EVENT_TIMESTAMP in frame.columns:
         frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     return frame.assign(__row=range(len(frame))), where
+
+
+def _require_binary(labels: Any, label: str, where: str) -> None:
+    """``ReportError`` unless every non-null label is 0 or 1 (or a boolean): AUC, log loss
+    and the base rate mean nothing for other values (-1/+1 labels would count no positive)."""
+    import pandas as pd
+
+    given = labels.dropna()
+    numbers = pd.to_numeric(given, errors="coerce")  # "1" reads as 1, as the join's cast does
+    bad = given[~numbers.isin([0, 1])].unique()
+    if len(bad):
+        shown = ", ".join(str(v) for v in sorted(bad, key=str)[:5])
+        raise ReportError(
+            f"{where}: label column {label!r} must hold 0 and 1 (or booleans), and it also "
+            f"holds {shown}{' ...' if len(bad) > 5 else ''}: map negatives to 0, positives to 1"
+        )
 
 
 def _predictions(

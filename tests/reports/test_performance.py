@@ -115,3 +115,24 @@ def test_judged_against_the_validation_figures() -> None:
     assert _judge(fine, {"valid_auc": 0.86, "valid_log_loss": 0.1}, thresholds)[0] is Level.OK
     few = Slice("overall", 10, 5, 0.5, auc=0.1, log_loss=3.0, ece=0.4)
     assert _judge(few, {"valid_auc": 0.9}, thresholds)[0] is Level.OK  # < min_rows
+
+
+@pytest.mark.parametrize(
+    ("values", "shown"),
+    [
+        ([-1, -1, 1, -1, 1, 1, -1, 1], "-1"),  # the -1/+1 convention: no positive counted
+        ([0, 0, 2, 0, 1, 3, 0, 1], "2, 3"),  # classes or counts, not a binary label
+        ([0.0, 0.2, 0.9, 0, 1, 1, 0, 1], "0.2, 0.9"),  # scores, not labels
+    ],
+)
+def test_labels_other_than_0_and_1_are_refused_naming_them(
+    repo: Path, values: list[float], shown: str
+) -> None:
+    """AUC, log loss and the base rate are defined for 0/1 labels only: other values would
+    give figures that look plausible (or NaN, which judges as OK) instead of an error."""
+    labels = pd.DataFrame({"request_id": ["a"] * len(USERS), "user_id": USERS, "y": values})
+    with pytest.raises(ReportError, match=rf"label column 'y' .*0 and 1.*{shown}"):
+        performance_report(FeatureStore(repo).config, labels, label="y")
+    for given in ([bool(v) for v in LABELS["a"]], [str(v) for v in LABELS["a"]]):
+        report = performance_report(FeatureStore(repo).config, labels.assign(y=given), label="y")
+        assert report.overall.positives == sum(LABELS["a"])
