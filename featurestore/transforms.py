@@ -254,7 +254,8 @@ def _request_field(t: Transformation, field: TransformInput, values: Any) -> pa.
     if isinstance(values, list):
         try:
             values = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+        # ValueError: UnicodeEncodeError, a lone surrogate (JSON's "\ud800") in a string
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
             raise RetrievalError(f"{what} is {field.dtype}: {exc}") from None
     return coerce(values, field.dtype, what, RetrievalError)
 
@@ -298,7 +299,8 @@ def _outputs(t: Transformation, result: Any, rows: int) -> dict[str, pa.Array]:
         values = returned[o.name]
         try:
             array = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+        # ValueError: UnicodeEncodeError, a string with a lone surrogate
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
             raise TransformationError(
                 f"{what}: output column {o.name!r} cannot be read as {o.dtype}: {exc}", t.view
             ) from None

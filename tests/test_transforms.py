@@ -156,6 +156,10 @@ BAD_FUNCTIONS = {
         r"'scored': its function returned the column 'ratio' 2 times",
     ),
     "raises": ('out["ratio"] = inputs["nope"]', r"'scored': its function raised KeyError: 'nope'"),
+    "a string UTF-8 cannot encode": (
+        'out["ratio"] = pd.Series(["\\ud800"] * len(out), out.index, dtype=object)',
+        r"'scored': output column 'ratio' cannot be read as Float64: .*surrogates",
+    ),
     "rows dropped": (
         'out = out.head(1)\n    out["ratio"] = inputs["avg"].head(1)',
         r"'scored': output column 'ratio' has 1 rows for 8 input rows",

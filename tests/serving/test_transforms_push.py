@@ -150,6 +150,22 @@ def test_a_missing_request_field_is_a_400_naming_the_field_and_the_view(served: 
     )
 
 
+def test_a_request_field_that_is_not_unicode_is_a_400_naming_the_field(served: Served) -> None:
+    """JSON's "\\ud800" parses to a lone surrogate, which no string dtype can hold."""
+    body = b'{"features": ["scored:ratio"], "entities": {"user_id": [1], "amount": ["\\ud800"]}}'
+    for path in ("/get-online-features", "/predict"):
+        payload = (
+            body if path != "/predict" else body.replace(b'"features": ["scored:ratio"], ', b"")
+        )
+        answer = served.server.client.post(
+            path, content=payload, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert (
+            "request field 'amount' of on-demand feature view 'scored'" in answer.json()["detail"]
+        )
+
+
 def test_push_over_http_reaches_both_paths_and_the_token_applies(served: Served) -> None:
     server = served.server
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
