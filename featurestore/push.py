@@ -201,7 +201,8 @@ def _as_table(rows: Any, what: str) -> pa.Table:
             raise PushError(f"{what}: column {name!r} cannot be read: {exc}") from None
     try:
         return pa.table(arrays)
-    except pa.ArrowInvalid as exc:  # columns of different lengths
+    # columns of different lengths; a column name UTF-8 cannot encode (UnicodeEncodeError)
+    except (pa.ArrowInvalid, ValueError) as exc:
         raise PushError(f"{what}: the rows cannot be read as columns: {exc}") from None
 
 

@@ -166,6 +166,15 @@ def test_a_request_field_that_is_not_unicode_is_a_400_naming_the_field(served: S
         )
 
 
+def test_a_push_column_named_with_a_lone_surrogate_is_a_400(served: Served) -> None:
+    body = b'{"push_source_name": "stats_push", "df": {"user_id": [1], "\\ud800": [1]}}'
+    answer = served.server.client.post(
+        "/push", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "PushError"
+
+
 def test_push_over_http_reaches_both_paths_and_the_token_applies(served: Served) -> None:
     server = served.server
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
