@@ -42,7 +42,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import hmac
+import json
 import logging
+import math
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -52,7 +54,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from featurestore.errors import (
     FeatureStoreError,
@@ -67,10 +69,10 @@ from featurestore.errors import (
     UnknownFeatureError,
     UnknownPushSourceError,
 )
-from serving import fastpath
+from serving import encoding, fastpath
 from serving.materialization import MaterializationInProgress
 from serving.metrics import Metrics
-from serving.routes import ENDPOINTS, router
+from serving.routes import ENDPOINTS, JSON, router
 from serving.service import Service
 from serving.settings import ServingSettings, from_environment
 
@@ -175,7 +177,7 @@ def _transformation_error(request: Request, exc: TransformationError) -> JSONRes
     return JSONResponse(body, status_code=500)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -185,10 +187,19 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         "detail": detail + more,
         "error": "RequestValidationError",
         "errors": jsonable_encoder(
-            errors, custom_encoder={bytes: lambda b: b.decode(errors="replace")}
+            errors,
+            custom_encoder={bytes: lambda b: b.decode(errors="replace"), float: _json_float},
         ),
     }
-    return JSONResponse(body, status_code=422)
+    # ASCII JSON: the input quoted may hold a lone surrogate (JSON's "\ud800"), which
+    # JSONResponse's UTF-8 cannot encode; escaped, it is sent back as it came
+    return Response(json.dumps(body, allow_nan=False), status_code=422, media_type=JSON)
+
+
+def _json_float(v: float) -> float | str:
+    """A float quoted in an error, by the service's JSON rule: NaN and infinities as the
+    strings "NaN", "Infinity", "-Infinity" (JSON has no literal for them)."""
+    return v if math.isfinite(v) else json.loads(encoding.float64(v))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -66,6 +66,34 @@ def test_unknown_features_views_and_services_are_404_with_close_names(
     assert "fraud_v9" in detail and "fraud_v1" in detail
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"entities": {"user_id": [1], "merchant_id": [2]}, "\\ud800": 1}',  # unknown field
+        b'{"entities": {"user_id": [1]}, "features": "\\ud800"}',  # wrong type
+        b'{"entities": {"\\ud800": 1}, "feature_service": "fraud_v1"}',
+        b'{"entities": {"user_id": [1]}, "include_features": NaN}',  # quoted back as "NaN"
+        b'{"entities": {"user_id": [1]}, "full_feature_names": -Infinity}',
+    ],
+)
+def test_a_422_quoting_text_utf8_cannot_encode_or_nan_is_still_a_422(
+    service: ServiceProcess, body: bytes
+) -> None:
+    """JSON's "\\ud800" parses to a lone surrogate, and Python's JSON reads NaN and Infinity:
+    the error quoting them must still be sent, as JSON."""
+    for path in ("/predict", "/get-online-features"):
+        answer = service.client.post(
+            path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        strict = json.loads(answer.text, parse_constant=_not_json)  # no NaN literal
+        assert strict["error"] == "RequestValidationError"
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def test_missing_keys_lengths_and_key_types_are_400_naming_the_key(service: ServiceProcess) -> None:
     for path in ("/predict", "/get-online-features"):
         body = {"feature_service": "fraud_v1"} if path != "/predict" else {}
