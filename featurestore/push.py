@@ -8,7 +8,9 @@ several; each gets the rows).
 Checked before anything is written, so a refused push writes nothing anywhere
 (``PushError``, naming the column or row): every view's join keys (typed as applied: 1 and
 "1" are different keys), the batch source's event time, and every view's features must be
-columns; a null key or event time, an event time outside the accepted range, or a value that
+columns; a null key or event time, an event time outside the accepted range or after the push
+time (by more than ``FUTURE_ALLOWANCE``, a minute, for clocks: online would serve the row before
+it happens and, never regressing, keep it over every real row until then), or a value that
 does not fit its declared dtype (``types.coerce``: the rule transformations and request fields
 follow) is refused. The created time is optional: a row without one (no column, or null) gets
 the push time, so ties and incremental materialization treat it as any late row. A string
@@ -55,7 +57,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,8 @@ if TYPE_CHECKING:
 LOCK_NAME = ".push.lock"
 LOCK_SECONDS = 60
 EVENT, CREATED = EVENT_TS, CREATED_TS  # the online write's column names (read_latest's)
+# How far after the push time an event time may be (the pusher's clock may run ahead)
+FUTURE_ALLOWANCE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -295,7 +299,27 @@ def _checked(
                     f"{what}: event time {bound.isoformat()} is outside the accepted range "
                     f"{MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()}"
                 )
+        _refuse_future(table[EVENT], now, what)
     return table
+
+
+def _refuse_future(events: pa.ChunkedArray, now: datetime, what: str) -> None:
+    """PushError naming the first row whose event time is after the push time (beyond
+    ``FUTURE_ALLOWANCE``): online would serve it before it happens, which training at that
+    time never sees, and, never regressing, would keep it over every real row until then."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    latest = pa.scalar(now + FUTURE_ALLOWANCE, pa.timestamp("us", tz="UTC"))
+    late = pc.greater(events, latest)
+    if pc.any(late).as_py():
+        row = pc.index(late, True).as_py()
+        event = events[row].as_py()
+        raise PushError(
+            f"{what}: row {row} has event time {event.isoformat()}, after the push time "
+            f"{now.isoformat()} (allowing {FUTURE_ALLOWANCE} for clocks): push a row when it "
+            "has happened, or check the pusher's clock"
+        )
 
 
 # --- offline: one new file in the push folder ----------------------------------------------

@@ -22,6 +22,7 @@ from featurestore import (
     UnknownPushSourceError,
 )
 from featurestore.definitions import FileSource
+from featurestore.push import FUTURE_ALLOWANCE
 from featurestore.sources import parquet_files, push_folder
 from tests.transform_repo import T0, write_definitions, write_repo
 
@@ -124,6 +125,11 @@ BAD = {
     "a float key": (rows(user_id=[1, None]), r"hold double .* use the nullable dtype 'Int64'"),
     "a null event time": (rows(ts=[LATER, None]), r"row 1 has a null 'ts'"),
     "an ancient event": (rows(ts=[LATER, datetime(1600, 1, 1)]), r"outside the accepted range"),
+    # online would serve it before it happens, and keep it over every real row until then
+    "a future event": (
+        rows(ts=[LATER, datetime.now(UTC) + timedelta(days=1)]),
+        r"row 1 has event time .* after the push time",
+    ),
     "a fraction for an integer": (rows(cnt=[1.5, 2.0]), r"column 'cnt' is Int64, .*1\.5"),
     "a bad time string": (rows(ts=["soon", "now"]), r"not an ISO 8601 time"),
 }
@@ -137,6 +143,20 @@ def test_a_refused_push_writes_nothing_anywhere(store, case: str) -> None:  # ty
         store.push("stats_push", given, to="online_and_offline")
     assert not pushed_files(store)
     assert answers(store) == before
+
+
+def test_an_event_time_within_the_clock_allowance_of_the_push_time_is_taken(store) -> None:  # type: ignore[no-untyped-def]
+    """A pusher whose clock runs a little ahead is not refused (see FUTURE_ALLOWANCE)."""
+    pushed_at = LATER + HOUR
+    soon = pushed_at + FUTURE_ALLOWANCE
+    store.push("stats_push", rows(ts=[soon, soon]), to="online_and_offline", now=pushed_at)
+    with pytest.raises(PushError, match="after the push time"):
+        store.push(
+            "stats_push",
+            rows(ts=[soon, soon + timedelta(microseconds=1)]),
+            to="online",
+            now=pushed_at,
+        )
 
 
 def test_an_unknown_source_or_mode_is_refused(store) -> None:  # type: ignore[no-untyped-def]

@@ -212,6 +212,7 @@ def test_push_over_http_reaches_both_paths_and_the_token_applies(served: Served)
         ({"push_source_name": "stats_push", "df": {"user_id": [1], "ts": ["2024-01-01T00:00:00Z"], "avg": [1.0], "cnt": [1]}, "to": "online_and_offline"}, 400, "column 'tag' (feature of view 'stats') is missing"),
         ({"push_source_name": "stats_push", "df": {"user_id": [1], "ts": ["2024-01-01T00:00:00Z"], "avg": ["high"], "cnt": [1], "tag": ["t"]}}, 400, "column 'avg' is Float64 but holds"),
         ({"push_source_name": "stats_push", "df": {"user_id": [1]}, "to": "both"}, 400, "to='both' is not a push mode"),
+        ({"push_source_name": "stats_push", "df": {"user_id": [1], "ts": ["2200-01-01T00:00:00Z"], "avg": [1.0], "cnt": [1], "tag": ["t"]}, "to": "online_and_offline"}, 400, "row 0 has event time 2200-01-01T00:00:00+00:00, after the push time"),
         ({"push_source_name": "stats_push", "df": {"user_id": [2**64], "ts": ["2024-01-01T00:00:00Z"], "avg": [1.0], "cnt": [1], "tag": ["t"]}, "to": "online_and_offline"}, 400, "column 'user_id'"),
         ({"push_source_name": "stats_push", "df": {"user_id": [1], "ts": ["2024-01-01T00:00:00Z"], "avg": [1.0], "cnt": [-(2**70)], "tag": ["t"]}, "to": "online_and_offline"}, 400, "column 'cnt'"),
     ],
