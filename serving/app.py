@@ -13,7 +13,9 @@ JSON body ``{"detail": "<one line>", "error": "<class>"}``:
 =========================  ======  =====================================================
 error                      status  when
 =========================  ======  =====================================================
-request validation         422     malformed JSON, a field of the wrong type (named)
+request validation         422     malformed JSON (also not UTF-8, or nested too deep for the
+                                   parser), a field of the wrong type (named)
+no such path or method     404/405 (``"error"``: ``NotFound``, ``MethodNotAllowed``)
 TooManyEntitiesError       413     more entity rows than ``serving.max_entities``
 UnknownFeatureError        404     an unknown feature, view or service (with close names)
 UnknownPushSourceError     404     ``/push`` to a push source no applied view reads
@@ -49,12 +51,14 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager, suppress
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from featurestore.errors import (
     FeatureStoreError,
@@ -141,6 +145,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
     # Starlette types a handler as taking any Exception; these take the class they handle
     app.add_exception_handler(FeatureStoreError, _library_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # see above
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(Instrumented, metrics=metrics, token=settings.api_token)
     return app
@@ -194,6 +199,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     # ASCII JSON: the input quoted may hold a lone surrogate (JSON's "\ud800"), which
     # JSONResponse's UTF-8 cannot encode; escaped, it is sent back as it came
     return Response(json.dumps(body, allow_nan=False), status_code=422, media_type=JSON)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own errors in the service's shape: no such path (404) or method (405),
+    and a body its JSON parser refused (FastAPI raises a 400 from the parser's error: not
+    UTF-8, nested too deep), which is malformed JSON like any other: 422."""
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        detail = f"the body is not readable JSON ({type(exc.__cause__).__name__}): send UTF-8 JSON"
+        return error_body(422, detail, "RequestValidationError")
+    error = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    return error_body(exc.status_code, str(exc.detail), error, **(exc.headers or {}))
 
 
 def _json_float(v: float) -> float | str:

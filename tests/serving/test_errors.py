@@ -90,6 +90,34 @@ def test_a_422_quoting_text_utf8_cannot_encode_or_nan_is_still_a_422(
         assert strict["error"] == "RequestValidationError"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"entities": {"user_id": [1], "merchant_id": [2]}, "x\xe9": 1}',  # not UTF-8
+        b'{"entities": {"user_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",  # too deep
+    ],
+)
+def test_a_body_the_json_parser_refuses_is_a_422_in_the_error_shape(
+    service: ServiceProcess, body: bytes
+) -> None:
+    for path in ("/predict", "/get-online-features"):
+        answer = service.client.post(
+            path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "RequestValidationError"
+        assert "JSON" in answer.json()["detail"]
+
+
+def test_an_unknown_path_or_method_is_answered_in_the_error_shape(service: ServiceProcess) -> None:
+    answer = service.client.get("/predict")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json() == {"detail": "Method Not Allowed", "error": "MethodNotAllowed"}
+    answer = service.client.get("/nope")
+    assert answer.status_code == 404
+    assert answer.json() == {"detail": "Not Found", "error": "NotFound"}
+
+
 def _not_json(constant: str) -> None:
     raise AssertionError(f"{constant} is not JSON")
 
