@@ -1,7 +1,9 @@
 """The reports' tables, as rows (shared by the terminal and the HTML page) and as rich tables.
 
 Each ``*_rows(report)`` returns ``(header, [(cells, level or None), ...])``; ``show(report,
-console)`` prints the report's tables and one summary line.
+console)`` prints the report's tables and one summary line. Text is printed as it is, never
+read as rich markup or emoji codes: it holds served values and names (``[/x]`` would raise,
+``stats:label:`` would print a label emoji).
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def performance_rows(report: PerformanceReport) -> Rows:
 def _print_table(console: Console, title: str, rows: Rows) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     header, body = rows
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -167,8 +170,13 @@ def _print_table(console: Console, title: str, rows: Rows) -> None:
         # names are never cut (people grep them); numbers wrap only when they must
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for cells, level in body:
-        table.add_row(*(str(c) for c in cells), style=COLORS[level] if level else None)
+        table.add_row(*(Text(str(c)) for c in cells), style=COLORS[level] if level else None)
     console.print(table)
+
+
+def _say(console: Console, text: str) -> None:
+    """Print ``text`` as it is (module docstring)."""
+    console.print(text, markup=False, emoji=False)
 
 
 def show(report: ConsistencyReport | SkewReport | PerformanceReport, console: Console) -> None:
@@ -178,7 +186,7 @@ def show(report: ConsistencyReport | SkewReport | PerformanceReport, console: Co
 
     if isinstance(report, ConsistencyReport):
         for group in report.groups:
-            console.print(f"replayed {group.rows:,} rows with as_of={group.as_of}: {group.reason}")
+            _say(console, f"replayed {group.rows:,} rows with as_of={group.as_of}: {group.reason}")
         _print_table(console, "consistency per feature", consistency_rows(report, wide=False))
         if any(f.classes for f in report.features):
             table = class_rows(report, wide=False)
@@ -187,31 +195,34 @@ def show(report: ConsistencyReport | SkewReport | PerformanceReport, console: Co
                 found = [(f.ref, c) for f in report.features for c in f.classes if c.name == name]
                 if found and found[0][1].examples:
                     ref, summary = found[0]
-                    console.print(f"e.g. {name}: {ref} {_example(summary.examples[0])}")
+                    _say(console, f"e.g. {name}: {ref} {_example(summary.examples[0])}")
         verdict = (
             f"consistency score {report.score:.4%} ({report.matched:,} of {report.compared:,} "
             f"values match exactly)"
         )
     elif isinstance(report, SkewReport):
-        console.print(f"reference: {report.reference}")
-        console.print(f"served: {report.served} ({report.served_rows:,} rows)")
+        _say(console, f"reference: {report.reference}")
+        _say(console, f"served: {report.served} ({report.served_rows:,} rows)")
         _print_table(console, "skew per feature", skew_rows(report, wide=False))
         for feature in report.features:
             if feature.reasons:
-                console.print(f"{feature.ref}: {'; '.join(feature.reasons)}")
+                _say(console, f"{feature.ref}: {'; '.join(feature.reasons)}")
         if report.schema:
             _print_table(console, "schema skew", schema_rows(report))
         flagged = report.flagged()
         verdict = f"flagged: {', '.join(flagged)}" if flagged else "no feature flagged"
     else:
-        console.print(f"model {report.model}; labels {report.labels} matched {report.matched_by}")
-        console.print(
+        _say(console, f"model {report.model}; labels {report.labels} matched {report.matched_by}")
+        _say(
+            console,
             f"{report.labels_rows:,} labels: {report.unmatched:,} without a logged prediction, "
-            f"{report.null_labels:,} null"
+            f"{report.null_labels:,} null",
         )
         _print_table(console, "model performance", performance_rows(report))
         verdict = "; ".join(report.reasons) or "within the thresholds"
     for note in getattr(report, "notes", ()):
-        console.print(f"note: {note}")
-    color = COLORS[report.level]
-    console.print(f"[bold {color}]{report.level.label.upper()}[/]: {verdict}")
+        _say(console, f"note: {note}")
+    from rich.text import Text
+
+    label = (report.level.label.upper(), f"bold {COLORS[report.level]}")
+    console.print(Text.assemble(label, f": {verdict}"))

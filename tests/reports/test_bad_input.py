@@ -125,6 +125,24 @@ def test_a_damaged_log_file_is_named_not_a_traceback(repo: Path, content: bytes)
         _one_line_error(_cli(*command), str(damaged))
 
 
+def test_served_text_is_printed_as_it_is_never_as_markup(repo: Path) -> None:
+    """A served string (a category, a key) that looks like console markup or an emoji code
+    is printed verbatim: it neither crashes the report (an unmatched closing tag) nor turns
+    into something else."""
+    store = FeatureStore(repo)
+    table = log_table([served_request(store, USERS)])
+    store.close()
+    odd = pa.array(["[/oops] :label:"] * table.num_rows)
+    table = table.set_column(table.schema.get_field_index("stats__s"), "stats__s", odd)
+    write_log(repo, table, "odd")
+    with open(repo / "featurestore.yaml", "a") as config:  # the examples shown are stats:s's
+        config.write("reports: {exclude_features: ['stats:x', 'stats:n']}\n")
+    result = _cli("consistency-report", "--repo", str(repo), "--examples", "1")
+    assert result.returncode == 3, result.stderr  # the edited values: value-differs
+    assert "Traceback" not in result.stderr
+    assert "'[/oops] :label:'" in result.stdout.replace("\n", "")
+
+
 def test_a_log_from_another_fingerprint_is_refused(repo: Path) -> None:
     _predict_log(repo, fingerprint="f" * 64)
     _one_line_error(
