@@ -362,30 +362,41 @@ def read_log(
     columns: Sequence[str] | None = None,
 ) -> pa.Table:
     """Every logged row with ``since <= request_ts < until`` (either bound optional), the
-    files' schemas unified (a feature column absent from a file is null there).
-    ``ReportError`` names a file that is not a readable log file (truncated, foreign)."""
+    schemas of the files that may hold such rows unified (a feature column absent from a file
+    is null there). A file whose ``request_ts`` range (its Parquet statistics) is outside the
+    window is not read, so files from before an ``apply`` that changed a feature's dtype do not
+    stop a window after it from being read. ``ReportError`` names a file that is not a
+    readable log file (truncated, foreign), or says that the files' columns disagree."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     from featurestore.types import as_utc
 
-    files = log_files(path)
+    low, high = (None if t is None else as_utc(t) for t in (since, until))
+    files, schemas = [], []
+    for file in log_files(path):
+        schema, first, last = _log_file(file)
+        if (low is None or last is None or last >= low) and (
+            high is None or first is None or first < high
+        ):
+            files.append(file)
+            schemas.append(_projected(schema, columns))
     if not files:
         return pa.table({})
-    schemas = [_log_schema(f) for f in files]
     try:
         schema = pa.unify_schemas(schemas, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ReportError(
             f"the feature log at {path} holds files whose columns disagree "
-            f"({_one_line(exc)}): move out the files not written by the prediction service"
+            f"({_one_line(exc)}): a feature's dtype changed at an apply (choose a window "
+            "after it) or a file was not written by the prediction service (move it out)"
         ) from None
     dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
     condition = None
-    for bound, op in ((since, "__ge__"), (until, "__lt__")):
+    for bound, op in ((low, "__ge__"), (high, "__lt__")):
         if bound is not None:
             term = getattr(ds.field("request_ts"), op)(
-                pa.scalar(as_utc(bound), schema.field("request_ts").type)
+                pa.scalar(bound, schema.field("request_ts").type)
             )
             condition = term if condition is None else condition & term
     try:
@@ -400,13 +411,25 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _log_schema(file: Path) -> pa.Schema:
-    """The schema of one log file; ``ReportError`` naming it when it is not readable Parquet."""
+def _projected(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
+    """``schema`` with only ``columns`` (all when None): what is read must agree, no more."""
+    import pyarrow as pa
+
+    if columns is None:
+        return schema
+    fields = [schema.field(name) for name in columns if name in schema.names]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _log_file(file: Path) -> tuple[pa.Schema, datetime | None, datetime | None]:
+    """One log file's schema and ``request_ts`` range (None when its statistics do not say);
+    ``ReportError`` naming the file when it is not readable Parquet or not a log file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(file)
+        metadata = pq.read_metadata(file)
+        schema = metadata.schema.to_arrow_schema()
     except (OSError, pa.ArrowInvalid) as exc:
         raise ReportError(
             f"feature log file {file} is not readable Parquet ({_one_line(exc)}): a truncated "
@@ -418,7 +441,15 @@ def _log_schema(file: Path) -> pa.Schema:
             f"feature log file {file} has no request_ts timestamp column: not a feature log "
             "file; move it out of the log folder"
         )
-    return schema
+    leaf = [metadata.schema.column(i).path for i in range(metadata.num_columns)].index("request_ts")
+    lows, highs = [], []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(leaf).statistics
+        if stats is None or not stats.has_min_max:
+            return schema, None, None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return schema, min(lows, default=None), max(highs, default=None)
 
 
 @dataclass(frozen=True)
