@@ -8,8 +8,10 @@ set's column names) through the same compiled read plan and decoder as the SDK, 
 A model is *servable* when the registry still matches its binding (the feature service's
 fingerprint) and every view it reads has been materialized into this store (its watermark
 exists: an ``apply`` that changed a view dropped its rows and watermark, and so does any other
-reset). Otherwise ``require_servable`` raises ``ModelNotServable`` naming the view, instead of
-scoring a vector of nulls. The binding is re-checked whenever the registry file changes (the
+reset), and no aggregated view it reads is materialized past the current time (its tiles
+then hold events that have not happened: no read can answer it before that end). Otherwise
+``require_servable`` raises ``ModelNotServable`` naming the view, instead of scoring a vector
+of nulls (or failing every read). The binding is re-checked whenever the registry file changes (the
 reader notices it on every call); watermarks are re-read (all in one round trip) at most
 every ``refresh_seconds``, at once after a registry change, and at once when a read finds no
 row of a view for any entity of the request (its data may have been dropped, or the store
@@ -202,6 +204,22 @@ class OnlineModel:
         missing = [view for view, mark in marks.items() if mark is None]
         if missing:
             raise ModelNotServable(_not_materialized(self.name, missing))
+        ahead = self._ahead(marks, datetime.now(UTC))
+        if ahead:
+            raise ModelNotServable(_materialized_ahead(self.name, ahead))
+
+    def _ahead(self, marks: Mapping[str, Watermark | None], now: datetime) -> dict[str, datetime]:
+        """The aggregated views materialized past ``now`` (their end): their tiles hold
+        events that have not happened, so no read can answer them before that end."""
+        views = self.reader.state().views
+        return {
+            view: mark.end
+            for view, mark in marks.items()
+            if mark is not None
+            and mark.end > now
+            and view in views
+            and views[view].view.is_aggregated
+        }
 
     def status(self, max_lag: timedelta | None = None) -> ServingStatus:
         """Every readiness check: store answering, binding, views materialized and fresh."""
@@ -219,8 +237,11 @@ class OnlineModel:
         missing = [view for view, mark in marks.items() if mark is None]
         if missing:
             problems.append(("materialized", _not_materialized(self.name, missing)))
+        now = datetime.now(UTC)
+        ahead = self._ahead(marks, now)
+        if ahead:
+            problems.append(("materialized", _materialized_ahead(self.name, ahead)))
         if max_lag is not None:
-            now = datetime.now(UTC)
             for view, mark in marks.items():
                 if mark is not None and now - mark.end > max_lag:
                     problems.append(
@@ -274,6 +295,16 @@ def _a_view_found_nothing(plan: ReadPlan, response: OnlineResponse) -> bool:
     return any(
         statuses and statuses[0] == NOT_FOUND and len(set(statuses)) == 1
         for statuses in (response.statuses[names[0]] for _, names, _ in plan.views_read)
+    )
+
+
+def _materialized_ahead(model: str, ahead: Mapping[str, datetime]) -> str:
+    views = ", ".join(f"{view!r} (up to {end.isoformat()})" for view, end in ahead.items())
+    return (
+        f"model {model} reads aggregated view(s) {views}, materialized past the current time "
+        "(materialize was given an end in the future): no value can be answered before that "
+        "end; to serve sooner, its online data must be dropped (an apply that changes the "
+        "view drops it) and materialized up to now"
     )
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,27 @@ def test_predict_waits_for_every_view_to_be_materialized(
             what="predict after materialization",
         )
         assert server.client.get("/ready").json()["ready"] is True
+
+
+def test_an_aggregated_view_materialized_past_now_is_not_ready_and_predict_is_503(
+    example: ExampleRepo, tmp_path: Path, redis_factory: Callable[..., object]
+) -> None:
+    """Its tiles cover events that have not happened (materialize's end was in the future):
+    no read can answer until then, so the service says so (503, /ready), not 400 (a fault
+    of the caller's request)."""
+    server_redis = redis_factory()
+    copy = example.copy(tmp_path, server_redis.url)  # type: ignore[attr-defined]
+    copy.materialize()
+    ahead = datetime.now(UTC) + timedelta(days=1)
+    FeatureStore(copy.repo).materialize(copy.end, ahead, views=["user_activity"])
+    with ServiceProcess(copy.repo, copy.model) as server:
+        answer = server.post("/predict", {"entities": copy.pairs(2)})
+        assert answer.status_code == 503, answer.text
+        assert "user_activity" in answer.json()["detail"]
+        ready = server.client.get("/ready")
+        assert ready.status_code == 503
+        problems = {p["check"]: p["detail"] for p in ready.json()["problems"]}
+        assert "user_activity" in problems["materialized"]
 
 
 def test_redis_down_at_start_then_back_then_down_again(
