@@ -9,7 +9,8 @@
     ├── SchemaMismatchError    a source's columns do not match the declared schema
     ├── RetrievalError         a historical or online request is malformed
     │   ├── UnknownFeatureError    a feature reference names nothing that was applied
-    │   └── TooManyEntitiesError   a request holds more entity rows than the limit
+    │   ├── TooManyEntitiesError   a request holds more entity rows than the limit
+    │   └── MaterializedAheadError an aggregated view is materialized past the read's now
     ├── OnlineStoreError       the online store failed
     │   └── OnlineStoreUnavailable the configured online store does not answer
     ├── OfflineStoreUnavailable    the configured offline engine cannot be reached
@@ -62,6 +63,13 @@ class UnknownFeatureError(RetrievalError):
 
 class TooManyEntitiesError(RetrievalError):
     """A request holds more entity rows than the configured limit (``serving.max_entities``)."""
+
+
+class MaterializedAheadError(RetrievalError):
+    """An online read's ``now`` is before an aggregated view's covered end: its tiles hold
+    later events. A caller's ``now`` in the past is the caller's to change; the prediction
+    service reads at the current time, so there it means the view was materialized into the
+    future (HTTP 503)."""
 
 
 class OnlineStoreError(FeatureStoreError):

@@ -29,7 +29,9 @@ TransformationError        500     an on-demand view's function raised or return
                                    schema refuses: ``"view"`` names it, logged with its
                                    traceback and counted per view
 ModelNotServable           503     the registry no longer matches the model, or a view it
-                                   reads has no materialized data (named)
+                                   reads has no materialized data or is an aggregated one
+                                   materialized past now (named)
+MaterializedAheadError     503     ``/get-online-features``: the same aggregated view
 OnlineStoreError           503     the online store does not answer (within its timeout)
 RegistryError              503     the registry is missing or unreadable
 anything else              500     logged with its traceback and counted
@@ -63,6 +65,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from featurestore.errors import (
     FeatureStoreError,
     MaterializationError,
+    MaterializedAheadError,
     ModelNotServable,
     OnlineStoreError,
     PushError,
@@ -86,6 +89,7 @@ STATUS_CODES: tuple[tuple[type[FeatureStoreError], int], ...] = (
     (TooManyEntitiesError, 413),
     (MaterializationInProgress, 409),
     (MaterializationError, 500),
+    (MaterializedAheadError, 503),  # read at the current time: a state, not the request
     (UnknownFeatureError, 404),
     (UnknownPushSourceError, 404),
     (RetrievalError, 400),

@@ -47,7 +47,7 @@ from featurestore.aggregations.partials import SumOverflow
 from featurestore.aggregations.plan import AggSpec, ViewAggregations
 from featurestore.columns import check_unique, feature_column
 from featurestore.definitions import FeatureService, FeatureViewProjection
-from featurestore.errors import RetrievalError
+from featurestore.errors import MaterializedAheadError, RetrievalError
 from featurestore.online.base import KeyGroup, OnlineStore, TileAnswer, TileRead, ViewIdentity
 from featurestore.online.codec import (
     RowCodec,
@@ -403,7 +403,7 @@ def _answer_view(
         return
     end_us = timestamp_us(found.end)
     if now_us < end_us:
-        raise RetrievalError(
+        raise MaterializedAheadError(
             f"feature view {read.view!r} is materialized up to {found.end.isoformat()}, after "
             f"now={from_us(now_us).isoformat()}: its tiles hold later events, so its "
             "aggregations cannot be answered at that time; read at or after the covered end "

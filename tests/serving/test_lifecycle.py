@@ -139,6 +139,10 @@ def test_an_aggregated_view_materialized_past_now_is_not_ready_and_predict_is_50
         assert ready.status_code == 503
         problems = {p["check"]: p["detail"] for p in ready.json()["problems"]}
         assert "user_activity" in problems["materialized"]
+        features = {"features": ["user_activity:tx_count_1h"], "entities": {"user_id": [1]}}
+        answer = server.post("/get-online-features", features)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "MaterializedAheadError"
 
 
 def test_redis_down_at_start_then_back_then_down_again(
