@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 
 from featurestore.columns import CREATED_TS
 from featurestore.errors import FeatureStoreError, MaterializationError, RegistryError
-from featurestore.types import MAX_TIME, as_utc, check_time
+from featurestore.types import FUTURE_ALLOWANCE, MAX_TIME, as_utc, check_time
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -169,7 +169,7 @@ def materialize(
     ``offline.engine.open_offline_engine``).
     """
     start = check_time(start, "materialize: start", MaterializationError)
-    end = check_time(end, "materialize: end", MaterializationError)
+    end = _up_to_now(check_time(end, "materialize: end", MaterializationError), "materialize")
     if end < start:
         raise MaterializationError(
             f"materialize: end {end.isoformat()} is before start {start.isoformat()}; "
@@ -196,8 +196,25 @@ def materialize_incremental(
     greatest created time written (late rows); without a watermark, everything up to ``end``.
     """
     end = check_time(end, "materialize-incremental: end", MaterializationError)
+    end = _up_to_now(end, "materialize-incremental")
     run = _Run(config, state, store, _engine(engine, config), progress or Progress(), batch_rows)
     return run.views(views, lambda view, mark: incremental_window(view, mark, end))
+
+
+def _up_to_now(end: datetime, what: str) -> datetime:
+    """``end``, unless it is after the current time (by more than ``FUTURE_ALLOWANCE``): a
+    ``MaterializationError`` saying why. Rows dated after now would be served before they
+    happen, a watermark never moves back (later incremental runs would skip every row dated
+    before that end), and an aggregated view could not be read before it."""
+    now = datetime.now(UTC)
+    if end > now + FUTURE_ALLOWANCE:
+        raise MaterializationError(
+            f"{what}: end {end.isoformat()} is after the current time {now.isoformat()}: "
+            "online would serve rows before they happen, and the watermark (which never moves "
+            "back) would make later incremental runs skip rows dated before it; materialize "
+            "up to now"
+        )
+    return end
 
 
 def _engine(engine: OfflineEngine | None, config: RepoConfig) -> OfflineEngine:

@@ -57,7 +57,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ from featurestore.errors import (
     UnknownPushSourceError,
 )
 from featurestore.push_mode import PushMode, push_mode
-from featurestore.types import MAX_TIME, MIN_TIME, UnixTimestamp, coerce
+from featurestore.types import FUTURE_ALLOWANCE, MAX_TIME, MIN_TIME, UnixTimestamp, coerce
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -83,8 +83,6 @@ if TYPE_CHECKING:
 LOCK_NAME = ".push.lock"
 LOCK_SECONDS = 60
 EVENT, CREATED = EVENT_TS, CREATED_TS  # the online write's column names (read_latest's)
-# How far after the push time an event time may be (the pusher's clock may run ahead)
-FUTURE_ALLOWANCE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)

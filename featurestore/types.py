@@ -106,6 +106,9 @@ MAX_TIME = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
 where they enter (materialization windows, ``now``, entity rows)."""
 
 MAX_TTL = MAX_TIME - MIN_TIME
+FUTURE_ALLOWANCE = timedelta(minutes=1)
+"""How far after the current time a push's event time or a materialization's end may be
+(a client's clock may run ahead of this machine's)."""
 """The longest ttl accepted (about 584 years): ``t - ttl`` stays far from Python's year 1."""
 
 

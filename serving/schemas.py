@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from featurestore.types import MAX_TIME, MIN_TIME
+from featurestore.types import FUTURE_ALLOWANCE, MAX_TIME, MIN_TIME
 
 ENTITIES_DOC = (
     "Join key columns: key name -> one value per entity row, all the same length. Keys are "
@@ -117,6 +117,17 @@ class _MaterializeBody(BaseModel):
     @classmethod
     def _utc_in_range(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
+
+    @field_validator("end_ts", check_fields=False)
+    @classmethod
+    def _not_after_now(cls, value: datetime | None) -> datetime | None:
+        now = datetime.now(UTC)
+        if value is not None and value > now + FUTURE_ALLOWANCE:
+            raise ValueError(
+                f"{value.isoformat()} is after the current time {now.isoformat()}: rows would "
+                "be served before they happen; materialize up to now"
+            )
+        return value
 
 
 class MaterializeRequest(_MaterializeBody):

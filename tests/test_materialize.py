@@ -295,6 +295,21 @@ def test_bad_input(fs: FeatureStore) -> None:
         fs.materialize_incremental(at(10), views=["nope"])
 
 
+def test_an_end_after_now_is_refused_and_moves_no_watermark(fs: FeatureStore) -> None:
+    """Rows dated after now would be served before they happen, and a watermark at that end
+    (it never moves back) would make every later incremental run skip the rows before it."""
+    fs.materialize_incremental(at(10), views=["stats"])
+    before = watermark(fs, "stats")
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(MaterializationError, match=r"materialize: end .* is after the current"):
+        fs.materialize(at(0), tomorrow)
+    with pytest.raises(MaterializationError, match=r"materialize-incremental: end .* is after"):
+        fs.materialize_incremental(tomorrow)
+    assert watermark(fs, "stats") == before
+    # a clock a little ahead of this machine's (within FUTURE_ALLOWANCE) is taken
+    fs.materialize_incremental(datetime.now(UTC) + timedelta(seconds=20), views=["stats"])
+
+
 def test_apply_drops_online_data_and_watermarks_of_changed_and_removed_views(
     fs: FeatureStore, repo: Path, online: str
 ) -> None:

@@ -22,8 +22,8 @@ from featurestore import (
     UnknownPushSourceError,
 )
 from featurestore.definitions import FileSource
-from featurestore.push import FUTURE_ALLOWANCE
 from featurestore.sources import parquet_files, push_folder
+from featurestore.types import FUTURE_ALLOWANCE
 from tests.transform_repo import T0, write_definitions, write_repo
 
 HOUR = timedelta(hours=1)

@@ -32,8 +32,13 @@ def test_materialize_over_all_time_is_one_clear_line(tmp_path: Path) -> None:
     assert "materialize: start 0001-01-01T00:00:00+00:00 is outside the accepted time range" in out
     code, out = cli("materialize-incremental", "9999-12-31", "--repo", repo)
     assert code == 1 and out.count("\n") == 1 and "end 9999-12-31" in out
-    # the widest accepted window works, and incremental runs keep working after it
+    # an end after now: one line saying why (rows served before they happen; a watermark
+    # that never moves back would make later incremental runs skip everything before it)
     code, out = cli("materialize", "1677-09-22T00:12:44", MAX_TIME.isoformat(), "--repo", repo)
+    assert code == 1 and out.count("\n") == 1, out
+    assert "is after the current time" in out
+    # the widest accepted window works, and incremental runs keep working after it
+    code, out = cli("materialize", "1677-09-22T00:12:44", "now", "--repo", repo)
     assert code == 0, out
     assert cli("materialize-incremental", "now", "--repo", repo)[0] == 0
 

@@ -121,15 +121,22 @@ def test_predict_waits_for_every_view_to_be_materialized(
 
 
 def test_an_aggregated_view_materialized_past_now_is_not_ready_and_predict_is_503(
-    example: ExampleRepo, tmp_path: Path, redis_factory: Callable[..., object]
+    example: ExampleRepo,
+    tmp_path: Path,
+    redis_factory: Callable[..., object],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Its tiles cover events that have not happened (materialize's end was in the future):
-    no read can answer until then, so the service says so (503, /ready), not 400 (a fault
-    of the caller's request)."""
+    """Its tiles cover events that have not happened (materialized on a machine whose clock
+    runs a day ahead: materialize refuses an end after its own now): no read can answer
+    until then, so the service says so (503, /ready), not 400 (a fault of the caller's
+    request)."""
+    import featurestore.materialize
+
     server_redis = redis_factory()
     copy = example.copy(tmp_path, server_redis.url)  # type: ignore[attr-defined]
     copy.materialize()
     ahead = datetime.now(UTC) + timedelta(days=1)
+    monkeypatch.setattr(featurestore.materialize, "FUTURE_ALLOWANCE", timedelta(days=2))
     FeatureStore(copy.repo).materialize(copy.end, ahead, views=["user_activity"])
     with ServiceProcess(copy.repo, copy.model) as server:
         answer = server.post("/predict", {"entities": copy.pairs(2)})

@@ -112,7 +112,8 @@ def test_async_runs_answer_202_and_a_second_run_of_a_busy_view_is_409_unless_for
     assert _answers(copy.repo, entities, copy.end) == _answers(example.repo, entities, copy.end)
 
 
-LATER = "2030-01-01T00:00:00Z"
+LATER = "2020-01-01T00:00:00Z"
+FUTURE = "2100-01-01T00:00:00Z"
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,9 @@ LATER = "2030-01-01T00:00:00Z"
     [
         ("/materialize", {"start_ts": "yesterday", "end_ts": LATER}, 422, "body.start_ts"),
         ("/materialize", {"end_ts": LATER}, 422, "start_ts and end_ts are required"),
-        ("/materialize", {"start_ts": LATER, "end_ts": "2029-01-01"}, 422, "is before start_ts"),
+        ("/materialize", {"start_ts": LATER, "end_ts": "2019-01-01"}, 422, "is before start_ts"),
+        ("/materialize", {"start_ts": LATER, "end_ts": FUTURE}, 422, "body.end_ts: Value error, 2100-01-01T00:00:00+00:00 is after the current time"),
+        ("/materialize-incremental", {"end_ts": FUTURE}, 422, "is after the current time"),
         ("/materialize", {"start_ts": LATER, "end_ts": LATER, "version": "v2"}, 422, "body.version"),
         ("/materialize", {"start": LATER, "end_ts": LATER}, 422, "body.start"),
         ("/materialize", {"start_ts": "0001-01-01", "end_ts": LATER}, 422, "outside the accepted time range"),
