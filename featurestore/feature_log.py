@@ -107,14 +107,41 @@ WARN_EVERY_SECONDS = 10.0
 
 def log_columns(plan: ReadPlan) -> dict[str, str]:
     """A read plan's feature names (transformation inputs and outputs too, aggregated views'
-    features too) -> their log column names (``view__feature``)."""
+    features too) -> their log column names (``view__feature``).
+
+    ``RetrievalError`` when two of the log's columns would get one name (a join key or
+    request field named ``model``, ``prediction``, ``<view>__<feature>``...): one would
+    silently replace the other in every log row, and the reports would read the wrong one.
+    """
     read = {
         name: f"{view}__{feature}"
         for view, names, features in plan.views_read
         for name, feature in zip(names, features, strict=True)
     }
     computed = {o.output: f"{t.view}__{o.name}" for t in plan.transformations for o in t.outputs}
-    return {**read, **computed}
+    columns = {**read, **computed}
+    _check_unique_columns(plan, columns)
+    return columns
+
+
+def _check_unique_columns(plan: ReadPlan, columns: dict[str, str]) -> None:
+    owners: dict[str, str] = {name: "a column the log writes itself" for name in META_COLUMNS}
+    owners[PREDICTION] = "a column the log writes itself"
+    keys = [name for name, _ in plan.join_keys]
+    fields = [name for name, _ in plan.request_fields if name not in keys]  # logged once
+    named = [(k, f"join key {k!r}") for k in keys] + [(f, f"request field {f!r}") for f in fields]
+    for out in columns.values():
+        what = f"feature column {out!r}"
+        named += [(out + suffix, what) for suffix in ("", "__status", "__event_ts", "__created_ts")]
+    for name, what in named:
+        other = owners.setdefault(name, what)
+        if other != what:
+            from featurestore.errors import RetrievalError
+
+            raise RetrievalError(
+                f"the feature log cannot log {what}: its column {name!r} is also {other}; "
+                "rename one (the log would hold one of them under both)"
+            )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from featurestore import models
 from featurestore.errors import FeatureStoreError, RetrievalError, TooManyEntitiesError
 from featurestore.feature_log import (
     ONLINE_FEATURES,
@@ -22,10 +21,10 @@ from featurestore.feature_log import (
     ServedRequest,
     log_columns,
 )
-from featurestore.models.online import OnlineModel, ServingStatus
+from featurestore.models.online import OnlineModel, ServingStatus, load_online_model
 from featurestore.online.base import OnlineStore, open_online_store
 from featurestore.online.codec import from_us
-from featurestore.online.read import OnlineReader, ReadPlan, read_online_async
+from featurestore.online.read import ReadPlan, read_online_async
 from featurestore.online.response import NOT_FOUND, OUTSIDE_MAX_AGE, OnlineResponse
 from featurestore.push import PushReport, push
 from featurestore.push_mode import push_mode
@@ -63,15 +62,9 @@ class Service:
 
     def _load(self) -> OnlineModel:
         """Load the model and a fresh view of the registry; ModelError unless they match."""
-        artifact = models.load(self.settings.model)
-        config = self.settings.config
-        reader = OnlineReader(
-            self.store, config.registry_path, self.registry.require, config.repo_path
+        return load_online_model(
+            self.settings.model, self.settings.config, self.store, self.registry
         )
-        model = OnlineModel(artifact, reader)
-        model.binding().require()
-        model.plan()  # imports on-demand views' functions: refused now if not as applied
-        return model
 
     def reload(self) -> bool:
         """SIGHUP: load the model and registry again; keep the old model if the new one is

@@ -53,16 +53,17 @@ def serve(repo: Path, model: Path, host: str, port: int, workers: int, access_lo
     the model and registry (the old model stays if the new one is refused); SIGTERM stops
     after finishing requests in flight and writing the feature log.
     """
-    from featurestore import models
+    from featurestore.models.online import load_online_model
+    from featurestore.online.base import open_online_store
     from featurestore.registry import Registry
     from serving.run import run
     from serving.settings import load_settings
 
     settings = load_settings(repo, model)
-    artifact = models.load(settings.model)
-    registry = Registry(settings.config.registry_path, settings.config.project)
-    artifact.binding(registry.require()).require()
-    m = artifact.metadata
+    config = settings.config
+    registry = Registry(config.registry_path, config.project)
+    with open_online_store(config, check=False) as store:  # not connected: not read
+        m = load_online_model(settings.model, config, store, registry).artifact.metadata
     click.echo(
         f"Serving model {settings.model.name} (fingerprint {m.service_fingerprint[:12]}, "
         f"sha256 {m.model_sha256[:12]}, feature service {m.feature_service}) from "

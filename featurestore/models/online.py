@@ -42,16 +42,40 @@ from featurestore.online.read import read_online, read_online_async
 from featurestore.online.response import NOT_FOUND
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
+    from featurestore.config import RepoConfig
     from featurestore.models.artifact import ModelArtifact
     from featurestore.models.binding import Binding
-    from featurestore.online.base import Watermark
+    from featurestore.online.base import OnlineStore, Watermark
     from featurestore.online.read import OnlineReader, ReadPlan
     from featurestore.online.response import OnlineResponse
+    from featurestore.registry import Registry
     from featurestore.registry_state import RegistryState
 
 REFRESH_SECONDS = 1.0
+
+
+def load_online_model(
+    model: Path, config: RepoConfig, store: OnlineStore, registry: Registry
+) -> OnlineModel:
+    """The model at ``model`` over ``store``, refused unless it can be served: a
+    ``ModelError`` unless the registry matches its binding, the import error of an on-demand
+    view's function, a ``RetrievalError`` when the feature log cannot hold what it serves
+    (``feature_log.log_columns``). The prediction service loads it so (at start and on
+    SIGHUP), and ``featurestore serve`` checks it so before starting the server."""
+    from featurestore import models
+    from featurestore.feature_log import log_columns
+    from featurestore.online.read import OnlineReader
+
+    artifact = models.load(model)
+    reader = OnlineReader(store, config.registry_path, registry.require, config.repo_path)
+    served = OnlineModel(artifact, reader)
+    served.binding().require()
+    log_columns(served.plan())  # the plan imports on-demand views' functions
+    return served
 
 
 @dataclass(frozen=True)
