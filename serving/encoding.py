@@ -60,10 +60,11 @@ def float32(v: float) -> str:
 
 
 def timestamp(moment: datetime) -> str:
-    """An aware datetime as a JSON RFC 3339 UTC string with microseconds."""
+    """An aware datetime as a JSON RFC 3339 UTC string with microseconds (years of four
+    digits, which strftime's %Y does not pad)."""
     m = moment  # what strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes, several times cheaper
     return (
-        f'"{m.year}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.'
+        f'"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.'
         f'{m.microsecond:06d}Z"'
     )
 

@@ -67,7 +67,10 @@ def test_float32_is_the_shorter_of_numpys_two_forms(value: float) -> None:
 
 @given(st.datetimes(timezones=st.none() | st.timezones()))
 def test_timestamps_are_written_as_strftime_writes_them(moment: datetime) -> None:
-    assert encoding.timestamp(moment) == f'"{moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"'
+    """With a four-digit year (RFC 3339), which strftime's %Y does not pad before 1000."""
+    expected = f'"{moment.year:04d}{moment.strftime("-%m-%dT%H:%M:%S.%fZ")}"'
+    assert encoding.timestamp(moment) == expected
+    assert encoding.timestamp(datetime(999, 1, 2, 3, 4, 5, 6)) == '"0999-01-02T03:04:05.000006Z"'
 
 
 @given(st.lists(st.sampled_from([PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE]) | st.text()))
