@@ -401,15 +401,15 @@ def _known_by_t(
         pair_event = _ranges(lo, lengths)
         known = events.created[pair_event] <= t[pair_row]
         pair_row, pair_event = pair_row[known], pair_event[known]
-        # the piece of each (row, event): its range in the decomposition, then its tile
+        # the piece of each (row, event), named by its start: a row's pieces (the tiles of
+        # its ranges, then the head [b, t)) are disjoint and in time order, so their starts
+        # order them (any packing of range and tile number overflows for small slides)
         ranges, _ = decompose(t, w, s, NumpyOps)
         ts = events.ts[pair_event]
-        piece = np.full(len(ts), -1, dtype=np.int64)
-        for i, (level, start, end) in enumerate(ranges):
+        piece = b[pair_row]  # the head, unless a range holds the event
+        for level, start, end in ranges:
             inside = (ts >= start[pair_row]) & (ts < end[pair_row])
-            piece[inside] = i * 2**40 + ts[inside] // level
-        head = piece < 0  # [b, t): the head, after every range
-        piece[head] = len(ranges) * 2**40
+            piece[inside] = ts[inside] // level * level
         if len(pair_row) == 0:
             out[(w, s)] = _empty_arrays(layout, len(t))
             continue

@@ -149,6 +149,32 @@ def test_events_after_every_usable_row_do_not_spill_into_the_next_key() -> None:
         check_against_reference(store, case, rows, "event")
 
 
+def test_a_head_under_a_millisecond_slide_folds_after_the_body_as_of_created() -> None:
+    """``as_of="created"`` numbered each row's pieces ``range * 2**40 + tile number`` and the
+    head ``ranges * 2**40``: with a slide under ~1.6 ms a tile number passes 2**40 (in 2026),
+    so the head sorted before the body and ``last`` took the body's latest event."""
+    from datetime import UTC
+
+    t = datetime(2026, 3, 2, 12, 0, 0, 500, tzinfo=UTC)  # inside a 1 ms slide: a head
+    body = SourceRow({"user_id": 1}, t - timedelta(milliseconds=5), t, {"amount": 1.0})
+    head = SourceRow({"user_id": 1}, t - timedelta(microseconds=300), t, {"amount": 2.0})
+    case = AggViewCase(
+        ref=RefView("v0", ["user_id"], None, ["amount"], [[body, head]], has_created=True),
+        entity="user",
+        dtypes={"amount": "Float64"},
+        aggregations=[
+            ("amount", function, timedelta(milliseconds=10), timedelta(milliseconds=1))
+            for function in ("last", "count")
+        ],
+        timestamp_unit="us",
+    )
+    rows = [{"user_id": 1, "event_timestamp": t}]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build_agg_repo([case], Path(tmp))
+        for as_of in ("event", "created"):
+            check_against_reference(store, case, rows, as_of)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     codes=st.lists(st.integers(0, 2**40), min_size=1, max_size=30),
