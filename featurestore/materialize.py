@@ -162,7 +162,8 @@ def materialize(
     """Write to ``store`` the latest row per entity key with ``start <= event_ts <= end``.
 
     Each view's watermark then becomes ``(max(previous end, end), greatest created time
-    written)``: as in Feast, later incremental runs continue from ``end`` even when ``start``
+    written)`` (``next_watermark``: an ``end`` before the previous end keeps the created
+    time): as in Feast, later incremental runs continue from ``end`` even when ``start``
     left older rows out (for everything, start early or use ``materialize_incremental``).
     ``end`` before ``start`` is a ``MaterializationError``. ``batch_rows``: entity rows per
     batch read and written; ``engine``: the offline engine (default: the configured one,
@@ -246,6 +247,31 @@ def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime)
     return Window(end, last_end(mark) + step, created_after)
 
 
+def next_watermark(
+    mark: Watermark | None, window: Window, seen_created: datetime | None
+) -> Watermark:
+    """A view's watermark after a run over ``window`` that read created times up to
+    ``seen_created``: the later of the two ends, and the greatest created time written.
+
+    A run that ends before the last end read the late rows up to its own end only: those
+    between its end and the last end are still unread, and moving the greatest created time
+    past them would make every later run skip them. Such a run keeps the created time.
+    """
+    from featurestore.online.base import Watermark
+
+    end = covered_end(mark, window.end)
+    if mark is None:
+        return Watermark(end=end, max_created=seen_created)
+    if as_utc(window.end) < end:
+        return Watermark(end=end, max_created=mark.max_created)
+    return Watermark(end=end, max_created=_later(mark.max_created, seen_created))
+
+
+def covered_end(mark: Watermark | None, end: datetime) -> datetime:
+    """The end a view is materialized to after a run to ``end``: never earlier than before."""
+    return as_utc(end) if mark is None else max(last_end(mark), as_utc(end))
+
+
 def last_end(mark: Watermark) -> datetime:
     """The watermark's end, at most ``MAX_TIME``: an older version could store an end past
     the accepted range (up to 9999-12-31), which means "everything" just the same."""
@@ -303,7 +329,6 @@ class _Run:
     ) -> ViewRun:
         """Read the window's latest rows, write them batch by batch, then move the watermark."""
         from featurestore.offline.plan import plan_latest
-        from featurestore.online.base import Watermark
 
         if view.is_aggregated:
             from featurestore.aggregations.materialize import materialize_tiles
@@ -315,7 +340,7 @@ class _Run:
         began = time.perf_counter()
         join_keys, features = list(view.join_keys), list(view.features)
         rows_read = rows_written = 0
-        max_created = mark.max_created if mark is not None else None
+        seen_created: datetime | None = None
         plan = plan_latest(
             view,
             self.state.key_dtypes(view.name),
@@ -329,10 +354,9 @@ class _Run:
             written = self.store.write_rows(claim, batch, join_keys, features)
             rows_read += batch.num_rows
             rows_written += written
-            max_created = _later(max_created, _max_created(batch))
+            seen_created = _later(seen_created, _max_created(batch))
             self.progress.batch_written(view.name, batch.num_rows, written)
-        end = window.end if mark is None else max(last_end(mark), window.end)
-        watermark = Watermark(end=end, max_created=max_created)
+        watermark = next_watermark(mark, window, seen_created)
         self.store.set_watermark(claim, watermark)
         seconds = time.perf_counter() - began
         run = ViewRun(view.name, window, rows_read, rows_written, seconds, watermark)

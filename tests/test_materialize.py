@@ -246,8 +246,24 @@ def test_an_end_before_the_last_end_reads_only_late_rows_and_keeps_the_watermark
     write_stats(repo, "part-1.parquet", [(2, at(0), at(40), 2.5), (8, at(3), at(3), 8.0)])
     run = fs.materialize_incremental(at(5), views=["stats"]).runs[0]
     assert (run.rows_read, run.rows_written) == (1, 1)
-    assert watermark(fs, "stats") == Watermark(at(10), at(40))
+    # the greatest created time stays: the run did not read late rows after its end
+    assert watermark(fs, "stats") == Watermark(at(10), at(7))
     assert amounts(fs, [2, 8], now=at(10)) == {2: 2.5, 8: None}
+
+
+def test_an_end_before_the_last_end_leaves_the_late_rows_after_it_to_the_next_run(
+    fs: FeatureStore, repo: Path
+) -> None:
+    """A run to an end before the last end reads the late rows up to its end only; had it
+    moved the greatest created time past the late rows after its end (user 9's), every later
+    run would have skipped them: they were lost for good."""
+    fs.materialize_incremental(at(10), views=["stats"])
+    write_stats(repo, "part-1.parquet", [(2, at(0), at(40), 2.5), (9, at(8), at(40), 9.0)])
+    fs.materialize_incremental(at(5), views=["stats"])
+    assert amounts(fs, [2, 9], now=at(10)) == {2: 2.5, 9: None}
+    fs.materialize_incremental(at(20), views=["stats"])
+    assert amounts(fs, [2, 9], now=at(20)) == {2: 2.5, 9: 9.0}
+    assert watermark(fs, "stats") == Watermark(at(20), at(40))
 
 
 def test_late_rows_count_when_nothing_written_so_far_had_a_created_time(

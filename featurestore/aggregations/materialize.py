@@ -50,10 +50,8 @@ def materialize_tiles(
 
     from featurestore.aggregations.online import tile_codec, tile_rows
     from featurestore.errors import MaterializationError
-    from featurestore.materialize import ViewRun, _later, last_end
+    from featurestore.materialize import ViewRun, _later, covered_end, last_end, next_watermark
     from featurestore.offline.plan import TileEventsPlan, plan_view
-    from featurestore.online.base import Watermark
-    from featurestore.types import as_utc
 
     log.info("materializing aggregated view %s: %s (end exclusive)", view.name, window.describe())
     run.progress.view_started(view.name, window)
@@ -68,7 +66,7 @@ def materialize_tiles(
     aggregations = planned.aggregations
     assert aggregations is not None
     end_us = timestamp_us(window.end)
-    new_end = window.end if mark is None else max(last_end(mark), as_utc(window.end))
+    new_end = covered_end(mark, window.end)
     new_end_us = timestamp_us(new_end)
     bounds = tuple(
         (level, (new_end_us - aggregations.retention_us(level)) // level * level)
@@ -78,7 +76,7 @@ def materialize_tiles(
     codec = tile_codec(aggregations)
     join_keys = list(view.join_keys)
     events_read = written = 0
-    max_created = mark.max_created if mark is not None else None
+    seen_created = None
     carry: pa.Table | None = None
 
     def flush(table: pa.Table) -> None:
@@ -104,7 +102,7 @@ def materialize_tiles(
         if view.source.created_timestamp_column is not None:
             created = pc.max(batch.column("__fs_created")).as_py()
             if created is not None and created > -(2**63):
-                max_created = _later(max_created, _from_us(created))
+                seen_created = _later(seen_created, _from_us(created))
         table = (
             pa.Table.from_batches([batch])
             if carry is None
@@ -116,7 +114,7 @@ def materialize_tiles(
         carry = table.slice(cut)
     if carry is not None and carry.num_rows:
         flush(carry)
-    watermark = Watermark(end=new_end, max_created=max_created)
+    watermark = next_watermark(mark, window, seen_created)
     run.store.set_watermark(claim, watermark)
     top = aggregations.levels[-1]
     if mark is not None and new_end_us // top > timestamp_us(last_end(mark)) // top:

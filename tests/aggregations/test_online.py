@@ -135,6 +135,46 @@ def test_tiles_are_never_replaced_by_an_earlier_runs(tmp_path: Path, online: str
     store.close()
 
 
+def test_a_run_to_an_earlier_end_leaves_later_late_events_to_the_next_run(
+    tmp_path: Path, online: str
+) -> None:
+    """Late events arrive on both sides of a run's end that is before the covered end: the
+    run takes those before its end only, and the next run must still take the others (had
+    the first moved the greatest created time past them, they were skipped for good)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.aggregations.agg_repo import TS
+
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize_incremental(T0)
+    late = [(1, hours(-3), 100.0, 1), (1, hours(-0.25), 1000.0, 1)]
+    rows = [*ROWS, *late]
+    created = [r[1] for r in ROWS] + [hours(1)] * len(late)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([r[0] for r in rows], pa.int64()),
+                "ts": pa.array([r[1] for r in rows], TS),
+                "created_ts": pa.array(created, TS),
+                "amount": pa.array([r[2] for r in rows], pa.float64()),
+                "qty": pa.array([r[3] for r in rows], pa.int64()),
+            }
+        ),
+        tmp_path / "data" / "txn.parquet",
+    )
+    store.materialize_incremental(hours(-2))  # before the covered end: late events only
+    store.materialize_incremental(hours(1))
+    features = ["user_txn:sum_amount_1d"]
+    online_sum = store.get_online_features(
+        features=features, entity_rows=[{"user_id": 1}], now=hours(1)
+    ).to_dict()["sum_amount_1d"]
+    entity = pa.table({"user_id": pa.array([1], pa.int64()), "event_timestamp": [hours(1)]})
+    offline = store.get_historical_features(entity, features).to_arrow()
+    assert online_sum == offline["sum_amount_1d"].to_pylist() == [1150.0]
+    store.close()
+
+
 def test_tile_writes_are_refused_once_the_claim_changed(tmp_path: Path, online: str) -> None:
     from featurestore.online.base import open_online_store
 
