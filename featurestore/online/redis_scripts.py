@@ -233,7 +233,8 @@ return written
 # Single server. KEYS[1]: meta; KEYS[2..]: hashes. ARGV[1]: "view:<view>"; ARGV[2]: the identity
 # asked, "<fingerprint>:<layout id>"; ARGV[3]: "watermark:<view>"; ARGV[4..]: tile ids. Returns
 # {"n"} (no data), {"x", n} (another identity's data: n of its tiles among those asked), or
-# {".", watermark or "", one HMGET reply per hash}.
+# {".", watermark or "", one HMGET reply per hash}. A read may ask for thousands of tiles
+# (second slides over hours): Lua's unpack takes at most 8,000 values, so HMGET goes by parts.
 TILE_READ_SCRIPT = """#!lua flags=no-writes
 local held, generation = string.match(
   redis.call('HGET', KEYS[1], ARGV[1]) or '', '^(.*):(%d+)$')
@@ -244,10 +245,20 @@ local fields = {}
 for i = 4, #ARGV do
   fields[i - 3] = generation .. ':' .. ARGV[i]
 end
+local function hmget(key)
+  local got = {}
+  for first = 1, #fields, 1000 do
+    local part = redis.call('HMGET', key, unpack(fields, first, math.min(first + 999, #fields)))
+    for j = 1, #part do
+      got[first + j - 1] = part[j]
+    end
+  end
+  return got
+end
 if held ~= ARGV[2] then
   local refused = 0
   for k = 2, #KEYS do
-    for _, v in ipairs(redis.call('HMGET', KEYS[k], unpack(fields))) do
+    for _, v in ipairs(hmget(KEYS[k])) do
       if v then refused = refused + 1 end
     end
   end
@@ -255,7 +266,7 @@ if held ~= ARGV[2] then
 end
 local out = {'.', redis.call('HGET', KEYS[1], ARGV[3]) or ''}
 for k = 2, #KEYS do
-  out[k + 1] = redis.call('HMGET', KEYS[k], unpack(fields))
+  out[k + 1] = hmget(KEYS[k])
 end
 return out
 """

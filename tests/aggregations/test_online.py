@@ -175,6 +175,43 @@ def test_a_run_to_an_earlier_end_leaves_later_late_events_to_the_next_run(
     store.close()
 
 
+def test_a_read_of_more_tiles_than_lua_can_unpack_at_once(tmp_path: Path, online: str) -> None:
+    """Second slides over hours: a read at 12:59:59.5 needs about 10,800 tiles (two windows'
+    left edges and their shared right edge, second by second), more than Redis's Lua can
+    ``unpack`` into one HMGET (8,000): the single-server script failed ("too many results to
+    unpack"), at some times of the hour only."""
+    import pyarrow as pa
+
+    from featurestore import FeatureStore
+
+    store = make_repo(tmp_path, online, ROWS)
+    store.close()
+    seconds = (
+        '[Aggregation(column="amount", function="sum", time_window=timedelta(hours=h, '
+        'minutes=59, seconds=s), slide_interval=timedelta(seconds=1), name=f"sum_{h}h")'
+        " for h, s in ((5, 58), (9, 57))]"
+    )
+    definitions = (tmp_path / "features.py").read_text()
+    start = definitions.index("aggregations=[")
+    end = definitions.index("],\n)", start) + 2
+    (tmp_path / "features.py").write_text(
+        definitions[:start] + f"aggregations={seconds}," + definitions[end:]
+    )
+    store = FeatureStore(tmp_path)
+    store.apply()
+    now = hours(-1) + timedelta(minutes=59, seconds=59, milliseconds=500)
+    store.materialize(hours(-200), now)
+    features = ["user_txn:sum_5h", "user_txn:sum_9h"]
+    online_values = store.get_online_features(
+        features=features, entity_rows=[{"user_id": 1}], now=now
+    ).to_dict()
+    entity = pa.table({"user_id": pa.array([1], pa.int64()), "event_timestamp": [now]})
+    offline = store.get_historical_features(entity, features).to_arrow()
+    assert online_values["sum_5h"] == offline["sum_5h"].to_pylist() == [50.0]
+    assert online_values["sum_9h"] == offline["sum_9h"].to_pylist() == [50.0]
+    store.close()
+
+
 def test_tile_writes_are_refused_once_the_claim_changed(tmp_path: Path, online: str) -> None:
     from featurestore.online.base import open_online_store
 
