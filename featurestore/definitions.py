@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import DefinitionError
-from featurestore.types import DType, check_ttl, is_key_dtype, key_dtype_names
+from featurestore.types import MAX_TTL, DType, check_ttl, is_key_dtype, key_dtype_names
 
 if TYPE_CHECKING:
     from featurestore.on_demand import OnDemandFeatureView
@@ -327,7 +327,11 @@ class Aggregation:
             raise DefinitionError(
                 f"{what}: time_window must be a positive timedelta, got {self.time_window!r}"
             )
-        check_ttl(self.time_window, what)
+        if self.time_window > MAX_TTL:
+            raise DefinitionError(
+                f"{what}: time_window {self.time_window} is longer than the maximum "
+                f"{MAX_TTL.days} days (the accepted time range)"
+            )
         window = microseconds(self.time_window)
         if self.slide_interval is None:
             slide = default_slide(window)

@@ -50,6 +50,8 @@ def test_defaults_name_and_slide() -> None:
         ({"slide_interval": timedelta(minutes=7)}, "not a multiple of its slide interval"),
         ({"time_window": timedelta(milliseconds=1500)}, "give slide_interval"),
         ({"column": "1x"}, "not a valid name"),
+        # a window, not a ttl: no "use ttl=None" advice
+        ({"time_window": timedelta(days=219000)}, r"time_window 219000 days, 0:00:00 is longer"),
     ],
 )
 def test_bad_aggregations_fail_at_construction_naming_them(kwargs: dict, message: str) -> None:
