@@ -22,7 +22,9 @@ of whole keys (which also bounds memory).
 ``as_of="created"`` keeps, for each row, only the events created by ``t`` (a missing created
 time counts as known): tiles can then not be shared between rows, so each row's pieces are
 merged from its own events (``_known_by_t``), the same trees over fewer events — equal to
-the event path, bit for bit, wherever no event is created after ``t``.
+the event path, bit for bit, wherever no event is created after ``t``. That is work per
+(row, event in its window), quadratic in a busy key's events: rows go in passes of about
+``PAIRS_PER_PASS`` pairs, so memory stays bounded (time does not).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ MAX_PACKED = 2**62
 CHUNK_EVENTS = 250_000  # events per chunk of keys: bounds memory, and arrays this small stay
 # in cache and in the allocator's reused memory (1M: a quarter more CPU, half of it page faults)
 THREADS = 2  # chunks computed at once
+PAIRS_PER_PASS = 1_000_000  # as_of="created": (row, event) pairs held at once (~160 MB)
 
 
 @dataclass
@@ -383,7 +386,11 @@ def _known_by_t(
     offset: int,
 ) -> dict[tuple[int, int], Arrays]:
     """as_of="created": per row, the window's events created by ``t``, cut into the same
-    pieces and merged by the same trees (slower: no tile is shared between rows)."""
+    pieces and merged by the same trees (slower: no tile is shared between rows).
+
+    The work is one entry per (row, event in its window): quadratic in a busy key's events,
+    so rows go in passes of about ``PAIRS_PER_PASS`` entries, which bounds memory (rows are
+    independent: the passes give the bits of one)."""
     import numpy as np
 
     assert events.created is not None
@@ -396,34 +403,73 @@ def _known_by_t(
         b = t // s * s
         lo = np.searchsorted(packed, row_code * span + (b - w - base), side="left")
         hi = np.searchsorted(packed, row_code * span + (t - base), side="left")
-        lengths = hi - lo
-        pair_row = np.repeat(np.arange(len(t)), lengths)
-        pair_event = _ranges(lo, lengths)
-        known = events.created[pair_event] <= t[pair_row]
-        pair_row, pair_event = pair_row[known], pair_event[known]
-        # the piece of each (row, event), named by its start: a row's pieces (the tiles of
-        # its ranges, then the head [b, t)) are disjoint and in time order, so their starts
-        # order them (any packing of range and tile number overflows for small slides)
-        ranges, _ = decompose(t, w, s, NumpyOps)
-        ts = events.ts[pair_event]
-        piece = b[pair_row]  # the head, unless a range holds the event
-        for level, start, end in ranges:
-            inside = (ts >= start[pair_row]) & (ts < end[pair_row])
-            piece[inside] = ts[inside] // level * level
-        if len(pair_row) == 0:
-            out[(w, s)] = _empty_arrays(layout, len(t))
-            continue
-        key = np.lexsort((piece, pair_row))  # already in event order within a piece
-        pair_row, pair_event, piece = pair_row[key], pair_event[key], piece[key]
-        segment = np.flatnonzero(
-            np.concatenate([[True], (pair_row[1:] != pair_row[:-1]) | (piece[1:] != piece[:-1])])
-        )
-        pieces = reduce_segments(layout, take(partials, pair_event), segment)
-        seg_row = pair_row[segment]
-        row_first = np.searchsorted(seg_row, np.arange(len(t)), side="left")
-        row_count = np.searchsorted(seg_row, np.arange(len(t)), side="right") - row_first
-        out[(w, s)] = _fold_pieces(layout, pieces, [(row_first, row_count)], len(t))
+        state = _empty_arrays(layout, len(t))
+        for rows in _passes(hi - lo, PAIRS_PER_PASS):
+            known = _known_rows(layout, partials, events, t[rows], lo[rows], hi[rows], w, s)
+            for name, array in known.items():
+                state[name][rows] = array
+        out[(w, s)] = state
     return out
+
+
+def _passes(lengths: np.ndarray, budget: int) -> list[slice]:
+    """Consecutive slices of rows whose ``lengths`` add up to about ``budget`` each (a row
+    longer than the budget alone)."""
+    import numpy as np
+
+    ends = np.cumsum(lengths)
+    out = []
+    start = 0
+    while start < len(lengths):
+        before = int(ends[start - 1]) if start else 0
+        stop = int(np.searchsorted(ends, before + budget, side="right"))
+        stop = max(stop, start + 1)
+        out.append(slice(start, stop))
+        start = stop
+    return out
+
+
+def _known_rows(
+    layout: Layout,
+    partials: Arrays,
+    events: Events,
+    t: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    w: int,
+    s: int,
+) -> Arrays:
+    """The window partials of rows at ``t`` whose window holds events ``lo[i]:hi[i]``: of
+    those, the ones created by ``t``, merged piece by piece."""
+    import numpy as np
+
+    assert events.created is not None
+    lengths = hi - lo
+    pair_row = np.repeat(np.arange(len(t)), lengths)
+    pair_event = _ranges(lo, lengths)
+    known = events.created[pair_event] <= t[pair_row]
+    pair_row, pair_event = pair_row[known], pair_event[known]
+    if len(pair_row) == 0:
+        return _empty_arrays(layout, len(t))
+    # the piece of each (row, event), named by its start: a row's pieces (the tiles of its
+    # ranges, then the head [b, t)) are disjoint and in time order, so their starts order
+    # them (any packing of range and tile number overflows for small slides)
+    ranges, b = decompose(t, w, s, NumpyOps)
+    ts = events.ts[pair_event]
+    piece = b[pair_row]  # the head, unless a range holds the event
+    for level, start, end in ranges:
+        inside = (ts >= start[pair_row]) & (ts < end[pair_row])
+        piece[inside] = ts[inside] // level * level
+    key = np.lexsort((piece, pair_row))  # already in event order within a piece
+    pair_row, pair_event, piece = pair_row[key], pair_event[key], piece[key]
+    segment = np.flatnonzero(
+        np.concatenate([[True], (pair_row[1:] != pair_row[:-1]) | (piece[1:] != piece[:-1])])
+    )
+    pieces = reduce_segments(layout, take(partials, pair_event), segment)
+    seg_row = pair_row[segment]
+    row_first = np.searchsorted(seg_row, np.arange(len(t)), side="left")
+    row_count = np.searchsorted(seg_row, np.arange(len(t)), side="right") - row_first
+    return _fold_pieces(layout, pieces, [(row_first, row_count)], len(t))
 
 
 def _output(
