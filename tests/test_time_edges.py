@@ -85,3 +85,5 @@ def test_an_out_of_range_watermark_left_by_an_older_version_is_read_as_everythin
     report = store.materialize_incremental(datetime(2026, 1, 7))
     assert report.runs[0].window.start == MAX_TIME + timedelta(microseconds=1)
     assert report.runs[0].watermark.end == MAX_TIME  # repaired into the accepted range
+    with open_online_store(store.config) as online:
+        assert online.get_watermark("stats").end == MAX_TIME  # type: ignore[union-attr]

@@ -265,7 +265,10 @@ class OnlineStore(ABC):
         """Record the claimed view's watermark (call it only after the data is written).
 
         Refused with ``OnlineStoreError`` when the view's current generation is no longer
-        the claim's (checked atomically), so a stale run never moves the watermark.
+        the claim's (checked atomically), so a stale run never moves the watermark. Never
+        moves the end back: when the held watermark's end is later (an overlapping run with
+        a later end finished first), it stands, atomically; an aggregated view's tiles
+        then hold events up to that end, which reads must not go before.
         """
 
     @abstractmethod

@@ -22,6 +22,7 @@ from featurestore.online.base import (
     written_before_layouts,
 )
 from featurestore.online.codec import RowCodec, entity_keys, from_us, timestamp_us
+from featurestore.types import MAX_TIME
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -211,7 +212,7 @@ class RedisStoreBase(OnlineStore):
         created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
         view = claim.identity.view
         args = [f"view:{view}", claim_value(claim), f"watermark:{view}"]
-        args.append(f"{timestamp_us(watermark.end)}:{created}")
+        args += [f"{timestamp_us(watermark.end)}:{created}", str(timestamp_us(MAX_TIME))]
         if not self._script("write a watermark", lua.WATERMARK_SHA, [self._meta], args):
             raise changed_under(claim, self._holds(view), self.location)
 

@@ -178,10 +178,18 @@ return {tostring(generation), retired}
 """
 )
 
-# KEYS[1]: meta; ARGV: "view:<view>", the claim, "watermark:<view>", the value. 0: refused.
+# KEYS[1]: meta; ARGV: "view:<view>", the claim, "watermark:<view>", the value
+# ("<end µs>:<created µs>"), the last accepted µs. 0: refused. A watermark whose end is before
+# the held one's is not written (a run with a later end finished first): 1 all the same. A held
+# end past the accepted range (an older version's) counts as its last moment.
 WATERMARK_SCRIPT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
+end
+local held = tonumber(string.match(redis.call('HGET', KEYS[1], ARGV[3]) or '', '^(%-?%d+):'))
+local new = tonumber(string.match(ARGV[4], '^(%-?%d+):'))
+if held and new and math.min(held, tonumber(ARGV[5])) > new then
+  return 1
 end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 return 1

@@ -64,6 +64,7 @@ from featurestore.online.base import (
     written_before_layouts,
 )
 from featurestore.online.codec import RowCodec, entity_keys, from_us, timestamp_us
+from featurestore.types import MAX_TIME
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -361,15 +362,20 @@ class SqliteOnlineStore(OnlineStore):
 
     def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
         created = None if watermark.max_created is None else timestamp_us(watermark.max_created)
+        end = timestamp_us(watermark.end)
         with self._transaction() as cursor:
+            # an end past the accepted range (an older version's) counts as its last moment
             cursor.execute(
-                "UPDATE views SET end_us = ?, max_created_us = ? WHERE generation = ?",
-                (timestamp_us(watermark.end), created, claim.generation),
+                "UPDATE views SET end_us = ?, max_created_us = ? "
+                "WHERE generation = ? AND (end_us IS NULL OR min(end_us, ?) <= ?)",
+                (end, created, claim.generation, timestamp_us(MAX_TIME), end),
             )
-            if cursor.rowcount == 0:  # the claim's generation is gone
-                raise changed_under(
-                    claim, self._generation(cursor, claim.identity.view), self.location
-                )
+            if cursor.rowcount:
+                return
+            holds = self._generation(cursor, claim.identity.view)
+            if holds != claim.generation:  # the claim's generation is gone
+                raise changed_under(claim, holds, self.location)
+            # else a run with a later end already wrote its watermark: it stands
 
     def drop_view(self, view: str) -> int:
         with self._transaction() as cursor:  # rows and watermark go together, or neither

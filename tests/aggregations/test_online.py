@@ -212,6 +212,62 @@ def test_a_read_of_more_tiles_than_lua_can_unpack_at_once(tmp_path: Path, online
     store.close()
 
 
+def test_an_overlapping_run_with_an_earlier_end_does_not_move_the_covered_end_back(
+    tmp_path: Path, online: str
+) -> None:
+    """Run A (to 12:00) reads the watermark, then run B (to 13:00) starts and finishes, then
+    A writes its watermark: the covered end went back to 12:00 while B's tiles hold events
+    up to 13:00, so a read at 12:42 (allowed: after the covered end) counted the event at
+    12:44. A watermark never moves the end back."""
+    import threading
+
+    import pyarrow as pa
+
+    from featurestore import FeatureStore
+    from featurestore.materialize import Progress, Window
+
+    rows = [(1, hours(11 + 10 / 60), 1.0, 1), (1, hours(12 + 20 / 60), 2.0, 1)]
+    rows.append((1, hours(12 + 44 / 60), 4.0, 1))
+    store = make_repo(tmp_path, online, rows)
+    store.materialize_incremental(hours(11))
+    b_finished = threading.Event()
+
+    class WaitForB(Progress):
+        def view_started(self, view: str, window: Window) -> None:
+            if view == "user_txn":
+                b_finished.wait(30)
+
+    def run_a() -> None:
+        a = FeatureStore(tmp_path)
+        try:
+            a.materialize_incremental(hours(12), views=["user_txn"], progress=WaitForB())
+        finally:
+            a.close()
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    b = FeatureStore(tmp_path)
+    try:
+        b.materialize_incremental(hours(13), views=["user_txn"])
+    finally:
+        b.close()
+        b_finished.set()
+        thread.join()
+    features = ["user_txn:sum_amount_1h"]
+    with pytest.raises(RetrievalError, match=r"materialized up to 2026-03-02T13:00:00"):
+        store.get_online_features(
+            features=features, entity_rows=[{"user_id": 1}], now=hours(12 + 42 / 60)
+        )
+    answer = store.get_online_features(
+        features=features, entity_rows=[{"user_id": 1}], now=hours(13)
+    )
+    assert set(answer.event_timestamps["sum_amount_1h"]) == {hours(13)}  # B's end stands
+    entity = pa.table({"user_id": pa.array([1], pa.int64()), "event_timestamp": [hours(13)]})
+    offline = store.get_historical_features(entity, features).to_arrow()
+    assert answer.to_dict()["sum_amount_1h"] == offline["sum_amount_1h"].to_pylist() == [6.0]
+    store.close()
+
+
 def test_tile_writes_are_refused_once_the_claim_changed(tmp_path: Path, online: str) -> None:
     from featurestore.online.base import open_online_store
 
