@@ -20,7 +20,9 @@ ones; a side with no value (``n == 0``) is skipped, never added (so ``-0.0`` sta
 Semantics the merge encodes (the package docstring has the full table): ``sum`` is IEEE
 addition (an Int64 sum leaving Int64's range raises ``SumOverflow``); ``mean`` is Chan's
 update while both means are finite and IEEE addition of the means otherwise (so one
-infinity gives it, both signs or a NaN give NaN, as SQL's AVG); ``m2`` is NaN as soon as a
+infinity gives it, both signs or a NaN give NaN, as SQL's AVG; when the means are finite
+but their difference overflows, e.g. 1e308 and -1e308, it is the weighted sum of the two
+means instead, which stays in range); ``m2`` is NaN as soon as a
 mean is not finite (variance of data with NaN or infinities is NaN); ``min`` and ``max``
 order NaN above every number and keep the earlier of two equal values; ``last`` is the
 later side's.
@@ -149,6 +151,10 @@ class _Python:
 
     isnan = staticmethod(math.isnan)
     isfinite = staticmethod(math.isfinite)
+
+    @staticmethod
+    def any(a: Any) -> bool:
+        return bool(a)
     sqrt = staticmethod(math.sqrt)
 
     @staticmethod
@@ -200,6 +206,12 @@ class _Numpy:
     @staticmethod
     def negate(a: Any) -> Any:
         return ~a
+
+    @staticmethod
+    def any(a: Any) -> bool:
+        import numpy as np
+
+        return bool(np.any(a))
 
     @staticmethod
     def isnan(x: Any) -> Any:
@@ -264,7 +276,11 @@ def merge(layout: Layout, a: Partial, b: Partial, xp: Any) -> dict[str, Any]:
             both = where(both == 0.0, 1.0, both)  # both sides empty: never divide by zero
             finite = xp.both(xp.isfinite(ma), xp.isfinite(mb))
             delta = mb - ma
-            mean = where(finite, ma + delta * (fb / both), ma + mb)
+            mean = ma + delta * (fb / both)
+            overflowed = xp.both(finite, xp.negate(xp.isfinite(delta)))  # e.g. 1e308, -1e308
+            if xp.any(overflowed):  # the weighted sum of the means: each term within range
+                mean = where(overflowed, ma * (fa / both) + mb * (fb / both), mean)
+            mean = where(finite, mean, ma + mb)
             out[f] = where(b_empty, ma, where(a_empty, mb, mean))
             if "m2" in kinds:
                 g = column.field("m2")

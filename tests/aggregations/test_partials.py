@@ -32,7 +32,7 @@ FLOAT_LAYOUT = Layout.of([("x", Float64, f) for f in FUNCTIONS])
 INT_LAYOUT = Layout.of([("k", Int64, f) for f in ("sum", "mean", "min", "max")])
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([1e300, -1e300, 1e-300, -1e-300, -0.0, 0.0, math.nan, 0.1, 3.0]),
+    st.sampled_from([1e300, -1e300, 1e308, -1e308, 1e-300, -1e-300, -0.0, 0.0, math.nan, 0.1, 3.0]),
     st.none(),
 )
 
@@ -111,6 +111,29 @@ def test_mean_and_variance_with_infinities_and_nan_follow_sql() -> None:
     assert finalize(column, "min", window([math.nan, 1.0]), PYTHON)[0] == 1.0
     # Welford/Chan: large offsets do not cancel the variance away (sums of squares would)
     assert finalize(column, "variance", window([1e9 + 1, 1e9 + 2, 1e9 + 3]), PYTHON)[0] == 1.0
+
+
+def test_a_mean_of_finite_values_whose_difference_overflows_stays_finite() -> None:
+    """Defect: Chan's update ``ma + (mb - ma) * w`` overflowed on 1e308 and -1e308 and gave
+    -inf; the mean of finite values lies between them (the reference: fsum / n), here within
+    the rounding of values of that size."""
+    column = FLOAT_LAYOUT.columns[0]
+    big = 1.7976931348623157e308
+    for values, mean in [
+        ([1e308, -1e308], 0.0),
+        ([big, -big, 3.0], 1.0),
+        ([-big, big, big, -big], 0.0),
+        ([big, big], big),
+    ]:
+        events = event_partials(FLOAT_LAYOUT, {"x": pa.array(values, pa.float64())})
+        parts = [{k: v[i].item() for k, v in events.items()} for i in range(len(values))]
+        online = fold(FLOAT_LAYOUT, parts, PYTHON)  # a read's left fold
+        offline = reduce_segments(FLOAT_LAYOUT, events, np.array([0]))  # a tile's tree
+        assert online is not None
+        tile = {k: v[0].item() for k, v in offline.items()}
+        for state in (online, tile):
+            got = finalize(column, "mean", state, PYTHON)[0]
+            assert math.isfinite(got) and abs(got - mean) <= 1e-15 * big, (values, got)
 
 
 @pytest.mark.parametrize("backend", [PYTHON, NUMPY])
