@@ -177,7 +177,7 @@ def materialize(
             "swap them (both ends are inclusive)"
         )
     run = _Run(config, state, store, _engine(engine, config), progress or Progress(), batch_rows)
-    return run.views(views, lambda view, mark: Window(end, start))
+    return run.views(views, lambda view, mark: materialize_window(view, mark, start, end))
 
 
 def materialize_incremental(
@@ -224,6 +224,32 @@ def _engine(engine: OfflineEngine | None, config: RepoConfig) -> OfflineEngine:
     from featurestore.offline.engine import open_offline_engine
 
     return open_offline_engine(config)
+
+
+def materialize_window(
+    view: FeatureView, mark: Watermark | None, start: datetime, end: datetime
+) -> Window:
+    """The candidate rows of ``materialize(start, end)``: ``start <= event_ts <= end``.
+
+    An aggregated view's run starts no later than its longest window (plus its slide) before
+    ``end`` unless an earlier run's end reaches ``start``: every window read at ``end`` then
+    has all its events online. A later start left the events before it out of the tiles, and
+    reads served partial counts and sums as PRESENT values (offline counts them all).
+    """
+    if not view.is_aggregated or (mark is not None and last_end(mark) >= start):
+        return Window(end, start)
+    longest = max(a.time_window + (a.slide_interval or timedelta(0)) for a in view.aggregations)
+    reach = as_utc(end) - longest  # the slide is always set (Aggregation's default)
+    if start > reach:
+        log.info(
+            "aggregated view %s: materializing from %s, not %s: its windows at the end read "
+            "events that far back",
+            view.name,
+            reach.isoformat(),
+            start.isoformat(),
+        )
+        start = reach
+    return Window(end, start)
 
 
 def incremental_window(view: FeatureView, mark: Watermark | None, end: datetime) -> Window:

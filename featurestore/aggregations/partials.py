@@ -155,6 +155,7 @@ class _Python:
     @staticmethod
     def any(a: Any) -> bool:
         return bool(a)
+
     sqrt = staticmethod(math.sqrt)
 
     @staticmethod

@@ -175,6 +175,28 @@ def test_a_run_to_an_earlier_end_leaves_later_late_events_to_the_next_run(
     store.close()
 
 
+def test_materialize_with_a_start_inside_the_windows_still_gives_the_offline_values(
+    tmp_path: Path, online: str
+) -> None:
+    """Defect: ``materialize(start, end)`` with ``start`` an hour before ``end`` wrote tiles
+    of the events after ``start`` only, so the 1-day sum and the 7-day mean read online were
+    partial, served as PRESENT. A first run reads back as far as its windows do."""
+    import pyarrow as pa
+
+    store = make_repo(tmp_path, online, ROWS)
+    store.materialize(hours(-1), T0)
+    features = [*SUMS, "user_txn:count_amount_7d"]
+    rows = [{"user_id": 1}, {"user_id": 2}]
+    online_values = store.get_online_features(features=features, entity_rows=rows, now=T0)
+    entity = pa.table({"user_id": pa.array([1, 2], pa.int64()), "event_timestamp": [T0, T0]})
+    offline = store.get_historical_features(entity, features).to_arrow()
+    for feature in features:
+        name = feature.split(":")[1]
+        assert online_values.to_dict()[name] == offline[name].to_pylist(), name
+    assert online_values.to_dict()["count_amount_7d"] == [3, 1]
+    store.close()
+
+
 def test_a_read_of_more_tiles_than_lua_can_unpack_at_once(tmp_path: Path, online: str) -> None:
     """Second slides over hours: a read at 12:59:59.5 needs about 10,800 tiles (two windows'
     left edges and their shared right edge, second by second), more than Redis's Lua can
