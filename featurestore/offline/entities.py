@@ -184,7 +184,7 @@ def normalize_timestamps(table: pa.Table) -> pa.Table:
     elif pt.is_timestamp(column.type):
         # Arrow stores instants as UTC already: re-labelling a naive column reads it as UTC.
         naive = column.cast(pa.timestamp(column.type.unit), safe=False)
-        converted = naive.cast(pa.timestamp("us"), safe=False).cast(utc)
+        converted = _nearest_us(naive).cast(utc)
     elif pt.is_date(column.type) or pt.is_null(column.type):
         converted = column.cast(pa.timestamp("us")).cast(utc)
     else:
@@ -192,6 +192,21 @@ def normalize_timestamps(table: pa.Table) -> pa.Table:
     _check_time_range(converted)
     index = table.column_names.index(ENTITY_TIMESTAMP)
     return table.set_column(index, ENTITY_TIMESTAMP, converted)
+
+
+def _nearest_us(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Naive times as microseconds, a finer time rounded to the nearest one (half away from
+    zero) as DuckDB rounds the sources' times when it reads them: an entity row taken from
+    the same nanosecond time as a source row keeps that row's time, so the join finds it
+    (truncating the entity time put a row whose ns part is 500 or more after it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if times.type.unit != "ns":
+        return times.cast(pa.timestamp("us"))  # exact
+    ns = times.cast(pa.int64())
+    us = pc.divide(pc.add(ns, pc.multiply(pc.sign(ns), 500)), 1000)  # integer: truncates
+    return us.cast(pa.timestamp("us"))
 
 
 def _outside_range(row: int, value: object) -> RetrievalError:
