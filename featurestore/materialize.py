@@ -213,7 +213,8 @@ def _up_to_now(end: datetime, what: str) -> datetime:
             f"{what}: end {end.isoformat()} is after the current time {now.isoformat()}: "
             "online would serve rows before they happen, and the watermark (which never moves "
             "back) would make later incremental runs skip rows dated before it; materialize "
-            "up to now"
+            "up to now (a naive time is UTC: datetime.now() is local time east of UTC, "
+            "datetime.now(timezone.utc) is now)"
         )
     return end
 

@@ -206,6 +206,7 @@ async def _materialize(
                 view=r.view,
                 start=None if r.window.start is None else r.window.start.isoformat(),
                 end=r.window.end.isoformat(),
+                watermark_end=r.watermark.end.isoformat(),
                 rows_read=r.rows_read,
                 rows_written=r.rows_written,
                 seconds=round(r.seconds, 3),

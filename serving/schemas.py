@@ -169,7 +169,11 @@ class MaterializeIncrementalRequest(_MaterializeBody):
 class MaterializedView(BaseModel):
     view: str
     start: str | None = Field(description="The window's start (UTC); null: from the beginning.")
-    end: str = Field(description="The window's end (UTC): the view's watermark moved there.")
+    end: str = Field(description="The window's end (UTC).")
+    watermark_end: str = Field(
+        description="The view's materialized end after the run (UTC): the later of this end "
+        "and the one before (a watermark never moves back)."
+    )
     rows_read: int
     rows_written: int = Field(description="Rows (or tiles) the write changed.")
     seconds: float

@@ -55,6 +55,7 @@ def test_materialize_over_http_writes_what_the_sdk_writes(
         assert set(runs) == {"user_profile", "merchant_stats", "user_activity"}
         assert all(run["rows_written"] > 0 for run in runs.values())
         assert runs["user_profile"]["end"] == copy.end.isoformat()
+        assert runs["user_profile"]["watermark_end"] == copy.end.isoformat()
         assert server.client.get("/ready").status_code == 200
         assert server.post("/predict", {"entities": copy.pairs(3)}).status_code == 200
         done = server.metric(
