@@ -157,6 +157,8 @@ def push(
     given = _as_table(rows, what)
     table = _checked(state, views, given, what, pushed_at)
     report = PushReport(name, table.num_rows, tuple(v.name for v in views))
+    if table.num_rows == 0:  # checked (columns and types), nothing to write: no empty file
+        return report
     if not offline:
         return _online(state, views, table, store, registry, report)  # type: ignore[arg-type]  # checked above
     assert files is not None  # an offline push of a BigQuery source was refused above

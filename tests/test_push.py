@@ -145,6 +145,16 @@ def test_a_refused_push_writes_nothing_anywhere(store, case: str) -> None:  # ty
     assert answers(store) == before
 
 
+def test_an_empty_push_is_checked_and_writes_no_file(store) -> None:  # type: ignore[no-untyped-def]
+    """Defect: a push of no rows wrote an empty Parquet file (and took a sequence number)."""
+    before = answers(store)
+    report = store.push("stats_push", rows().iloc[:0], to="online_and_offline")
+    assert report.rows == 0 and report.offline_file is None
+    assert not pushed_files(store) and answers(store) == before
+    with pytest.raises(PushError, match=r"column 'tag' \(feature of view 'stats'\)"):
+        store.push("stats_push", rows().iloc[:0].drop(columns="tag"), to="offline")
+
+
 def test_an_event_time_within_the_clock_allowance_of_the_push_time_is_taken(store) -> None:  # type: ignore[no-untyped-def]
     """A pusher whose clock runs a little ahead is not refused (see FUTURE_ALLOWANCE)."""
     pushed_at = LATER + HOUR
