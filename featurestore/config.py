@@ -7,7 +7,7 @@
     offline_store: {type: duckdb}          # or {type: bigquery, project: ..., dataset: ...}
     online_store: {type: redis, url: redis://127.0.0.1:6379/0}  # or {type: sqlite, path: ...}
     feature_log: {path: data/feature_log}
-    serving: {max_entities: 10000, max_lag: 2h}
+    serving: {max_entities: 10000, max_body_mb: 64, max_lag: 2h}
     reports: {thresholds: {psi_alert: 0.25}, exclude_features: ["user_stats:n_tx"]}
 
 Every section and key is listed in the README's configuration reference (with its type and
@@ -135,10 +135,13 @@ class FeatureLogConfig:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """The prediction service: ``max_entities`` per request (more is refused); ``max_lag``
-    bounds, for readiness, how far a view's materialization may lag (None: not checked)."""
+    """The prediction service: ``max_entities`` per request (more is refused);
+    ``max_body_mb``, the largest request body in MiB (a larger one is refused before it is
+    read whole); ``max_lag`` bounds, for readiness, how far a view's materialization may lag
+    (None: not checked)."""
 
     max_entities: int = 10_000
+    max_body_mb: int = 64
     max_lag: timedelta | None = None
 
 
@@ -427,9 +430,10 @@ def _feature_log(section: _Section, repo: Path) -> FeatureLogConfig:
 
 
 def _serving(section: _Section) -> ServingConfig:
-    section.only(("max_entities", "max_lag"))
+    section.only(("max_entities", "max_body_mb", "max_lag"))
     return ServingConfig(
         max_entities=section.integer("max_entities", 10_000) or 10_000,
+        max_body_mb=section.integer("max_body_mb", 64) or 64,
         max_lag=section.duration("max_lag"),
     )
 

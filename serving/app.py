@@ -17,6 +17,8 @@ request validation         422     malformed JSON (also not UTF-8, or nested too
                                    parser), a field of the wrong type (named)
 no such path or method     404/405 (``"error"``: ``NotFound``, ``MethodNotAllowed``)
 TooManyEntitiesError       413     more entity rows than ``serving.max_entities``
+BodyTooLarge               413     a body larger than ``serving.max_body_mb`` (refused from its
+                                   Content-Length, or as soon as more was read)
 UnknownFeatureError        404     an unknown feature, view or service (with close names)
 UnknownPushSourceError     404     ``/push`` to a push source no applied view reads
 RetrievalError             400     a missing join key or request field, columns of different
@@ -85,8 +87,20 @@ from serving.settings import ServingSettings, from_environment
 
 log = logging.getLogger("featurestore.serving")
 
+
+class BodyTooLarge(FeatureStoreError):
+    """A request body larger than ``serving.max_body_mb`` (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request body is larger than {limit // 2**20} MiB (serving.max_body_mb in "
+            "featurestore.yaml): split the request"
+        )
+
+
 STATUS_CODES: tuple[tuple[type[FeatureStoreError], int], ...] = (
     (TooManyEntitiesError, 413),
+    (BodyTooLarge, 413),
     (MaterializationInProgress, 409),
     (MaterializationError, 500),
     (MaterializedAheadError, 503),  # read at the current time: a state, not the request
@@ -151,7 +165,12 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(Instrumented, metrics=metrics, token=settings.api_token)
+    app.add_middleware(
+        Instrumented,
+        metrics=metrics,
+        token=settings.api_token,
+        max_body=settings.serving.max_body_mb * 2**20,
+    )
     return app
 
 
@@ -209,6 +228,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     """The framework's own errors in the service's shape: no such path (404) or method (405),
     and a body its JSON parser refused (FastAPI raises a 400 from the parser's error: not
     UTF-8, nested too deep), which is malformed JSON like any other: 422."""
+    if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI re-raises a read's error as a 400
+        return error_body(413, str(exc.__cause__), "BodyTooLarge")
     if exc.status_code == 400 and exc.__cause__ is not None:
         detail = f"the body is not readable JSON ({type(exc.__cause__).__name__}): send UTF-8 JSON"
         return error_body(422, detail, "RequestValidationError")
@@ -238,12 +259,16 @@ def _endpoint(path: str) -> str:
 
 
 class Instrumented:
-    """Pure ASGI middleware: the bearer token check, and per-endpoint latency and counts."""
+    """Pure ASGI middleware: the bearer token check, the body size limit, and per-endpoint
+    latency and counts."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, token: str | None, max_body: int = 64 * 2**20
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.token = f"Bearer {token}".encode() if token else None
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -270,13 +295,46 @@ class Instrumented:
                 )
                 await response(scope, receive, sending)
                 return
-            if fastpath.takes(scope):
-                await fastpath.serve(scope, receive, sending, self.app, _library_error)
-            else:
-                await self.app(scope, receive, sending)
+            if self._declared_length(scope) > self.max_body:
+                await error_body(413, str(BodyTooLarge(self.max_body)), "BodyTooLarge")(
+                    scope, receive, sending
+                )
+                return
+            receive = self._limited(receive)
+            try:
+                if fastpath.takes(scope):
+                    await fastpath.serve(scope, receive, sending, self.app, _library_error)
+                else:
+                    await self.app(scope, receive, sending)
+            except BodyTooLarge as exc:  # the fast path reads the body before any answer
+                if status != 500:  # an answer was started: nothing more can be sent
+                    raise
+                await error_body(413, str(exc), "BodyTooLarge")(scope, receive, sending)
         finally:
             self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
             self.metrics.requests.labels(endpoint, str(status)).inc()
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else 0
+        return 0
+
+    def _limited(self, receive: Any) -> Any:
+        """``receive`` that raises ``BodyTooLarge`` once the body read passes the limit (a
+        body sent without Content-Length, or longer than it said)."""
+        read = 0
+
+        async def limited() -> Message:
+            nonlocal read
+            message: Message = await receive()
+            read += len(message.get("body", b""))
+            if read > self.max_body:
+                raise BodyTooLarge(self.max_body)
+            return message
+
+        return limited
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:

@@ -351,3 +351,29 @@ def test_the_bearer_token_guards_everything_but_health(
             server.client.get("/ready", headers={"Authorization": "Bearer s3cret"}).status_code
             == 200
         )
+
+
+def test_a_body_over_max_body_mb_is_a_413_before_it_is_read_whole(
+    example: ExampleRepo, tmp_path: Path
+) -> None:
+    """Defect: no limit: a body of any size was read into memory (the fast path reads it
+    before max_entities is checked; /push has no row limit). Refused from Content-Length,
+    or, sent in chunks without one, as soon as more than the limit has arrived."""
+    copy = example.copy(tmp_path)
+    copy.configure(copy.redis_url, serving="{max_body_mb: 1}")
+    big = json.dumps({"entities": {"user_id": list(range(200_000))}}).encode()  # > 1 MiB
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 65_536):
+            yield big[start : start + 65_536]
+
+    with ServiceProcess(copy.repo, copy.model) as server:
+        headers = {"Content-Type": "application/json"}
+        for path in ("/predict", "/get-online-features", "/push"):
+            for content in (big, chunks()):  # with Content-Length, then chunked without it
+                answer = server.client.post(path, content=content, headers=headers)
+                assert answer.status_code == 413, (path, answer.text)
+                assert answer.json()["error"] == "BodyTooLarge"
+                assert "larger than 1 MiB (serving.max_body_mb" in answer.json()["detail"]
+        assert server.post("/predict", {"entities": copy.pairs(2)}).status_code == 200
+        assert "Traceback" not in server.log()
