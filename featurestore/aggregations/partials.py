@@ -151,10 +151,7 @@ class _Python:
 
     isnan = staticmethod(math.isnan)
     isfinite = staticmethod(math.isfinite)
-
-    @staticmethod
-    def any(a: Any) -> bool:
-        return bool(a)
+    all_finite = staticmethod(math.isfinite)
 
     sqrt = staticmethod(math.sqrt)
 
@@ -209,10 +206,10 @@ class _Numpy:
         return ~a
 
     @staticmethod
-    def any(a: Any) -> bool:
+    def all_finite(x: Any) -> bool:
         import numpy as np
 
-        return bool(np.any(a))
+        return bool(np.isfinite(x).all())
 
     @staticmethod
     def isnan(x: Any) -> Any:
@@ -256,52 +253,55 @@ Partial = Mapping[str, Any]
 
 def merge(layout: Layout, a: Partial, b: Partial, xp: Any) -> dict[str, Any]:
     """The partial of ``a``'s events followed by ``b``'s (see the module docstring)."""
-    where = xp.where
+    where, both_, negate = xp.where, xp.both, xp.negate
     out: dict[str, Any] = {"count": a["count"] + b["count"]}
     for column in layout.columns:
         kinds = column.kinds
-        n = column.field("n")
+        field = column._fields  # kind -> field name (a dict: looked up on every merge)
+        n = field["n"]
         na, nb = a[n], b[n]
         out[n] = na + nb
         a_empty, b_empty = na == 0, nb == 0
         if "sum" in kinds:
-            f = column.field("sum")
+            f = field["sum"]
             sa, sb = a[f], b[f]
             total = xp.add_int(sa, sb, column.name) if column.is_integer else sa + sb
             out[f] = where(b_empty, sa, where(a_empty, sb, total))
         if "mean" in kinds:
-            f = column.field("mean")
+            f = field["mean"]
             ma, mb = a[f], b[f]
             fa, fb = xp.to_float(na), xp.to_float(nb)
             both = fa + fb
             both = where(both == 0.0, 1.0, both)  # both sides empty: never divide by zero
-            finite = xp.both(xp.isfinite(ma), xp.isfinite(mb))
+            isfinite = xp.isfinite
+            finite = both_(isfinite(ma), isfinite(mb))
             delta = mb - ma
             mean = ma + delta * (fb / both)
-            overflowed = xp.both(finite, xp.negate(xp.isfinite(delta)))  # e.g. 1e308, -1e308
-            if xp.any(overflowed):  # the weighted sum of the means: each term within range
+            if not xp.all_finite(delta):  # rare: a mean not finite, or an overflow
+                overflowed = both_(finite, negate(isfinite(delta)))  # e.g. 1e308, -1e308
+                # the weighted sum of the means instead: each term stays within range
                 mean = where(overflowed, ma * (fa / both) + mb * (fb / both), mean)
             mean = where(finite, mean, ma + mb)
             out[f] = where(b_empty, ma, where(a_empty, mb, mean))
             if "m2" in kinds:
-                g = column.field("m2")
+                g = field["m2"]
                 m2 = where(finite, a[g] + b[g] + delta * delta * (fa * fb / both), xp.nan)
                 out[g] = where(b_empty, a[g], where(a_empty, b[g], m2))
         for kind in ("min", "max"):
             if kind in kinds:
-                f = column.field(kind)
+                f = field[kind]
                 va, vb = a[f], b[f]
                 if kind == "min":
                     take_b = vb < va
                     if column.is_float:  # NaN sorts above every number
-                        take_b = xp.either(take_b, xp.both(xp.isnan(va), xp.negate(xp.isnan(vb))))
+                        take_b = xp.either(take_b, both_(xp.isnan(va), negate(xp.isnan(vb))))
                 else:
                     take_b = vb > va
                     if column.is_float:
-                        take_b = xp.either(take_b, xp.both(xp.isnan(vb), xp.negate(xp.isnan(va))))
+                        take_b = xp.either(take_b, both_(xp.isnan(vb), negate(xp.isnan(va))))
                 out[f] = where(b_empty, va, where(a_empty, vb, where(take_b, vb, va)))
         if "last" in kinds:
-            f = column.field("last")
+            f = field["last"]
             out[f] = where(b_empty, a[f], b[f])
     return out
 
