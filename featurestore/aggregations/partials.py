@@ -30,6 +30,7 @@ later side's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,13 +117,18 @@ class Layout:
                 return column
         raise KeyError(name)
 
-    @property
+    @functools.cached_property
     def fields(self) -> tuple[tuple[str, DType], ...]:
         """Every field with its stored dtype, in record order (``count`` first)."""
         out = [("count", Int64)]
         for column in self.columns:
             out += [(column.field(kind), column.field_dtype(kind)) for kind in column.kinds]
         return tuple(out)
+
+    @functools.cached_property
+    def field_names(self) -> tuple[str, ...]:
+        """``fields``' names (an online read decodes every tile by them)."""
+        return tuple(name for name, _ in self.fields)
 
 
 # --- the two backends -------------------------------------------------------------------

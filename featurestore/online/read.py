@@ -444,16 +444,17 @@ def _decode_tiles(read: AggregatedRead, rows: list[bytes | None]) -> list[dict[s
     present = [row for row in rows if row is not None]
     if not present:
         return [None] * len(rows)
-    names = [name for name, _ in read.plan.layout.fields]
+    names = read.plan.layout.field_names
     _, columns = read.codec.decode_columns(present, range(len(names)))
-    decoded = iter([dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)])
-    out: list[dict[str, Any] | None] = [None if row is None else next(decoded) for row in rows]
-    for tile in out:
-        if tile is not None:
-            for name in names:
-                if tile[name] is None and name.startswith(("min", "max")):
+    # equal lengths by construction (the codec's own fields); this runs for every tile read
+    tiles = [dict(zip(names, values, strict=False)) for values in zip(*columns, strict=False)]
+    for name in names:
+        if name.startswith(("min", "max")):
+            for tile in tiles:
+                if tile[name] is None:
                     tile[name] = 0
-    return out
+    decoded = iter(tiles)
+    return [None if row is None else next(decoded) for row in rows]
 
 
 class OnlineReader:
