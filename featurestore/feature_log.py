@@ -74,7 +74,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurestore.errors import ReportError
+from featurestore.errors import ReportError, RetrievalError
 from featurestore.types import coerce
 
 if TYPE_CHECKING:
@@ -136,8 +136,6 @@ def _check_unique_columns(plan: ReadPlan, columns: dict[str, str]) -> None:
     for name, what in named:
         other = owners.setdefault(name, what)
         if other != what:
-            from featurestore.errors import RetrievalError
-
             raise RetrievalError(
                 f"the feature log cannot log {what}: its column {name!r} is also {other}; "
                 "rename one (the log would hold one of them under both)"

@@ -235,15 +235,12 @@ class OnlineModel:
     def _ahead(self, marks: Mapping[str, Watermark | None], now: datetime) -> dict[str, datetime]:
         """The aggregated views materialized past ``now`` (their end): their tiles hold
         events that have not happened, so no read can answer them before that end."""
+        ends = {view: mark.end for view, mark in marks.items() if mark is not None}
+        later = {view: end for view, end in ends.items() if end > now}
+        if not later:  # every /predict asks: the registry only when some end is after now
+            return {}
         views = self.reader.state().views
-        return {
-            view: mark.end
-            for view, mark in marks.items()
-            if mark is not None
-            and mark.end > now
-            and view in views
-            and views[view].view.is_aggregated
-        }
+        return {v: end for v, end in later.items() if v in views and views[v].view.is_aggregated}
 
     def status(self, max_lag: timedelta | None = None) -> ServingStatus:
         """Every readiness check: store answering, binding, views materialized and fresh."""
