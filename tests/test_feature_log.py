@@ -211,27 +211,16 @@ def test_a_queued_response_is_out_of_the_collectors_walks_and_logs_the_same(
 def test_a_join_key_named_like_a_log_column_is_refused_naming_it(tmp_path: Path) -> None:
     """Defect: a join key named ``model`` replaced the log's own ``model`` column in every row
     (the reports then filtered by the key's values); ``featurestore serve`` refuses such a
-    model at start (``serving.service.load_model`` calls ``log_columns``)."""
-    import pyarrow.parquet as pq
-
+    model at start (``models.online.load_online_model`` calls ``log_columns``)."""
     from featurestore.errors import RetrievalError
+    from tests.tiny_repo import source_table, write_repo
 
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "featurestore.yaml").write_text("project: p\nregistry: data/registry.json\n")
-    (repo / "definitions.py").write_text(
-        "from featurestore import Entity, FeatureView, Field, FileSource\n"
-        "from featurestore.types import Float64, Int64\n"
-        "model = Entity(name='model', join_keys=['model'])\n"
-        "usage = FeatureView(name='usage', entities=[model], schema=[Field(name='model', "
-        "dtype=Int64), Field(name='calls', dtype=Float64)], source=FileSource("
-        "path='data/usage.parquet', timestamp_field='ts'))\n"
+    table = source_table().rename_columns(
+        ["model" if c == "driver_id" else c for c in source_table().column_names]
     )
-    ts = pa.array([datetime(2026, 1, 1, tzinfo=UTC)], UTC_US)
-    pq.write_table(pa.table({"model": [7], "calls": [1.0], "ts": ts}), repo / "data/usage.parquet")
-    store = FeatureStore(repo)
+    store = FeatureStore(write_repo(tmp_path / "repo", table, join_keys=["model"]))
     store.apply()
-    plan, _ = store._online_reader().plan(["usage:calls"], False)
+    plan, _ = store._online_reader().plan(["stats:trips"], False)
     with pytest.raises(
         RetrievalError, match=r"join key 'model': its column 'model' is also a column the log"
     ):

@@ -213,26 +213,26 @@ def test_entity_rows_at_a_source_rows_nanosecond_time_find_that_row(tmp_path: Pa
     entity reader truncated them: a row whose ns part was 500 or more landed after an entity
     row taken from the same time, so the join missed the row at its own time (Feast, in ns,
     finds it). Entity times are rounded as DuckDB rounds them."""
-    repo = tmp_path / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "featurestore.yaml").write_text("project: p\nregistry: data/registry.json\n")
-    (repo / "definitions.py").write_text(
-        "from featurestore import Entity, FeatureView, Field, FileSource\n"
-        "from featurestore.types import Int64\n"
-        "user = Entity(name='user', join_keys=['user_id'])\n"
-        "clicks = FeatureView(name='clicks', entities=[user], schema=[Field(name='user_id', "
-        "dtype=Int64), Field(name='n', dtype=Int64)], source=FileSource("
-        "path='data/clicks.parquet', timestamp_field='ts'))\n"
-    )
+    from tests.tiny_repo import write_repo
+
     base = pd.Timestamp("2026-01-01T00:00:00", tz="UTC").value
     parts = [0, 1, 499, 500, 501, 999, 999_500, 999_999_999, -1, -500, -501]
-    ns = [base + 1_000_000 * i + p for i, p in enumerate(parts)]
-    times = pd.to_datetime(pd.Series(ns), utc=True)  # datetime64[ns, UTC]
-    users = list(range(len(parts)))
-    source = pd.DataFrame({"user_id": users, "n": users, "ts": times})
-    source.to_parquet(repo / "data" / "clicks.parquet")
-    store = FeatureStore(repo)
+    times = pa.array([base + 1_000_000 * i + p for i, p in enumerate(parts)], pa.int64())
+    times = times.cast(pa.timestamp("ns", tz="UTC"))
+    drivers = list(range(len(parts)))
+    source = pa.table(
+        {"driver_id": pa.array(drivers, pa.int32()), "event_ts": times, "trips": drivers}
+    )
+    store = FeatureStore(
+        write_repo(
+            tmp_path / "repo",
+            source,
+            created=None,
+            fields=[("trips", "Int64")],
+            service_features=["trips"],
+        )
+    )
     store.apply()
-    entities = pd.DataFrame({"user_id": users, "event_timestamp": times})
-    got = store.get_historical_features(entities, ["clicks:n"]).to_df()
-    assert [None if pd.isna(v) else int(v) for v in got["n"]] == users
+    entities = pa.table({"driver_id": drivers, "event_timestamp": times})
+    got = store.get_historical_features(entities, ["stats:trips"]).to_arrow()
+    assert got["trips"].to_pylist() == drivers
