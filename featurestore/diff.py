@@ -91,7 +91,9 @@ def _field_changes(
 ) -> list[str]:
     old = {f["name"]: f["dtype"] for f in old_schema}
     new = {f["name"]: f["dtype"] for f in new_schema}
-    compared = list(old) if features is None else list(features)
+    # An aggregated view's features are its aggregations' outputs, not schema fields (its
+    # schema declares only the columns it reads): ``_aggregation_changes`` compares those.
+    compared = list(old) if features is None else [n for n in features if n in old]
     details = [f"schema: removed field {n}" for n in compared if n not in new]
     if features is None:
         details += [f"schema: added field {n} ({new[n]})" for n in new if n not in old]
