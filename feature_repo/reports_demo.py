@@ -3,13 +3,15 @@ catching them.
 
     python feature_repo/reports_demo.py [--repo feature_repo] [--model artifacts/fraud_v2]
 
-1. Serves the 2,000 most recent transactions (user, merchant and the request field
+1. Serves 2,000 transactions drawn (seeded) from the 5,000 most recent (user, merchant and the request field
    ``amount``, which fraud_v2's request-time feature ``txn_features:amount_vs_avg_24h``
    reads) through ``/predict`` (the repo's own online store, materialized up to now by
    serve_demo.py), then runs ``featurestore consistency-report`` (every value equals its
    replay, the transformed feature's included: exit 0; the script checks that it was
-   compared) and ``featurestore skew-report`` against a training set of the 5,000 most recent
-   transactions at the serving time (exit 0).
+   compared) and ``featurestore skew-report`` against a training set of those 5,000
+   transactions at the serving time (exit 0): the served rows are a sample of the
+   reference's, so at any ``--scale`` they differ only by sampling (the 2,000 most recent
+   were other users than the 5,000 at ``--scale 0.1``, and their null rates differed).
 2. Stale online store: a copy of the repo whose online store is materialized only up to 3
    hours before the data's end serves the same transactions; the consistency report finds
    stale-online values (exit 3), the transformed feature's classed by its stale inputs, and
@@ -121,7 +123,8 @@ def main() -> None:
     out = repo / "data" / "reports"
     out.mkdir(parents=True, exist_ok=True)
     tx = pd.read_parquet(repo / "data" / "transactions.parquet").sort_values("event_timestamp")
-    pairs = tx.tail(SERVED)[list(REQUEST)].reset_index(drop=True)
+    recent = tx.tail(REFERENCE)[list(REQUEST)].reset_index(drop=True)
+    pairs = recent.sample(min(SERVED, len(recent)), random_state=7).reset_index(drop=True)
     service = models.load(model).metadata.feature_service
 
     _say("1. Clean: serve recent traffic, then the reports find nothing")
@@ -135,9 +138,8 @@ def main() -> None:
     # at each row's own time, so a training set of the transactions at their own times would
     # not count each transaction in its own windows, which a read minutes later does (a
     # real skew between scoring at the event and scoring later, not this step's point).
-    recent = tx.tail(REFERENCE)[list(REQUEST)].assign(event_timestamp=since)
     FeatureStore(repo).get_historical_features(
-        recent, feature_service=service, as_of="created"
+        recent.assign(event_timestamp=since), feature_service=service, as_of="created"
     ).to_parquet(reference)
     print(
         f"built {reference.name}: {service} for the {REFERENCE:,} most recent transactions "
