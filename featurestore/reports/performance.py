@@ -313,9 +313,15 @@ def _join(truth: Any, predictions: Any, label: str, within: timedelta) -> tuple[
         )
         order = f"abs(epoch_us(p.request_ts) - epoch_us(l.{EVENT_TIMESTAMP})), p.request_ts DESC"
         how = f"by {' + '.join(keys)} and the request time nearest {EVENT_TIMESTAMP} (within {within})"
+    # `matches`/`ambiguous`: a label matched to several logged rows whose predictions differ
+    # (a request id without the keys of a request that scored several entities) says no
+    # more about which prediction it is for than its request does: refused below.
     sql = f"""
-        SELECT l.__row, CAST({y} AS DOUBLE) AS y, p.prediction, p.request_ts
+        SELECT l.__row, CAST({y} AS DOUBLE) AS y, p.prediction, p.request_ts,
+               count(*) OVER w AS matches,
+               min(p.prediction) OVER w <> max(p.prediction) OVER w AS ambiguous
         FROM labels l JOIN predictions p ON {on}
+        WINDOW w AS (PARTITION BY l.__row)
         QUALIFY row_number() OVER (PARTITION BY l.__row ORDER BY {order}) = 1
         ORDER BY l.__row
     """
@@ -325,8 +331,25 @@ def _join(truth: Any, predictions: Any, label: str, within: timedelta) -> tuple[
         raise ReportError(f"the labels cannot be matched to the log ({how}): {exc}") from None
     finally:
         con.close()
+    if REQUEST_ID in truth.columns and joined["ambiguous"].any():
+        _refuse_ambiguous(truth, predictions, joined, keys)
     joined["request_ts"] = joined["request_ts"].dt.tz_convert("UTC")
     return joined, how
+
+
+def _refuse_ambiguous(truth: Any, predictions: Any, joined: Any, keys: list[str]) -> None:
+    """``ReportError`` naming the first label row that matches logged predictions of several
+    entities (its request scored more than one) and the key columns that would tell them
+    apart."""
+    first = joined[joined["ambiguous"].astype(bool)].iloc[0]
+    row = int(first["__row"])
+    missing = [c for c in predictions.columns if c not in (*META_COLUMNS, PREDICTION, *keys)]
+    raise ReportError(
+        f"label row {row} (request_id {truth[REQUEST_ID].iloc[row]!r}) matches "
+        f"{int(first['matches'])} logged predictions of different entities: its request "
+        f"scored several; add the join key column(s) {', '.join(missing)} to the labels "
+        "to say which entity each label is for"
+    )
 
 
 def _slice(name: str, y: np.ndarray, p: np.ndarray) -> Slice:

@@ -136,3 +136,14 @@ def test_labels_other_than_0_and_1_are_refused_naming_them(
     for given in ([bool(v) for v in LABELS["a"]], [str(v) for v in LABELS["a"]]):
         report = performance_report(FeatureStore(repo).config, labels.assign(y=given), label="y")
         assert report.overall.positives == sum(LABELS["a"])
+
+
+def test_a_request_id_label_for_a_request_that_scored_several_entities_is_refused(
+    repo: Path,
+) -> None:
+    """A label carrying only ``request_id`` cannot say which of the request's 8 scored
+    entities it is for: it used to be matched to one of them, picked silently (any one
+    would do for the join), so AUC and log loss were computed on arbitrary predictions."""
+    labels = pd.DataFrame({"request_id": ["a", "b"], "is_fraud": [1, 0]})
+    with pytest.raises(ReportError, match=r"request_id 'a'.* 8 logged predictions.*user_id"):
+        performance_report(FeatureStore(repo).config, labels, label="is_fraud")
