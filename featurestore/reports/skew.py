@@ -137,6 +137,18 @@ def skew_report(
                 SchemaFinding("missing", ref, f"{ref} is not served in {where}", Level.ALERT)
             )
             continue
+        before, after = (_logged_dtype(t, column) for t in (reference, log))
+        if before != after:
+            schema.append(
+                SchemaFinding(
+                    "dtype",
+                    ref,
+                    f"{ref} is {before} in the baseline but {after} in the window: its "
+                    "definition changed in between (compare windows after the change)",
+                    Level.ALERT,
+                )
+            )
+            continue
         say(f"comparing {ref}")
         features.append(
             feature_skew(ref, column, _served(reference, column), _served(log, column), thresholds)
@@ -152,6 +164,15 @@ def skew_report(
         thresholds=thresholds,
         notes=tuple(f"{ref} is excluded (reports.exclude_features)" for ref in sorted(excluded)),
     )
+
+
+def _logged_dtype(table: pa.Table, column: str) -> str:
+    """The dtype name a log column holds (its Arrow type when no dtype fits)."""
+    from featurestore.types import dtype_from_arrow
+
+    arrow_type = table.schema.field(column).type
+    dtype = dtype_from_arrow(arrow_type)
+    return dtype.name if dtype else str(arrow_type)
 
 
 def _served(table: pa.Table, column: str) -> pa.ChunkedArray:
@@ -191,8 +212,6 @@ def _against_training_set(
 ) -> SkewReport:
     import pyarrow.parquet as pq
 
-    from featurestore.types import dtype_from_arrow
-
     manifest = read_manifest(path)
     say(f"reading the training set {path}")
     try:
@@ -219,14 +238,13 @@ def _against_training_set(
                 )
             )
             continue
-        logged = dtype_from_arrow(log.schema.field(column).type)
-        if logged is None or logged.name != spec.dtype:
+        logged = _logged_dtype(log, column)
+        if logged != spec.dtype:
             schema.append(
                 SchemaFinding(
                     "dtype",
                     spec.ref,
-                    f"{spec.ref} is {spec.dtype} in the training set but logged as "
-                    f"{logged.name if logged else log.schema.field(column).type}",
+                    f"{spec.ref} is {spec.dtype} in the training set but logged as {logged}",
                     Level.ALERT,
                 )
             )

@@ -8,6 +8,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -84,3 +85,24 @@ def test_a_feature_missing_from_one_window_is_a_schema_finding(built: Path, tmp_
     (finding,) = report.schema
     assert finding.kind == "missing" and finding.feature == "stats:s"
     assert "not served in the window" in finding.message and report.level is Level.ALERT
+
+
+def test_a_feature_whose_dtype_differs_between_the_windows_is_a_schema_finding(
+    built: Path, tmp_path: Path
+) -> None:
+    """As against a training set, two windows that log a feature with different dtypes (an
+    apply changed it in between) are a dtype finding, not a comparison: the served strings
+    used to be converted to floats (a traceback when one does not parse)."""
+    repo = _repo(built, tmp_path, "{thresholds: {min_rows: 50}}")
+    day1 = next((repo / "data" / "feature_log").glob("date=*/part-day1.parquet"))
+    table = pq.read_table(day1)
+    x = table.schema.get_field_index("stats__x")
+    table = table.set_column(x, "stats__x", pa.array(["abc"] * table.num_rows))
+    pq.write_table(table, day1)
+    report = skew_report(
+        FeatureStore(repo).config, window=Window(since=T0 + DAY), baseline=Window(until=T0 + DAY)
+    )
+    (finding,) = report.schema
+    assert finding.kind == "dtype" and finding.feature == "stats:x"
+    assert "Float64 in the baseline but String in the window" in finding.message
+    assert "stats:x" not in [f.ref for f in report.features] and report.level is Level.ALERT
