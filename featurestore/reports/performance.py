@@ -144,8 +144,9 @@ def performance_report(
     label = label or (artifact.metadata.label if artifact else None)
     if label is None:
         raise ReportError("name the label column (--label), or pass the model (--model)")
-    truth, where = _read_labels(labels, label)
     predictions, name = _predictions(config, window, artifact)
+    truth, where = _read_labels(labels, label, _string_columns(predictions))
+    _check_key_types(truth, predictions, label, where)
     joined, how = _join(truth, predictions, label, match_within)
     if len(joined) == 0:
         span = (
@@ -188,8 +189,9 @@ def performance_report(
     )
 
 
-def _read_labels(labels: Any, label: str) -> tuple[Any, str]:
-    """Labels as pandas with a ``__row`` number, and how to name them in messages."""
+def _read_labels(labels: Any, label: str, strings: list[str]) -> tuple[Any, str]:
+    """Labels as pandas with a ``__row`` number, and how to name them in messages; a CSV's
+    ``strings`` columns (the log's string keys) are read as text ("007" stays "007")."""
     import pandas as pd
     import pyarrow as pa
 
@@ -198,7 +200,11 @@ def _read_labels(labels: Any, label: str) -> tuple[Any, str]:
         path = Path(labels)
         where = str(path)
         try:
-            frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+            frame = (
+                pd.read_csv(path, dtype=dict.fromkeys(strings, str))
+                if path.suffix.lower() == ".csv"
+                else pd.read_parquet(path)
+            )
         except (OSError, ValueError) as exc:
             raise ReportError(f"labels {path} cannot be read: {exc}") from None
     elif isinstance(labels, pa.Table):
@@ -219,6 +225,41 @@ def _read_labels(labels: Any, label: str) -> tuple[Any, str]:
     if EVENT_TIMESTAMP in frame.columns:
         frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     return frame.assign(__row=range(len(frame))), where
+
+
+def _string_columns(predictions: Any) -> list[str]:
+    """The logged columns (request id, keys, request fields) that hold strings."""
+    import pandas as pd
+
+    return [
+        c
+        for c in predictions.columns
+        if c != PREDICTION and pd.api.types.is_string_dtype(predictions[c])
+    ]
+
+
+def _check_key_types(truth: Any, predictions: Any, label: str, where: str) -> None:
+    """``ReportError`` naming a column the labels share with the log (a key the match uses)
+    that holds strings on one side and numbers on the other: join keys are typed, ``1`` and
+    ``"1"`` are different keys (DuckDB would cast one to the other and match "01" to 1)."""
+    import pandas as pd
+
+    strings = set(_string_columns(predictions))
+    for column in predictions.columns:
+        if column in (*META_COLUMNS, PREDICTION, label) or column not in truth.columns:
+            continue
+        given = truth[column]
+        text = pd.api.types.is_string_dtype(given.dropna()) and given.notna().any()
+        if column in strings and not (text or given.isna().all()):
+            raise ReportError(
+                f"{where}: column {column!r} holds {given.dtype} values but the log's "
+                f'{column} is a string key (1 and "1" are different keys): write it as text'
+            )
+        if column not in strings and text:
+            raise ReportError(
+                f"{where}: column {column!r} holds strings but the log's {column} is an "
+                f'integer key (1 and "1" are different keys): write it as integers'
+            )
 
 
 def _require_binary(labels: Any, label: str, where: str) -> None:

@@ -147,3 +147,20 @@ def test_a_request_id_label_for_a_request_that_scored_several_entities_is_refuse
     labels = pd.DataFrame({"request_id": ["a", "b"], "is_fraud": [1, 0]})
     with pytest.raises(ReportError, match=r"request_id 'a'.* 8 logged predictions.*user_id"):
         performance_report(FeatureStore(repo).config, labels, label="is_fraud")
+
+
+def test_labels_keys_of_another_type_than_the_logs_are_refused_naming_the_column(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Join keys are typed (1 and "1" are different keys): labels whose ``user_id`` holds
+    strings used to match the log's integer keys through DuckDB's implicit cast, "01"
+    included. A CSV's key columns are read as the log types them."""
+    given = {"request_id": ["a"] * len(USERS), "is_fraud": LABELS["a"]}
+    for keys in ([str(u) for u in USERS], [f"0{u}" for u in USERS]):
+        labels = pd.DataFrame({**given, "user_id": keys})
+        with pytest.raises(ReportError, match=r"column 'user_id' holds strings.*integer key"):
+            performance_report(FeatureStore(repo).config, labels, label="is_fraud")
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({**given, "user_id": USERS}).to_csv(path, index=False)
+    report = performance_report(FeatureStore(repo).config, path, label="is_fraud")
+    assert report.overall.rows == len(USERS)
