@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurestore.errors import ReportError
+from featurestore.errors import ReportError, RetrievalError
 from featurestore.feature_log import META_COLUMNS, PREDICT, PREDICTION
 from featurestore.reports.served import Window, feature_columns, read_window
 from featurestore.reports.stats import (
@@ -223,8 +223,30 @@ def _read_labels(labels: Any, label: str, strings: list[str]) -> tuple[Any, str]
         )
     _require_binary(frame[label], label, where)
     if EVENT_TIMESTAMP in frame.columns:
-        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
+        frame[EVENT_TIMESTAMP] = _label_times(frame[EVENT_TIMESTAMP], where)
     return frame.assign(__row=range(len(frame))), where
+
+
+def _label_times(column: Any, where: str) -> Any:
+    """The labels' times read by the entity rows' rule (``offline/entities.py``: timestamps
+    or ISO-8601 strings, naive meaning UTC), as pandas; ``ReportError`` naming a bad row or
+    a column of numbers (epoch numbers have no unit to read them by)."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    from featurestore.offline.entities import normalize_timestamps
+
+    try:
+        table = normalize_timestamps(pa.table({EVENT_TIMESTAMP: pa.array(column)}))
+    except (RetrievalError, pa.ArrowException) as exc:
+        raise ReportError(f"{where}: {exc}") from None
+    arrow_type = table.schema.field(EVENT_TIMESTAMP).type
+    if not pt.is_timestamp(arrow_type):
+        raise ReportError(
+            f"{where}: column {EVENT_TIMESTAMP!r} has type {arrow_type}; give timestamps "
+            "(or ISO-8601 strings)"
+        )
+    return table[EVENT_TIMESTAMP].to_pandas()
 
 
 def _string_columns(predictions: Any) -> list[str]:

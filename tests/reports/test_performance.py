@@ -164,3 +164,18 @@ def test_labels_keys_of_another_type_than_the_logs_are_refused_naming_the_column
     pd.DataFrame({**given, "user_id": USERS}).to_csv(path, index=False)
     report = performance_report(FeatureStore(repo).config, path, label="is_fraud")
     assert report.overall.rows == len(USERS)
+
+
+def test_label_times_follow_the_entity_time_rule_naming_a_bad_row(repo: Path) -> None:
+    """Labels' ``event_timestamp`` is read as entity rows' is (``offline/entities.py``):
+    a string that is no time used to be a pandas traceback, and epoch numbers were read as
+    nanoseconds (1970, matching nothing) instead of being refused."""
+    given = {"user_id": USERS[:2], "is_fraud": [1, 0]}
+    bad = pd.DataFrame({**given, "event_timestamp": [T0.isoformat(), "not-a-time"]})
+    with pytest.raises(ReportError, match=r"row 1 holds 'not-a-time', which is not a timestamp"):
+        performance_report(FeatureStore(repo).config, bad, label="is_fraud")
+    epoch = pd.DataFrame({**given, "event_timestamp": [int(T0.timestamp())] * 2})
+    with pytest.raises(ReportError, match=r"'event_timestamp' has type int64; give timestamps"):
+        performance_report(FeatureStore(repo).config, epoch, label="is_fraud")
+    naive = pd.DataFrame({**given, "event_timestamp": [T0.replace(tzinfo=None).isoformat()] * 2})
+    assert performance_report(FeatureStore(repo).config, naive, label="is_fraud").overall.rows == 2
