@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from featurestore.errors import OutputError
+from featurestore.errors import ModelError, OutputError
 from featurestore.models.artifact import ModelArtifact, load
 from featurestore.models.entities import open_store
 
@@ -31,6 +31,9 @@ def predict(
     same ``as_of``), and go through the same matrix builder. Refuses with ``ModelError``
     naming the changed views when the registry's fingerprint no longer matches the model's.
     """
+    from featurestore.models.training import require_times
+    from featurestore.offline.plan import ENTITY_TIMESTAMP
+
     artifact = model if isinstance(model, ModelArtifact) else load(model)
     store = open_store(store)
     artifact.binding(store.state).require()
@@ -41,7 +44,13 @@ def predict(
         full_feature_names=True,
         as_of=artifact.metadata.as_of,  # type: ignore[arg-type]  # recorded by training: "event" or "created"
     )
+    if PREDICTION_COLUMN in job.plan.entity_columns:  # known before the join runs
+        raise ModelError(
+            f"entity column {PREDICTION_COLUMN!r} would be replaced by the scores, which "
+            "keep every entity column beside them: rename it"
+        )
     frame = job.to_df()
+    require_times(frame[ENTITY_TIMESTAMP])
     scored = frame[list(job.plan.entity_columns)].copy()
     scored[PREDICTION_COLUMN] = artifact.predict_features(frame)
     return scored

@@ -68,18 +68,9 @@ def time_split(timestamps: pd.Series, valid_fraction: float) -> TimeSplit:
     A row without a timestamp is a ``ModelError`` naming it: it belongs to neither side
     (and the point-in-time join gave it no feature values).
     """
-    import pandas as pd
-
     if not 0.0 < valid_fraction < 1.0:
         raise ModelError(f"valid fraction must be between 0 and 1, got {valid_fraction}")
-    stamps = pd.to_datetime(timestamps, utc=True)
-    missing = stamps.isna().to_numpy().nonzero()[0]
-    if len(missing):
-        raise ModelError(
-            f"entity rows {missing[:5].tolist()} have no {ENTITY_TIMESTAMP} ({len(missing)} "
-            "rows in all): a row without a time is neither before nor after the split, and "
-            "the point-in-time join gives it no features; give every row its time or drop it"
-        )
+    stamps = require_times(timestamps)
     ordered = stamps.sort_values(ignore_index=True)
     split = ordered.iloc[min(int(len(ordered) * (1.0 - valid_fraction)), len(ordered) - 1)]
     valid = (stamps >= split).to_numpy()
@@ -90,6 +81,24 @@ def time_split(timestamps: pd.Series, valid_fraction: float) -> TimeSplit:
             "span a single timestamp; give rows over a longer period or a larger valid fraction"
         )
     return TimeSplit(split, train, valid)
+
+
+def require_times(timestamps: pd.Series) -> pd.Series:
+    """The entity rows' times (UTC); ``ModelError`` naming the rows without one: the
+    point-in-time join gives such a row no features, so neither training (which could not
+    place it on either side of the split) nor scoring has anything to use."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(timestamps, utc=True)
+    missing = stamps.isna().to_numpy().nonzero()[0]
+    if len(missing):
+        raise ModelError(
+            f"entity rows {missing[:5].tolist()} have no {ENTITY_TIMESTAMP} ({len(missing)} "
+            "rows in all): a row without a time is neither before nor after a training "
+            "split, and the point-in-time join gives it no features; give every row its "
+            "time or drop it"
+        )
+    return stamps
 
 
 def labels(frame: pd.DataFrame, label: str) -> np.ndarray:

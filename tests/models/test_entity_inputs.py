@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from model_repo import Trained
 
-from featurestore import OutputError, RetrievalError, models
+from featurestore import ModelError, OutputError, RetrievalError, models
 
 
 def test_csv_and_folder_entities_score_like_parquet(trained: Trained, tmp_path: Path) -> None:
@@ -58,3 +58,18 @@ def test_entity_problems_are_the_readers_errors(trained: Trained, tmp_path: Path
         models.predict(trained.artifact, trained.repo, doubled)
     with pytest.raises(RetrievalError, match="no file or folder at"):
         models.predict(trained.artifact, trained.repo, tmp_path / "missing.csv")
+
+
+def test_predict_refuses_what_training_refuses_and_never_drops_a_column(
+    trained: Trained,
+) -> None:
+    """A row without a time gets no feature from the point-in-time join: training refuses
+    it, and scoring it used to return a number made of nulls. An entity column named
+    ``prediction`` used to be replaced by the scores without a word."""
+    entities = pd.read_parquet(trained.entities).drop(columns=["is_fraud"]).iloc[:20]
+    no_time = entities.astype({"event_timestamp": object})
+    no_time.loc[[3, 7], "event_timestamp"] = None
+    with pytest.raises(ModelError, match=r"entity rows \[3, 7\] have no event_timestamp"):
+        models.predict(trained.artifact, trained.repo, no_time)
+    with pytest.raises(ModelError, match=r"entity column 'prediction'.*rename it"):
+        models.predict(trained.artifact, trained.repo, entities.assign(prediction=0.5))
