@@ -162,8 +162,25 @@ def skew_report(
         features=tuple(features),
         schema=tuple(schema),
         thresholds=thresholds,
-        notes=tuple(f"{ref} is excluded (reports.exclude_features)" for ref in sorted(excluded)),
+        notes=(
+            *_overlap(baseline, window),
+            *(f"{ref} is excluded (reports.exclude_features)" for ref in sorted(excluded)),
+        ),
     )
+
+
+def _overlap(baseline: Window, window: Window) -> list[str]:
+    """A note when the two windows share a time: the shared rows sit on both sides and pull
+    every statistic towards no skew (a baseline left open at its end holds the window)."""
+    if (baseline.since is None or window.until is None or baseline.since < window.until) and (
+        window.since is None or baseline.until is None or window.since < baseline.until
+    ):
+        return [
+            f"the baseline overlaps the window (baseline {baseline.describe()}, window "
+            f"{window.describe()}): rows in both pull every statistic towards no skew; end "
+            "the baseline at or before the window's start (--baseline-until)"
+        ]
+    return []
 
 
 def _logged_dtype(table: pa.Table, column: str) -> str:

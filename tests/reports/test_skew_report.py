@@ -106,3 +106,15 @@ def test_a_feature_whose_dtype_differs_between_the_windows_is_a_schema_finding(
     assert finding.kind == "dtype" and finding.feature == "stats:x"
     assert "Float64 in the baseline but String in the window" in finding.message
     assert "stats:x" not in [f.ref for f in report.features] and report.level is Level.ALERT
+
+
+def test_a_baseline_that_overlaps_the_window_says_so(built: Path, tmp_path: Path) -> None:
+    """A baseline left open at its end (``--baseline-since`` without ``--baseline-until``)
+    holds the window's own rows, which pulls every statistic towards no skew: the report
+    used to say nothing about it."""
+    repo = _repo(built, tmp_path, "{thresholds: {min_rows: 50}}")
+    config = FeatureStore(repo).config
+    report = skew_report(config, window=Window(since=T0 + DAY), baseline=Window(since=T0))
+    assert any("the baseline overlaps the window" in note for note in report.notes)
+    apart = skew_report(config, window=Window(since=T0 + DAY), baseline=Window(until=T0 + DAY))
+    assert not any("overlaps" in note for note in apart.notes)
