@@ -139,7 +139,8 @@ def feature_skew(
         stats |= dict.fromkeys((*numeric_only, "served_mean", "served_std"), None)
         stats["kind"] = "categorical"
         stats["unseen"] = tuple(listing[:UNSEEN_EXAMPLES])
-        stats["unseen_share"] = unseen / len(served) if len(served) else 0.0
+        values = len(served) - srv_nulls  # a share of served values: nulls are no category
+        stats["unseen_share"] = unseen / values if values else 0.0
     n_ref, n_srv = len(reference), len(served)
     result = FeatureSkew(
         ref=ref,

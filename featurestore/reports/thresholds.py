@@ -15,8 +15,8 @@ name                     default  crossed when
                                   bounded and free of PSI's epsilon, large ones)
 ``null_rate_warn``       0.02     the null share moved by at least this (absolute: 0.05 = 5
 ``null_rate_alert``      0.05     percentage points)
-``unseen_warn``          0.01     this share of served values are categories the reference
-``unseen_alert``         0.05     never holds
+``unseen_warn``          0.01     this share of served (non-null) values are categories the
+``unseen_alert``         0.05     reference never holds
 ``match_rate_warn``      0.999    consistency: a feature's exact-match rate is below this
 ``match_rate_alert``     0.99
 ``auc_drop_warn``        0.02     performance: validation AUC minus the served AUC is at

@@ -104,3 +104,14 @@ def test_small_samples_are_reported_not_judged() -> None:
     skew = feature_skew("a:b", "a__b", pa.array([1.0] * 400), pa.array([9.0] * 400), thresholds)
     assert skew.psi > 1 and skew.level is Level.OK
     assert "not judged" in skew.reasons[0]
+
+
+def test_the_unseen_share_is_of_served_values_not_of_rows_with_nulls() -> None:
+    """A sparse feature (90% null on both sides) whose served values are 40% a category
+    training never held: the share used to be taken over every row, nulls included (4%,
+    under the alert), hiding a shift the null rate does not show."""
+    reference = pa.array(["US"] * 50 + ["DE"] * 50 + [None] * 900)
+    served = pa.array(["US"] * 30 + ["DE"] * 30 + ["XX"] * 40 + [None] * 900)
+    skew = feature_skew("user:coupon", "user__coupon", reference, served, Thresholds.from_config())
+    assert skew.unseen_share == pytest.approx(0.4)
+    assert any("40.0% of served values are unseen" in reason for reason in skew.reasons)
