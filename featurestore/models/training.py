@@ -253,6 +253,7 @@ def build_training_set(
                 f"the {part} rows (split at {split.time.isoformat()}) hold only one label "
                 f"value; both classes are needed; change --valid-fraction or add labeled rows"
             )
+    _require_some_feature_value(frame[split.train], manifest, service)
     specs = feature_specs(manifest)
     if parent:
         # Trees address features by position: keep the parent's column order (a service may
@@ -274,6 +275,24 @@ def build_training_set(
         entity_columns=job.plan.entity_columns,
         manifest=manifest,
     )
+
+
+def _require_some_feature_value(
+    train: pd.DataFrame, manifest: TrainingSetManifest, service: str
+) -> None:
+    """``ModelError`` when the point-in-time join gave the training rows no feature value at
+    all: a model of only nulls is a constant, usually from entity times before the sources'
+    data (a time zone or unit slip)."""
+    columns = [f.column for f in manifest.features]
+    if columns and not train[columns].notna().to_numpy().any():
+        stamps = require_times(train[ENTITY_TIMESTAMP])
+        raise ModelError(
+            f"every feature of service {service!r} is null on all {len(train)} training "
+            f"rows (entity times {stamps.min().isoformat()} .. {stamps.max().isoformat()}): "
+            "the point-in-time join found no source row at or before those times within "
+            "each view's ttl; check the entity timestamps (time zone, unit) against the "
+            "sources' event times"
+        )
 
 
 def _fit(

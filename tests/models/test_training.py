@@ -259,6 +259,22 @@ def test_a_validation_part_with_one_class_is_refused(trained: Trained, tmp_path:
         )
 
 
+def test_training_rows_without_any_feature_value_are_refused(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """Entity times before every source row (a unit or time-zone slip) give the join
+    nothing: every feature is null on every training row. It used to train a constant
+    model (validation AUC 0.5) and write it, without a word."""
+    entities = pd.read_parquet(trained.entities)
+    entities["event_timestamp"] -= pd.Timedelta(days=400)
+    with pytest.raises(ModelError, match=r"every feature of service 'svc' is null on all \d+ "):
+        models.train(
+            trained.repo, service="svc", entities=entities, label="is_fraud",
+            out=tmp_path / "m", progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "m").exists()
+
+
 def test_zero_entity_rows_are_refused(trained: Trained, tmp_path: Path) -> None:
     empty = pd.read_parquet(trained.entities).iloc[:0]
     path = tmp_path / "empty.parquet"
