@@ -36,6 +36,10 @@ column                                 Arrow type                 meaning
                                                                   exactly; a retrain changes it)
 ``service``                            string (null: a list of    the feature service read
                                        features was asked for)
+``definitions``                        string (null: logged       the definitions the read used:
+                                       before it was recorded)    ``view:fingerprint`` (12 characters)
+                                                                  of every feature view and on-demand
+                                                                  view read, sorted, comma-separated
 ``<join key>`` per join key            int32 / int64 / string     the entity key, as its dtype declares
 ``<field>`` per request field          its declared type          a request field on-demand views read
                                                                   (absent when it shares a key's name)
@@ -97,6 +101,7 @@ META_COLUMNS = (
     "model_fingerprint",
     "model_sha256",
     "service",
+    "definitions",
 )
 PREDICTION = "prediction"
 FLUSH_SECONDS = 1.0
@@ -124,6 +129,17 @@ def log_columns(plan: ReadPlan) -> dict[str, str]:
     return columns
 
 
+def read_definitions(plan: ReadPlan) -> str:
+    """What the log records of the definitions a read used (its ``definitions`` column):
+    ``view:fingerprint`` (the first 12 characters) of every feature view, aggregated view
+    and on-demand view the plan reads, sorted by name, comma-separated. The consistency
+    report refuses rows read with definitions the registry no longer holds."""
+    found = {v.identity.view: v.identity.fingerprint for g in plan.groups for v in g.views}
+    found |= {a.identity.view: a.identity.fingerprint for a in plan.aggregated}
+    found |= {t.view: t.fingerprint for t in plan.transformations}
+    return ",".join(f"{view}:{fingerprint[:12]}" for view, fingerprint in sorted(found.items()))
+
+
 def _check_unique_columns(plan: ReadPlan, columns: dict[str, str]) -> None:
     owners: dict[str, str] = {name: "a column the log writes itself" for name in META_COLUMNS}
     owners[PREDICTION] = "a column the log writes itself"
@@ -148,7 +164,8 @@ class ServedRequest:
 
     ``columns`` maps the response's feature names to their log names (``log_columns``); pass
     the same mapping object for every request of one read plan (the writer groups requests
-    by it). ``request_us`` is the ``now`` of the read, in µs since the epoch.
+    by it). ``request_us`` is the ``now`` of the read, in µs since the epoch;
+    ``definitions``, ``read_definitions`` of its plan.
     """
 
     request_id: str
@@ -161,6 +178,7 @@ class ServedRequest:
     model_fingerprint: str | None = None
     model_sha256: str | None = None
     predictions: Sequence[float] | None = None
+    definitions: str | None = None
 
     @property
     def rows(self) -> int:

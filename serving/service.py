@@ -20,6 +20,7 @@ from featurestore.feature_log import (
     FeatureLogWriter,
     ServedRequest,
     log_columns,
+    read_definitions,
 )
 from featurestore.models.online import OnlineModel, ServingStatus, load_online_model
 from featurestore.online.base import OnlineStore, open_online_store
@@ -57,7 +58,7 @@ class Service:
         self.materializer = Materializer(
             config, self.store, self._state, metrics, lambda: self.model.watermarks_changed()
         )
-        self._columns: dict[int, tuple[ReadPlan, dict[str, str]]] = {}
+        self._columns: dict[int, tuple[ReadPlan, dict[str, str], str]] = {}
         self._publish_model(None)
 
     def _load(self) -> OnlineModel:
@@ -149,14 +150,16 @@ class Service:
         self.metrics.read_seconds.labels(ONLINE_FEATURES).observe(time.perf_counter() - started)
         self._count_statuses(plan, response)
         if self.settings.feature_log.include_online_features:
+            columns, definitions = self._logged(plan)
             self.log.submit(
                 ServedRequest(
                     request_id,
                     now_us,
                     ONLINE_FEATURES,
                     response,
-                    self._log_columns(plan),
+                    columns,
                     service=feature_service,
+                    definitions=definitions,
                 )
             )
         return encoding.online_features(response)
@@ -179,13 +182,15 @@ class Service:
         self._count_statuses(scored.plan, scored.response)
         predictions = scored.predictions.tolist()
         self.metrics.predictions.inc(len(predictions))
+        columns, definitions = self._logged(scored.plan)
         self.log.submit(
             ServedRequest(
                 request_id,
                 scored.now_us,
                 PREDICT,
                 scored.response,
-                self._log_columns(scored.plan),
+                columns,
+                definitions=definitions,
                 service=model.service,
                 model=model.name,
                 model_fingerprint=model.fingerprint,
@@ -217,13 +222,14 @@ class Service:
         self.metrics.binding.set(1 if status.binding is None or status.binding.matches else 0)
         return status
 
-    def _log_columns(self, plan: ReadPlan) -> dict[str, str]:
+    def _logged(self, plan: ReadPlan) -> tuple[dict[str, str], str]:
+        """The plan's log column names and its definitions (computed once per plan)."""
         found = self._columns.get(id(plan))
         if found is None or found[0] is not plan:
             if len(self._columns) > 1_000:
                 self._columns = {}
-            found = self._columns[id(plan)] = (plan, log_columns(plan))
-        return found[1]
+            found = self._columns[id(plan)] = (plan, log_columns(plan), read_definitions(plan))
+        return found[1], found[2]
 
     def _count_statuses(self, plan: ReadPlan, response: OnlineResponse) -> None:
         """Per view, the entity rows read NOT_FOUND / OUTSIDE_MAX_AGE (one feature tells)."""

@@ -84,7 +84,7 @@ def test_the_schema_is_the_documented_one(fs: FeatureStore, tmp_path: Path) -> N
     table = read_log(tmp_path / "log")
     assert table.schema.names == [
         "request_id", "request_ts", "endpoint", "model", "model_fingerprint", "model_sha256",
-        "service", "user_id",
+        "service", "definitions", "user_id",
         "user_stats__amount", "user_stats__amount__status", "user_stats__amount__event_ts",
         "user_stats__amount__created_ts",
         "user_stats__city", "user_stats__city__status", "user_stats__city__event_ts",

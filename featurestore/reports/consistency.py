@@ -17,7 +17,9 @@ example rows per class. The overall score is the exact-match rate over all compa
 ``as_of`` the model was trained with (the artifact's metadata when ``model=`` is that model,
 else ``featurestore train``'s, ``"created"``); for ``/get-online-features`` rows ``"event"``.
 Rows served by a model bound to another fingerprint than the registry's (definitions changed
-since) are refused: replaying them through the new definitions would not measure serving.
+since), and rows read with view definitions the registry no longer holds (the log's
+``definitions``: ``/get-online-features`` rows have no model), are refused: replaying them
+through the new definitions would not measure serving.
 
 Levels: a feature's exact-match rate below ``match_rate_warn`` / ``match_rate_alert``
 (``reports/thresholds.py``), and any online-newer or value-differs row, which is always an
@@ -169,6 +171,7 @@ def consistency_report(
     say("reading the feature log")
     log = read_window(config.feature_log_path, window)
     _check_fingerprints(log, state)
+    _check_definitions(log, state)
     refs, notes = _replayable(log, state, config.reports.exclude_features)
     if not refs:
         raise ReportError(
@@ -250,6 +253,30 @@ def _check_fingerprints(log: pa.Table, state: RegistryState) -> None:
                 f"bound to {service} fingerprint {fingerprint[:12]}, but the registry's "
                 f"{service} {now}: replaying them through other definitions would not "
                 "measure serving; pass --since after the apply that changed it"
+            )
+
+
+def _check_definitions(log: pa.Table, state: RegistryState) -> None:
+    """Refuse rows read with definitions the registry no longer holds (the log's
+    ``definitions``: ``/get-online-features`` rows have no model fingerprint to tell it;
+    rows logged before that column have none, and are replayed as they are)."""
+    if "definitions" not in log.column_names:
+        return
+    current = {name: r.fingerprint[:12] for name, r in state.views.items()}
+    current |= {name: r.fingerprint[:12] for name, r in state.on_demand.items()}
+    groups = log.group_by(["definitions"]).aggregate([([], "count_all")]).to_pylist()
+    for group in groups:
+        read = group["definitions"]
+        if not read:
+            continue
+        pairs = [item.rsplit(":", 1) for item in read.split(",")]
+        changed = sorted(view for view, fingerprint in pairs if current.get(view) != fingerprint)
+        if changed:
+            raise ReportError(
+                f"{group['count_all']:,} logged rows were read with definitions of "
+                f"{', '.join(repr(v) for v in changed)} that the registry no longer holds (an "
+                "apply changed or removed them): replaying them through other definitions "
+                "would not measure serving; pass --since after that apply"
             )
 
 

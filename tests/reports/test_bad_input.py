@@ -177,6 +177,28 @@ def test_a_log_from_another_fingerprint_is_refused(repo: Path) -> None:
     )
 
 
+def test_online_feature_rows_read_with_other_definitions_are_refused(repo: Path) -> None:
+    """Defect: /get-online-features rows carry no model fingerprint, so after an apply the
+    report replayed them through the new definitions (false mismatches); the log records the
+    definitions each read used, and rows read with others are refused naming the view."""
+    store = FeatureStore(repo)
+    current = f"stats:{store.state.views['stats'].fingerprint[:12]}"
+    request = served_request(store, USERS, definitions=current)
+    store.close()
+    write_log(repo, log_table([request]), "online")
+    result = _cli("consistency-report", "--repo", str(repo))
+    assert result.returncode in (0, 3, 4), result.stderr  # the same definitions: replayed
+    store = FeatureStore(repo)
+    old = served_request(store, USERS, definitions="stats:ffffffffffff")
+    store.close()
+    write_log(repo, log_table([old]), "before-apply")
+    _one_line_error(
+        _cli("consistency-report", "--repo", str(repo)),
+        f"{len(USERS)} logged rows were read with definitions of 'stats'",
+        "--since",
+    )
+
+
 def test_rows_of_another_fingerprint_beside_good_ones_are_left_out_and_reported(
     repo: Path,
 ) -> None:

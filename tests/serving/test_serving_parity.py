@@ -62,6 +62,11 @@ def test_predict_scores_the_training_set_row_bit_for_bit(
         assert rows["prediction"].to_pylist() == answer["predictions"]
         assert set(rows["model_sha256"].to_pylist()) == {artifact.metadata.model_sha256}
         assert set(rows["model_fingerprint"].to_pylist()) == {answer["model_fingerprint"]}
+        views = FeatureStore(copy.repo).state.views  # the definitions each row was read with
+        service = FeatureStore(copy.repo).get_feature_service("fraud_v1")
+        read = sorted({ref.split(":")[0] for ref in service.refs})
+        expected = ",".join(f"{v}:{views[v].fingerprint[:12]}" for v in read)
+        assert set(rows["definitions"].to_pylist()) == {expected}
         (request_ts,) = set(rows["request_ts"].to_pylist())
 
         # The training set for these entities at the logged request time.
