@@ -26,6 +26,7 @@ labeled predictions are not judged.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -434,7 +435,12 @@ def _judge(
         return Level.OK, [f"{overall.rows:,} labeled predictions (< min_rows): not judged"]
     level, reasons = Level.OK, []
     checks = []
-    if "valid_auc" in validation:
+    if "valid_auc" in validation and math.isnan(overall.auc):  # comparisons with NaN: False
+        reasons.append(
+            f"AUC undefined: the {overall.rows:,} labeled predictions are all of one class "
+            f"({overall.positives:,} positive): auc_drop not judged"
+        )
+    elif "valid_auc" in validation:
         drop = validation["valid_auc"] - overall.auc
         checks.append(
             (

@@ -115,6 +115,14 @@ def test_judged_against_the_validation_figures() -> None:
     assert _judge(fine, {"valid_auc": 0.86, "valid_log_loss": 0.1}, thresholds)[0] is Level.OK
     few = Slice("overall", 10, 5, 0.5, auc=0.1, log_loss=3.0, ece=0.4)
     assert _judge(few, {"valid_auc": 0.9}, thresholds)[0] is Level.OK  # < min_rows
+    # one class only: AUC is undefined, and the report says the AUC check did not run
+    # (it was skipped silently: NaN compares False with every bound)
+    negatives = Slice("overall", 1000, 0, 0.02, auc=float("nan"), log_loss=0.05, ece=0.01)
+    level, reasons = _judge(negatives, {"valid_auc": 0.86}, thresholds)
+    assert level is Level.OK and reasons == [
+        "AUC undefined: the 1,000 labeled predictions are all of one class (0 positive): "
+        "auc_drop not judged"
+    ]
 
 
 @pytest.mark.parametrize(
