@@ -180,6 +180,14 @@ def consistency_report(
         )
     log = _without_unlogged_fields(config.feature_log_path, log, state, refs, notes)
     groups, row_as_of = _as_of_groups(log, artifact, as_of)
+    if artifact is not None and as_of is None:
+        sha = artifact.metadata.model_sha256
+        if sha not in set(log["model_sha256"].unique().to_pylist()):
+            notes.append(
+                f"the model given (sha256 {sha[:12]}) served no "
+                f"logged row {window.describe()}: its as_of applied to none (another model, "
+                "or a retrain, served them)"
+            )
     per_feature: dict[str, list[dict[str, Any]]] = {c: [] for c in refs}
     for group in groups:
         in_group = row_as_of == group.as_of

@@ -128,6 +128,7 @@ def test_transformed_features_served_are_compared_and_all_match(served: Served) 
     ]
     assert report.score == 1.0 and report.level is Level.OK, report.notes
     assert not any("scored" in note for note in report.notes), report.notes
+    assert not any("served no logged row" in note for note in report.notes), report.notes
     for column in TRANSFORMED:
         feature = _feature(report, column)
         assert feature.kind is FeatureKind.TRANSFORMED
@@ -249,3 +250,21 @@ def test_rows_from_old_files_without_the_request_field_are_left_out_with_a_note(
         (note,) = [n for n in report.notes if n.startswith(column)]
         assert f"{len(USERS)} logged rows not compared" in note and "'amount'" in note, note
     assert _feature(report, "stats__cnt").compared == 4 * len(USERS)  # not a transformed one
+
+
+def test_a_model_that_served_no_logged_row_gets_a_note(served: Served) -> None:
+    """Defect: a --model whose sha256 the log never saw (another model, a retrain) applied its
+    as_of to nothing, silently."""
+    import dataclasses
+
+    from featurestore import models
+
+    artifact = models.load(served.model)
+    other = dataclasses.replace(
+        artifact, metadata=dataclasses.replace(artifact.metadata, model_sha256="0" * 64)
+    )
+    report = consistency_report(FeatureStore(served.repo), served.a, model=other)
+    assert any(
+        "the model given (sha256 000000000000) served no logged row" in note
+        for note in report.notes
+    ), report.notes
