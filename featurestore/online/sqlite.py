@@ -111,21 +111,23 @@ WHERE substr(excluded.row, 1, 16) >= substr(view_rows.row, 1, 16)
 """
 
 MAX_VARIABLES = 30_000  # below SQLite's default limit of 32,766 bound parameters
+BUSY_SECONDS = 30.0  # how long an operation waits for another process's lock on the file
 
 
 class SqliteOnlineStore(OnlineStore):
     """The embedded online store (layout and guarantees: module docstring), for ``project``."""
 
-    def __init__(self, path: str | Path, project: str) -> None:
+    def __init__(self, path: str | Path, project: str, timeout: float = BUSY_SECONDS) -> None:
         super().__init__()
         self.path = Path(path)
         self.project = project
         self.location = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
+        self._db_timeout = timeout
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, timeout=30, check_same_thread=False, isolation_level=None
+                self.path, timeout=timeout, check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -140,27 +142,42 @@ class SqliteOnlineStore(OnlineStore):
         return f"SqliteOnlineStore({str(self.path)!r}, project={self.project!r})"
 
     @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This store's lock; a failure of SQLite itself (another process holding the file
+        past the busy timeout, a full disk) is an ``OnlineStoreUnavailable`` naming the file."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise OnlineStoreUnavailable(
+                    f"SQLite online store {self.path}: {exc}"
+                    + (
+                        f" (another process held it for {self._db_timeout:g} s; retry)"
+                        if "locked" in str(exc)
+                        else ""
+                    )
+                ) from None
+
+    @contextmanager
     def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Cursor]:
         """One transaction on the shared connection (under this store's lock)."""
-        with self._lock:
+        with self._locked():
             cursor = self._db.cursor()
             cursor.execute(begin)
             try:
                 yield cursor
                 cursor.execute("COMMIT")
             except BaseException:
-                cursor.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    cursor.execute("ROLLBACK")
                 raise
             finally:
                 if self._legacy:  # a drop may have removed the old tables (if committed)
                     self._legacy = self._has_legacy_tables()
 
     def ping(self) -> None:
-        with self._lock:
-            try:
-                self._db.execute("SELECT 1").fetchone()
-            except sqlite3.Error as exc:
-                raise OnlineStoreUnavailable(f"SQLite online store {self.path}: {exc}") from None
+        with self._locked():
+            self._db.execute("SELECT 1").fetchone()
 
     def claim(self, identity: ViewIdentity) -> Claim:
         with self._transaction() as cursor:
@@ -353,7 +370,7 @@ class SqliteOnlineStore(OnlineStore):
         return TileAnswer(end, out)
 
     def get_watermark(self, view: str) -> Watermark | None:
-        with self._lock:
+        with self._locked():
             found = self._db.execute(
                 "SELECT end_us, max_created_us FROM views WHERE project = ? AND view = ?",
                 (self.project, view),

@@ -526,3 +526,37 @@ def test_a_foreign_value_under_our_key_is_a_clear_error(redis_url: str) -> None:
         amounts(store, "v", [1])
     store.close()
     client.close()
+
+
+def test_a_locked_sqlite_file_is_a_clear_error_and_the_store_stays_usable(
+    tmp_path: Path,
+) -> None:
+    """Another process holding the SQLite file's write lock past the busy timeout (a long
+    transaction, a backup tool) makes every write an ``OnlineStoreUnavailable`` naming the
+    file, not a raw ``sqlite3.OperationalError`` traceback; once it lets go, writes work."""
+    import sqlite3
+
+    path = tmp_path / "online.db"
+    store = SqliteOnlineStore(path, "proj", timeout=0.2)
+    claim = store.claim(identity("v"))
+    write(store, claim, [(1, 1.0, T0, T0)])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        for attempt in (
+            lambda: write(store, claim, [(1, 2.0, T0 + timedelta(days=1), T0)]),
+            lambda: store.claim(identity("w")),
+            lambda: store.set_watermark(claim, Watermark(T0, T0)),
+            lambda: store.drop_view("v"),
+        ):
+            with pytest.raises(OnlineStoreUnavailable, match=r"online\.db.*locked"):
+                attempt()
+        # readers are not blocked (WAL): they see the last committed rows
+        assert amounts(store, "v", [1]) == [1.0]
+        assert store.get_watermark("v") is None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert write(store, claim, [(1, 2.0, T0 + timedelta(days=1), T0)]) == 1
+    assert amounts(store, "v", [1]) == [2.0]
+    store.close()
