@@ -100,6 +100,7 @@ class Claim:
 
     identity: ViewIdentity
     generation: int
+    epoch: str = ""  # Redis: the meta hash's epoch when claimed (redis_scripts._CLAIMED)
 
 
 class KeyGroup(NamedTuple):

@@ -6,6 +6,7 @@ Layout::
     <project>#meta           HASH   view:<view> -> "<fingerprint>:<layout id>:<generation>"
                                     watermark:<view> -> "<end µs>:<max created µs or empty>"
                                     next_tag -> the last generation given
+                                    epoch -> random, set by the first claim (below)
                                     retired:<generation> -> a dropped view whose rows may remain
 
 e.g. ``fraud|user_id=i1001`` holds fields ``1`` (user_stats) and ``2`` (user_risk); a view
@@ -40,7 +41,11 @@ identifies the exact definition and layout it was written with. Why:
   the stored row's 16-byte (event, created) prefix with the new one and writes only when the
   new one is >= — batches of keys per call, several calls per pipeline. Claims and
   watermarks are scripts on the meta hash alone: a watermark is set only while the claim is
-  current.
+  current. A claim also holds the meta hash's ``epoch`` (random, set by the first claim on an
+  empty meta hash) and is current only while it is unchanged: a server restarted empty gives
+  generations from 1 again, and a run that claimed before the restart must not pass for a
+  new claim of the same number (its rows written before the restart are gone, so its
+  watermark must not move).
 - **Dropping a view** (or a claim replacing data of another definition) is one script that
   retires its generation and removes its ``view:`` entry and watermark: from then on its rows
   are invisible, writes of a run that claimed it are refused, and a new claim gets a new
@@ -89,7 +94,7 @@ from featurestore.online.redis_base import (
     WRITE_BATCH,
     ReadParts,
     RedisStoreBase,
-    claim_value,
+    claim_check,
     held,
     mask_url,
     parse_watermarks,
@@ -267,7 +272,7 @@ class RedisOnlineStore(RedisStoreBase):
         features: Sequence[Field],
     ) -> int:
         keys, rows = self._encode(claim, batch, join_keys, features)
-        head = (f"view:{claim.identity.view}", claim_value(claim), claim.generation)
+        head = (f"view:{claim.identity.view}", claim_check(claim), claim.generation)
         calls = [
             (keys[i : i + WRITE_BATCH], rows[i : i + WRITE_BATCH])
             for i in range(0, len(keys), WRITE_BATCH)
@@ -336,7 +341,7 @@ class RedisOnlineStore(RedisStoreBase):
         entity_keys: Sequence[str],
         tiles: Sequence[Sequence[tuple[TileId, bytes]]],
     ) -> int:
-        head = (f"view:{claim.identity.view}", claim_value(claim), claim.generation)
+        head = (f"view:{claim.identity.view}", claim_check(claim), claim.generation)
         commands = redis_tiles.write_tiles(self, claim, entity_keys, tiles, head)
         written = 0
         for start in range(0, len(commands), CALLS_PER_PIPELINE):

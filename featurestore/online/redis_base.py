@@ -6,6 +6,7 @@ the refusal of rows of another identity; and failures turned into our errors.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +50,12 @@ def held(identity: ViewIdentity) -> str:
 def claim_value(claim: Claim) -> str:
     """What ``view:<view>`` holds while ``claim`` is current."""
     return f"{held(claim.identity)}:{claim.generation}"
+
+
+def claim_check(claim: Claim) -> str:
+    """What the scripts compare to tell that ``claim`` is current: ``view:<view>`` and the
+    meta hash's epoch (redis_scripts._CLAIMED)."""
+    return f"{claim_value(claim)}@{claim.epoch}"
 
 
 def mask_url(url: str) -> str:
@@ -189,15 +196,15 @@ class RedisStoreBase(OnlineStore):
             start += count
 
     def claim(self, identity: ViewIdentity) -> Claim:
-        generation, retired = self._script(
+        generation, retired, epoch = self._script(
             "claim a view",
             lua.CLAIM_SHA,
             [self._meta],
-            [identity.view, held(identity)],
+            [identity.view, held(identity), secrets.token_hex(8)],
         )
         if retired:
             self._call("drop a view", self._collect_retired)
-        return Claim(identity, int(generation))
+        return Claim(identity, int(generation), epoch.decode())
 
     def get_watermark(self, view: str) -> Watermark | None:
         return self.get_watermarks([view])[view]
@@ -211,7 +218,7 @@ class RedisStoreBase(OnlineStore):
     def set_watermark(self, claim: Claim, watermark: Watermark) -> None:
         created = "" if watermark.max_created is None else timestamp_us(watermark.max_created)
         view = claim.identity.view
-        args = [f"view:{view}", claim_value(claim), f"watermark:{view}"]
+        args = [f"view:{view}", claim_check(claim), f"watermark:{view}"]
         args += [f"{timestamp_us(watermark.end)}:{created}", str(timestamp_us(MAX_TIME))]
         if not self._script("write a watermark", lua.WATERMARK_SHA, [self._meta], args):
             raise changed_under(claim, self._holds(view), self.location)

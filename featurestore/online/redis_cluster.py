@@ -4,7 +4,7 @@ Layout: the same keys and values as on one server (featurestore/online/redis.py)
 
     <project>|<entity key>   HASH   <generation> -> codec row      slot CRC16(key) mod 16384
     <project>#meta           HASH   view:, watermark:, next_tag,   one slot, so one master
-                                    retired: entries
+                                    epoch, retired: entries
 
 Each entity's hash lands in the slot its whole name hashes to (no hash tags: project names
 have no braces, and an entity key only has one if a string key value does, which then just
@@ -245,11 +245,16 @@ class RedisClusterOnlineStore(RedisStoreBase):
             "write rows", lua.CLUSTER_WRITE_SHA, [job], WRITE_BATCH, written=written
         )
         view = claim.identity.view
-        if self._meta_field("check the run's claim", f"view:{view}") != claim_value(claim).encode():
+        entry, epoch = self._meta_fields("check the run's claim", [f"view:{view}", "epoch"])
+        if entry != claim_value(claim).encode():
             # invisible already; deleted so they take no memory (else the next drop does)
             with contextlib.suppress(OnlineStoreError):
                 deletes = [(k, ("HDEL", k, claim.generation)) for k in keys]
                 self._nodes.route("delete refused rows", deletes)
+            raise changed_under(claim, self._holds(view), self.location)
+        if epoch != claim.epoch.encode():
+            # a server restarted empty gave the same generation to the same identity again:
+            # these rows are that generation's (kept), but the run's earlier ones are gone
             raise changed_under(claim, self._holds(view), self.location)
         return sum(count for _, count in done)
 
@@ -344,7 +349,8 @@ class RedisClusterOnlineStore(RedisStoreBase):
             )
             written += sum(self._nodes.checked("write tiles", r) for r in replies)
         view = claim.identity.view
-        if self._meta_field("check the run's claim", f"view:{view}") != claim_value(claim).encode():
+        held = self._meta_fields("check the run's claim", [f"view:{view}", "epoch"])
+        if held != [claim_value(claim).encode(), claim.epoch.encode()]:
             raise changed_under(
                 claim, self._holds(view), self.location
             )  # the next drop collects them

@@ -48,14 +48,27 @@ local function put(key, field, new)
 end
 """
 
+# Whether the claim ``claim`` ("<fingerprint>:<layout id>:<generation>@<epoch>") is current:
+# ``field`` ("view:<view>") holds its first part and the meta hash's ``epoch`` its last. The
+# epoch is set by the first claim on an empty meta hash: a server restarted empty gives
+# generations from 1 again, and a run holding a claim from before must not pass for the
+# new claim of the same number (its rows before the restart are gone).
+_CLAIMED = """
+local function claimed(meta, field, claim)
+  local held = redis.call('HMGET', meta, field, 'epoch')
+  return held[1] and (held[1] .. '@' .. (held[2] or '')) == claim
+end
+"""
+
 # Single server. KEYS[1]: the project's meta hash; KEYS[i + 1]: hashes; ARGV[1]:
 # "view:<view>"; ARGV[2]: the run's claim as view:<view> holds it; ARGV[3]: its generation (the
 # field); ARGV[i + 3]: the row for KEYS[i + 1]. Nothing is written (-1) unless the claim is
 # still the view's; else the number of rows written.
 WRITE_SCRIPT = (
     PUT
+    + _CLAIMED
     + """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+if not claimed(KEYS[1], ARGV[1], ARGV[2]) then
   return -1
 end
 local field, written = ARGV[3], 0
@@ -159,22 +172,25 @@ end
 
 DROP_SCRIPT = _RETIRE + "return retire(KEYS[1], ARGV[1])\n"
 
-# KEYS[1]: meta; ARGV[1]: the view; ARGV[2]: "<fingerprint>:<layout id>". Continues the view's
+# KEYS[1]: meta; ARGV[1]: the view; ARGV[2]: "<fingerprint>:<layout id>"; ARGV[3]: a fresh
+# random epoch, kept only when the meta hash has none (_CLAIMED). Continues the view's
 # generation when it stands for that identity, else retires what the view holds and gives a
-# new generation. Returns {generation, 1 when something was retired}.
+# new generation. Returns {generation, 1 when something was retired, the epoch}.
 CLAIM_SCRIPT = (
     _RETIRE
     + """
 local meta, view, identity = KEYS[1], ARGV[1], ARGV[2]
+redis.call('HSETNX', meta, 'epoch', ARGV[3])
+local epoch = redis.call('HGET', meta, 'epoch')
 local held, generation = string.match(
   redis.call('HGET', meta, 'view:' .. view) or '', '^(.*):(%d+)$')
 if held == identity then
-  return {generation, 0}
+  return {generation, 0, epoch}
 end
 local retired = retire(meta, view)
 generation = redis.call('HINCRBY', meta, 'next_tag', 1)
 redis.call('HSET', meta, 'view:' .. view, identity .. ':' .. generation)
-return {tostring(generation), retired}
+return {tostring(generation), retired, epoch}
 """
 )
 
@@ -182,8 +198,10 @@ return {tostring(generation), retired}
 # ("<end µs>:<created µs>"), the last accepted µs. 0: refused. A watermark whose end is before
 # the held one's is not written (a run with a later end finished first): 1 all the same. A held
 # end past the accepted range (an older version's) counts as its last moment.
-WATERMARK_SCRIPT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+WATERMARK_SCRIPT = (
+    _CLAIMED
+    + """
+if not claimed(KEYS[1], ARGV[1], ARGV[2]) then
   return 0
 end
 local held = tonumber(string.match(redis.call('HGET', KEYS[1], ARGV[3]) or '', '^(%-?%d+):'))
@@ -194,6 +212,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 return 1
 """
+)
 
 
 # --- aggregated views' tiles (featurestore/online/redis_tiles.py) ------------------------
@@ -206,8 +225,9 @@ return 1
 # written.
 TILE_WRITE_SCRIPT = (
     PUT
+    + _CLAIMED
     + """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+if not claimed(KEYS[1], ARGV[1], ARGV[2]) then
   return -1
 end
 local prefix = ARGV[3] .. ':'
@@ -228,6 +248,7 @@ return written
 # claim is checked after the call (the meta hash is in another slot), as for rows.
 CLUSTER_TILE_WRITE_SCRIPT = (
     PUT
+    + _CLAIMED
     + """
 local prefix = ARGV[1] .. ':'
 local written = 0

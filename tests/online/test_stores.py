@@ -188,7 +188,7 @@ def test_watermarks_round_trip_per_view(store: OnlineStore) -> None:
     later = Watermark(T0 + timedelta(days=1), None)
     store.set_watermark(v, later)
     assert store.get_watermark("v") == later
-    assert store.claim(identity("v")) == Claim(identity("v"), v.generation)
+    assert store.claim(identity("v")) == v
     assert store.get_watermark("v") == later
 
 
@@ -275,7 +275,9 @@ def test_redis_layout_is_one_small_listpack_hash_per_entity(redis_url: str) -> N
     client = redis.Redis.from_url(redis_url)
     key = "proj|driver_id=i1001"
     assert sorted(client.keys("*")) == [b"proj#meta", key.encode()]
-    assert client.hgetall("proj#meta") == {
+    meta = client.hgetall("proj#meta")
+    assert len(meta.pop(b"epoch")) == 16  # the first claim's (a restarted server's is new)
+    assert meta == {
         b"view:driver_hourly_stats": f"fp-driver_hourly_stats:{layout}:1".encode(),
         b"view:driver_daily_stats": f"fp-driver_daily_stats:{layout}:2".encode(),
         b"next_tag": b"2",
@@ -560,3 +562,28 @@ def test_a_locked_sqlite_file_is_a_clear_error_and_the_store_stays_usable(
     assert write(store, claim, [(1, 2.0, T0 + timedelta(days=1), T0)]) == 1
     assert amounts(store, "v", [1]) == [2.0]
     store.close()
+
+
+def test_a_claim_from_before_a_redis_restart_is_refused_after_a_new_claim(
+    redis_factory: Any,
+) -> None:
+    """A server restarted empty mid-run, then the view claimed again (a push, another run):
+    the new claim must not look like the old run's, or the old run writes its remaining
+    batches and moves the watermark over rows that were lost with the server (incremental
+    runs would then skip them for good)."""
+    server = redis_factory()
+    run = RedisOnlineStore(server.url, "proj")
+    claim = run.claim(identity("v"))
+    write(run, claim, [(1, 1.0, T0, T0)])  # the run's first batch: lost with the server
+    server.stop()
+    server.start()  # empty (no persistence)
+    other = RedisOnlineStore(server.url, "proj")
+    write(other, "v", [(2, 2.0, T0, T0)])  # a push claims the view on the empty server
+    with pytest.raises(OnlineStoreError, match="changed under this run"):
+        write(run, claim, [(3, 3.0, T0, T0)])
+    with pytest.raises(OnlineStoreError, match="changed under this run"):
+        run.set_watermark(claim, Watermark(T0 + timedelta(days=1), T0))
+    assert other.get_watermark("v") is None
+    assert amounts(other, "v", [1, 2, 3]) == [None, 2.0, None]
+    run.close()
+    other.close()
