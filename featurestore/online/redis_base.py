@@ -200,11 +200,16 @@ class RedisStoreBase(OnlineStore):
             "claim a view",
             lua.CLAIM_SHA,
             [self._meta],
-            [identity.view, held(identity), secrets.token_hex(8)],
+            [identity.view, held(identity), secrets.token_hex(8), self._first_generation()],
         )
         if retired:
             self._call("drop a view", self._collect_retired)
         return Claim(identity, int(generation), epoch.decode())
+
+    def _first_generation(self) -> int:
+        """Where to count generations from if the meta hash has no counter (one server:
+        from 0, as its rows went with the counter)."""
+        return 0
 
     def get_watermark(self, view: str) -> Watermark | None:
         return self.get_watermarks([view])[view]

@@ -41,7 +41,9 @@ meta hash (their slots differ):
   the key's master (``PUT``, shared with the single server).
 - **Claims, drops, watermarks** touch only the meta hash: the same atomic scripts. A claim
   or drop is made durable before it is used (``WAIT`` for the meta master's replicas): a
-  failover that lost one could give a generation twice.
+  failover that lost one could give a generation twice. A meta hash lost with its master
+  (restarted empty, no replica) while others kept the project's rows starts counting
+  generations far above them, at random (``_first_generation``), not from 0 again.
 - **Rows are read only for the identity asked.** A write carries its generation alone (the
   field name) and cannot check the claim atomically. A generation always stands for the one
   identity it was given to, so a row is never decoded with another layout; and a read uses a
@@ -84,6 +86,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -440,6 +443,26 @@ class RedisClusterOnlineStore(RedisStoreBase):
         import asyncio
 
         return await asyncio.to_thread(self.read_tiles, groups, tile_reads)
+
+    def _first_generation(self) -> int:
+        """0 for a new project; but when the meta hash lost its counter while other masters
+        kept the project's rows (its master restarted empty, without a replica), counting
+        from 0 again would give generations those rows are stored under, and a reader of the
+        new definition would decode them with its layout: then far above them, at random."""
+        what = "claim a view"
+        if self._one(what, ("HEXISTS", self._meta, "next_tag")):
+            return 0  # not used: the counter continues
+        for node in sorted(self._nodes.masters()):
+            cursor: Any = b"0"
+            while True:
+                scan = ("SCAN", cursor, "MATCH", f"{self._prefix}*", "COUNT", SCAN_COUNT)
+                reply = self._nodes.exchange(what, {node: [scan]})[node][0]
+                cursor, keys = self._nodes.checked(what, reply)
+                if keys:
+                    return secrets.randbelow(2**30) + 2**20
+                if int(cursor) == 0:
+                    break
+        return 0
 
     def claim(self, identity: ViewIdentity) -> Claim:
         try:

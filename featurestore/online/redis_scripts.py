@@ -173,7 +173,8 @@ end
 DROP_SCRIPT = _RETIRE + "return retire(KEYS[1], ARGV[1])\n"
 
 # KEYS[1]: meta; ARGV[1]: the view; ARGV[2]: "<fingerprint>:<layout id>"; ARGV[3]: a fresh
-# random epoch, kept only when the meta hash has none (_CLAIMED). Continues the view's
+# random epoch, kept only when the meta hash has none (_CLAIMED); ARGV[4]: where to start
+# counting generations when the meta hash has no counter. Continues the view's
 # generation when it stands for that identity, else retires what the view holds and gives a
 # new generation. Returns {generation, 1 when something was retired, the epoch}.
 CLAIM_SCRIPT = (
@@ -188,6 +189,7 @@ if held == identity then
   return {generation, 0, epoch}
 end
 local retired = retire(meta, view)
+redis.call('HSETNX', meta, 'next_tag', ARGV[4])
 generation = redis.call('HINCRBY', meta, 'next_tag', 1)
 redis.call('HSET', meta, 'view:' .. view, identity .. ':' .. generation)
 return {tostring(generation), retired, epoch}

@@ -308,3 +308,33 @@ def test_a_tls_cluster_works_through_a_rediss_url(tmp_path: Path) -> None:
         untrusted.close()
     finally:
         cluster.stop()
+
+
+def test_a_meta_hash_lost_alone_never_gives_a_generation_its_old_rows_hold(
+    redis_cluster: RedisClusterNodes, cluster_url: str
+) -> None:
+    """The meta hash's master restarted empty (no replica took over) while the other
+    masters kept the project's rows: the counter is gone, and counting from 0 again gave
+    the next definition's claim the generation the old rows are stored under, so a reader
+    of the new definition decoded old-layout rows with its layout (here a struct error; a
+    layout of the same width reads garbage as PRESENT values). The state is made by
+    deleting the meta hash, what such a restart leaves."""
+    from featurestore.definitions import Field
+    from featurestore.online.base import ViewIdentity
+    from featurestore.online.codec import RowCodec
+    from featurestore.types import Float32
+
+    store = cluster_store(cluster_url)
+    claim = store.claim(identity("v"))
+    write(store, claim, [(k, float(k), T0, T0) for k in range(50)])
+    redis_cluster.client(redis_cluster.master_of("proj#meta")).delete("proj#meta")
+    other = RedisClusterOnlineStore(cluster_url, "proj")
+    codec = RowCodec([Field(name="amount", dtype=Float32), Field(name="n", dtype=Float32)])
+    changed = ViewIdentity("v", "fp2", codec.layout)
+    assert other.claim(changed).generation != claim.generation
+    rows = other.read([KeyGroup((changed,), [f"user_id=i{k}" for k in range(50)])])
+    assert rows == [[None]] * 50  # nothing was written for the new definition
+    other.drop_view("v")  # and the old rows are collected
+    assert not any(fields_everywhere(redis_cluster).values())
+    store.close()
+    other.close()
