@@ -88,7 +88,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import OnlineStoreError, OnlineStoreUnavailable
@@ -197,21 +197,14 @@ class RedisClusterOnlineStore(RedisStoreBase):
             return match is not None and int(match[0]) <= top and match[0] not in current
 
         removed = 0
-        for node in sorted(self._nodes.masters()):
-            cursor: Any = b"0"
-            while True:
-                scan = ("SCAN", cursor, "MATCH", f"{self._prefix}*", "COUNT", SCAN_COUNT)
-                reply = self._nodes.exchange(what, {node: [scan]})[node][0]
-                cursor, keys = self._nodes.checked(what, reply)
-                listed = self._nodes.route(what, [(k, ("HKEYS", k)) for k in keys])
-                deletes: list[Call] = [
-                    (k, ("HDEL", k, *fields))
-                    for k, names in zip(keys, listed, strict=True)
-                    if isinstance(names, list) and (fields := [f for f in names if dead(f)])
-                ]
-                removed += sum(r for r in self._nodes.route(what, deletes) if isinstance(r, int))
-                if int(cursor) == 0:
-                    break
+        for keys in self._project_keys(what):
+            listed = self._nodes.route(what, [(k, ("HKEYS", k)) for k in keys])
+            deletes: list[Call] = [
+                (k, ("HDEL", k, *fields))
+                for k, names in zip(keys, listed, strict=True)
+                if isinstance(names, list) and (fields := [f for f in names if dead(f)])
+            ]
+            removed += sum(r for r in self._nodes.route(what, deletes) if isinstance(r, int))
         self._one(what, ("HDEL", self._meta, *markers))
         return removed
 
@@ -452,17 +445,22 @@ class RedisClusterOnlineStore(RedisStoreBase):
         what = "claim a view"
         if self._one(what, ("HEXISTS", self._meta, "next_tag")):
             return 0  # not used: the counter continues
+        if any(keys for keys in self._project_keys(what)):
+            return secrets.randbelow(2**30) + 2**20
+        return 0
+
+    def _project_keys(self, what: str) -> Iterator[list[bytes]]:
+        """The project's keys on every master, one SCAN batch at a time (lazily: a caller
+        may stop at the first batch it needs)."""
         for node in sorted(self._nodes.masters()):
             cursor: Any = b"0"
             while True:
                 scan = ("SCAN", cursor, "MATCH", f"{self._prefix}*", "COUNT", SCAN_COUNT)
                 reply = self._nodes.exchange(what, {node: [scan]})[node][0]
                 cursor, keys = self._nodes.checked(what, reply)
-                if keys:
-                    return secrets.randbelow(2**30) + 2**20
+                yield keys
                 if int(cursor) == 0:
                     break
-        return 0
 
     def claim(self, identity: ViewIdentity) -> Claim:
         try:
