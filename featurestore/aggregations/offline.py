@@ -20,11 +20,15 @@ Keys and times are packed into one int64 per (key, time) for the binary searches
 of whole keys (which also bounds memory).
 
 ``as_of="created"`` keeps, for each row, only the events created by ``t`` (a missing created
-time counts as known): tiles can then not be shared between rows, so each row's pieces are
-merged from its own events (``_known_by_t``), the same trees over fewer events — equal to
-the event path, bit for bit, wherever no event is created after ``t``. That is work per
-(row, event in its window), quadratic in a busy key's events: rows go in passes of about
-``PAIRS_PER_PASS`` pairs, so memory stays bounded (time does not).
+time counts as known). A row whose key has no event before ``t`` created after ``t`` knows
+all its window's events and keeps the event path's value (``_late_rows`` finds the others
+in one pass). For each other row, its pieces before the piece holding its first late event
+are the shared tiles, the rest are merged from its own known events (``_late``): the same
+trees over fewer events, so equal to the event path, bit for bit, wherever no event is
+created after ``t``. That is work per (late row, event after its cut): small when events
+are created soon after they happen, quadratic in a busy key's events when they are created
+long after; such rows go in passes of about ``PAIRS_PER_PASS`` pairs, so memory stays
+bounded.
 """
 
 from __future__ import annotations
@@ -170,12 +174,11 @@ def _windows(
             return rows_slice, {}
         offset = events_slice.start
         c_code, c_t = code[rows_slice], t[rows_slice]
+        known_only = as_of == "created" and chunk.created is not None
         with np.errstate(all="ignore"):
-            if as_of == "created" and chunk.created is not None:
-                return rows_slice, _known_by_t(
-                    layout, windows, chunk, c_code, c_t, base, span, offset
-                )
-            return rows_slice, _by_tiles(layout, windows, chunk, c_code, c_t, base, span, offset)
+            return rows_slice, _by_tiles(
+                layout, windows, chunk, c_code, c_t, base, span, offset, known_only
+            )
 
     # Chunks are independent (whole keys): two threads, as numpy releases the GIL in its
     # loops, so both cores work (the merge's arithmetic is the same in either thread).
@@ -231,8 +234,11 @@ def _by_tiles(
     base: int,
     span: int,
     offset: int,
+    known_only: bool = False,
 ) -> dict[tuple[int, int], Arrays]:
-    """as_of="event": shared tiles, per-row heads, per-row left folds (module docstring).
+    """Shared tiles, per-row heads, per-row left folds (module docstring); ``known_only``
+    (as_of="created"): then the rows that see an event created after their time again,
+    from their known events (``_late``).
 
     Each bound (of a range, of a head) is searched once among the events, whichever windows
     share it; a range's tiles are then counted from its bounds' event positions (a range
@@ -297,7 +303,28 @@ def _by_tiles(
         head_first[has] = at + np.arange(len(has))
         pieces.append((head_first, head_count))
         out[(w, s)] = _fold_pieces(layout, merged_pool, pieces, len(t))
+    if known_only:
+        late, first_late = _late_rows(events, packed_events, ev_code, code - first, t, base, span)
+        if len(late):
+            tiles = _Tiles(merged_pool, tiles_before, cuts, packed_events, row_packed)
+            for ws in windows:
+                late_values = _late(layout, ws, events, partials, tiles, t, late, first_late)
+                for name, array in late_values.items():
+                    out[ws][name][late] = array
     return out
+
+
+@dataclass
+class _Tiles:
+    """What ``_by_tiles`` built, for ``_late``: the pool of tiles (and heads), per level the
+    pool index of the first tile at or after each event, per window each range's event
+    bounds (all rows), the packed events and each row's packing offset."""
+
+    pool: Arrays
+    tiles_before: dict[int, np.ndarray]
+    cuts: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]]
+    packed_events: np.ndarray
+    row_packed: np.ndarray
 
 
 def _covered(n: int, intervals: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -375,40 +402,93 @@ def _reduce_ranges(layout: Layout, partials: Arrays, lo: np.ndarray, hi: np.ndar
     return reduce_segments(layout, gathered, starts)
 
 
-def _known_by_t(
-    layout: Layout,
-    windows: Sequence[tuple[int, int]],
+def _late_rows(
     events: Events,
-    code: np.ndarray,
+    packed: np.ndarray,
+    key: np.ndarray,
+    row_key: np.ndarray,
     t: np.ndarray,
     base: int,
     span: int,
-    offset: int,
-) -> dict[tuple[int, int], Arrays]:
-    """as_of="created": per row, the window's events created by ``t``, cut into the same
-    pieces and merged by the same trees (slower: no tile is shared between rows).
+) -> tuple[np.ndarray, np.ndarray]:
+    """as_of="created": the rows (indices) whose key has an event before ``t`` created after
+    ``t``, and for each the first such event (index): every other row knows all its
+    window's events, and keeps the event path's value, bit for bit (the same events, the
+    same trees). One pass: the running greatest created time of each key's events (events
+    in (key, time) order), searched for the first one past the row's ``t``.
 
-    The work is one entry per (row, event in its window): quadratic in a busy key's events,
-    so rows go in passes of about ``PAIRS_PER_PASS`` entries, which bounds memory (rows are
-    independent: the passes give the bits of one)."""
+    Created times are clipped into the packing's span (a missing one, the smallest int64,
+    to its start; one after every row to its end): that keeps each comparison with a row's
+    ``t``, and the key in the high part keeps the running maximum within the key."""
     import numpy as np
 
     assert events.created is not None
-    partials = _event_partials(layout, events, offset)
-    first = int(events.code[0])
-    packed = (events.code - first) * span + (events.ts - base)
-    row_code = code - first
-    out = {}
-    for w, s in windows:
-        b = t // s * s
-        lo = np.searchsorted(packed, row_code * span + (b - w - base), side="left")
-        hi = np.searchsorted(packed, row_code * span + (t - base), side="left")
-        state = _empty_arrays(layout, len(t))
-        for rows in _passes(hi - lo, PAIRS_PER_PASS):
-            known = _known_rows(layout, partials, events, t[rows], lo[rows], hi[rows], w, s)
-            for name, array in known.items():
-                state[name][rows] = array
-        out[(w, s)] = state
+    created = np.clip(events.created, base, base + span - 1)
+    newest = np.maximum.accumulate(key * span + (created - base))
+    before = np.searchsorted(packed, row_key * span + (t - base), side="left") - 1
+    first_late = np.searchsorted(newest, row_key * span + (t - base), side="right")
+    late = np.flatnonzero(first_late <= before)
+    return late, first_late[late]
+
+
+def _late(
+    layout: Layout,
+    window: tuple[int, int],
+    events: Events,
+    partials: Arrays,
+    tiles: _Tiles,
+    t: np.ndarray,
+    late: np.ndarray,
+    first_late: np.ndarray,
+) -> Arrays:
+    """as_of="created": the window partials of the ``late`` rows (``_late_rows``) from their
+    known events. A row's pieces before the piece holding its first late event are shared
+    tiles, all known; the rest of the window, from that piece's start (the cut) to ``t``,
+    is cut into the same pieces from the events created by ``t`` (``_known_pieces``), and
+    the left fold runs over both in order: the same trees as the event path over fewer
+    events. A late event before the window puts the cut at the window's start.
+
+    Work per (row, event after its cut): rows go in passes of about ``PAIRS_PER_PASS`` of
+    those and their shared tiles, so memory stays bounded."""
+    import numpy as np
+
+    w, s = window
+    t = t[late]
+    late_ts = events.ts[first_late]
+    ranges, b = decompose(t, w, s, NumpyOps)
+    cut = np.where(late_ts < b - w, b - w, b)
+    for level, start, end in ranges:
+        inside = (late_ts >= start) & (late_ts < end)
+        cut[inside] = late_ts[inside] // level * level
+    row_packed = tiles.row_packed[late]
+    at_cut = np.searchsorted(tiles.packed_events, row_packed + cut, side="left")
+    at_t = np.searchsorted(tiles.packed_events, row_packed + t, side="left")
+    # per range, its tiles before the cut (ranges hold whole tiles, and the cut is a tile
+    # start of the range holding it: the tiles starting at events before it)
+    firsts, counts = [], []
+    for level, lo, hi in tiles.cuts[window]:
+        before = tiles.tiles_before[level]
+        firsts.append(before[lo[late]])
+        counts.append(np.maximum(before[np.minimum(hi[late], at_cut)] - firsts[-1], 0))
+    first, count = np.stack(firsts, axis=1), np.stack(counts, axis=1)
+    shared = count.sum(axis=1)
+    out = _empty_arrays(layout, len(t))
+    for rows in _passes(shared + at_t - at_cut, PAIRS_PER_PASS):
+        own, own_first, own_count = _known_pieces(
+            layout, partials, events, t[rows], at_cut[rows], at_t[rows], w, s
+        )
+        taken = take(tiles.pool, _ranges(first[rows].ravel(), count[rows].ravel()))
+        n_shared = len(taken["count"])
+        pool = {name: np.concatenate([taken[name], own[name]]) for name in taken}
+        shared_first = np.concatenate([[0], np.cumsum(shared[rows])[:-1]])
+        state = _fold_pieces(
+            layout,
+            pool,
+            [(shared_first, shared[rows]), (own_first + n_shared, own_count)],
+            len(own_first),
+        )
+        for name, array in state.items():
+            out[name][rows] = array
     return out
 
 
@@ -429,7 +509,7 @@ def _passes(lengths: np.ndarray, budget: int) -> list[slice]:
     return out
 
 
-def _known_rows(
+def _known_pieces(
     layout: Layout,
     partials: Arrays,
     events: Events,
@@ -438,9 +518,10 @@ def _known_rows(
     hi: np.ndarray,
     w: int,
     s: int,
-) -> Arrays:
-    """The window partials of rows at ``t`` whose window holds events ``lo[i]:hi[i]``: of
-    those, the ones created by ``t``, merged piece by piece."""
+) -> tuple[Arrays, np.ndarray, np.ndarray]:
+    """The pieces of rows at ``t`` over events ``lo[i]:hi[i]`` (a window's events from a
+    piece's start): of those, the ones created by ``t``, merged piece by piece. Returns the
+    pieces, and per row its first piece and number of pieces (in time order)."""
     import numpy as np
 
     assert events.created is not None
@@ -449,8 +530,9 @@ def _known_rows(
     pair_event = _ranges(lo, lengths)
     known = events.created[pair_event] <= t[pair_row]
     pair_row, pair_event = pair_row[known], pair_event[known]
+    no_piece = np.zeros(len(t), dtype=np.int64)
     if len(pair_row) == 0:
-        return _empty_arrays(layout, len(t))
+        return take(partials, pair_event), no_piece, no_piece
     # the piece of each (row, event), named by its start: a row's pieces (the tiles of its
     # ranges, then the head [b, t)) are disjoint and in time order, so their starts order
     # them (any packing of range and tile number overflows for small slides)
@@ -469,7 +551,7 @@ def _known_rows(
     seg_row = pair_row[segment]
     row_first = np.searchsorted(seg_row, np.arange(len(t)), side="left")
     row_count = np.searchsorted(seg_row, np.arange(len(t)), side="right") - row_first
-    return _fold_pieces(layout, pieces, [(row_first, row_count)], len(t))
+    return pieces, row_first, row_count
 
 
 def _output(
