@@ -482,7 +482,7 @@ def agg_view_cases(draw: st.DrawFn, name: str, entity: str, extreme: bool = Fals
         event = draw(_maybe_null(_AGG_MINUTES, 25))
         created = None
         if has_created and event is not None:
-            offset = draw(_maybe_null(st.sampled_from([0, 0, 3, 90, 2000]), 6))
+            offset = draw(_maybe_null(st.sampled_from([0, 0, 3, 90, 2000, -30]), 6))
             created = None if offset is None else minute(event + offset)
         values = {}
         for column in columns:
