@@ -14,10 +14,13 @@ from featurestore.definition_dicts import (
     view_to_dict,
 )
 from featurestore.definitions import (
+    BigQuerySource,
     Entity,
     FeatureService,
     FeatureView,
     FeatureViewProjection,
+    FileSource,
+    PushSource,
     suggest,
 )
 from featurestore.errors import (
@@ -28,13 +31,14 @@ from featurestore.fingerprint import (
     entity_fingerprint,
     projection_fingerprint,
 )
-from featurestore.on_demand import OnDemandFeatureView, on_demand_to_dict
+from featurestore.on_demand import OnDemandFeatureView, RequestSource, on_demand_to_dict
 from featurestore.types import DType, shared_key_dtype
 
 if TYPE_CHECKING:
     pass
 
 SCHEMA_VERSION = 1
+DataSource = FileSource | BigQuerySource | PushSource | RequestSource
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,54 @@ class RegistryState:
         raise UnknownFeatureError(
             f"no feature view {name!r} has been applied"
             f"{suggest(name, [*self.views, *self.on_demand])}"
+        )
+
+    def on_demand_view(self, name: str) -> OnDemandFeatureView:
+        try:
+            return self.on_demand[name].view
+        except KeyError:
+            hint = (
+                f"; {name!r} is a feature view"
+                if name in self.views
+                else suggest(name, list(self.on_demand))
+            )
+            raise UnknownFeatureError(
+                f"no on-demand feature view {name!r} has been applied{hint}"
+            ) from None
+
+    def entity(self, name: str) -> Entity:
+        try:
+            return self.entities[name]
+        except KeyError:
+            raise UnknownFeatureError(
+                f"no entity {name!r} has been applied{suggest(name, list(self.entities))}"
+            ) from None
+
+    def data_sources(self) -> list[DataSource]:
+        """The sources the applied views read (a push source's batch source too, an
+        on-demand view's request sources), each once, by name (unnamed ones by path)."""
+        found: dict[tuple[str, str], DataSource] = {}
+        for record in self.views.values():
+            source = record.view.source
+            sources: list[DataSource] = [source]
+            if isinstance(source, PushSource):
+                sources.append(source.batch_source)
+            for one in sources:
+                found.setdefault((type(one).__name__, _source_name(one)), one)
+        for odfv in self.on_demand.values():
+            for request in odfv.view.request_sources:
+                found.setdefault(("RequestSource", request.name), request)
+        return [found[k] for k in sorted(found, key=lambda k: (k[1], k[0]))]
+
+    def data_source(self, name: str) -> DataSource:
+        """The applied views' data source called ``name`` (its name, or a file's path)."""
+        sources = self.data_sources()
+        for source in sources:
+            if _source_name(source) == name:
+                return source
+        names = [_source_name(s) for s in sources]
+        raise UnknownFeatureError(
+            f"no data source {name!r} is read by an applied view{suggest(name, names)}"
         )
 
     @property
@@ -288,3 +340,14 @@ class RegistryState:
         from featurestore.registry_format import read_state  # it builds this module's records
 
         return read_state(data)
+
+
+def _source_name(source: DataSource) -> str:
+    """A data source's name; an unnamed file source's path, an unnamed BigQuery source's
+    table or query."""
+    if source.name:
+        return source.name
+    if isinstance(source, FileSource):
+        return source.path
+    assert isinstance(source, BigQuerySource)
+    return source.table or source.query or ""

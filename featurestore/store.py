@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from featurestore.config import RepoConfig, load_config
-from featurestore.definitions import FeatureService
+from featurestore.definitions import Entity, FeatureService, FeatureView
 from featurestore.errors import RetrievalError
 from featurestore.registry import Registry
 from featurestore.registry_plan import Plan
@@ -25,13 +25,16 @@ if TYPE_CHECKING:
     from featurestore.compaction import Compaction
     from featurestore.materialize import MaterializationReport, Progress
     from featurestore.offline.engine import OfflineEngine
+    from featurestore.on_demand import OnDemandFeatureView
     from featurestore.online.entity_rows import EntityRows
     from featurestore.online.read import OnlineReader, OnlineResponse
     from featurestore.push import PushReport
     from featurestore.push_mode import PushMode
+    from featurestore.registry_state import DataSource
     from featurestore.training import RetrievalJob
 
 log = logging.getLogger("featurestore")
+_T = TypeVar("_T")
 
 
 def _one_of(ours: Any, feasts: Any, name: str, optional: bool = False) -> Any:
@@ -44,6 +47,13 @@ def _one_of(ours: Any, feasts: Any, name: str, optional: bool = False) -> Any:
     if value is None and not optional:
         raise MaterializationError(f"materialize: pass {name}")
     return value
+
+
+def _tagged(objects: list[_T], tags: Mapping[str, str] | None) -> list[_T]:
+    """``objects`` holding every key and value of ``tags`` (all of them without tags)."""
+    if not tags:
+        return objects
+    return [o for o in objects if all(getattr(o, "tags", {}).get(k) == v for k, v in tags.items())]
 
 
 class FeatureStore:
@@ -199,9 +209,71 @@ class FeatureStore:
                 engine=self.offline_engine(),
             )
 
-    def get_feature_service(self, name: str) -> FeatureService:
+    # --- the applied definitions, read as Feast's SDK reads them ---------------------------
+    # ``allow_cache``/``allow_registry_cache`` are accepted for Feast's callers: every call
+    # reads the registry as last applied. ``tags``: only objects holding all of them.
+
+    def get_feature_service(self, name: str, allow_cache: bool = False) -> FeatureService:
         """The applied feature service ``name`` (as Feast's SDK; pass it as ``features=``)."""
         return self.state.service(name)
+
+    def list_feature_services(self, tags: Mapping[str, str] | None = None) -> list[FeatureService]:
+        """The applied feature services, by name."""
+        state = self.state
+        return _tagged([state.services[n].service for n in sorted(state.services)], tags)
+
+    def get_entity(self, name: str, allow_registry_cache: bool = False) -> Entity:
+        """The applied entity ``name``."""
+        return self.state.entity(name)
+
+    def list_entities(
+        self, allow_cache: bool = False, tags: Mapping[str, str] | None = None
+    ) -> list[Entity]:
+        """The applied entities, by name."""
+        state = self.state
+        return _tagged([state.entities[n] for n in sorted(state.entities)], tags)
+
+    def get_feature_view(self, name: str, allow_registry_cache: bool = False) -> FeatureView:
+        """The applied feature view ``name`` (not an on-demand one, as in Feast)."""
+        return self.state.view(name)
+
+    def list_feature_views(
+        self, allow_cache: bool = False, tags: Mapping[str, str] | None = None
+    ) -> list[FeatureView]:
+        """The applied feature views (on-demand ones are ``list_on_demand_feature_views``),
+        by name."""
+        state = self.state
+        return _tagged([state.views[n].view for n in sorted(state.views)], tags)
+
+    def get_on_demand_feature_view(
+        self, name: str, allow_registry_cache: bool = False
+    ) -> OnDemandFeatureView:
+        """The applied on-demand feature view ``name``."""
+        return self.state.on_demand_view(name)
+
+    def list_on_demand_feature_views(
+        self, allow_cache: bool = False, tags: Mapping[str, str] | None = None
+    ) -> list[OnDemandFeatureView]:
+        """The applied on-demand feature views, by name."""
+        state = self.state
+        return _tagged([state.on_demand[n].view for n in sorted(state.on_demand)], tags)
+
+    def list_all_feature_views(
+        self, allow_cache: bool = False, tags: Mapping[str, str] | None = None
+    ) -> list[FeatureView | OnDemandFeatureView]:
+        """Feature views, then on-demand feature views, each by name."""
+        return [*self.list_feature_views(tags=tags), *self.list_on_demand_feature_views(tags=tags)]
+
+    def get_data_source(self, name: str) -> DataSource:
+        """The named data source ``name`` that an applied view reads."""
+        return self.state.data_source(name)
+
+    def list_data_sources(
+        self, allow_cache: bool = False, tags: Mapping[str, str] | None = None
+    ) -> list[DataSource]:
+        """The data sources applied views read (sources, push sources and their batch
+        sources, request sources), each once, by name (unnamed file sources by path)."""
+        return _tagged(self.state.data_sources(), tags)
 
     def push(
         self,

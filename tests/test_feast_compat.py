@@ -124,3 +124,34 @@ def test_materialize_takes_feasts_keywords(tmp_path: Any) -> None:
     )
     with pytest.raises(fs.MaterializationError, match="pass end once"):
         store.materialize_incremental(T0, end_date=T0)
+
+
+def test_the_registry_reads_as_feasts_sdk_reads_it(tmp_path: Any) -> None:
+    """Feast's accessors over what was applied (compared with Feast itself on the quickstart
+    repo: tests/feast_quickstart/); an unnamed file source goes by its path, and an unknown
+    name is an error naming close matches or the other kind of view."""
+    from tests.transform_repo import write_repo
+
+    store = write_repo(tmp_path)
+    store.apply()
+    assert [e.name for e in store.list_entities()] == ["user"]
+    assert store.get_entity("user").join_keys == ("user_id",)
+    assert [v.name for v in store.list_feature_views()] == ["stats"]
+    assert [v.name for v in store.list_on_demand_feature_views()] == ["scored"]
+    assert [v.name for v in store.list_all_feature_views()] == ["stats", "scored"]
+    assert store.get_on_demand_feature_view("scored").feature_names == ("ratio", "r32")
+    assert [s.name for s in store.list_feature_services()] == ["svc"]
+    sources = store.list_data_sources()
+    assert [type(s).__name__ for s in sources] == ["FileSource", "PushSource", "RequestSource"]
+    assert store.get_data_source("data/stats") == sources[0]
+    assert store.get_data_source("stats_push").batch_source == sources[0]
+    assert store.list_feature_views(tags={"team": "any"}) == []
+    with pytest.raises(fs.UnknownFeatureError, match=r"no entity 'usr'.*did you mean 'user'"):
+        store.get_entity("usr")
+    with pytest.raises(fs.UnknownFeatureError, match=r"'scored' is an on-demand feature view"):
+        store.get_feature_view("scored")
+    with pytest.raises(fs.UnknownFeatureError, match=r"'stats' is a feature view"):
+        store.get_on_demand_feature_view("stats")
+    with pytest.raises(fs.UnknownFeatureError, match=r"no data source 'stats_pus'.*'stats_push'"):
+        store.get_data_source("stats_pus")
+    store.close()

@@ -53,6 +53,7 @@ from workflow import (  # noqa: E402
     after_push_df,
     entity_df,
     push_df,
+    registry_listing,
 )
 
 
@@ -79,6 +80,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     feast("apply", cwd=repo)  # and stays in repo: Feast reads the relative source path
     # against the working directory
     store = FeatureStore(repo_path=str(repo))
+    registry = registry_listing(store)
     historical = store.get_historical_features(entity_df=entity_df(), features=HISTORICAL)
     pq.write_table(historical.to_arrow(), workdir / "historical.parquet")
 
@@ -104,7 +106,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         entity_df=after_push_df(push_ts), features=AFTER_PUSH
     ).to_arrow()
     pq.write_table(table, workdir / "after_push.parquet")
-    return {"online": answers, "original": str(original)}
+    return {"online": answers, "original": str(original), "registry": registry}
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -75,3 +76,30 @@ def after_push_df(push_ts: datetime) -> pd.DataFrame:
     return pd.DataFrame(
         {"driver_id": [1001], "event_timestamp": [push_ts], "val_to_add": [5], "val_to_add_2": [7]}
     )
+
+
+def registry_listing(store: Any) -> dict[str, Any]:
+    """What the SDK's registry accessors return for the quickstart repo, by name (a Feast
+    or a featurestore ``FeatureStore``)."""
+
+    def names(objects: Any) -> list[str]:
+        return sorted(o.name for o in objects)
+
+    team = {"team": "driver_performance"}
+    return {
+        "entities": names(store.list_entities()),
+        "feature_views": names(store.list_feature_views()),
+        "feature_views_of_team": names(store.list_feature_views(tags=team)),
+        "feature_views_of_nobody": names(store.list_feature_views(tags={"team": "nobody"})),
+        "on_demand_feature_views": names(store.list_on_demand_feature_views()),
+        "all_feature_views": names(store.list_all_feature_views()),
+        "feature_services": names(store.list_feature_services()),
+        "data_sources": names(store.list_data_sources()),
+        "entity": store.get_entity("driver").name,
+        "feature_view": [f.name for f in store.get_feature_view("driver_hourly_stats").features],
+        "on_demand_feature_view": [
+            f.name for f in store.get_on_demand_feature_view("transformed_conv_rate").features
+        ],
+        "feature_service": store.get_feature_service("driver_activity_v1").name,
+        "data_source": type(store.get_data_source("driver_stats_push_source")).__name__,
+    }
