@@ -156,17 +156,29 @@ class OnlineResponse:
             out |= {f"{name}__ts": times[name] for name in names}
         return out
 
-    def to_arrow(self) -> pa.Table:
-        """Join keys and features with the Arrow types their dtypes declare."""
+    def to_arrow(
+        self, include_event_timestamps: bool = False, include_statuses: bool = False
+    ) -> pa.Table:
+        """Join keys and features with the Arrow types their dtypes declare; the
+        ``to_dict`` columns ``<feature>__status`` (string) and ``<feature>__ts`` (UTC
+        timestamp) when asked for."""
         import pyarrow as pa
 
         columns = {name: pa.array(self._keys[name], d.to_arrow()) for name, d in self._key_dtypes}
         for name, dtype in self._feature_dtypes:
             columns[name] = pa.array(self._values[name], dtype.to_arrow())
+        names = self.feature_names
+        if include_statuses:
+            columns |= {f"{n}__status": pa.array(self.statuses[n], pa.string()) for n in names}
+        if include_event_timestamps:
+            utc = pa.timestamp("us", tz="UTC")
+            columns |= {f"{n}__ts": pa.array(self.event_us[n], pa.int64()).cast(utc) for n in names}
         return pa.table(columns)
 
-    def to_df(self) -> pd.DataFrame:
-        """``to_arrow()`` as pandas, with the nullable dtypes of ``types.to_pandas``."""
+    def to_df(
+        self, include_event_timestamps: bool = False, include_statuses: bool = False
+    ) -> pd.DataFrame:
+        """``to_arrow(...)`` as pandas, with the nullable dtypes of ``types.to_pandas``."""
         from featurestore.types import to_pandas
 
-        return to_pandas(self.to_arrow())
+        return to_pandas(self.to_arrow(include_event_timestamps, include_statuses))

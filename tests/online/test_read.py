@@ -208,6 +208,12 @@ def test_services_full_names_and_the_asked_order(online_fs: FeatureStore) -> Non
     with_meta = full.to_dict(include_event_timestamps=True, include_statuses=True)
     assert with_meta["user_stats__city__status"] == [PRESENT]
     assert with_meta["user_stats__city__ts"] == [T0]
+    # the same columns in to_arrow and to_df (Feast's include_event_timestamps keyword)
+    table = full.to_arrow(include_event_timestamps=True, include_statuses=True)
+    assert table.column_names == list(with_meta)
+    assert table.to_pylist() == [{k: v[0] for k, v in with_meta.items()}]
+    frame = full.to_df(include_event_timestamps=True)
+    assert frame["user_stats__city__ts"].tolist() == [T0]
 
 
 def test_several_entities_and_views_in_one_round_trip(online_fs: FeatureStore) -> None:
