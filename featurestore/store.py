@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from featurestore.config import RepoConfig, load_config
 from featurestore.definitions import Entity, FeatureService, FeatureView
-from featurestore.errors import RetrievalError
+from featurestore.errors import PushError, RetrievalError
 from featurestore.registry import Registry
 from featurestore.registry_plan import Plan
 from featurestore.registry_state import RegistryState
@@ -54,6 +54,24 @@ def _tagged(objects: list[_T], tags: Mapping[str, str] | None) -> list[_T]:
     if not tags:
         return objects
     return [o for o in objects if all(getattr(o, "tags", {}).get(k) == v for k, v in tags.items())]
+
+
+def _write_refusal(state: RegistryState, view_name: str, what: str) -> str:
+    """Why ``what`` (Feast's direct write) is refused, and the push that replaces it."""
+    from featurestore.definitions import PushSource
+
+    source = state.view(view_name).source
+    if isinstance(source, PushSource):
+        instead = f"push the rows to its push source: store.push({source.name!r}, df, to=...)"
+    else:
+        instead = (
+            "its source is not a push source: read the view over a PushSource "
+            "(batch_source=its source) and push the rows to it"
+        )
+    return (
+        f"{what} is not supported (it writes rows around the sources, so training sets would "
+        f"not see what is served); for feature view {view_name!r}, {instead}"
+    )
 
 
 class FeatureStore:
@@ -274,6 +292,17 @@ class FeatureStore:
         """The data sources applied views read (sources, push sources and their batch
         sources, request sources), each once, by name (unnamed file sources by path)."""
         return _tagged(self.state.data_sources(), tags)
+
+    def write_to_online_store(self, feature_view_name: str, *args: Any, **kwargs: Any) -> None:
+        """Feast's write around the sources: refused (``PushError``), naming the view's push
+        source when it has one. Rows written online only would be served but never seen by
+        a training set: push them (``to="online_and_offline"``) instead."""
+        raise PushError(_write_refusal(self.state, feature_view_name, "write_to_online_store"))
+
+    def write_to_offline_store(self, feature_view_name: str, *args: Any, **kwargs: Any) -> None:
+        """Feast's offline write: refused (``PushError``) as ``write_to_online_store``; a
+        push with ``to="offline"`` appends to a push source's batch source."""
+        raise PushError(_write_refusal(self.state, feature_view_name, "write_to_offline_store"))
 
     def push(
         self,

@@ -155,3 +155,17 @@ def test_the_registry_reads_as_feasts_sdk_reads_it(tmp_path: Any) -> None:
     with pytest.raises(fs.UnknownFeatureError, match=r"no data source 'stats_pus'.*'stats_push'"):
         store.get_data_source("stats_pus")
     store.close()
+
+
+def test_feasts_direct_writes_are_refused_naming_the_push_to_use(tmp_path: Any) -> None:
+    from tests.transform_repo import write_repo
+
+    store = write_repo(tmp_path)
+    store.apply()
+    with pytest.raises(PushError, match=r"write_to_online_store is not supported.*'stats'.*"):
+        store.write_to_online_store("stats", {"user_id": [1]})
+    with pytest.raises(PushError, match=r"store.push\('stats_push', df, to=...\)"):
+        store.write_to_offline_store("stats", {"user_id": [1]})
+    with pytest.raises(fs.UnknownFeatureError, match="did you mean 'stats'"):
+        store.write_to_online_store("stat", {})
+    store.close()
