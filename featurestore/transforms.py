@@ -20,10 +20,11 @@ values for ``mode="python"``. A source feature is a column under its name and un
 ``view__feature``; a request field, under its name. A feature with no value (no row in the
 window offline; NOT_FOUND or OUTSIDE_MAX_AGE online) is null there. Each output column the
 request asks for is cast to its declared dtype by ``types.coerce`` (a float into Float32
-rounds; a non-integral float into an integer dtype is an error naming the column). An
-exception inside the function, a missing output column, a wrong row count or a value that
-does not fit its dtype is a ``TransformationError`` naming the view (and the column); the
-prediction service answers it with HTTP 500 and counts it per view.
+rounds, beyond its range to an infinity, as float32 arithmetic would; a given request field
+beyond it is refused; a non-integral float into an integer dtype is an error naming the
+column). An exception inside the function, a missing output column, a wrong row count or a
+value that does not fit its dtype is a ``TransformationError`` naming the view (and the
+column); the prediction service answers it with HTTP 500 and counts it per view.
 
 Online, an output has status PRESENT, or NULL_VALUE when null, and no event timestamp.
 
@@ -312,7 +313,7 @@ def _outputs(t: Transformation, result: Any, rows: int) -> dict[str, pa.Array]:
             )
         try:
             column = f"{what}: output column {o.name!r}"
-            out[o.output] = coerce(array, o.dtype, column, TransformationError)
+            out[o.output] = coerce(array, o.dtype, column, TransformationError, computed=True)
         except TransformationError as exc:
             raise TransformationError(str(exc), t.view) from None
     return out

@@ -310,19 +310,27 @@ def coerce(
     dtype: DType,
     what: str,
     error: type[FeatureStoreError] = FeatureStoreError,
+    *,
+    computed: bool = False,
 ) -> pa.Array:
     """``values`` as ``dtype``'s Arrow type: the one rule for values computed or given at
-    request time (transformation outputs, request fields, pushed rows).
+    request time (transformation outputs, ``computed=True``; request fields, pushed rows,
+    entity keys).
 
     Numbers convert between integer and float dtypes when no value changes, except that a
     float into Float32 rounds to the nearest float32 (what float32 arithmetic does); a
     non-integral float (or NaN, or an infinity) into Int32/Int64, an integer outside the
-    dtype's range, or an integer a Float64 cannot hold exactly is refused. Strings become
-    String only, booleans Bool only, timestamps UnixTimestamp only (naive means UTC; a
-    timestamp finer than a microsecond is refused). Nulls stay null. A refusal raises
-    ``error`` naming ``what``, the dtype and the type or value found.
+    dtype's range, or an integer a Float64 cannot hold exactly is refused. A finite float
+    beyond Float32's range rounds to an infinity when ``computed`` (what float32 arithmetic
+    gives, the same on both paths) and is refused when given (a pushed value or a request
+    field of 1e39 would silently become Infinity; DuckDB's cast refuses it too). NaN and
+    infinities given as such stay what they are. Strings become String only, booleans Bool
+    only, timestamps UnixTimestamp only (naive means UTC; a timestamp finer than a
+    microsecond is refused). Nulls stay null. A refusal raises ``error`` naming ``what``,
+    the dtype and the type found, or the first row whose value does not fit, and that value.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.types as pt
 
     if isinstance(values, pa.ChunkedArray):
@@ -337,14 +345,46 @@ def coerce(
     if pt.is_null(values.type):
         return pa.nulls(len(values), target)
     if dtype is Float32 and pt.is_floating(values.type):
-        return values.cast(target, safe=False)  # rounds to the nearest float32
+        rounded = values.cast(target, safe=False)  # rounds to the nearest float32
+        overflow = pc.and_(pc.is_finite(values), pc.is_inf(rounded))
+        if not computed and pc.any(overflow).as_py():
+            row = pc.index(overflow, True).as_py()
+            raise error(
+                f"{what} is Float32, and row {row} holds {values[row].as_py()!r}, beyond "
+                f"Float32's range (+-{FLOAT32_MAX!r}): give a smaller value or declare Float64"
+            )
+        return rounded
     if pt.is_timestamp(values.type) and values.type.tz is None:
         values = values.cast(pa.timestamp(values.type.unit, tz="UTC"))  # naive means UTC
     try:
         return values.cast(target)  # safe: refuses any value that would change
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _first_misfit(values, target)
         hint = " (round it to microseconds)" if dtype is UnixTimestamp else ""
-        raise error(f"{what} is {dtype}, and a value does not fit: {exc}{hint}") from None
+        raise error(
+            f"{what} is {dtype}, and row {row} holds {values[row].as_py()!r}, which does not "
+            f"fit: {exc}{hint}"
+        ) from None
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: a finite value beyond it (after rounding) does not fit Float32."""
+
+
+def _first_misfit(values: pa.Array, target: pa.DataType) -> int:
+    """The first row of ``values`` (whose safe cast to ``target`` failed) that cannot be
+    cast: halves are cast in turn, about one more pass over the values."""
+    import pyarrow as pa
+
+    low, high = 0, len(values)  # the first misfit lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            values.slice(low, middle - low).cast(target)
+            low = middle
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            high = middle
+    return low
 
 
 # --- Feast types that featurestore deliberately does not support ---------------------------

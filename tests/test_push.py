@@ -24,7 +24,7 @@ from featurestore import (
 from featurestore.definitions import FileSource
 from featurestore.sources import parquet_files, push_folder
 from featurestore.types import FUTURE_ALLOWANCE
-from tests.transform_repo import T0, write_definitions, write_repo
+from tests.transform_repo import ODFV, T0, write_definitions, write_repo
 
 HOUR = timedelta(hours=1)
 LATER = T0 + 2 * HOUR
@@ -345,3 +345,57 @@ def test_a_push_that_read_the_registry_before_an_apply_is_refused(store) -> None
     assert answers(store) == before
     store.push("stats_push", rows(), to="online")  # with the applied definition: accepted
     assert answers(store)[0][0]["avg"] == 30.0
+
+
+NARROW = """
+from featurestore.types import Int32
+
+narrow = FeatureView(
+    name="narrow",
+    entities=[user],
+    schema=[Field(name="x32", dtype=Float32), Field(name="n32", dtype=Int32)],
+    source=PushSource(name="narrow_push", batch_source=FileSource(path="data/narrow",
+                                                                 timestamp_field="ts")),
+)
+"""
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("x32", 1e39, r"column 'x32' is Float32, and row 1 holds 1e\+39, beyond Float32's range"),
+        ("x32", -1e39, r"column 'x32' is Float32, and row 1 holds -1e\+39, beyond"),
+        ("n32", 2**31, r"column 'n32' is Int32, and row 1 holds 2147483648, which does not fit"),
+    ],
+)
+def test_a_value_beyond_a_narrow_dtype_is_refused_naming_column_row_and_value(
+    tmp_path: Path, column: str, value: Any, message: str
+) -> None:
+    """Defect: a finite Float32 value beyond float32's range (1e39) was stored online and
+    offline as Infinity; now it is refused like an Int32 value beyond int32's range, by the
+    one rule (``types.coerce``), with the row and the value."""
+    import pyarrow as pa
+
+    write_repo(tmp_path, ODFV + NARROW)
+    (tmp_path / "data" / "narrow").mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([1], pa.int64()),
+                "ts": pa.array([T0], pa.timestamp("us", tz="UTC")),
+                "x32": pa.array([1.0], pa.float32()),
+                "n32": pa.array([1], pa.int32()),
+            }
+        ),
+        tmp_path / "data" / "narrow" / "part-0.parquet",
+    )
+    store = FeatureStore(tmp_path)
+    store.apply()
+    given = {"user_id": [1, 2], "ts": [LATER, LATER], "x32": [0.5, 0.25], "n32": [1, 2]}
+    given[column][1] = value
+    with pytest.raises(PushError, match=message):
+        store.push("narrow_push", given, to="online_and_offline")
+    assert not list((tmp_path / "data" / "narrow").glob("_pushed/*.parquet"))
+    read = store.get_online_features(["narrow:x32"], [{"user_id": 1}, {"user_id": 2}], now=LATER)
+    assert read.statuses["x32"] == ["NOT_FOUND", "NOT_FOUND"]
+    store.close()

@@ -112,9 +112,39 @@ def test_request_fields_missing_or_of_the_wrong_type_name_the_field_and_view(sto
         store.get_online_features(refs, {"user_id": [1], "amount": ["5"]})
     with pytest.raises(
         RetrievalError,
-        match=r"'amount' of on-demand feature view 'scored' is Float64, and a value does not fit",
+        match=r"'amount' of on-demand feature view 'scored' is Float64, and row 1 holds "
+        r"1152921504606846977, which does not fit",
     ):
-        store.get_online_features(refs, {"user_id": [1], "amount": [2**60 + 1]})
+        store.get_online_features(refs, {"user_id": [1, 2], "amount": [1, 2**60 + 1]})
+
+
+NARROW_AMOUNT = (
+    """
+txn = RequestSource(name="txn", schema=[Field(name="amount", dtype=Float32)])
+"""
+    + ODFV
+)
+
+
+def test_a_float32_request_field_beyond_its_range_is_refused_alike_on_both_paths(
+    tmp_path: Path,
+) -> None:
+    """Defect: a Float32 request field of 1e39 became Infinity (and so did the feature it
+    fed); now both paths refuse it, naming the field, the view, the row and the value."""
+    store = write_repo(tmp_path, NARROW_AMOUNT)
+    store.apply()
+    store.materialize(T0 - timedelta(days=10), T0 + HOUR)
+    message = (
+        r"request field 'amount' of on-demand feature view 'scored' is Float32, and row 1 "
+        r"holds 1e\+39, beyond Float32's range"
+    )
+    with pytest.raises(RetrievalError, match=message):
+        store.get_online_features(["scored:ratio"], {"user_id": [1, 2], "amount": [1.0, 1e39]})
+    with pytest.raises(RetrievalError, match=message):
+        store.get_historical_features(
+            ENTITIES.iloc[:2].assign(amount=[1.0, 1e39]), ["scored:ratio"]
+        ).to_arrow()
+    store.close()
 
 
 def test_an_exception_in_the_function_names_the_view_on_both_paths(tmp_path: Path) -> None:

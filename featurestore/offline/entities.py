@@ -13,7 +13,8 @@ naming its row.
 Refused with a one-line ``RetrievalError``: duplicate column names, an object column
 mixing value types, a file that cannot be read. (Key columns are checked by the join plan
 with ``types.dtype_from_arrow``: a ``uint64`` key column is refused, as it cannot be read
-losslessly as Int64.)
+losslessly as Int64; an integer column of an Int32 key holding a value beyond Int32's
+range is refused here, naming the row, as the online read refuses it.)
 
 **Entity SQL runs with the engine's full access.** On DuckDB, a query string runs in the
 process's DuckDB, which can read (and, through ``COPY``, write) any file the process can:
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import ENTITY_TIMESTAMP, JoinPlan
-from featurestore.types import MAX_TIME, MIN_TIME, DType
+from featurestore.types import MAX_TIME, MIN_TIME, DType, Int32, coerce
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +87,19 @@ def read_entities(
     # zone, nanoseconds) over the training set's UTC microseconds: the output is ours.
     table = table.replace_schema_metadata(None)
     table = table.combine_chunks() if table.num_rows else table
+    _check_int32_keys(table, key_dtypes)
     return normalize_timestamps(table)
+
+
+def _check_int32_keys(table: pa.Table, key_dtypes: Mapping[str, DType]) -> None:
+    """An integer column of an Int32 join key holds only Int32 values: a key beyond that
+    range is of the wrong type (``types.coerce``, the online read's rule too), not a key
+    that matches no row (it silently gave nulls while the online read refused it)."""
+    import pyarrow.types as pt
+
+    for name, dtype in key_dtypes.items():
+        if dtype is Int32 and name in table.column_names and pt.is_integer(table[name].type):
+            coerce(table[name], dtype, f"entity_df join key {name!r}", RetrievalError)
 
 
 def _check_unique_names(names: list[str], what: str) -> None:

@@ -4,7 +4,7 @@ reads as the same rows or is a one-line ``RetrievalError`` naming the problem.""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +236,23 @@ def test_entity_rows_at_a_source_rows_nanosecond_time_find_that_row(tmp_path: Pa
     entities = pa.table({"driver_id": drivers, "event_timestamp": times})
     got = store.get_historical_features(entities, ["stats:trips"]).to_arrow()
     assert got["trips"].to_pylist() == drivers
+
+
+def test_an_int32_key_beyond_its_range_is_refused_naming_the_row_as_online(
+    tmp_path: Path,
+) -> None:
+    """Defect: an Int32 join key of 3000000000 gave nulls offline (no row matches) while the
+    online read refused it as the wrong type; both now refuse it, naming the row."""
+    from tests.tiny_repo import write_repo
+
+    store = FeatureStore(write_repo(tmp_path))
+    store.apply()
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    entity_df = pd.DataFrame({"driver_id": [1, 3_000_000_000], "event_timestamp": [at, at]})
+    with pytest.raises(RetrievalError, match=r"join key 'driver_id' is Int32.*row 1.*3000000000"):
+        store.get_historical_features(entity_df, ["stats:conv_rate"])
+    with pytest.raises(RetrievalError, match=r"entity row 1: join key 'driver_id' is Int32"):
+        store.get_online_features(["stats:conv_rate"], {"driver_id": [1, 3_000_000_000]}, now=at)
+    ok = store.get_historical_features(entity_df.iloc[:1], ["stats:conv_rate"]).to_arrow()
+    assert ok["conv_rate"].to_pylist() == [pytest.approx(0.3)]
+    store.close()
