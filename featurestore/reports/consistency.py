@@ -56,6 +56,7 @@ from featurestore.reports.served import (
     Window,
     feature_columns,
     log_column,
+    other_definitions,
     read_window,
     rows_without,
 )
@@ -265,27 +266,15 @@ def _check_fingerprints(log: pa.Table, state: RegistryState) -> None:
 
 
 def _check_definitions(log: pa.Table, state: RegistryState) -> None:
-    """Refuse rows read with definitions the registry no longer holds (the log's
-    ``definitions``: ``/get-online-features`` rows have no model fingerprint to tell it;
-    rows logged before that column have none, and are replayed as they are)."""
-    if "definitions" not in log.column_names:
-        return
-    current = {name: r.fingerprint[:12] for name, r in state.views.items()}
-    current |= {name: r.fingerprint[:12] for name, r in state.on_demand.items()}
-    groups = log.group_by(["definitions"]).aggregate([([], "count_all")]).to_pylist()
-    for group in groups:
-        read = group["definitions"]
-        if not read:
-            continue
-        pairs = [item.rsplit(":", 1) for item in read.split(",")]
-        changed = sorted(view for view, fingerprint in pairs if current.get(view) != fingerprint)
-        if changed:
-            raise ReportError(
-                f"{group['count_all']:,} logged rows were read with definitions of "
-                f"{', '.join(repr(v) for v in changed)} that the registry no longer holds (an "
-                "apply changed or removed them): replaying them through other definitions "
-                "would not measure serving; pass --since after that apply"
-            )
+    """Refuse rows read with definitions the registry no longer holds
+    (``served.other_definitions``: ``/get-online-features`` rows have no model fingerprint
+    to tell it)."""
+    other = other_definitions(log, state)
+    if other.rows:
+        raise ReportError(
+            f"{other.describe()}: replaying them through other definitions would not "
+            "measure serving; pass --since after that apply"
+        )
 
 
 def _replayable(

@@ -3,7 +3,8 @@ columns they hold (featurestore/feature_log.py defines the schema; only that sch
 
 A window is ``since <= request_ts < until`` (either bound optional; naive means UTC). An empty
 log, a window without rows and a log of another schema version are ``ReportError``s that say
-what the log does hold.
+what the log does hold. ``other_definitions`` finds the rows read with view definitions the
+registry no longer holds, which neither report may compare with today's definitions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from featurestore.feature_log import LOG_VERSION, VERSION_KEY, log_files, read_l
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
+
+    from featurestore.registry_state import RegistryState
 
 STATUS = "__status"
 EVENT_TS = "__event_ts"
@@ -136,3 +139,45 @@ def rows_without(path: Path, table: pa.Table, column: str) -> np.ndarray:
 
     found = pc.is_in(requests(table), value_set=requests(old).combine_chunks())
     return np.asarray(found.to_numpy(zero_copy_only=False), bool)
+
+
+@dataclass(frozen=True)
+class OtherDefinitions:
+    """The logged rows read with definitions the registry no longer holds (the log's
+    ``definitions`` column, ``view:fingerprint`` of every view a read used): ``rows`` of
+    them, marked in ``mask``, read with other definitions of ``views``."""
+
+    rows: int
+    views: tuple[str, ...]
+    mask: pa.Array
+
+    def describe(self) -> str:
+        return (
+            f"{self.rows:,} logged rows were read with definitions of "
+            f"{', '.join(repr(v) for v in self.views)} that the registry no longer holds (an "
+            "apply changed or removed them)"
+        )
+
+
+def other_definitions(log: pa.Table, state: RegistryState) -> OtherDefinitions:
+    """Which rows of ``log`` were read with definitions the registry no longer holds: an
+    apply changed (or removed) a view since, so its values then were computed by other
+    definitions than today's offline ones. Rows logged before the log recorded definitions
+    (null) count as current: nothing tells otherwise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "definitions" not in log.column_names:
+        return OtherDefinitions(0, (), pa.array([False] * log.num_rows))
+    current = {name: r.fingerprint[:12] for name, r in state.views.items()}
+    current |= {name: r.fingerprint[:12] for name, r in state.on_demand.items()}
+    stale, views = [], set()
+    for read in log["definitions"].unique().drop_null().to_pylist():
+        pairs = [item.rsplit(":", 1) for item in read.split(",") if item]
+        changed = {view for view, fingerprint in pairs if current.get(view) != fingerprint}
+        if changed:
+            stale.append(read)
+            views |= changed
+    mask = pc.fill_null(pc.is_in(log["definitions"], value_set=pa.array(stale, pa.string())), False)
+    mask = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+    return OtherDefinitions(pc.sum(mask).as_py() or 0, tuple(sorted(views)), mask)

@@ -13,7 +13,11 @@ drift from any training set).
 Served rows: those of the training set's feature service (``service`` column) or, for a
 training set of feature references, those that served any of its features. Rows served by a
 model bound to another fingerprint than the training set's are left out and reported (all of
-them: a ``ReportError``, the features being defined differently).
+them: a ``ReportError``, the features being defined differently). So are rows read with view
+definitions the registry no longer holds (the log's ``definitions``; ``/get-online-features``
+rows have no model fingerprint), on both sides of a baseline comparison, with a note saying
+how many (all of them: a ``ReportError``), by the consistency report's rule
+(``served.other_definitions``).
 
 Schema skew (TFDV's): a training feature never served, a served feature the training set
 lacks, a logged dtype that is not the manifest's, rows of another fingerprint. Each is a
@@ -26,14 +30,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import ReportError, RetrievalError
+from featurestore.registry import Registry
 from featurestore.reports.feature_skew import FeatureSkew, feature_skew
-from featurestore.reports.served import Window, feature_columns, log_column, read_window
+from featurestore.reports.served import (
+    Window,
+    feature_columns,
+    log_column,
+    other_definitions,
+    read_window,
+)
 from featurestore.reports.thresholds import Level, Thresholds
 
 if TYPE_CHECKING:
@@ -41,6 +52,7 @@ if TYPE_CHECKING:
 
     from featurestore.config import RepoConfig
     from featurestore.manifest import TrainingSetManifest
+    from featurestore.registry_state import RegistryState
 
 Progress = Callable[[str], None]
 
@@ -118,11 +130,17 @@ def skew_report(
     thresholds = Thresholds.from_config(config.reports.thresholds)
     excluded = set(config.reports.exclude_features)
     say("reading the feature log")
-    log = read_window(config.feature_log_path, window)
+    state = Registry(config.registry_path, config.project).require()
+    left_out: list[str] = []
+    log = _current_definitions(
+        read_window(config.feature_log_path, window), state, window, left_out
+    )
     if training_set is not None:
-        return _against_training_set(Path(training_set), log, window, thresholds, excluded, say)
+        report = _against_training_set(Path(training_set), log, window, thresholds, excluded, say)
+        return replace(report, notes=(*left_out, *report.notes))
     assert baseline is not None  # one of the two, checked above
     reference = read_window(config.feature_log_path, baseline)
+    reference = _current_definitions(reference, state, baseline, left_out, "the baseline")
     refs = {c: c.replace("__", ":", 1) for c in feature_columns(log.schema)}
     refs |= {c: c.replace("__", ":", 1) for c in feature_columns(reference.schema)}
     schema, features = [], []
@@ -163,10 +181,34 @@ def skew_report(
         schema=tuple(schema),
         thresholds=thresholds,
         notes=(
+            *left_out,
             *_overlap(baseline, window),
             *(f"{ref} is excluded (reports.exclude_features)" for ref in sorted(excluded)),
         ),
     )
+
+
+def _current_definitions(
+    log: pa.Table, state: RegistryState, window: Window, notes: list[str], side: str = "the window"
+) -> pa.Table:
+    """``log`` without the rows read with definitions the registry no longer holds
+    (``served.other_definitions``, the consistency report's rule), each left out with a note
+    in ``notes``; a ``ReportError`` when no row is left."""
+    import pyarrow.compute as pc
+
+    other = other_definitions(log, state)
+    if not other.rows:
+        return log
+    if other.rows == log.num_rows:
+        raise ReportError(
+            f"{other.describe()}; every row of {side} {window.describe()} is: their values were "
+            "computed by other definitions than today's; pass a window after that apply"
+        )
+    notes.append(
+        f"{other.describe()}: they are left out of {side} ({log.num_rows - other.rows:,} rows "
+        "remain), their values being computed by other definitions than today's"
+    )
+    return log.filter(pc.invert(other.mask))
 
 
 def _overlap(baseline: Window, window: Window) -> list[str]:

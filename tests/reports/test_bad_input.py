@@ -199,6 +199,38 @@ def test_online_feature_rows_read_with_other_definitions_are_refused(repo: Path)
     )
 
 
+def test_the_skew_report_leaves_out_rows_read_with_other_definitions_and_says_so(
+    repo: Path,
+) -> None:
+    """Defect: the skew report compared rows read with an older definition of a view (the
+    log's ``definitions``) with the training set of today's; they are now left out, as the
+    consistency report refuses them (one rule, ``served.other_definitions``), with a note."""
+    store = FeatureStore(repo)
+    current = f"stats:{store.state.views['stats'].fingerprint[:12]}"
+    write_log(repo, log_table([served_request(store, USERS, definitions=current)]), "now")
+    old = served_request(store, USERS[:3], definitions="stats:ffffffffffff")
+    write_log(repo, log_table([old]), "before-apply")
+    store.close()
+    train = _training_set(repo, ["stats:x", "stats:n", "stats:s"])
+    report = skew_report(FeatureStore(repo).config, train)
+    assert report.served_rows == len(USERS)
+    (note,) = [n for n in report.notes if "definitions" in n]
+    assert note.startswith("3 logged rows were read with definitions of 'stats' that the registry")
+    assert f"left out of the window ({len(USERS)} rows remain)" in note
+    baseline = skew_report(
+        FeatureStore(repo).config, window=Window(T0), baseline=Window(until=T0 + timedelta(days=1))
+    )
+    assert baseline.reference_rows == baseline.served_rows == len(USERS)
+    assert sum("left out of the baseline" in n for n in baseline.notes) == 1
+    shutil.rmtree(repo / "data" / "feature_log")
+    write_log(repo, log_table([old]), "before-apply")
+    _one_line_error(
+        _cli("skew-report", "--repo", str(repo), "--training-set", str(train)),
+        "3 logged rows were read with definitions of 'stats'",
+        "every row of the window",
+    )
+
+
 def test_rows_of_another_fingerprint_beside_good_ones_are_left_out_and_reported(
     repo: Path,
 ) -> None:
