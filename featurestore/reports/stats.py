@@ -8,7 +8,9 @@ Binning (what PSI and JS compare, and what the HTML plots draw):
   ``edge[i-1] < x <= edge[i]``; the outer bins are open (infinities fall in them). NaN, a
   value and not a null, gets its own bin when either side holds one.
 - categories (strings, booleans): the reference's 20 most frequent values, then ``other``
-  (every other value, including those the reference never holds).
+  (every other value, including those the reference never holds). A category's label is
+  its value as a quoted JSON string (``"food"``), so a category named ``null`` or ``other``
+  (``"null"``) is never taken for the report's own bins, labeled bare.
 - always a ``null`` bin, so a change of the null rate moves PSI and JS too.
 
 ``psi``: ``sum((s - r) * ln(s / r))`` over the bins' shares, each share at least ``EPSILON``
@@ -19,6 +21,7 @@ Jensen-Shannon distance in base 2 (0 for the same shares, 1 for disjoint ones), 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,11 +107,11 @@ def _interval_labels(edges: np.ndarray) -> list[str]:
 def category_bins(
     reference: dict[str, int], reference_nulls: int, served: dict[str, int], served_nulls: int
 ) -> tuple[Bins, int, list[tuple[str, int]]]:
-    """Count categories (value -> count, nulls apart) in the reference's top categories,
-    ``other`` and ``null``; also the served values the reference never holds: how many
+    """Count categories (value -> count, nulls apart) in the reference's top categories
+    (labeled as quoted strings), ``other`` and ``null``; also the served values the reference never holds: how many
     there are and the most frequent of them (value, count)."""
     top = sorted(reference, key=lambda v: (-reference[v], v))[:TOP_CATEGORIES]
-    labels = list(top)
+    labels = [json.dumps(v, ensure_ascii=False) for v in top]  # never a bare bin label
     ref = [reference[v] for v in top]
     srv = [served.get(v, 0) for v in top]
     labels.append(OTHER_BIN)

@@ -85,7 +85,7 @@ def test_categories_keep_the_top_ones_then_other_and_list_unseen_values() -> Non
     reference = {f"c{i:02d}": 100 - i for i in range(25)}  # c00 most frequent
     served = {"c00": 5, "c24": 2, "new": 3, "newer": 1}
     bins, unseen, listing = category_bins(reference, 7, served, 1)
-    assert bins.labels[:20] == tuple(f"c{i:02d}" for i in range(20))
+    assert bins.labels[:20] == tuple(f'"c{i:02d}"' for i in range(20))
     assert bins.labels[20:] == ("other", "null")
     assert bins.reference[20] == sum(100 - i for i in range(20, 25))
     assert bins.served[0] == 5 and bins.served[20] == 2 + 3 + 1 and bins.served[21] == 1
@@ -129,3 +129,14 @@ def test_log_loss_and_calibration_by_hand() -> None:
     assert expected_calibration_error(bins) == pytest.approx(
         (abs(0.05 - 1) + abs(0.15 - 0) + 2 * abs(0.975 - 0.5)) / 4
     )
+
+
+def test_categories_named_like_the_reports_own_bins_keep_apart_labels() -> None:
+    """Defect: a category "null" or "other" was labeled as the null and other bins were, so
+    a plot or the JSON showed two bars "null" (numbers right, labels ambiguous); a category
+    is now labeled as a quoted string, the report's own bins bare."""
+    reference = {"null": 5, "other": 4, 'say "hi"': 1}
+    bins, _, _ = category_bins(reference, 2, {"null": 1, "x": 1}, 3)
+    assert bins.labels == ('"null"', '"other"', '"say \\"hi\\""', "other", "null")
+    assert len(set(bins.labels)) == len(bins.labels)
+    assert bins.reference == (5, 4, 1, 0, 2) and bins.served == (1, 0, 0, 1, 3)
