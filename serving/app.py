@@ -36,7 +36,8 @@ ModelNotServable           503     the registry no longer matches the model, or 
 MaterializedAheadError     503     ``/get-online-features``: the same aggregated view
 OnlineStoreError           503     the online store does not answer (within its timeout)
 RegistryError              503     the registry is missing or unreadable
-anything else              500     logged with its traceback and counted
+anything else              500     logged with its traceback and counted; answered by the
+                                   middleware, so the keep-alive connection stays open
 =========================  ======  =====================================================
 
 With ``FEATURESTORE_API_TOKEN`` set, every endpoint but ``/health`` answers 401 unless the
@@ -164,7 +165,6 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.add_exception_handler(FeatureStoreError, _library_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # see above
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # see above
-    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(
         Instrumented,
         metrics=metrics,
@@ -243,7 +243,8 @@ def _json_float(v: float) -> float | str:
     return v if math.isfinite(v) else json.loads(encoding.float64(v))
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything else (``Instrumented`` answers it): 500, logged with its traceback, counted."""
     _count_unexpected(request, exc)
     return error_body(500, f"internal error ({type(exc).__name__}); it was logged", "InternalError")
 
@@ -259,8 +260,9 @@ def _endpoint(path: str) -> str:
 
 
 class Instrumented:
-    """Pure ASGI middleware: the bearer token check, the body size limit, and per-endpoint
-    latency and counts."""
+    """Pure ASGI middleware: the bearer token check, the body size limit, per-endpoint
+    latency and counts, and the 500 of an unexpected error (the keep-alive connection
+    stays open)."""
 
     def __init__(
         self, app: ASGIApp, metrics: Metrics, token: str | None, max_body: int = 64 * 2**20
@@ -277,11 +279,12 @@ class Instrumented:
         endpoint = _endpoint(scope["path"])
         started = time.perf_counter()
         status = 500
+        answered = False  # the response has started: nothing else can be sent
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
             await send(message)
 
         try:
@@ -307,9 +310,17 @@ class Instrumented:
                 else:
                     await self.app(scope, receive, sending)
             except BodyTooLarge as exc:  # the fast path reads the body before any answer
-                if status != 500:  # an answer was started: nothing more can be sent
+                if answered:
                     raise
                 await error_body(413, str(exc), "BodyTooLarge")(scope, receive, sending)
+            except Exception as exc:
+                # Answered here rather than by Starlette's outermost middleware, which
+                # re-raises after answering: uvicorn then closes the connection, and a
+                # client's next request on it fails. A response already started is broken:
+                # re-raised, the connection closes.
+                if answered:
+                    raise
+                await _unexpected_error(Request(scope), exc)(scope, receive, sending)
         finally:
             self.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
             self.metrics.requests.labels(endpoint, str(status)).inc()

@@ -11,7 +11,7 @@ content type, a repeated ``X-Request-ID``) goes to the FastAPI route with the bo
 so its answer (a 422 naming the field, or the same success) and ``/openapi.json`` are the
 framework's. The work is the routes' own: the same ``Service`` calls with the same arguments,
 the library's errors mapped by the app's one handler, anything unexpected raised to the
-app's 500 handler; the middleware around it (bearer token, metrics) is the same.
+middleware's 500; the middleware around it (bearer token, metrics) is the same.
 """
 
 from __future__ import annotations

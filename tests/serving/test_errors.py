@@ -377,3 +377,30 @@ def test_a_body_over_max_body_mb_is_a_413_before_it_is_read_whole(
                 assert "larger than 1 MiB (serving.max_body_mb" in answer.json()["detail"]
         assert server.post("/predict", {"entities": copy.pairs(2)}).status_code == 200
         assert "Traceback" not in server.log()
+
+
+def test_an_unexpected_500_keeps_the_keep_alive_connection(own_example: ExampleRepo) -> None:
+    """Defect: an unexpected failure (here a real one: a user's stored rows cut short, which
+    the decoder cannot read) was answered 500 by Starlette's outermost middleware, which then
+    re-raised it, so uvicorn closed the connection: the client's next request on it failed
+    (connection reset, or even the 500 lost). The service now answers the 500 itself, logged
+    and counted, and the connection serves the next request."""
+    import redis
+
+    pairs = own_example.pairs(2)
+    broken, healthy = ({k: [v[i]] for k, v in pairs.items()} for i in (0, 1))
+    client = redis.Redis.from_url(own_example.redis_url)
+    user = broken["user_id"][0]
+    for key in client.scan_iter(match=f"fraud|user_id=i{user}", count=1000):
+        for field in client.hkeys(key):
+            client.hset(key, field, b"\x80" + b"\x00" * 7 + b"cut short")
+    client.close()
+    with ServiceProcess(own_example.repo, own_example.model) as server:
+        ports = []
+        for entities, status in [(healthy, 200), (broken, 500), (healthy, 200), (broken, 500)]:
+            answer = server.post("/predict", {"entities": entities})
+            assert answer.status_code == status, answer.text
+            ports.append(answer.extensions["network_stream"].get_extra_info("client_addr"))
+        assert len(set(ports)) == 1, ports  # one connection served all four
+        assert answer.json()["error"] == "InternalError"
+        assert server.metric("featurestore_unhandled_errors_total") == 2
