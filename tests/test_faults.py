@@ -306,6 +306,45 @@ def test_a_silent_redis_on_read_times_out(tmp_path: Path, cluster: bool) -> None
         assert 0.45 <= took < 0.5 + 0.45  # socket_timeout 0.5 s, once: a timeout is not retried
 
 
+class NotRedis:
+    """A server on 127.0.0.1 that answers every connection in HTTP, as a web server given
+    the Redis port by mistake would (a thread; stopped with the ``with`` block)."""
+
+    def __enter__(self) -> int:
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+        return int(self.listener.getsockname()[1])
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed by __exit__
+                return
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n<html>no</html>")
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_a_server_that_is_not_redis_is_a_clear_error(tmp_path: Path, cluster: bool) -> None:
+    """Defect: a URL pointing at a server that does not speak Redis gave redis-py's
+    InvalidResponse, untranslated (a 500 with a traceback from the prediction service);
+    it is the online store not answering, named, like a closed port."""
+    with NotRedis() as port:
+        store = FeatureStore(_read_repo(tmp_path, port, cluster))
+        with pytest.raises(OnlineStoreUnavailable, match=f"127.0.0.1:{port}.*does not answer"):
+            store.get_online_features(features=["stats:rate"], entity_rows=[{"user_id": 1}])
+        store.close()
+
+
 def _read_repo(tmp_path: Path, port: int, cluster: bool = False) -> Path:
     """An applied repo whose Redis (or cluster node) URL points at ``port`` (apply touches no
     online store)."""

@@ -89,6 +89,7 @@ class RedisStoreBase(OnlineStore):
         self._errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
+            redis.exceptions.InvalidResponse,  # a server that does not speak Redis
         )
         # Only a broken connection is worth an immediate second try (a restarted server);
         # after a timeout, a second try would only double the wait the README promises.
