@@ -8,13 +8,14 @@ several; each gets the rows).
 Checked before anything is written, so a refused push writes nothing anywhere
 (``PushError``, naming the column or row): every view's join keys (typed as applied: 1 and
 "1" are different keys), the batch source's event time, and every view's features must be
-columns; a null key or event time, an event time outside the accepted range or after the push
-time (by more than ``FUTURE_ALLOWANCE``, a minute, for clocks: online would serve the row before
-it happens and, never regressing, keep it over every real row until then), or a value that
-does not fit its declared dtype (``types.coerce``: the rule transformations and request fields
-follow) is refused. The created time is optional: a row without one (no column, or null) gets
-the push time, so ties and incremental materialization treat it as any late row. A string
-column where a time is expected is read as ISO 8601 (naive means UTC). Other columns of the
+columns; a null key or event time, an event or created time outside the accepted range, an
+event time after the push time (by more than ``FUTURE_ALLOWANCE``, a minute, for clocks: online
+would serve the row before it happens and, never regressing, keep it over every real row until
+then), or a value that does not fit its declared dtype (``types.coerce``: the rule
+transformations and request fields follow) is refused. The created time is optional: a row
+without one (no column, or null) gets the push time, so ties and incremental materialization
+treat it as any late row. A string column where a time is expected is read as ISO 8601 (naive
+means UTC; ``types.parse_iso_times``, as entity rows are). Other columns of the
 batch source's files may be given (else they are null); columns nobody reads are ignored.
 
 Offline, the rows become one new Parquet file (written under a name starting with "." and
@@ -71,7 +72,14 @@ from featurestore.errors import (
     UnknownPushSourceError,
 )
 from featurestore.push_mode import PushMode, push_mode
-from featurestore.types import FUTURE_ALLOWANCE, MAX_TIME, MIN_TIME, UnixTimestamp, coerce
+from featurestore.types import (
+    FUTURE_ALLOWANCE,
+    MAX_TIME,
+    MIN_TIME,
+    UnixTimestamp,
+    coerce,
+    parse_iso_times,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -221,17 +229,10 @@ def _column(table: pa.Table, name: str, role: str, what: str) -> pa.Array:
 
 def _times(values: pa.Array, what: str) -> pa.Array:
     """Times as timestamp[us, UTC]: strings parsed as ISO 8601, naive read as UTC."""
-    import pyarrow as pa
     import pyarrow.types as pt
 
     if pt.is_string(values.type) or pt.is_large_string(values.type):
-        import pandas as pd
-
-        try:
-            parsed = pd.to_datetime(values.to_pandas(), utc=True, format="ISO8601")
-        except (ValueError, TypeError) as exc:
-            raise PushError(f"{what}: not an ISO 8601 time: {exc}") from None
-        values = pa.array(parsed)
+        values = parse_iso_times(values, what, PushError)
     return coerce(values, UnixTimestamp, what, PushError)
 
 
@@ -292,13 +293,14 @@ def _checked(
             label = source.timestamp_field if name == EVENT else name
             raise PushError(f"{what}: row {row} has a null {label!r} ({nulls} such rows)")
     if table.num_rows:
-        bounds = pc.min_max(table[EVENT]).as_py()
-        for bound in (bounds["min"], bounds["max"]):
-            if not MIN_TIME <= bound <= MAX_TIME:
-                raise PushError(
-                    f"{what}: event time {bound.isoformat()} is outside the accepted range "
-                    f"{MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()}"
-                )
+        for name, role in ((EVENT, "event time"), (CREATED, "created time")):
+            bounds = pc.min_max(table[name]).as_py()
+            for bound in (bounds["min"], bounds["max"]):
+                if bound is not None and not MIN_TIME <= bound <= MAX_TIME:
+                    raise PushError(
+                        f"{what}: {role} {bound.isoformat()} is outside the accepted range "
+                        f"{MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()}"
+                    )
         _refuse_future(table[EVENT], now, what)
     return table
 

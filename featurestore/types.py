@@ -134,6 +134,40 @@ def check_time(
     return utc
 
 
+def parse_iso_times(
+    values: pa.Array | pa.ChunkedArray, what: str, error: type[FeatureStoreError]
+) -> pa.Array:
+    """ISO 8601 strings (naive means UTC; nulls stay null) as UTC times at pandas'
+    nanosecond precision (the caller casts to microseconds by its own rule). A string that is
+    no such time, or one outside what pandas can hold, is ``error`` naming ``what``, the
+    first such row and its value, in one line. The one parser of time strings: entity rows'
+    ``event_timestamp`` and pushed rows' times."""
+    import pandas as pd
+    import pyarrow as pa
+
+    strings = values.to_pandas()
+    try:
+        parsed = pd.to_datetime(strings, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        for row, value in enumerate(strings):
+            if value is None or pd.isna(value):
+                continue
+            try:
+                pd.to_datetime(value, utc=True, format="ISO8601")
+            except pd.errors.OutOfBoundsDatetime:
+                raise error(
+                    f"{what}: row {row} holds {value!r}, outside the accepted time range "
+                    f"{MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()}"
+                ) from None
+            except (ValueError, TypeError):
+                raise error(
+                    f"{what}: row {row} holds {value!r}, which is not a timestamp; use "
+                    "ISO 8601 like '2024-05-01T12:00:00Z'"
+                ) from None
+        raise
+    return pa.array(parsed)
+
+
 def check_ttl(ttl: timedelta, what: str) -> None:
     """Refuse a negative ttl or one longer than ``MAX_TTL``, naming ``what``."""
     if ttl < timedelta(0):

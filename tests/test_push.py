@@ -131,7 +131,21 @@ BAD = {
         r"row 1 has event time .* after the push time",
     ),
     "a fraction for an integer": (rows(cnt=[1.5, 2.0]), r"column 'cnt' is Int64, .*1\.5"),
-    "a bad time string": (rows(ts=["soon", "now"]), r"not an ISO 8601 time"),
+    # one line naming the row and the value (was pandas' message over several lines)
+    "a bad time string": (
+        rows(ts=[LATER.isoformat(), "soon"]),
+        r"^push to 'stats_push': event time 'ts': row 1 holds 'soon', which is not a "
+        r"timestamp; use ISO 8601 like '2024-05-01T12:00:00Z'$",
+    ),
+    "a bad created string": (
+        rows(created=[LATER.isoformat(), "later"]),
+        r"^push to 'stats_push': created time 'created': row 1 holds 'later', which is not",
+    ),
+    # a created time .to_df() cannot hold was taken (only event times were range-checked)
+    "an ancient created time": (
+        rows(created=[LATER, datetime(1500, 1, 1)]),
+        r"created time 1500-01-01T00:00:00\+00:00 is outside the accepted range",
+    ),
 }
 
 

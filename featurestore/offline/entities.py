@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.errors import RetrievalError
 from featurestore.offline.plan import ENTITY_TIMESTAMP, JoinPlan
-from featurestore.types import MAX_TIME, MIN_TIME, DType, Int32, coerce
+from featurestore.types import MAX_TIME, MIN_TIME, DType, Int32, coerce, parse_iso_times
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,7 +193,8 @@ def normalize_timestamps(table: pa.Table) -> pa.Table:
     column = table[ENTITY_TIMESTAMP]
     utc = pa.timestamp("us", tz="UTC")
     if pt.is_string(column.type) or pt.is_large_string(column.type):
-        converted = _parse_strings(column)
+        parsed = parse_iso_times(column, f"entity_df column {ENTITY_TIMESTAMP!r}", RetrievalError)
+        converted = pa.chunked_array([parsed.cast(utc, safe=False)])  # truncated to µs
     elif pt.is_timestamp(column.type):
         # Arrow stores instants as UTC already: re-labelling a naive column reads it as UTC.
         naive = column.cast(pa.timestamp(column.type.unit), safe=False)
@@ -242,30 +243,6 @@ def _check_time_range(times: pa.ChunkedArray) -> None:
     if pc.any(outside).as_py():
         row = pc.index(outside, True).as_py()
         raise _outside_range(row, times[row].as_py().isoformat())
-
-
-def _parse_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    import pandas as pd
-    import pyarrow as pa
-
-    values = column.to_pandas()
-    try:
-        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        for row, value in enumerate(values):
-            if value is None or pd.isna(value):
-                continue
-            try:
-                pd.to_datetime(value, utc=True, format="ISO8601")
-            except pd.errors.OutOfBoundsDatetime:
-                raise _outside_range(row, repr(value)) from None
-            except (ValueError, TypeError):
-                raise RetrievalError(
-                    f"entity_df column {ENTITY_TIMESTAMP!r}: row {row} holds {value!r}, "
-                    "which is not a timestamp; use ISO-8601 like '2024-05-01T12:00:00Z'"
-                ) from None
-        raise
-    return pa.chunked_array([pa.array(parsed.astype("datetime64[us, UTC]"))])
 
 
 def probe_table(plan: JoinPlan, entities: pa.Table) -> pa.Table:
