@@ -210,6 +210,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(part) for part in first.get("loc", ()))
     detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    context = first.get("ctx")
+    if first.get("type") == "json_invalid" and isinstance(context, dict):
+        detail += f": {context.get('error')}"  # the parser's own words say what is wrong
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     body = {
         "detail": detail + more,

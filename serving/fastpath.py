@@ -16,7 +16,6 @@ middleware's 500; the middleware around it (bearer token, metrics) is the same.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from featurestore.errors import FeatureStoreError
+from serving import encoding
 from serving.routes import REQUEST_ID, request_id
 from serving.service import Service
 
@@ -80,7 +80,7 @@ def plain_body(body: bytes, fields: Mapping[str, Check]) -> dict[str, Any] | Non
     """The JSON body when pydantic would take it unchanged (``entities`` given, no other
     field than ``fields``, each of its exact type), else None."""
     try:
-        parsed = json.loads(body)
+        parsed = encoding.loads(body)
     except Exception:  # JSON errors, but also RecursionError: the route's answer, not ours
         return None
     if type(parsed) is not dict or "entities" not in parsed:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from featurestore.errors import RetrievalError
+from serving import encoding
 from serving.materialization import EPOCH, INCREMENTAL, MATERIALIZE, MaterializeRun
 from serving.schemas import (
     ErrorResponse,
@@ -55,7 +58,30 @@ REQUEST_ID = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,200}$")
 JSON = "application/json"
 
-router = APIRouter()
+
+class _Request(Request):
+    """A request whose JSON body is read by the service's one reader (``encoding.loads``)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = encoding.loads(await self.body())
+        return self._json
+
+
+class _Route(APIRoute):
+    """FastAPI's route, handing the handler a ``_Request`` (FastAPI's documented way to
+    change how a body is read)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(_Request(request.scope, request.receive))
+
+        return handle
+
+
+router = APIRouter(route_class=_Route)
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (

@@ -226,3 +226,28 @@ def test_a_bad_push_is_refused_naming_the_problem_and_writes_nothing(
     assert answer.status_code == status, answer.text
     assert message in answer.json()["detail"]
     assert sorted(folder.glob("*.parquet")) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", '{"entities": {"user_id": [1], "amount": [1e400]}}'),
+        ("/get-online-features", '{"features": ["scored:ratio"], "entities": {"user_id": [1], "amount": [-2e308]}}'),
+        ("/push", '{"push_source_name": "stats_push", "df": {"user_id": [1], "ts": ["2024-01-01T00:00:00Z"], "avg": [1e400], "cnt": [1], "tag": ["t"]}, "to": "online_and_offline"}'),
+    ],
+)  # fmt: skip
+def test_a_json_number_beyond_float64_is_a_422_naming_it_not_infinity(
+    served: Served, path: str, body: str
+) -> None:
+    """Defect: Python's JSON parser reads 1e400 as Infinity, so a request field or a pushed
+    value beyond Float64's range was served, scored, logged and stored as Infinity; the
+    service's one JSON reader (``encoding.loads``) now refuses the number, naming it."""
+    folder = served.repo / "data" / "stats" / "_pushed"
+    before = sorted(folder.glob("*.parquet"))
+    answer = served.server.client.post(
+        path, content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    number = "1e400" if "1e400" in body else "-2e308"
+    assert f"the number {number} is beyond Float64's range" in answer.json()["detail"]
+    assert sorted(folder.glob("*.parquet")) == before
