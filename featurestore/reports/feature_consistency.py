@@ -31,7 +31,7 @@ from featurestore.reports.classes import (
     times_us,
 )
 from featurestore.reports.compare import compare
-from featurestore.reports.stats import quantiles, smape
+from featurestore.reports.stats import difference_quantiles, smape
 from featurestore.reports.thresholds import Level, Thresholds
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def summarize_feature(
         online_null=int((online_null & ~offline_null).sum()),
         mismatch=int((~online_null & ~offline_null & ~matched).sum()),
         smape=smape(stack["offline_number"], stack["online_number"]) if numbers else None,
-        diff_quantiles=quantiles(stack["offline_number"] - stack["online_number"])
+        diff_quantiles=difference_quantiles(stack["offline_number"], stack["online_number"])
         if numbers
         else {},
         classes=tuple(classes),

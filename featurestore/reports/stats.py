@@ -185,6 +185,15 @@ def quantiles(values: np.ndarray) -> dict[str, float]:
     return {f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, found, strict=True)}
 
 
+def difference_quantiles(offline: np.ndarray, online: np.ndarray) -> dict[str, float]:
+    """``quantiles`` of ``offline - online`` over the pairs where both are finite (an
+    infinity on either side has no finite difference; subtracting two is no warning)."""
+    import numpy as np
+
+    ok = np.isfinite(offline) & np.isfinite(online)
+    return quantiles(offline[ok] - online[ok])
+
+
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """The area under the ROC curve: the probability that a random positive scores above a
     random negative, ties counting half (Mann-Whitney U over average ranks); NaN unless

@@ -15,6 +15,7 @@ from featurestore.reports.stats import (
     calibration,
     category_bins,
     decile_edges,
+    difference_quantiles,
     expected_calibration_error,
     js_distance,
     ks,
@@ -140,3 +141,18 @@ def test_categories_named_like_the_reports_own_bins_keep_apart_labels() -> None:
     assert bins.labels == ('"null"', '"other"', '"say \\"hi\\""', "other", "null")
     assert len(set(bins.labels)) == len(bins.labels)
     assert bins.reference == (5, 4, 1, 0, 2) and bins.served == (1, 0, 0, 1, 3)
+
+
+def test_difference_quantiles_skip_pairs_not_both_finite_without_a_warning() -> None:
+    """Defect: the consistency report subtracted infinities (a served Infinity replayed as
+    Infinity) and numpy printed 'RuntimeWarning: invalid value encountered in subtract' on
+    the user's terminal; the pairs not both finite are left out before subtracting."""
+    import warnings
+
+    offline = np.array([1.0, np.inf, -np.inf, np.nan, 5.0])
+    online = np.array([0.5, np.inf, 1.0, 2.0, 5.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = difference_quantiles(offline, online)
+    assert found == quantiles(np.array([0.5, 0.0]))
+    assert difference_quantiles(np.array([np.inf]), np.array([np.inf])) == {}
