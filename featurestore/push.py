@@ -27,6 +27,10 @@ sequence is taken under a lock file in that folder (``.push.lock``), so the join
 tie-break follows push order, whatever the clocks. ``compaction.py`` merges runs of these
 files, keeping that order. A BigQuery batch source takes online pushes only.
 
+A Float64 feature whose source files hold float32 (a widening ``apply`` accepts) is pushed as
+those files store it, rounded to float32, online too: online serves what training reads (and
+what materialization would serve), and a value beyond float32's range is refused.
+
 Online, each view gets, per entity key, the push's latest row (the offline tie-break:
 greatest event time, then created time, then row position) through the same never-regress
 write as materialization (featurestore/online/base.py): an older row never overwrites a
@@ -164,6 +168,8 @@ def push(
     pushed_at = now or datetime.now(UTC)
     given = _as_table(rows, what)
     table = _checked(state, views, given, what, pushed_at)
+    if files is not None:
+        table = _as_stored(table, views, _file_schema(files, repo_path), what)
     report = PushReport(name, table.num_rows, tuple(v.name for v in views))
     if table.num_rows == 0:  # checked (columns and types), nothing to write: no empty file
         return report
@@ -371,15 +377,8 @@ def _file_table(
     the files as one table): each column cast to that file's type; a column of the file
     the views do not read is taken from the given rows if there, else null."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from featurestore.errors import SchemaMismatchError
-    from featurestore.sources import parquet_files
-
-    try:
-        schema = pq.read_schema(parquet_files(source, repo_path)[0])
-    except SchemaMismatchError:
-        schema = None  # no file yet: this push makes the first one
+    schema = _file_schema(source, repo_path)
     rename = {EVENT: source.timestamp_field}
     if source.created_timestamp_column:
         rename[CREATED] = source.created_timestamp_column
@@ -403,6 +402,51 @@ def _file_table(
                 f"{what}: column {f.name!r} cannot be stored as the source's {f.type}: {exc}"
             ) from None
     return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
+
+
+def _file_schema(source: FileSource, repo_path: Path) -> pa.Schema | None:
+    """The schema of the source's first file (every push file takes it), None before any;
+    PushError naming the file when it cannot be read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featurestore.errors import SchemaMismatchError
+    from featurestore.sources import parquet_files
+
+    try:
+        first = parquet_files(source, repo_path)[0]
+    except SchemaMismatchError:
+        return None  # no file yet: this push makes the first one
+    try:
+        return pq.read_schema(first)
+    except (OSError, pa.ArrowException) as exc:
+        raise PushError(
+            f"push: cannot read the schema of {first}, the source's first file, which every "
+            f"push file takes: {exc}"
+        ) from None
+
+
+def _as_stored(
+    table: pa.Table, views: Sequence[FeatureView], schema: pa.Schema | None, what: str
+) -> pa.Table:
+    """The checked rows with each Float64 feature that the source's files hold as float32
+    (a widening apply accepts) rounded as those files store it, so online serves what
+    training reads (and what materialization serves); a value beyond float32's range is a
+    PushError naming the row and the value (``types.coerce``)."""
+    import pyarrow as pa
+
+    from featurestore.types import Float32
+
+    if schema is None:
+        return table
+    for name in dict.fromkeys(
+        f.name for v in views for f in v.features if f.dtype.name == "Float64"
+    ):
+        if name in schema.names and schema.field(name).type == pa.float32():
+            column = f"{what}: column {name!r} (its source's files hold float32)"
+            stored = coerce(table[name], Float32, column, PushError).cast(pa.float64())
+            table = table.set_column(table.column_names.index(name), name, stored)
+    return table
 
 
 def _physical(values: pa.ChunkedArray, arrow_type: pa.DataType) -> pa.ChunkedArray:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -233,6 +234,7 @@ def test_a_single_file_source_pushes_into_a_companion_folder_read_after_it(tmp_p
 PUSHER = """
 import sys
 from datetime import datetime
+import numpy as np
 import pandas as pd
 from featurestore import FeatureStore
 
@@ -413,3 +415,46 @@ def test_a_value_beyond_a_narrow_dtype_is_refused_naming_column_row_and_value(
     read = store.get_online_features(["narrow:x32"], [{"user_id": 1}, {"user_id": 2}], now=LATER)
     assert read.statuses["x32"] == ["NOT_FOUND", "NOT_FOUND"]
     store.close()
+
+
+def test_a_float64_feature_over_a_float32_column_is_served_as_its_files_store_it(
+    tmp_path: Path,
+) -> None:
+    """Defect: a Float64 feature may read a float32 source column (a widening apply takes);
+    a pushed 0.1 was served online as 0.1 but written to the file as float32, so training
+    read 0.10000000149011612 (a parity break), and 1e39 was written as Infinity. The pushed
+    value is now served as the files store it (what materialization serves too), and one
+    beyond float32's range is refused, naming the row and the value."""
+    import pyarrow as pa
+
+    store = write_repo(tmp_path)
+    part = tmp_path / "data" / "stats" / "part-0.parquet"
+    table = pq.read_table(part)
+    table = table.set_column(
+        table.column_names.index("avg"), "avg", table["avg"].cast(pa.float32())
+    )
+    pq.write_table(table, part)
+    store = FeatureStore(tmp_path)
+    store.apply()
+    store.materialize(T0 - timedelta(days=10), T0 + HOUR)
+    store.push("stats_push", rows(avg=[0.1, 7.0]), to="online_and_offline")
+    online, offline = answers(store)
+    assert online == offline
+    assert online[0]["avg"] == float(np.float32(0.1)) != 0.1
+    with pytest.raises(PushError, match=r"column 'avg' .*float32.* row 1 holds 1e\+39"):
+        store.push("stats_push", rows(avg=[0.5, 1e39]), to="online")
+    assert answers(store) == (online, offline)
+    store.close()
+
+
+@pytest.mark.parametrize("to", ["online", "offline"])
+def test_an_unreadable_first_source_file_is_a_push_error_naming_it(
+    store: FeatureStore, to: str
+) -> None:
+    """Defect: the source's first file, whose schema every push file takes, was read
+    unchecked: a damaged one gave pyarrow's ArrowInvalid traceback (a 500 over HTTP)."""
+    part = store.repo_path / "data" / "stats" / "part-0.parquet"
+    part.write_bytes(b"not parquet")
+    with pytest.raises(PushError, match=r"cannot read the schema of .*part-0\.parquet"):
+        store.push("stats_push", rows(), to=to)
+    assert not pushed_files(store)
