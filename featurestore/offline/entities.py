@@ -193,9 +193,9 @@ def normalize_timestamps(table: pa.Table) -> pa.Table:
     column = table[ENTITY_TIMESTAMP]
     utc = pa.timestamp("us", tz="UTC")
     if pt.is_string(column.type) or pt.is_large_string(column.type):
-        parsed = parse_iso_times(column, f"entity_df column {ENTITY_TIMESTAMP!r}", RetrievalError)
-        converted = pa.chunked_array([parsed.cast(utc, safe=False)])  # truncated to µs
-    elif pt.is_timestamp(column.type):
+        what = f"entity_df column {ENTITY_TIMESTAMP!r}"
+        column = pa.chunked_array([parse_iso_times(column, what, RetrievalError)])
+    if pt.is_timestamp(column.type):  # parsed strings too: one rounding rule
         # Arrow stores instants as UTC already: re-labelling a naive column reads it as UTC.
         naive = column.cast(pa.timestamp(column.type.unit), safe=False)
         converted = _nearest_us(naive).cast(utc)

@@ -256,3 +256,23 @@ def test_an_int32_key_beyond_its_range_is_refused_naming_the_row_as_online(
     ok = store.get_historical_features(entity_df.iloc[:1], ["stats:conv_rate"]).to_arrow()
     assert ok["conv_rate"].to_pylist() == [pytest.approx(0.3)]
     store.close()
+
+
+def test_a_nanosecond_time_string_rounds_to_microseconds_like_a_timestamp_column() -> None:
+    """Defect: an entity time given as an ISO string finer than a microsecond was truncated,
+    the same time given as a timestamp column rounded to the nearest microsecond (as DuckDB
+    reads the sources' times): one instant, two entity times, so the join could miss the
+    source row at it. Strings now round by the same rule."""
+    from featurestore.offline.entities import normalize_timestamps
+
+    given = [
+        "2026-01-01T00:00:00.0000005Z",
+        "2026-01-01T00:00:00.0000015",
+        "1999-12-31T23:59:59.9999996+00:00",
+    ]
+    as_strings = normalize_timestamps(pa.table({"event_timestamp": given}))
+    as_times = normalize_timestamps(
+        pa.table({"event_timestamp": pd.to_datetime(given, utc=True, format="ISO8601")})
+    )
+    assert as_strings["event_timestamp"].to_pylist() == as_times["event_timestamp"].to_pylist()
+    assert as_strings["event_timestamp"][0].as_py().microsecond == 1
