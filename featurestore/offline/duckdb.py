@@ -12,6 +12,7 @@ Entity rows given as SQL run in the process's DuckDB with its full file access (
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     import duckdb
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from featurestore.manifest import EngineInfo, FileFingerprint
     from featurestore.types import DType
@@ -74,6 +76,26 @@ def connect(config: DuckDBConfig | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def open_source_file(view: str, path: str) -> pq.ParquetFile:
+    """One of ``view``'s source files, opened (its footer read); a ``RetrievalError`` naming
+    the view and the file when it is gone or no readable Parquet (cut short, replaced)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        hint = " (compact-pushes merged it since the job listed the files?)"
+        raise RetrievalError(
+            f"feature view {view!r}: {path} is gone"
+            f"{hint if '/push-' in path.replace(os.sep, '/') else ''}; build the job again"
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise RetrievalError(
+            f"feature view {view!r}: cannot read {path}: {str(exc).rstrip('.')}"
+        ) from None
+
+
 def check_files(view: ViewJoin) -> bool:
     """Check every file of the view's source against the plan; return whether a key or the
     event time may hold a null (Parquet statistics say no without a scan).
@@ -82,9 +104,6 @@ def check_files(view: ViewJoin) -> bool:
     the plan reads that is missing or of another type is a ``SchemaMismatchError`` naming
     the view, the file and the column, and saying to re-run ``apply``.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     source = sql.file_source(view)
     values = (
         view.aggregated_columns if view.aggregations else [(f.name, f.dtype) for f in view.features]
@@ -93,16 +112,7 @@ def check_files(view: ViewJoin) -> bool:
     nullable = [k.name for k in view.keys] + [source.timestamp_column]
     maybe_null = False
     for path in source.paths:
-        try:
-            parquet = pq.ParquetFile(path)
-        except FileNotFoundError:
-            hint = " (compact-pushes merged it since the job listed the files?)"
-            raise RetrievalError(
-                f"feature view {view.name!r}: {path} is gone"
-                f"{hint if '/push-' in path.replace(os.sep, '/') else ''}; build the job again"
-            ) from None
-        except (pa.ArrowException, OSError) as exc:
-            raise RetrievalError(f"feature view {view.name!r}: cannot read {path}: {exc}") from None
+        parquet = open_source_file(view.name, path)
         schema = parquet.schema_arrow
         try:
             check_columns(
@@ -131,12 +141,38 @@ def check_files(view: ViewJoin) -> bool:
     return maybe_null
 
 
+@contextlib.contextmanager
+def reading_source(view: ViewJoin) -> Iterator[None]:
+    """Turn a DuckDB error while a query reads the view's files into a ``RetrievalError``
+    naming the view and its source.
+
+    ``check_files`` checked the files just before, so such an error means a file changed
+    under the query (replaced, truncated, deleted, retyped): the query is the second read of
+    the files, and nothing but a file system lock could make the two one.
+    """
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:  # DuckDB's message may span lines: the first says it
+        paths = sql.file_source(view).paths
+        source = (
+            paths[0] if len(paths) == 1 else f"{len(paths)} files in {os.path.commonpath(paths)}"
+        )
+        raise RetrievalError(
+            f"feature view {view.name!r}: reading its source ({source}) failed: "
+            f"{str(exc).splitlines()[0]}. Did a file change while it was read? Nothing was "
+            "returned or written from it; run again once the source is complete"
+        ) from None
+
+
 def warn_skipped_rows(con: duckdb.DuckDBPyConnection, view: ViewJoin) -> int:
     """Check the view's files (``check_files``), then count its source rows with a null key
     or event time and warn if any; return the count."""
     if not check_files(view):
         return 0
-    skipped: int = con.execute(sql.render_skipped_count(view)).fetchall()[0][0]
+    with reading_source(view):
+        skipped: int = con.execute(sql.render_skipped_count(view)).fetchall()[0][0]
     if skipped:
         warnings.warn(
             f"feature view {view.name!r}: skipped {skipped} source row(s) with a null join key "
@@ -167,12 +203,14 @@ def run_join(con: duckdb.DuckDBPyConnection, plan: JoinPlan, entities: pa.Table)
     try:
         for index, view in enumerate(plan.views):
             if view.aggregations is not None:
-                outputs = join_aggregated(con, plan, index, times["min"], times["max"])
+                with reading_source(view):
+                    outputs = join_aggregated(con, plan, index, times["min"], times["max"])
             else:
                 *setup, query = sql.render_view_join(plan, index, times["min"], times["max"])
-                for statement in setup:
-                    con.execute(statement)
-                result = con.sql(query).to_arrow_table()
+                with reading_source(view):
+                    for statement in setup:
+                        con.execute(statement)
+                    result = con.sql(query).to_arrow_table()
                 rows = result[sql.ROW].to_numpy()
                 order = np.empty(len(rows), dtype=np.int64)
                 order[rows] = np.arange(len(rows), dtype=np.int64)
@@ -289,10 +327,13 @@ class DuckDBEngine(OfflineEngine):
         con = connect(self.settings)
         try:
             warn_skipped_rows(con, plan.view)
-            reader = con.sql(sql.render_latest(plan.view, where)).to_arrow_reader(batch_rows)
-            for batch in reader:
-                if batch.num_rows:
-                    yield batch.cast(schema)
+            # The GROUP BY reads every file before the first batch: a file changed under
+            # the read fails here, before anything is written online.
+            with reading_source(plan.view):
+                reader = con.sql(sql.render_latest(plan.view, where)).to_arrow_reader(batch_rows)
+                for batch in reader:
+                    if batch.num_rows:
+                        yield batch.cast(schema)
         finally:
             con.close()
 
@@ -303,10 +344,11 @@ class DuckDBEngine(OfflineEngine):
         con = connect(self.settings)
         try:
             warn_skipped_rows(con, plan.view)
-            reader = con.sql(sql.render_tile_events(plan)).to_arrow_reader(batch_rows)
-            for batch in reader:
-                if batch.num_rows:
-                    yield batch
+            with reading_source(plan.view):  # the ORDER BY reads every file first
+                reader = con.sql(sql.render_tile_events(plan)).to_arrow_reader(batch_rows)
+                for batch in reader:
+                    if batch.num_rows:
+                        yield batch
         finally:
             con.close()
 
@@ -319,10 +361,7 @@ class DuckDBEngine(OfflineEngine):
 
     def source_fingerprints(self, plan: JoinPlan) -> tuple[FileFingerprint, ...]:
         """Path, size, modification time and row count of every Parquet file the plan reads."""
-        import os
         from datetime import UTC, datetime
-
-        import pyarrow.parquet as pq
 
         from featurestore.manifest import FileFingerprint
 
@@ -331,14 +370,18 @@ class DuckDBEngine(OfflineEngine):
             if not isinstance(view.source, FileSourcePlan):
                 continue
             for path in view.source.paths:
-                stat = os.stat(path)
+                rows = open_source_file(view.name, path).metadata.num_rows
+                try:
+                    stat = os.stat(path)
+                except OSError as exc:
+                    raise RetrievalError(f"feature view {view.name!r}: {exc}") from None
                 found.append(
                     FileFingerprint(
                         view=view.name,
                         path=path,
                         size=stat.st_size,
                         modified_at=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
-                        row_count=pq.ParquetFile(path).metadata.num_rows,
+                        row_count=rows,
                     )
                 )
         return tuple(found)
