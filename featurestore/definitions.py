@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from featurestore.columns import sql_name
 from featurestore.errors import DefinitionError
 from featurestore.types import MAX_TTL, DType, check_ttl, is_key_dtype, key_dtype_names
 
@@ -473,6 +474,12 @@ class FeatureView:
                     "column, not a feature"
                 )
         aggregations = _as_list(self.aggregations, f"feature view {self.name!r}: aggregations")
+        _check_case_twins(
+            f"feature view {self.name!r}",
+            [*keys, *(f.name for f in schema), self.source.timestamp_field]
+            + [self.source.created_timestamp_column or ""]
+            + [a.column for a in aggregations if isinstance(a, Aggregation)],
+        )
         if aggregations:
             self._check_aggregations(aggregations, schema, keys)
         elif not any(f.name not in keys for f in schema):
@@ -698,3 +705,18 @@ class FeatureService:
     def refs(self) -> list[str]:
         """Every feature reference the service serves, in order."""
         return [ref for p in self.projections for ref in p.refs]
+
+
+def _check_case_twins(what: str, columns: Sequence[str]) -> None:
+    """Refuse two source columns a view reads whose names differ only in case
+    (``columns.sql_name``): whatever the source holds, the offline engines' SQL would read
+    one for the other (DuckDB), or fail (BigQuery, even when ``apply`` could not read its
+    schema)."""
+    seen: dict[str, str] = {}
+    for column in dict.fromkeys(c for c in columns if c):
+        first = seen.setdefault(sql_name(column), column)
+        if first != column:
+            raise DefinitionError(
+                f"{what}: columns {first!r} and {column!r} differ only in case, and the "
+                "offline engines' SQL cannot tell them apart; rename one"
+            )

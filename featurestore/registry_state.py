@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from featurestore.columns import same_name
 from featurestore.definition_dicts import (
     entity_to_dict,
     service_to_dict,
@@ -214,7 +215,7 @@ class RegistryState:
             for key in self.view(name).join_keys:
                 dtype = dtypes[key]
                 for other, (_, other_view) in found.items():
-                    if other != key and other.lower() == key.lower():
+                    if other != key and same_name(other, key):
                         raise RetrievalError(
                             f"join keys {other!r} (feature view {other_view!r}) and {key!r} "
                             f"(feature view {name!r}) differ only in case: the offline "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from featurestore.columns import same_name
 from featurestore.definitions import FeatureView, FileSource, Source
 from featurestore.errors import SchemaMismatchError
 from featurestore.types import (
@@ -218,7 +219,7 @@ def check_columns(
                 f"{where}: {role} column {column!r} is missing from the source; "
                 f"it has {sorted(columns)}"
             )
-        twins = sorted(c for c in columns if c.lower() == column.lower())
+        twins = sorted(c for c in columns if same_name(c, column))
         if len(twins) > 1:  # the engines' SQL names columns case-insensitively
             raise SchemaMismatchError(
                 f"{where}: source columns {twins} differ only in case, and the engines' SQL "

@@ -287,3 +287,66 @@ def test_no_entity_rows_give_an_empty_typed_training_set(tmp_path: Path) -> None
     assert got.num_rows == 0 and got.schema.field("v0_count").type == pa.int64()
     ((sql_text, _),) = client.queries()
     assert "AND FALSE" in sql_text  # nothing to scan
+
+
+def _case_twin_scenario() -> Scenario:
+    def case(name: str, feature: str) -> ViewCase:
+        rows = [
+            SourceRow({"user_id": 1}, minute(0), minute(0), {feature: 10}),
+            SourceRow({"user_id": 1}, minute(5), minute(5), {feature: 20}),
+        ]
+        return ViewCase(
+            RefView(name, ["user_id"], None, [feature], [rows]),
+            "user",
+            {feature: "Int64"},
+            int32_keys=False,
+            timestamp_unit="us",
+            naive_timestamps=False,
+        )
+
+    return Scenario([case("v0", "cnt"), case("v1", "CNT")], [], "event", False)
+
+
+def test_outputs_differing_only_in_case_are_refused_alike_on_both_engines(
+    tmp_path: Path,
+) -> None:
+    # BigQuery cannot return two columns equal but for case: the engine failed with a
+    # KeyError traceback while DuckDB returned both; one rule (columns.check_unique) now
+    # refuses the request on both engines, and online, before anything runs.
+    scenario = _case_twin_scenario()
+    client = LocalBigQuery()
+    stores = [
+        build_repo(scenario, tmp_path / "files"),
+        build_bigquery_repo(scenario, tmp_path / "bigquery", client),
+    ]
+    entities = _hostile_entities().drop_columns([HOSTILE])
+    twins = r"feature 'v0:cnt' and feature 'v1:CNT' .* 'cnt' and 'CNT', which differ only in case"
+    for store in stores:
+        with pytest.raises(RetrievalError, match=twins):
+            store.get_historical_features(entities, ["v0:cnt", "v1:CNT"])
+        got = store.get_historical_features(
+            entities, ["v0:cnt", "v1:CNT"], full_feature_names=True
+        ).to_arrow()
+        assert got["v0__cnt"].to_pylist() == got["v1__CNT"].to_pylist() == [10, 20]
+    with pytest.raises(RetrievalError, match=twins):
+        stores[0].get_online_features(["v0:cnt", "v1:CNT"], [{"user_id": 1}])
+    # An entity query's column and a feature: BigQuery's result would hold both.
+    client.load_arrow("test-project.ds.twin", entities.append_column("CNT", pa.array([7, 8])))
+    with pytest.raises(RetrievalError, match=r"entity_df column 'CNT' and feature 'v0:cnt'"):
+        stores[1].get_historical_features("SELECT * FROM `test-project.ds.twin`", ["v0:cnt"])
+
+
+def test_a_view_reading_columns_differing_only_in_case_is_refused_at_definition() -> None:
+    # Whatever the source: a BigQuery source whose schema apply cannot read was accepted,
+    # and its SQL read `cnt` for both fields (or failed on BigQuery's duplicate columns).
+    from featurestore import FeatureView
+
+    user = Entity(name="user", join_keys=["user_id"])
+    source = BigQuerySource(table="p.d.t", timestamp_field="ts")
+    for schema in (
+        [Field(name="cnt", dtype=Int64), Field(name="CNT", dtype=Int64)],
+        [Field(name="USER_ID", dtype=Int64)],
+        [Field(name="TS", dtype=Int64)],
+    ):
+        with pytest.raises(DefinitionError, match="differ only in case"):
+            FeatureView(name="v", entities=[user], schema=schema, source=source)
