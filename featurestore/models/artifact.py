@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,6 +199,23 @@ def model_checksum(text: bytes) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
+_THREADS = re.compile(rb"^\[num_threads: \d+\]$", re.MULTILINE)
+
+
+def model_text(booster: lgb.Booster) -> bytes:
+    """The model file: LightGBM's text, with the thread count of the run that trained it
+    written as 0 (LightGBM's default: every core) in its parameters section.
+
+    The file's sha256 is the model's identity (reports' ``--model``, the feature log). With
+    ``deterministic=True`` (the default parameters) LightGBM grows the same trees whatever
+    its thread count (measured: 1, 2, 4 and all cores give byte-equal trees), but records
+    the count among the parameters, so retraining on identical data, parameters and seed on
+    another machine (or with ``--threads``) made another identity for the same model. The
+    count changes how fast a model trains, never what it predicts.
+    """
+    return _THREADS.sub(b"[num_threads: 0]", booster.model_to_string().encode())
+
+
 def save(
     booster: lgb.Booster, metadata: ArtifactMetadata, out: str | os.PathLike[str]
 ) -> ModelArtifact:
@@ -209,7 +227,7 @@ def save(
     from dataclasses import replace
 
     folder = check_writable(out)
-    text = booster.model_to_string().encode()
+    text = model_text(booster)
     metadata = replace(metadata, model_sha256=model_checksum(text), model_file=MODEL_FILE)
     metadata = replace(metadata, metadata_sha256=metadata.checksums())
     body = json.dumps(metadata.to_json(), indent=2, sort_keys=True, default=str)

@@ -329,3 +329,25 @@ def test_a_read_only_out_fails_before_training(
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"{folder} is not writable" in result.stderr
     assert not (folder / "model").exists()
+
+
+def test_the_thread_count_does_not_change_the_models_identity(
+    trained: Trained, tmp_path: Path
+) -> None:
+    # The same data, parameters and seed on another machine (another core count) or with
+    # --threads grow the same trees (deterministic=True); LightGBM recorded the count in the
+    # file, so the model's sha256 (reports' --model, the feature log) differed.
+    again = models.train(
+        trained.repo,
+        service="svc",
+        entities=trained.entities,
+        label="is_fraud",
+        out=tmp_path / "two_threads",
+        num_boost_round=40,
+        threads=2,
+        progress=False,
+    )
+    assert again.metadata.model_sha256 == trained.artifact.metadata.model_sha256
+    text = (tmp_path / "two_threads" / "model.txt").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == again.metadata.model_sha256  # still the file's
+    assert b"[num_threads: 0]" in text
