@@ -137,10 +137,10 @@ def online_views(
     """The views to materialize (all applied ones when ``names`` is None) and those skipped.
 
     Unknown names raise ``UnknownFeatureError``; views declared with ``online=False`` are
-    skipped (and listed as such).
+    skipped (and listed as such); a name given twice runs once.
     """
     chosen = (
-        [state.view(n) for n in names]
+        [state.view(n) for n in dict.fromkeys(names)]
         if names is not None
         else [state.views[n].view for n in sorted(state.views)]
     )

@@ -185,6 +185,12 @@ def test_window_includes_both_ends_and_takes_the_latest_row(fs: FeatureStore) ->
     assert watermark(fs, "plain") is None
 
 
+def test_a_view_named_twice_runs_once(fs: FeatureStore) -> None:
+    # `--views stats,stats` ran (and reported) the view twice
+    report = fs.materialize(at(0), at(10), views=["stats", "plain", "stats"])
+    assert [r.view for r in report.runs] == ["stats", "plain"]
+
+
 def test_naive_times_are_utc(fs: FeatureStore) -> None:
     fs.materialize(at(0).replace(tzinfo=None), at(10).replace(tzinfo=None), views=["stats"])
     assert watermark(fs, "stats") == Watermark(at(10), at(7))
