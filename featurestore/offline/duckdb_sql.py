@@ -70,6 +70,22 @@ def position(source: FileSourcePlan) -> str:
     return "(CAST(file_index AS BIGINT) << 40) + file_row_number"
 
 
+def read_files(source: FileSourcePlan, options: str = "") -> str:
+    """DuckDB's scan of the source's files as one table (``options``: more read_parquet
+    options).
+
+    ``union_by_name`` makes each column's type the widest of its files' types. Without it,
+    DuckDB casts every file to the first file's types: a float64 file added after a float32
+    one (both may back a Float64 feature) was read as float32 (0.1 became 0.10000000149 on
+    both paths, without a word), a timestamp file after a date one lost its time of day,
+    and an int32 value above 32767 after an int16 file failed the read. ``check_files``
+    checks every file's columns against the declared dtypes first, so the widest type is one
+    the declared dtype reads.
+    """
+    paths = ", ".join(literal(p) for p in source.paths)
+    return f"read_parquet([{paths}], union_by_name = true{', ' if options else ''}{options})"
+
+
 def file_source(view: ViewJoin) -> FileSourcePlan:
     """The view's Parquet source; DuckDB does not read BigQuery tables."""
     if not isinstance(view.source, FileSourcePlan):
@@ -93,7 +109,6 @@ def source_rows(
     ``where`` may refer to EVENT and CREATED (e.g. a materialization window).
     """
     source = file_source(view)
-    paths = ", ".join(literal(p) for p in source.paths)
     created = (
         f"CAST({quote(source.created_column)} AS TIMESTAMPTZ)"
         if source.created_column
@@ -116,7 +131,7 @@ def source_rows(
                CAST({quote(source.timestamp_column)} AS TIMESTAMPTZ) AS {EVENT},
                {created} AS {CREATED},
                {", ".join([f"{position(source)} AS __fs_position", *features])}
-        FROM read_parquet([{paths}], file_row_number = true)
+        FROM {read_files(source, "file_row_number = true")}
         WHERE {not_null}"""
     # Step 2: fold the tie-break into one ordering key (a missing created time sorts oldest).
     order = order_key(
@@ -275,12 +290,11 @@ def render_latest(view: ViewJoin, where: str) -> str:
 def render_skipped_count(view: ViewJoin) -> str:
     """How many of the view's source rows have a null key or a null event time."""
     source = file_source(view)
-    paths = ", ".join(literal(p) for p in source.paths)
     null = " OR ".join(
         [f"{quote(k.name)} IS NULL" for k in view.keys]
         + [f"{quote(source.timestamp_column)} IS NULL"]
     )
-    return f"SELECT count(*) FROM read_parquet([{paths}]) WHERE {null}"
+    return f"SELECT count(*) FROM {read_files(source)} WHERE {null}"
 
 
 # --- windowed aggregations: the events, sorted, for featurestore/aggregations/ ------------

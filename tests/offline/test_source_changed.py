@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from featurestore import FeatureStore, MaterializationError, RetrievalError
@@ -106,3 +107,67 @@ def test_a_file_cut_short_before_the_job_is_planned_names_it(tmp_path: Path) -> 
         store.get_historical_features(ENTITIES, features=["stats:conv_rate"])
 
     assert "feature view 'stats'" in str(failed.value) and str(source) in str(failed.value)
+
+
+LATER_FILES = {
+    # (the column, its first file's values, a later file's values of a wider type)
+    "a float64 file after a float32 one": (
+        "conv_rate",
+        pa.array([0.5, 0.25], pa.float32()),
+        pa.array([0.1, 0.2], pa.float64()),
+    ),
+    "an int32 file after an int16 one": (
+        "trips",
+        pa.array([1, 2], pa.int16()),
+        pa.array([100_000, -100_000], pa.int32()),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATER_FILES))
+def test_a_later_file_of_a_wider_type_is_read_exactly_on_both_paths(
+    tmp_path: Path, case: str
+) -> None:
+    # DuckDB read every file with the first file's types: 0.1 became 0.10000000149 offline
+    # and online alike, and 100000 failed the read of an int16-first folder.
+    column, first, later = LATER_FILES[case]
+    table = source_table()
+    index = table.schema.get_field_index(column)
+    fields = [("conv_rate", "Float64"), ("trips", "Int32" if column == "trips" else "Int64")]
+    store = FeatureStore(write_repo(tmp_path, path="data/parts", fields=fields))
+    (tmp_path / "data" / "parts").mkdir()
+    pq.write_table(
+        table.slice(0, 2).set_column(index, column, first), tmp_path / "data/parts/a.parquet"
+    )
+    store.apply()
+    pq.write_table(
+        table.slice(2, 2).set_column(index, column, later), tmp_path / "data/parts/b.parquet"
+    )
+
+    entity_df = ENTITIES.assign(event_timestamp=datetime(2026, 1, 1, 3, tzinfo=UTC))
+    offline = store.get_historical_features(entity_df, [f"stats:{column}"]).to_arrow()
+    assert offline[column].to_pylist() == later.to_pylist()
+    store.materialize(datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 1, 1, 3, tzinfo=UTC))
+    online = store.get_online_features(
+        [f"stats:{column}"],
+        [{"driver_id": 1}, {"driver_id": 2}],
+        now=datetime(2026, 1, 1, 3, tzinfo=UTC),
+    )
+    assert online.to_dict()[column] == later.to_pylist()
+
+
+def test_a_timestamp_file_after_a_date_one_keeps_its_time_of_day(tmp_path: Path) -> None:
+    table = source_table()
+    index = table.schema.get_field_index("event_ts")
+    store = FeatureStore(write_repo(tmp_path, path="data/parts"))
+    (tmp_path / "data" / "parts").mkdir()
+    days = pa.array([datetime(2026, 1, 1).date()] * 2, pa.date32())
+    pq.write_table(
+        table.slice(0, 2).set_column(index, "event_ts", days), tmp_path / "data/parts/a.parquet"
+    )
+    store.apply()
+    pq.write_table(table.slice(2, 2), tmp_path / "data/parts/b.parquet")  # 02:00 and 03:00
+
+    entity_df = ENTITIES.assign(event_timestamp=datetime(2026, 1, 1, 1, tzinfo=UTC))
+    got = store.get_historical_features(entity_df, ["stats:trips"]).to_arrow()
+    assert got["trips"].to_pylist() == [1, 2]  # the later rows are not known at 01:00
