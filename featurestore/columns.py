@@ -19,6 +19,9 @@ from collections.abc import Iterable
 
 from featurestore.errors import RetrievalError
 
+ENTITY_TIMESTAMP = "event_timestamp"
+"""The entity rows' time column (training sets, batch scoring): no join key may be named so."""
+
 EVENT_TS_SUFFIX = "__event_ts"
 CREATED_TS_SUFFIX = "__created_ts"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from featurestore.columns import sql_name
+from featurestore.columns import ENTITY_TIMESTAMP, same_name, sql_name
 from featurestore.errors import DefinitionError
 from featurestore.types import MAX_TTL, DType, check_ttl, is_key_dtype, key_dtype_names
 
@@ -128,6 +128,13 @@ class Entity:
             keys = _as_list(self.join_keys, f"entity {self.name!r}: join_keys") or (self.name,)
         for key in keys:
             check_column_name(key, f"entity {self.name!r}: join key")
+            if same_name(key, ENTITY_TIMESTAMP):
+                # Online reads would work and no training set could: its entity rows hold
+                # each row's time in that column.
+                raise DefinitionError(
+                    f"entity {self.name!r}: join key {key!r} is named like the entity rows' "
+                    f"time column {ENTITY_TIMESTAMP!r}; name the key otherwise"
+                )
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"entity {self.name!r}: a join key is listed twice in {keys}")
         _freeze(self, "join_keys", keys)

@@ -283,3 +283,13 @@ def test_lists_may_be_any_iterable_and_are_stored_as_tuples() -> None:
     v = view(entities=(e for e in [driver]), schema=iter(view().schema))
     assert v.entities == (driver,) and len(v.schema) == 2
     assert v[(f for f in ["trips"])].features == ("trips",)
+
+
+@pytest.mark.parametrize("key", ["event_timestamp", "Event_Timestamp"])
+def test_a_join_key_named_like_the_entity_rows_time_column_is_refused(key: str) -> None:
+    # It applied, materialized and served online, but no training set could read it: the
+    # entity rows' event_timestamp column is each row's time, never a key.
+    with pytest.raises(DefinitionError, match=f"join key '{key}' is named like the entity rows'"):
+        Entity(name="moment", join_keys=[key])
+    with pytest.raises(DefinitionError, match="join key 'event_timestamp'"):
+        Entity(name="event_timestamp")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from featurestore.columns import (
     CREATED_TS,
+    ENTITY_TIMESTAMP,
     EVENT_TS,
     check_unique,
     feature_column,
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from featurestore.registry_state import RegistryState
 
 AsOf = Literal["event", "created"]
-ENTITY_TIMESTAMP = "event_timestamp"
 
 
 @dataclass(frozen=True)
