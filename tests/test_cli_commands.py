@@ -87,6 +87,10 @@ def test_init_apply_list_plan_describe(tmp_path: Path) -> None:
     out = run("describe", "driver_activity", "--repo", str(repo)).stdout
     assert out.startswith("feature service driver_activity")
     assert '"view": "driver_hourly_stats"' in out and '"version": 2' in out
+    missing = run("describe", "driver_stat", "--repo", str(repo), ok=False)
+    assert missing.returncode == 1  # one line, as every command's errors
+    assert missing.stderr.startswith("error: nothing named 'driver_stat' was applied (did you")
+    assert missing.stderr.count("\n") == 1
 
 
 def _registry_fingerprint(repo: Path, view: str) -> str:

@@ -158,8 +158,9 @@ def describe(name: str, repo: Path) -> None:
         kind = "entity"
     else:
         from featurestore.definitions import suggest
+        from featurestore.errors import UnknownFeatureError
 
         names = [*state.views, *state.on_demand, *state.services, *state.entities]
-        raise click.ClickException(f"nothing named {name!r} was applied{suggest(name, names)}")
+        raise UnknownFeatureError(f"nothing named {name!r} was applied{suggest(name, names)}")
     click.secho(f"{kind} {name}", bold=True)
     click.echo(json.dumps(data, indent=2, sort_keys=True))
