@@ -134,7 +134,8 @@ def split_request(
     repo_path: Path | None,
 ) -> SplitRequest:
     """Split resolved projections (``RegistryState.resolve``) into views to read (in
-    request order, then views read only as inputs) and transformations (in request order).
+    request order, then views read only as inputs) and transformations (in request order,
+    each one's outputs in its schema's order, as Feast orders them).
 
     The functions are the repo's (``bind_functions``); ``repo_path`` None refuses on-demand
     views (a reader without a repo to import them from).
@@ -178,13 +179,16 @@ def split_request(
             inputs += [
                 TransformInput(f.name, (f.name,), f.dtype, request.name) for f in request.schema
             ]
+        # In the view's schema order, whatever the request's: as Feast answers (the order
+        # its function returns them), online and offline
         outputs = tuple(
             TransformOutput(
                 name,
                 applied.feature(name).dtype,
                 feature_column(applied.name, name, full_feature_names),
             )
-            for name in p.features
+            for name in applied.feature_names
+            if name in p.features
         )
         transformations.append(
             Transformation(

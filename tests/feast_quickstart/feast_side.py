@@ -13,7 +13,8 @@ store drops and reorders rows: FEAST_NOTES.md), and runs what Feast's own
    fields), written as Arrow to ``historical.parquet``;
 2. ``materialize_incremental(end_date=job["now"])``; ``get_online_features`` for drivers
    1001, 1002 and 999 (unknown) with request fields: a list of features and the services
-   ``driver_activity_v1`` and ``driver_activity_v3``;
+   ``driver_activity_v1`` and ``driver_activity_v3``; and the order of the feature names
+   Feast answers for workflow.py's ``ORDERED`` and ``GROUPED`` requests;
 3. ``push`` one row for driver 1001 at ``job["push_ts"]`` (test_workflow's values) into
    ``driver_stats_push_source`` with ``PushMode.ONLINE_AND_OFFLINE``; then the online read of
    ``driver_activity_v3`` again, and the pushed driver's training row at ``push_ts``, written
@@ -48,8 +49,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from workflow import (  # noqa: E402
     AFTER_PUSH,
     FEATURES,
+    GROUPED,
     HISTORICAL,
     ONLINE_ROWS,
+    ORDERED,
     after_push_df,
     entity_df,
     push_df,
@@ -96,6 +99,14 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         ),
     }
     answers = {name: response.to_dict() for name, response in online.items()}
+    answers["orders"] = {  # the feature names in the order Feast answers them
+        name: list(
+            store.get_online_features(
+                features=refs, entity_rows=ONLINE_ROWS, full_feature_names=True
+            ).to_dict()
+        )
+        for name, refs in {**ORDERED, "grouped": GROUPED}.items()
+    }
 
     push_ts = datetime.fromisoformat(job["push_ts"])
     store.push("driver_stats_push_source", push_df(push_ts), to=PushMode.ONLINE_AND_OFFLINE)

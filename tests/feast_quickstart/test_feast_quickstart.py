@@ -27,22 +27,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore import DefinitionError, FeatureStore, PushMode
+from featurestore import DefinitionError, FeatureStore, PushMode, models
 from tests.feast_quickstart.workflow import (
     AFTER_PUSH,
     FEATURES,
+    GROUPED,
     HISTORICAL,
     ONLINE_ROWS,
+    ORDERED,
     after_push_df,
     entity_df,
     push_df,
     registry_listing,
 )
 from tests.offline.test_feast_parity import feast_python
+from tests.serving.service_process import ServiceProcess
 
 # One xdist worker runs the module, so Feast's side (feast_run) runs once per test run.
 pytestmark = [pytest.mark.feast, pytest.mark.slow, pytest.mark.xdist_group("feast-quickstart")]
@@ -152,13 +156,19 @@ def _registry_without_unsupported(listing: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_the_quickstart_workflow_answers_as_feast_does(
-    feast_run: dict[str, Any], tmp_path: Path
-) -> None:
-    repo = tmp_path / "feature_repo"
+def _our_repo(feast_run: dict[str, Any], root: Path) -> Path:
+    """The kept repo in ``root`` with the data Feast's ``feast init`` generated."""
+    repo = root / "feature_repo"
     shutil.copytree(KEPT, repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
     (repo / "data").mkdir()
     shutil.copy(Path(feast_run["original"], "driver_stats.parquet"), repo / "data")
+    return repo
+
+
+def test_the_quickstart_workflow_answers_as_feast_does(
+    feast_run: dict[str, Any], tmp_path: Path
+) -> None:
+    repo = _our_repo(feast_run, tmp_path)
     store = FeatureStore(repo)
     store.apply()
     work = Path(feast_run["workdir"])
@@ -188,3 +198,44 @@ def test_the_quickstart_workflow_answers_as_feast_does(
     assert stored.schema.names == pq.read_schema(repo / "data" / "driver_stats.parquet").names
     assert stored["driver_profile"].to_pylist() == [{"name": "driver_1001_updated", "age": "30"}]
     store.close()
+
+
+def test_our_server_orders_the_features_as_feasts_does(
+    feast_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """``/get-online-features`` answers the feature names of interleaved views and on-demand
+    outputs in the order Feast's answered them (``workflow.ORDERED``; where Feast's order
+    within a view varies by process, ``GROUPED``: the same grouping by view)."""
+    repo = _our_repo(feast_run, tmp_path)
+    store = FeatureStore(repo)
+    store.apply()
+    now = datetime.fromisoformat(feast_run["now"])
+    store.materialize_incremental(end_date=now)
+    labels = pd.DataFrame(  # the server needs a model: a tiny one on a service
+        {
+            "driver_id": [1001 + i % 5 for i in range(40)],
+            "event_timestamp": [now + timedelta(seconds=i) for i in range(40)],
+            "val_to_add": 1,
+            "val_to_add_2": 2,
+            "label": [i % 2 for i in range(40)],
+        }
+    )
+    models.train(repo, service="driver_activity_v1", entities=labels, label="label",
+                 out=tmp_path / "model", num_boost_round=2, progress=False, threads=1)  # fmt: skip
+    store.close()
+    entities = {key: [row[key] for row in ONLINE_ROWS] for key in ONLINE_ROWS[0]}
+    feast = feast_run["online"]["orders"]
+    with ServiceProcess(repo, tmp_path / "model") as server:
+
+        def names(features: list[str]) -> list[str]:
+            body = {"features": features, "entities": entities, "full_feature_names": True}
+            answer = server.post("/get-online-features", body)
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["metadata"]["feature_names"])
+
+        for name, features in ORDERED.items():
+            assert names(features) == feast[name], name
+        grouped = names(GROUPED)
+        assert sorted(grouped) == sorted(feast["grouped"])
+        views = [n.split("__")[0] for n in grouped]
+        assert views == [n.split("__")[0] for n in feast["grouped"]]

@@ -30,6 +30,28 @@ HISTORICAL = [
     "transformed_conv_rate:conv_rate_plus_val1",
     "transformed_conv_rate:conv_rate_plus_val2",
 ]
+# Requests whose feature order Feast 0.67 answers the same way every time (full names): it
+# groups features by view, views in order of first reference, then each on-demand view's
+# outputs in its function's order. (Within one view with several features asked, Feast's
+# order is a Python set's: it changes with the process's hash seed; ``GROUPED`` checks only
+# the grouping.)
+ORDERED = {
+    "on_demand_outputs_reversed": [
+        "transformed_conv_rate:conv_rate_plus_val2",
+        "transformed_conv_rate:conv_rate_plus_val1",
+    ],
+    "views_and_on_demand_interleaved": [
+        "driver_hourly_stats_fresh:acc_rate",
+        "transformed_conv_rate:conv_rate_plus_val2",
+        "driver_hourly_stats:conv_rate",
+        "transformed_conv_rate:conv_rate_plus_val1",
+    ],
+}
+GROUPED = [
+    "driver_hourly_stats:conv_rate",
+    "driver_hourly_stats_fresh:acc_rate",
+    "driver_hourly_stats:avg_daily_trips",
+]
 AFTER_PUSH = [
     "driver_hourly_stats_fresh:conv_rate",
     "driver_hourly_stats_fresh:avg_daily_trips",
