@@ -134,8 +134,9 @@ def split_request(
     repo_path: Path | None,
 ) -> SplitRequest:
     """Split resolved projections (``RegistryState.resolve``) into views to read (in
-    request order, then views read only as inputs) and transformations (in request order,
-    each one's outputs in its schema's order, as Feast orders them).
+    order of first reference, a reference to an on-demand view counting as one to its
+    sources) and transformations (in request order, each one's outputs in its schema's
+    order): the order Feast answers features in.
 
     The functions are the repo's (``bind_functions``); ``repo_path`` None refuses on-demand
     views (a reader without a repo to import them from).
@@ -200,12 +201,24 @@ def split_request(
                 outputs=outputs,
             )
         )
-    reads = [
-        ViewReads(state.view(name), p.features, tuple(hidden.pop(name, ())))
-        for name, p in asked.items()
-    ]
-    reads += [ViewReads(state.view(name), (), tuple(fs)) for name, fs in hidden.items()]
-    return SplitRequest(tuple(reads), tuple(transformations))
+    # Views in order of first reference, one to an on-demand view counting as one to each of
+    # its sources: the order Feast answers them in (the inputs-only views give no output)
+    first: dict[str, None] = {}
+    for p in projections:
+        if isinstance(p.view, FeatureView):
+            first.setdefault(p.view.name)
+        else:
+            for source in state.on_demand[p.view.name].view.source_projections:
+                first.setdefault(source.view.name)
+    reads = tuple(
+        ViewReads(
+            state.view(name),
+            asked[name].features if name in asked else (),
+            tuple(hidden.get(name, ())),
+        )
+        for name in first
+    )
+    return SplitRequest(reads, tuple(transformations))
 
 
 # --- the one function both paths call -----------------------------------------------------

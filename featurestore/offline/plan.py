@@ -144,10 +144,11 @@ class ViewJoin:
 
 @dataclass(frozen=True)
 class JoinPlan:
-    """The whole request: views in request order and the entity table's columns.
+    """The whole request: views in ``transforms.split_request``'s order (of first
+    reference) and the entity table's columns.
 
     Output: every entity column in the caller's order, then every view's feature
-    columns in request order, then the transformations' outputs.
+    columns in that order, then the transformations' outputs.
     """
 
     views: tuple[ViewJoin, ...]

@@ -31,10 +31,11 @@ HISTORICAL = [
     "transformed_conv_rate:conv_rate_plus_val2",
 ]
 # Requests whose feature order Feast 0.67 answers the same way every time (full names): it
-# groups features by view, views in order of first reference, then each on-demand view's
-# outputs in its function's order. (Within one view with several features asked, Feast's
-# order is a Python set's: it changes with the process's hash seed; ``GROUPED`` checks only
-# the grouping.)
+# groups features by view, views in order of first reference (one to an on-demand view
+# counting as one to each of its sources), then each on-demand view's outputs in its
+# function's order. (Within one view with several features asked, Feast's order is a
+# Python set's: it changes with the process's hash seed; ``GROUPED`` checks only the
+# grouping.)
 ORDERED = {
     "on_demand_outputs_reversed": [
         "transformed_conv_rate:conv_rate_plus_val2",
@@ -45,6 +46,11 @@ ORDERED = {
         "transformed_conv_rate:conv_rate_plus_val2",
         "driver_hourly_stats:conv_rate",
         "transformed_conv_rate:conv_rate_plus_val1",
+    ],
+    "on_demand_before_its_source": [
+        "transformed_conv_rate:conv_rate_plus_val1",
+        "driver_hourly_stats_fresh:acc_rate",
+        "driver_hourly_stats:conv_rate",
     ],
 }
 GROUPED = [
