@@ -25,7 +25,8 @@ EntityRows = Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Any]]
 
 
 def key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str, list[Any]]]:
-    """The join-key columns of the request, checked; RetrievalError names what is wrong."""
+    """The join-key columns of the request, checked, in the order the request gives them;
+    RetrievalError names what is wrong."""
     if isinstance(entity_rows, Mapping):
         given = {name: _column(name, values) for name, values in entity_rows.items()}
         lengths = {len(v) for v in given.values()}
@@ -41,6 +42,7 @@ def key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str,
             if name not in given:
                 raise RetrievalError(_missing_key(name, list(given), None))
             columns[name] = given[name]
+        order = list(given)
     else:
         rows = _listed(entity_rows, _rows_message(entity_rows))
         n = len(rows)
@@ -55,9 +57,11 @@ def key_columns(plan: ReadPlan, entity_rows: EntityRows) -> tuple[int, dict[str,
                     raise RetrievalError(
                         f"entity row {i} is {type(row).__name__}, not a mapping of join keys"
                     ) from None
+        order = list(rows[0]) if rows else list(columns)
     for name, dtype in plan.join_keys:
         _check_key_types(name, dtype, columns[name])
-    return n, columns
+    # in the order the caller gave them (rows: the first row's), as Feast answers them
+    return n, {name: columns[name] for name in order if name in columns}
 
 
 def _rows_message(entity_rows: Any) -> str:

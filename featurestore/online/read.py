@@ -125,7 +125,7 @@ class AggregatedRead:
 class ReadPlan:
     """Everything about a request that does not depend on its entity rows."""
 
-    join_keys: tuple[tuple[str, DType], ...]  # in order of first use, for the output
+    join_keys: tuple[tuple[str, DType], ...]  # in order of first use (output: as given)
     groups: tuple[GroupRead, ...]
     features: tuple[tuple[str, DType], ...]  # output names and dtypes: read, then computed
     transformations: tuple[Transformation, ...] = ()
@@ -307,10 +307,12 @@ def _response(
     if plan.transformations:
         _transform(plan, n, columns, values, statuses, event_us, stored_rows)
     names = [name for name, _ in (*plan.features, *plan.inputs)]
+    key_dtypes = dict(plan.join_keys)
+    keys = [(name, key_dtypes[name]) for name in columns if name in key_dtypes]  # given order
     return OnlineResponse(
-        plan.join_keys,
+        keys,
         plan.features,
-        {name: columns[name] for name, _ in plan.join_keys},
+        {name: columns[name] for name, _ in keys},
         {name: values[name] for name in names},
         {name: statuses[name] for name in names},
         {name: event_us[name] for name in names},

@@ -170,3 +170,23 @@ def test_a_feature_service_by_name_reads_the_same(
     by_refs = service.post("/get-online-features", {"features": refs, "entities": entities}).json()
     assert by_service["metadata"] == by_refs["metadata"]
     assert [r["values"] for r in by_service["results"]] == [r["values"] for r in by_refs["results"]]
+
+
+def test_join_keys_come_back_in_the_order_the_request_gives_them(
+    example: ExampleRepo, service: ServiceProcess
+) -> None:
+    """Feast 0.67's server (and SDK) answers the join keys in the order of the request's
+    ``entities`` (recorded on a two-entity repo: asked for ``users:f, merchants:g`` with
+    ``{"merchant_id": ..., "user_id": ...}`` it answered ``merchant_id, user_id, f, g``),
+    whatever order the views use them in. So do we, over HTTP and in the SDK (its rows'
+    keys in the first row's order, as Feast's SDK reads them)."""
+    pairs = example.pairs(2, seed=3)
+    for entities in (pairs, dict(reversed(pairs.items()))):
+        answer = service.post("/get-online-features", {"features": FEATURES, "entities": entities})
+        assert answer.status_code == 200, answer.text
+        names = answer.json()["metadata"]["feature_names"]
+        assert names[:2] == list(entities)
+        columns = zip(*entities.values(), strict=True)
+        rows = [dict(zip(entities, keys, strict=True)) for keys in columns]
+        sdk = FeatureStore(example.repo).get_online_features(FEATURES, rows).to_dict()
+        assert list(sdk)[:2] == list(entities)
