@@ -12,7 +12,9 @@ message naming it, and then run Feast's workflow (``feast_side.py``: apply, trai
 service with a projection, a push into the push source, online and offline reads after it)
 on both sides over the same generated data, comparing values and types: floats bit for bit;
 and the SDK's registry accessors (``list_feature_views(tags=...)``, ``get_entity``, ...)
-return the same objects by name.
+return the same objects by name. Over HTTP, ``featurestore serve`` on our copy answers the
+feature names in the order Feast's server does, and Feast's own ``remote`` online store
+(``feast_remote.py``) reads from it what Feast read from its own store.
 Feast reorders training rows; both sides are sorted by driver and time first.
 """
 
@@ -23,6 +25,7 @@ import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,18 +203,19 @@ def test_the_quickstart_workflow_answers_as_feast_does(
     store.close()
 
 
-def test_our_server_orders_the_features_as_feasts_does(
-    feast_run: dict[str, Any], tmp_path: Path
-) -> None:
-    """``/get-online-features`` answers the feature names of interleaved views and on-demand
-    outputs in the order Feast's answered them (``workflow.ORDERED``; where Feast's order
-    within a view varies by process, ``GROUPED``: the same grouping by view)."""
-    repo = _our_repo(feast_run, tmp_path)
+@pytest.fixture(scope="module")
+def our_server(
+    feast_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """``featurestore serve`` on our copy of the quickstart, materialized to Feast's ``now``
+    (a server needs a model: a tiny one on ``driver_activity_v1``)."""
+    root = tmp_path_factory.mktemp("our_quickstart_server")
+    repo = _our_repo(feast_run, root)
     store = FeatureStore(repo)
     store.apply()
     now = datetime.fromisoformat(feast_run["now"])
     store.materialize_incremental(end_date=now)
-    labels = pd.DataFrame(  # the server needs a model: a tiny one on a service
+    labels = pd.DataFrame(
         {
             "driver_id": [1001 + i % 5 for i in range(40)],
             "event_timestamp": [now + timedelta(seconds=i) for i in range(40)],
@@ -221,21 +225,61 @@ def test_our_server_orders_the_features_as_feasts_does(
         }
     )
     models.train(repo, service="driver_activity_v1", entities=labels, label="label",
-                 out=tmp_path / "model", num_boost_round=2, progress=False, threads=1)  # fmt: skip
+                 out=root / "model", num_boost_round=2, progress=False, threads=1)  # fmt: skip
     store.close()
+    with ServiceProcess(repo, root / "model") as server:
+        yield server
+
+
+def test_our_server_orders_the_features_as_feasts_does(
+    feast_run: dict[str, Any], our_server: ServiceProcess
+) -> None:
+    """``/get-online-features`` answers the feature names of interleaved views and on-demand
+    outputs in the order Feast's answered them (``workflow.ORDERED``; where Feast's order
+    within a view varies by process, ``GROUPED``: the same grouping by view)."""
     entities = {key: [row[key] for row in ONLINE_ROWS] for key in ONLINE_ROWS[0]}
     feast = feast_run["online"]["orders"]
-    with ServiceProcess(repo, tmp_path / "model") as server:
 
-        def names(features: list[str]) -> list[str]:
-            body = {"features": features, "entities": entities, "full_feature_names": True}
-            answer = server.post("/get-online-features", body)
-            assert answer.status_code == 200, answer.text
-            return list(answer.json()["metadata"]["feature_names"])
+    def names(features: list[str]) -> list[str]:
+        body = {"features": features, "entities": entities, "full_feature_names": True}
+        answer = our_server.post("/get-online-features", body)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["metadata"]["feature_names"])
 
-        for name, features in ORDERED.items():
-            assert names(features) == feast[name], name
-        grouped = names(GROUPED)
-        assert sorted(grouped) == sorted(feast["grouped"])
-        views = [n.split("__")[0] for n in grouped]
-        assert views == [n.split("__")[0] for n in feast["grouped"]]
+    for name, features in ORDERED.items():
+        assert names(features) == feast[name], name
+    grouped = names(GROUPED)
+    assert sorted(grouped) == sorted(feast["grouped"])
+    views = [n.split("__")[0] for n in grouped]
+    assert views == [n.split("__")[0] for n in feast["grouped"]]
+
+
+def test_feasts_remote_client_reads_from_our_server_what_feast_reads_itself(
+    feast_run: dict[str, Any], our_server: ServiceProcess, tmp_path: Path
+) -> None:
+    """Feast's own HTTP client (its ``remote`` online store, in a copy of Feast's quickstart
+    repo) reads the quickstart's feature list (an on-demand view with request fields) and a
+    service with a projection from our server: what Feast's SDK read from its own store.
+    Float32 features come back as our shortest decimals, which Feast's client reads as
+    doubles: equal once narrowed to float32."""
+    feast_repo = tmp_path / "feast_repo"
+    shutil.copytree(Path(feast_run["workdir"]) / "qs" / "feature_repo", feast_repo)
+    (tmp_path / "job.json").write_text(json.dumps({"repo": str(feast_repo), "url": our_server.url}))
+    done = subprocess.run(
+        [str(feast_python()), str(HERE / "feast_remote.py"), str(tmp_path / "job.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    remote = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def narrowed(answer: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        float32 = {"conv_rate", "acc_rate"}
+        return {
+            k: [None if v is None else struct.pack("<f", v) for v in vs] if k in float32 else vs
+            for k, vs in answer.items()
+        }
+
+    for name in ("features", "v1"):
+        assert narrowed(remote[name]) == narrowed(feast_run["online"][name]), name
