@@ -291,8 +291,15 @@ def _require_some_feature_value(
             f"rows (entity times {stamps.min().isoformat()} .. {stamps.max().isoformat()}): "
             "the point-in-time join found no source row at or before those times within "
             "each view's ttl; check the entity timestamps (time zone, unit) against the "
-            "sources' event times"
+            f"sources' event times{_CREATED_HINT if manifest.as_of == 'created' else ''}"
         )
+
+
+_CREATED_HINT = (
+    ", and against their created times: training joins as of created time, so a source row "
+    "counts only from its created time on (rows created after every entity time, e.g. data "
+    "loaded later with the load time as created time, are never seen)"
+)
 
 
 def _fit(

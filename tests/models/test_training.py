@@ -267,11 +267,14 @@ def test_training_rows_without_any_feature_value_are_refused(
     model (validation AUC 0.5) and write it, without a word."""
     entities = pd.read_parquet(trained.entities)
     entities["event_timestamp"] -= pd.Timedelta(days=400)
-    with pytest.raises(ModelError, match=r"every feature of service 'svc' is null on all \d+ "):
+    with pytest.raises(
+        ModelError, match=r"every feature of service 'svc' is null on all \d+ "
+    ) as e:
         models.train(
             trained.repo, service="svc", entities=entities, label="is_fraud",
             out=tmp_path / "m", progress=False,
         )  # fmt: skip
+    assert "against their created times: training joins as of created time" in str(e.value)
     assert not (tmp_path / "m").exists()
 
 
