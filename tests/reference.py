@@ -280,14 +280,23 @@ def window_events(
     return sorted(found, key=lambda pair: pair[0])
 
 
+class SumOutOfRange(ArithmeticError):
+    """An integer sum whose exact total does not fit in Int64: the aggregation is an error."""
+
+
 def aggregate(function: str, values: list[Any], events: int) -> Any:
     """One aggregation over the window's values (in the join's order; None = null) and its
-    number of events, by the definition in featurestore/aggregations/__init__.py."""
+    number of events, by the definition in featurestore/aggregations/__init__.py. An
+    integer sum is exact (Python ints): ``SumOutOfRange`` iff its total is outside Int64,
+    whatever its partial sums did."""
     present = [v for v in values if v is not None]
     if function == "count":
         return events
     if function == "sum":
-        return sum(present) if present else (0 if all(isinstance(v, int) for v in present) else 0.0)
+        total = sum(present)
+        if isinstance(total, int) and not -(2**63) <= total < 2**63:
+            raise SumOutOfRange(total)
+        return total
     if not present:
         return None
     if function == "last":

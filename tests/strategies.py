@@ -399,6 +399,10 @@ def repo_source(views: list[ViewCase], push: Collection[str] = ()) -> str:
 # (column, dtype name, moderate values, extreme values): moderate values are dyadic, so their
 # sums are exact in any order and compare exactly with the reference; extreme ones (1e-300
 # to 1e300, infinities, NaN, -0.0, cancellation) are for online/offline parity, bit for bit.
+# Int64 values near its limits, about every other one: two of one sign wrap a partial sum
+# up or down (a carry), one of the other sign may bring the window's total back into range.
+NEAR_INT64_LIMITS = [2**62 + 1, -(2**62) - 1, 2**62 + 3, -(2**62) - 3, 2**63 - 1, -(2**63)]
+_NEAR_INT64_LIMITS = st.sampled_from(NEAR_INT64_LIMITS)
 _EXTREME = st.sampled_from(
     [1e300, -1e300, 1e-300, -1e-300, 1.0, -1.0, 0.1, 3.0, -0.0, 0.0, 2.5e-8, 7e15, -7e15]
 ) | st.sampled_from([float("nan"), float("inf"), float("-inf")])
@@ -408,7 +412,13 @@ AGG_COLUMNS: dict[str, tuple[str, st.SearchStrategy[Any], st.SearchStrategy[Any]
         st.integers(-40, 40).map(lambda n: n / 4),
         _EXTREME | st.floats(allow_nan=True, allow_infinity=True),
     ),
-    "qty": ("Int64", st.integers(-5, 5), st.integers(-(2**40), 2**40)),
+    "qty": (
+        "Int64",
+        st.booleans().flatmap(lambda big: _NEAR_INT64_LIMITS if big else st.integers(-5, 5)),
+        st.booleans().flatmap(
+            lambda big: _NEAR_INT64_LIMITS if big else st.integers(-(2**40), 2**40)
+        ),
+    ),
     "small": ("Int32", st.integers(-100, 100), st.integers(-(2**31), 2**31 - 1)),
     "rate": (
         "Float32",
@@ -454,16 +464,25 @@ class AggViewCase:
 
 
 @st.composite
-def agg_view_cases(draw: st.DrawFn, name: str, entity: str, extreme: bool = False) -> AggViewCase:
+def agg_view_cases(
+    draw: st.DrawFn,
+    name: str,
+    entity: str,
+    extreme: bool = False,
+    columns: list[str] | None = None,
+    minutes: st.SearchStrategy[int] = _AGG_MINUTES,
+) -> AggViewCase:
     """An aggregated view with messy events: nulls, NaN, duplicates and ties, late rows,
-    events exactly on tile and window boundaries, int and string keys."""
+    events exactly on tile and window boundaries, int and string keys; over ``columns``
+    (of ``AGG_COLUMNS``) or up to three drawn ones, events at ``minutes`` after ``BASE``."""
     from featurestore.aggregations.functions import FUNCTIONS
     from featurestore.types import dtype_by_name
 
     keys = ENTITY_KEYS[entity]
-    columns = draw(
-        st.lists(st.sampled_from(sorted(AGG_COLUMNS)), min_size=1, max_size=3, unique=True)
-    )
+    if columns is None:
+        columns = draw(
+            st.lists(st.sampled_from(sorted(AGG_COLUMNS)), min_size=1, max_size=3, unique=True)
+        )
     has_created = draw(st.booleans()) or draw(st.booleans())
     aggregations = []
     for column in columns:
@@ -479,7 +498,7 @@ def agg_view_cases(draw: st.DrawFn, name: str, entity: str, extreme: bool = Fals
     aggregations = list(unique.values())
 
     def row() -> SourceRow:
-        event = draw(_maybe_null(_AGG_MINUTES, 25))
+        event = draw(_maybe_null(minutes, 25))
         created = None
         if has_created and event is not None:
             offset = draw(_maybe_null(st.sampled_from([0, 0, 3, 90, 2000, -30]), 6))

@@ -18,9 +18,12 @@ function     accepts                           output           empty window   n
 count        any dtype                         Int64            0              counts events, null values too
 sum          Int32, Int64, Float32, Float64    Int64 (integer   0 (0.0)        nulls ignored (only nulls: 0);
                                                columns) or                     NaN and infinities propagate
-                                               Float64                         (IEEE); an Int64 sum leaving
-                                                                               Int64's range is an error
-                                                                               naming the view, never a wrap
+                                               Float64                         (IEEE); integers are summed
+                                                                               exactly: a window whose total
+                                                                               leaves Int64's range is an
+                                                                               error naming the view and
+                                                                               column, never a wrap (partial
+                                                                               sums beyond it are fine)
 mean         Int32, Int64, Float32, Float64    Float64          null           nulls ignored; NaN gives NaN;
                                                                                infinities as SQL's AVG (one
                                                                                sign: that infinity; both: NaN)
@@ -37,7 +40,8 @@ last         any dtype                         the column's     null           t
 ===========  ================================  ===============  =============  ================================
 
 How both paths give the same bits. Values are partials (``partials.py``: ``count``, and per
-column ``n``, ``sum``, Welford/Chan ``mean`` and ``m2``, ``min``, ``max``, ``last``) merged
+column ``n``, ``sum`` (integers: wrapped, with a ``wraps`` count), Welford/Chan ``mean`` and
+``m2``, ``min``, ``max``, ``last``) merged
 by ONE function, ``partials.merge``, written once over a tiny backend (Python scalars or
 numpy arrays: the same IEEE operations in the same order). Events are ordered as the join
 orders them; a tile is the pairwise merge of its events (``tiles.py``: a balanced tree whose

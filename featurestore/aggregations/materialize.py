@@ -49,7 +49,6 @@ def materialize_tiles(
     import pyarrow.compute as pc
 
     from featurestore.aggregations.online import tile_codec, tile_rows
-    from featurestore.errors import MaterializationError
     from featurestore.materialize import ViewRun, _later, covered_end, last_end, next_watermark
     from featurestore.offline.plan import TileEventsPlan, plan_view
 
@@ -81,17 +80,7 @@ def materialize_tiles(
 
     def flush(table: pa.Table) -> None:
         nonlocal written
-        from featurestore.aggregations.offline import AggregationOverflow
-        from featurestore.aggregations.partials import SumOverflow
-
-        try:
-            found = tile_rows(aggregations, codec, table, join_keys, end_us, new_end_us)
-        except (SumOverflow, AggregationOverflow) as exc:
-            column = getattr(exc, "column", "?")
-            raise MaterializationError(
-                f"a sum of Int64 column {column!r} overflows Int64 in a tile; aggregate a "
-                "Float64 column instead"
-            ) from None
+        found = tile_rows(aggregations, codec, table, join_keys, end_us, new_end_us)
         keys = entity_keys(found.keys.combine_chunks().to_batches()[0], join_keys)
         count = run.store.write_tiles(claim, keys, found.tiles)
         written += count

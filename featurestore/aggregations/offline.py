@@ -85,7 +85,8 @@ class Rows:
 
 
 class AggregationOverflow(ArithmeticError):
-    """An Int64 sum overflowed: which aggregation."""
+    """An integer sum's window total does not fit in Int64 for some row: which view and
+    column."""
 
     def __init__(self, view: str, column: str) -> None:
         super().__init__(f"{view}:{column}")
@@ -101,7 +102,9 @@ def aggregate(
 ) -> dict[str, pa.Array]:
     """The value of each aggregation in ``names`` for every entity row, as Arrow arrays of
     its output dtype, in ``rows``' order. A row with a null key or time gets nulls; a row
-    whose key has no event in its window gets the empty-window values."""
+    whose key has no event in its window gets the empty-window values. Raises
+    ``AggregationOverflow`` when a sum in ``names`` of an integer column has a window whose
+    total does not fit in Int64 (partial sums outside it are no error)."""
     import numpy as np
 
     specs = [plan.spec(n) for n in names]
@@ -110,16 +113,16 @@ def aggregate(
     values: dict[str, Arrays] = {}  # per (window, slide): the window partials of usable rows
     order = _by_code_and_time(rows.code, rows.t, np.flatnonzero(usable))
     code, t = rows.code[order], rows.t[order]
-    try:
-        with np.errstate(all="ignore"):
-            for (w, s), state in _windows(plan, specs, events, code, t, as_of).items():
-                values[f"{w}:{s}"] = state
-    except SumOverflow as exc:
-        raise AggregationOverflow(plan.view, exc.column) from None
+    with np.errstate(all="ignore"):
+        for (w, s), state in _windows(plan, specs, events, code, t, as_of).items():
+            values[f"{w}:{s}"] = state
     out = {}
     for spec in specs:
         state = values[f"{spec.window_us}:{spec.slide_us}"]
-        out[spec.name] = _output(plan.layout, spec, state, order, n_rows, events)
+        try:
+            out[spec.name] = _output(plan.layout, spec, state, order, n_rows, events)
+        except SumOverflow as exc:  # raised by finalize only: a window's total, not a tile's
+            raise AggregationOverflow(plan.view, exc.column) from None
     return out
 
 

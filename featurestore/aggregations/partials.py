@@ -3,11 +3,11 @@ of them combine.
 
 A *partial* of a view is a record of fields over some events of one entity key, in time
 order: ``count`` (events), and per aggregated column ``n`` (non-null values) plus what its
-functions need (``functions.FUNCTIONS``): ``sum``; ``mean`` and ``m2`` (Welford/Chan:
-the mean and the sum of squared deviations, numerically stable, never a sum of squares);
-``min``; ``max``; ``last``. An event is a partial of one event; a tile is the merge of its
-events (``tiles.reduce_segments``); a window's value is the left fold of its pieces
-(``windows.decompose``), then ``finalize``.
+functions need (``functions.FUNCTIONS``): ``sum`` (an integer column's with ``wraps``:
+below); ``mean`` and ``m2`` (Welford/Chan: the mean and the sum of squared deviations,
+numerically stable, never a sum of squares); ``min``; ``max``; ``last``. An event is a
+partial of one event; a tile is the merge of its events (``tiles.reduce_segments``); a
+window's value is the left fold of its pieces (``windows.decompose``), then ``finalize``.
 
 ``merge(layout, a, b, xp)`` is written once, over a tiny backend ``xp``: ``PYTHON`` (plain
 floats and ints, for an online read's handful of tiles) or ``NUMPY`` (elementwise over
@@ -18,7 +18,12 @@ the two give the same bits; tests/aggregations/test_partials.py proves it on val
 ones; a side with no value (``n == 0``) is skipped, never added (so ``-0.0`` stays ``-0.0``).
 
 Semantics the merge encodes (the package docstring has the full table): ``sum`` is IEEE
-addition (an Int64 sum leaving Int64's range raises ``SumOverflow``); ``mean`` is Chan's
+addition for floats and exact for integers: an integer column's ``sum`` is its total wrapped
+to int64 (two's complement) and ``wraps`` counts the wraps (+1 up, -1 down), so the exact
+total is ``sum + wraps * 2**64``. That pair is the total's one representation, so every
+order and tree of merges gives the same bits. A merge never fails: ``finalize`` raises
+``SumOverflow`` when a window's total does not fit in Int64 (``wraps`` not 0), so a tile or
+a partial sum out of range is no error when the window's total fits. ``mean`` is Chan's
 update while both means are finite and IEEE addition of the means otherwise (so one
 infinity gives it, both signs or a NaN give NaN, as SQL's AVG; when the means are finite
 but their difference overflows, e.g. 1e308 and -1e308, it is the weighted sum of the two
@@ -41,11 +46,13 @@ from featurestore.aggregations.functions import FUNCTIONS
 from featurestore.types import DType, Float64, Int64
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-KINDS = ("n", "sum", "mean", "m2", "min", "max", "last")
+INTEGERS = ("Int32", "Int64")  # the integer column dtypes: their sums are exact
+KINDS = ("n", "sum", "wraps", "mean", "m2", "min", "max", "last")
+WRAP = 2**64  # what one wrap of an int64 sum stands for
 
 
 class SumOverflow(ArithmeticError):
-    """An Int64 sum left Int64's range (the caller names the view and column)."""
+    """A window's integer sum does not fit in Int64 (the caller names the view and column)."""
 
     def __init__(self, column: str) -> None:
         super().__init__(column)
@@ -64,7 +71,7 @@ class ColumnPartials:
     def __post_init__(self) -> None:
         # looked up on every merge: computed once
         object.__setattr__(self, "is_float", self.dtype.name in ("Float32", "Float64"))
-        object.__setattr__(self, "is_integer", self.dtype.name in ("Int32", "Int64"))
+        object.__setattr__(self, "is_integer", self.dtype.name in INTEGERS)
         object.__setattr__(self, "_fields", {kind: f"{kind}{self.index}" for kind in KINDS})
 
     is_float: bool = dataclass_field(init=False, repr=False, compare=False)
@@ -75,10 +82,10 @@ class ColumnPartials:
         return self._fields[kind]
 
     def field_dtype(self, kind: str) -> DType:
-        """How a field is stored: counts Int64; sums Int64 (integer columns) or Float64;
-        mean and m2 Float64; min and max Int64 (integers, timestamps as µs) or Float64;
-        ``last`` the column's own dtype."""
-        if kind == "n":
+        """How a field is stored: counts Int64; sums Int64 (integer columns: wrapped, with
+        their ``wraps`` count, Int64) or Float64; mean and m2 Float64; min and max Int64
+        (integers, timestamps as µs) or Float64; ``last`` the column's own dtype."""
+        if kind in ("n", "wraps"):
             return Int64
         if kind == "sum":
             return Int64 if self.is_integer else Float64
@@ -101,7 +108,10 @@ class Layout:
         kinds: dict[str, set[str]] = {}
         dtypes: dict[str, DType] = {}
         for column, dtype, function in aggregations:
-            kinds.setdefault(column, set()).update(FUNCTIONS[function].fields)
+            wanted = set(FUNCTIONS[function].fields)
+            if "sum" in wanted and dtype.name in INTEGERS:
+                wanted.add("wraps")  # an integer sum is exact: wrapped, and its wraps counted
+            kinds.setdefault(column, set()).update(wanted)
             dtypes[column] = dtype
         used = [(name, wanted) for name, wanted in kinds.items() if wanted]  # count needs none
         return cls(
@@ -166,11 +176,18 @@ class _Python:
         return float(n)
 
     @staticmethod
-    def add_int(a: Any, b: Any, column: str) -> Any:
+    def add_wrapping(a: Any, b: Any) -> tuple[Any, Any]:
+        """``a + b`` wrapped to int64, and its carry: +1 or -1 when it wrapped, else 0."""
         total = a + b
-        if not INT64_MIN <= total <= INT64_MAX:
-            raise SumOverflow(column)
-        return total
+        if total > INT64_MAX:
+            return total - WRAP, 1
+        if total < INT64_MIN:
+            return total + WRAP, -1
+        return total, 0
+
+    @staticmethod
+    def any_nonzero(x: Any) -> bool:
+        return x != 0
 
 
 class _Numpy:
@@ -242,13 +259,22 @@ class _Numpy:
         return np.asarray(n).astype(np.float64)
 
     @staticmethod
-    def add_int(a: Any, b: Any, column: str) -> Any:
+    def add_wrapping(a: Any, b: Any) -> tuple[Any, Any]:
+        """``a + b`` wrapped to int64 (numpy's own addition), and its carry: it wrapped iff
+        ``a`` and ``b`` have one sign and the total the other (two addends of opposite
+        signs never wrap), upwards (+1) when they are non-negative, downwards (-1) when
+        negative; ``(a >> 63) | 1`` is that sign as -1 or +1."""
         import numpy as np
 
-        total = np.add(a, b, dtype=np.int64)  # wraps; a wrap flips the sign against both
-        if np.any(((a ^ total) & (b ^ total)) < 0):
-            raise SumOverflow(column)
-        return total
+        total = np.add(a, b, dtype=np.int64)
+        wrapped = ((a ^ total) & (b ^ total)) < 0
+        return total, np.where(wrapped, (a >> 63) | 1, 0) if wrapped.any() else 0
+
+    @staticmethod
+    def any_nonzero(x: Any) -> bool:
+        import numpy as np
+
+        return bool(np.any(x != 0))
 
 
 PYTHON = _Python()
@@ -271,8 +297,12 @@ def merge(layout: Layout, a: Partial, b: Partial, xp: Any) -> dict[str, Any]:
         if "sum" in kinds:
             f = field["sum"]
             sa, sb = a[f], b[f]
-            total = xp.add_int(sa, sb, column.name) if column.is_integer else sa + sb
-            out[f] = where(b_empty, sa, where(a_empty, sb, total))
+            if column.is_integer:  # exact (module docstring); an empty side holds 0 and 0
+                out[f], carry = xp.add_wrapping(sa, sb)
+                g = field["wraps"]
+                out[g] = a[g] + b[g] + carry
+            else:
+                out[f] = where(b_empty, sa, where(a_empty, sb, sa + sb))
         if "mean" in kinds:
             f = field["mean"]
             ma, mb = a[f], b[f]
@@ -335,15 +365,21 @@ def empty(layout: Layout) -> dict[str, Any]:
 def finalize(column: ColumnPartials, function: str, state: Partial, xp: Any) -> tuple[Any, Any]:
     """An aggregation's value from a window's partial: ``(value, is_null)``.
 
-    count: events; sum: 0 when no value; mean: null when no value; variance and stddev:
-    sample statistics (n - 1), null under two values; min, max, last: null when no value.
+    count: events; sum: 0 when no value, and ``SumOverflow`` when an integer column's total
+    does not fit in Int64 (on the numpy backend: any row's); mean: null when no value;
+    variance and stddev: sample statistics (n - 1), null under two values; min, max, last:
+    null when no value.
     """
     if function == "count":
         return state["count"], False
     n = state[column.field("n")]
     if function == "sum":
         total = state[column.field("sum")]
-        return xp.where(n == 0, 0 if column.is_integer else 0.0, total), False
+        if column.is_integer:  # the total is sum + wraps * 2**64: it fits iff no wrap is left
+            if xp.any_nonzero(state[column.field("wraps")]):
+                raise SumOverflow(column.name)
+            return total, False  # no value: 0 already
+        return xp.where(n == 0, 0.0, total), False
     if function in ("variance", "stddev"):
         below = n < 2
         denominator = xp.to_float(n) - 1.0

@@ -59,6 +59,8 @@ def event_partials(layout: Layout, columns: Mapping[str, pa.ChunkedArray | pa.Ar
             for kind in ("sum", "min", "max"):
                 if kind in kinds:
                     out[column.field(kind)] = shared
+            if "wraps" in kinds:  # one value never wrapped
+                out[column.field("wraps")] = np.zeros(n, dtype=np.int64)
             if "mean" in kinds:
                 out[column.field("mean")] = shared if column.is_float else shared.astype(np.float64)
             if "m2" in kinds:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.aggregations.overflows import each_answered
 from tests.aggregations.test_parity import bits, key_rows
 from tests.offline.bigquery_local import BIGQUERY_YAML, LocalBigQuery
 from tests.strategies import (
@@ -98,13 +99,22 @@ def test_bigquery_training_sets_equal_duckdbs_bit_for_bit(
         client = LocalBigQuery()
         on_bigquery = bigquery_repo(case, Path(tmp) / "bigquery", client)
         refs = [f"v0:{a.name}" for a in on_duckdb.state.view("v0").aggregations]
-        expected = on_duckdb.get_historical_features(entity_df, refs).to_arrow()
-        got = on_bigquery.get_historical_features(entity_df, refs).to_arrow()
-    assert got.schema == expected.schema
+        expected = each_answered(
+            lambda r: on_duckdb.get_historical_features(entity_df, r).to_arrow(), refs
+        )
+        got = each_answered(
+            lambda r: on_bigquery.get_historical_features(entity_df, r).to_arrow(), refs
+        )
     assert any("featurestore/aggregations" in sql for sql, _ in client.queries())
-    for name in expected.column_names:
-        assert [bits(v) for v in got[name].to_pylist()] == [
-            bits(v) for v in expected[name].to_pylist()
+    for ref in refs:
+        mine, theirs = got[ref], expected[ref]
+        if mine is None or theirs is None:  # an Int64 sum overflowing on both engines
+            assert mine is theirs, ref
+            continue
+        name = ref.split(":")[1]
+        assert mine.schema.field(name) == theirs.schema.field(name)
+        assert [bits(v) for v in mine[name].to_pylist()] == [
+            bits(v) for v in theirs[name].to_pylist()
         ], name
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from featurestore.errors import OnlineStoreError, RetrievalError
 from featurestore.online.base import ViewIdentity
-from tests.aggregations.agg_repo import T0, hours, make_repo, write_txn
+from tests.aggregations.agg_repo import T0, hours, make_repo, online_dict, write_txn
 
 ROWS = [
     (1, hours(-30), 10.0, 1),
@@ -362,6 +362,57 @@ def test_rows_of_another_definition_are_refused_and_counted(tmp_path: Path, onli
     answer = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=T0)
     assert set(answer.statuses["sum_amount_1d"]) == {"NOT_FOUND"}
     assert store._online_reader().store.refused_rows.get("user_txn", 0) > 0
+    store.close()
+
+
+def test_tiles_of_the_layout_before_exact_int_sums_are_never_decoded(
+    tmp_path: Path, online: str
+) -> None:
+    """An integer sum's tile gained a field (``wraps``, partials.py): tiles stored by the
+    code before it (same definition and fingerprint) must never be decoded with the new
+    layout. The tile layout id covers the fields, so such tiles belong to another identity:
+    a read finds the view not materialized for its own (NOT_FOUND, the tiles counted as
+    refused) and the next run drops them and writes new ones."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    from featurestore.aggregations.online import tile_codec
+    from featurestore.aggregations.partials import ColumnPartials, Layout
+    from featurestore.aggregations.plan import ViewAggregations
+    from featurestore.columns import CREATED_TS, EVENT_TS
+    from featurestore.online.base import Watermark, open_online_store
+    from featurestore.online.codec import entity_key
+    from featurestore.types import Int64
+
+    store = make_repo(tmp_path, online, ROWS)
+    plan = ViewAggregations.of(store.state.view("user_txn"))
+    before = Layout(  # the partial record as the code before ``wraps`` laid it out
+        tuple(
+            ColumnPartials(c.index, c.name, c.dtype, tuple(k for k in c.kinds if k != "wraps"))
+            for c in plan.layout.columns
+        )
+    )
+    old = replace(plan, layout=before)
+    current = ViewIdentity.of(store.state.view_record("user_txn"))
+    start = T0 - timedelta(hours=1)  # the hour tile a read at T0 asks for
+    tile = {name: pa.array([1], dtype.to_arrow()) for name, dtype in before.fields}
+    tile[EVENT_TS] = pa.array([start], pa.timestamp("us", tz="UTC"))
+    tile[CREATED_TS] = pa.array([T0], pa.timestamp("us", tz="UTC"))
+    [row] = tile_codec(old).encode_batch(pa.RecordBatch.from_pydict(tile))
+    with open_online_store(store.config) as raw:  # what a run of the code before wrote
+        claim = raw.claim(current._replace(layout=old.layout_id))
+        hour = plan.levels.index(3_600_000_000)
+        number = int(start.timestamp()) // 3_600
+        key = entity_key([("user_id", Int64, 1)])
+        assert raw.write_tiles(claim, [key], [[((hour, number), row)]]) == 1
+        raw.set_watermark(claim, Watermark(T0, None))
+    answer = store.get_online_features(features=SUMS, entity_rows=[{"user_id": 1}], now=T0)
+    assert set(answer.statuses["count_amount_1h"]) == {"NOT_FOUND"}
+    assert store._online_reader().store.refused_rows.get("user_txn", 0) > 0
+    store.materialize_incremental(T0)  # claims the current layout: the old tiles go
+    values = online_dict(store, SUMS, [1], T0).to_dict()
+    assert values["count_amount_1h"] == [1] and values["sum_amount_1d"] == [50.0]
     store.close()
 
 

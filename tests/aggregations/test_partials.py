@@ -1,7 +1,7 @@
 """The one merge, on both backends: Python scalars (online reads) and numpy arrays (offline,
 materialization) give the same bits, on values from 1e-300 to 1e300, infinities, NaN and
 -0.0; tiles are balanced pairwise merges whose shape depends only on their length; an Int64
-sum overflow is an error on both."""
+sum is exact on both, in any order, and an error only when a window's total leaves Int64."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from featurestore.aggregations.partials import (
 )
 from featurestore.aggregations.tiles import event_partials, reduce_segments
 from featurestore.types import Float64, Int64
+from tests.strategies import NEAR_INT64_LIMITS
 
 FUNCTIONS = ("count", "sum", "mean", "stddev", "variance", "min", "max", "last")
 FLOAT_LAYOUT = Layout.of([("x", Float64, f) for f in FUNCTIONS])
@@ -136,13 +137,98 @@ def test_a_mean_of_finite_values_whose_difference_overflows_stays_finite() -> No
             assert math.isfinite(got) and abs(got - mean) <= 1e-15 * big, (values, got)
 
 
+def int_partials(layout: Layout, values: list[int | None]) -> list[dict[str, Any]]:
+    """Each value of column ``k`` as a partial of Python scalars."""
+    events = event_partials(layout, {"k": pa.array(values, pa.int64())})
+    return [{k: v[i].item() for k, v in events.items()} for i in range(len(values))]
+
+
+def as_arrays(partial: dict[str, Any]) -> dict[str, Any]:
+    return {k: np.asarray([v]) for k, v in partial.items()}
+
+
+def window_of(values: list[int], backend: Any) -> dict[str, Any]:
+    """The left fold of ``values``' partials (``INT_LAYOUT``) on ``backend``."""
+    parts = int_partials(INT_LAYOUT, values)
+    state = fold(INT_LAYOUT, parts if backend is PYTHON else [as_arrays(p) for p in parts], backend)
+    assert state is not None
+    return dict(state)
+
+
 @pytest.mark.parametrize("backend", [PYTHON, NUMPY])
-def test_an_int64_sum_overflow_is_an_error_not_a_wrap(backend: Any) -> None:
-    big = {"count": 1, "n0": 1, "sum0": 2**62, "mean0": 2.0**62, "min0": 2**62, "max0": 2**62}
-    if backend is NUMPY:
-        big = {k: np.asarray([v]) for k, v in big.items()}
-    with np.errstate(all="ignore"), pytest.raises(SumOverflow):
-        merge(INT_LAYOUT, merge(INT_LAYOUT, big, big, backend), big, backend)
+def test_an_int64_sum_is_judged_on_the_window_total_not_on_its_partial_sums(
+    backend: Any,
+) -> None:
+    """Defect: every merge raised ``SumOverflow`` when its partial sum left Int64, so
+    ``[2**63 - 1, 1, -1]`` was an error though its total fits (DuckDB's own SUM, a hugeint,
+    gives 2**63 - 1), and day tiles that no sum reads failed materialization. Now the merge
+    is exact and never fails; ``finalize`` fails when the window's total leaves Int64."""
+    import duckdb
+
+    column = INT_LAYOUT.columns[0]
+    with np.errstate(all="ignore"):
+        for values in ([2**63 - 1, 1, -1], [-(2**63), -1, 1], [2**62, 2**62, -(2**62), 5]):
+            state = window_of(values, backend)
+            value, null = finalize(column, "sum", state, backend)
+            assert np.asarray(value).item() == sum(values) and not np.asarray(null).any()
+            sql = f"SELECT sum(v) FROM (VALUES {', '.join(f'({v})' for v in values)}) t(v)"
+            assert duckdb.connect().execute(sql).fetchone() == (sum(values),)
+            for function in ("mean", "min", "max"):  # the other fields are unaffected
+                finalize(column, function, state, backend)
+        for values in ([2**63 - 1, 1], [-(2**63), -1], [2**62, 2**62]):
+            state = window_of(values, backend)  # merging is no error...
+            with pytest.raises(SumOverflow) as raised:  # ... the window's sum is
+                finalize(column, "sum", state, backend)
+            assert raised.value.column == "k"
+            assert finalize(column, "max", state, backend)[0] == max(values)
+
+
+INT64_VALUES = st.one_of(
+    st.sampled_from(NEAR_INT64_LIMITS),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-3, 3),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(INT64_VALUES, min_size=1, max_size=40),
+    cuts=st.lists(st.integers(1, 39), max_size=6),
+    data=st.data(),
+)
+def test_an_int64_sum_is_exact_in_every_order_and_on_both_backends(
+    values: list[int | None], cuts: list[int], data: st.DataObject
+) -> None:
+    """Values near both limits (carries up and down): numpy tiles and Python trees give the
+    same bits, any order of the same values gives the same partial, and ``finalize`` gives
+    the exact total, or ``SumOverflow`` iff that total is outside Int64 (Python ints are
+    exact), on both backends."""
+    layout = Layout.of([("k", Int64, "sum"), ("k", Int64, "max")])
+    events = event_partials(layout, {"k": pa.array(values, pa.int64())})
+    starts = np.array(sorted({0, *[c for c in cuts if c < len(values)]}), dtype=np.int64)
+    with np.errstate(all="ignore"):
+        tiles = reduce_segments(layout, events, starts)
+    ends = [*starts[1:].tolist(), len(values)]
+    parts = int_partials(layout, values)
+    python_tiles = [tree(layout, parts[s:e]) for s, e in zip(starts.tolist(), ends, strict=True)]
+    for i, tile in enumerate(python_tiles):
+        assert tile == {name: tiles[name][i].item() for name in tile}, i
+    window = fold(layout, python_tiles, PYTHON)
+    shuffled = data.draw(st.permutations(parts))
+    assert fold(layout, shuffled, PYTHON) == window  # the total's one representation
+    with np.errstate(all="ignore"):
+        window_np = fold(layout, [as_arrays(t) for t in python_tiles], NUMPY)
+    assert window is not None and window_np is not None
+    assert window == {name: np.asarray(v).item() for name, v in window_np.items()}
+    total = sum(v for v in values if v is not None)
+    column = layout.columns[0]
+    for backend, state in ((PYTHON, window), (NUMPY, window_np)):
+        if -(2**63) <= total < 2**63:
+            assert np.asarray(finalize(column, "sum", state, backend)[0]).item() == total
+        else:
+            with pytest.raises(SumOverflow):
+                finalize(column, "sum", state, backend)
 
 
 def _python_partial(values: list[Any]) -> dict[str, Any]:
