@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from featurestore import FeatureStore
 from featurestore.types import dtype_by_name
-from tests.reference import SourceRow, latest
+from tests.reference import RefView, SourceRow, latest
 from tests.strategies import (
     ENTITY_KEYS,
     ViewCase,
@@ -225,8 +225,6 @@ def test_late_rows_are_materialized_where_feast_skips_them(tmp_path: Path) -> No
     """A hand-worked case: a correction to an already materialized event time arrives late."""
     from datetime import UTC
 
-    from tests.reference import RefView
-
     user = [{"user_id": 1}]
     case = ViewCase(
         ref=RefView(
@@ -257,4 +255,61 @@ def test_late_rows_are_materialized_where_feast_skips_them(tmp_path: Path) -> No
     check_parity(store, [case], minute(20))
     # A third run finds nothing new: no event after minute 10, nothing created after 30.
     assert store.materialize_incremental(minute(25)).runs[0].rows_read == 0
+    store.close()
+
+
+def test_a_stored_negative_zero_is_served_as_stored(online_config: str, tmp_path: Path) -> None:
+    """DuckDB's arg_max over a struct kept a float's -0.0 as 0.0 (the form it sorts by), so
+    both paths served 0.0 for a stored -0.0: parity held, the value did not (a request-time
+    transformation multiplying it showed the sign). Float32 and Float64, a complete tie
+    (the later row wins) included, both as_of, every online store."""
+    import math
+
+    import pyarrow as pa
+
+    def row(user: int, amount: float, rate: float) -> SourceRow:
+        return SourceRow(
+            {"user_id": user}, minute(5), minute(5), {"v0_amount": amount, "v0_rate": rate}
+        )
+
+    stored = {1: (-0.0, -0.0), 2: (-0.0, 0.0), 3: (-0.0, 0.0)}  # user 3: the tie's winner
+    case = ViewCase(
+        ref=RefView(
+            name="v0",
+            join_keys=["user_id"],
+            ttl=None,
+            features=["v0_amount", "v0_rate"],
+            files=[[row(1, -0.0, -0.0), row(2, -0.0, 0.0), row(3, 0.0, -0.0), row(3, -0.0, 0.0)]],
+        ),
+        entity="user",
+        dtypes={"v0_amount": "Float64", "v0_rate": "Float32"},
+        int32_keys=False,
+        timestamp_unit="us",
+        naive_timestamps=False,
+    )
+    store = open_repo([case], tmp_path, online_config)
+    store.materialize_incremental(minute(10))
+    users = sorted(stored)
+    refs = ["v0:v0_amount", "v0:v0_rate"]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"user_id": u} for u in users], now=minute(10)
+    ).to_dict()
+    entities = pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "event_timestamp": pa.array([minute(10)] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    answers = {"online": online}
+    for as_of in ("event", "created"):
+        table = store.get_historical_features(entities, refs, as_of=as_of).to_arrow()
+        answers[as_of] = {name: table[name].to_pylist() for name in table.column_names}
+    for path, answer in answers.items():
+        signs = [
+            (math.copysign(1, a), math.copysign(1, r))
+            for a, r in zip(answer["v0_amount"], answer["v0_rate"], strict=True)
+        ]
+        assert signs == [(math.copysign(1, a), math.copysign(1, r)) for a, r in stored.values()], (
+            path
+        )
     store.close()
