@@ -406,20 +406,11 @@ class RedisClusterOnlineStore(RedisStoreBase):
         for level, first in keep_from:
             args += [level, first]
         removed = 0
-        for node in sorted(self._nodes.masters()):
-            cursor: Any = b"0"
-            while True:
-                scan = ("SCAN", cursor, "MATCH", f"{self._prefix}*", "COUNT", SCAN_COUNT)
-                reply = self._nodes.exchange(what, {node: [scan]})[node][0]
-                cursor, keys = self._nodes.checked(what, reply)
-                calls: list[Call] = [
-                    (k, ("EVALSHA", lua.TILE_SWEEP_SHA, 1, k, *args)) for k in keys
-                ]
-                removed += sum(
-                    int(self._nodes.checked(what, r)) for r in self._nodes.route(what, calls)
-                )
-                if int(cursor) == 0:
-                    break
+        for keys in self._project_keys(what):
+            calls: list[Call] = [(k, ("EVALSHA", lua.TILE_SWEEP_SHA, 1, k, *args)) for k in keys]
+            removed += sum(
+                int(self._nodes.checked(what, r)) for r in self._nodes.route(what, calls)
+            )
         return removed
 
     async def read_async(self, groups: Sequence[KeyGroup]) -> list[list[bytes | None]]:
