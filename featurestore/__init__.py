@@ -41,7 +41,16 @@ from featurestore.errors import (
 from featurestore.on_demand import OnDemandFeatureView, RequestSource, on_demand_feature_view
 from featurestore.push_mode import PushMode
 from featurestore.store import FeatureStore
-from featurestore.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+from featurestore.types import (
+    Bool,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    String,
+    UnixTimestamp,
+    ValueType,
+)
 from featurestore.unsupported import (
     ConflictPolicy,
     FileLoggingDestination,
@@ -99,5 +108,6 @@ __all__ = [
     "UnixTimestamp",
     "UnknownFeatureError",
     "UnknownPushSourceError",
+    "ValueType",
     "on_demand_feature_view",
 ]

@@ -19,7 +19,8 @@ from featurestore.definitions import (
     PushSource,
     Source,
 )
-from featurestore.types import dtype_by_name
+from featurestore.errors import DefinitionError
+from featurestore.types import ValueType, dtype_by_name
 
 if TYPE_CHECKING:
     from featurestore.on_demand import OnDemandFeatureView
@@ -60,6 +61,7 @@ def entity_to_dict(e: Entity) -> dict[str, Any]:
     return {
         "name": e.name,
         "join_keys": list(e.join_keys),
+        **({"value_type": e.value_type.name} if e.value_type is not None else {}),
         "description": e.description,
         "tags": dict(e.tags),
         "owner": e.owner,
@@ -67,7 +69,12 @@ def entity_to_dict(e: Entity) -> dict[str, Any]:
 
 
 def entity_from_dict(d: Mapping[str, Any]) -> Entity:
-    return Entity(**d)
+    value_type = d.get("value_type")
+    if value_type is None:
+        return Entity(**d)
+    if value_type not in ValueType.__members__:
+        raise DefinitionError(f"entity {d.get('name')!r}: unknown value_type {value_type!r}")
+    return Entity(**{**d, "value_type": ValueType[value_type]})
 
 
 def view_to_dict(v: FeatureView) -> dict[str, Any]:

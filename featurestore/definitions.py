@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from featurestore.columns import ENTITY_TIMESTAMP, same_name, sql_name
 from featurestore.errors import DefinitionError
-from featurestore.types import MAX_TTL, DType, check_ttl, is_key_dtype, key_dtype_names
+from featurestore.types import (
+    MAX_TTL,
+    DType,
+    ValueType,
+    check_ttl,
+    is_key_dtype,
+    key_dtype_names,
+    value_type_dtype,
+)
 
 if TYPE_CHECKING:
     from featurestore.on_demand import OnDemandFeatureView
@@ -111,11 +119,14 @@ class Entity:
     """A business object features are keyed by, e.g. ``Entity(name="user", join_keys=["user_id"])``.
 
     ``join_keys`` defaults to ``[name]``. A key's dtype comes from a ``Field`` of the same name
-    in a view's schema (as in Feast), or else from the source's Parquet schema at apply.
+    in a view's schema (as in Feast), else from ``value_type`` (Feast's ``ValueType``, for an
+    entity of one join key; a view's ``Field`` must then agree with it, as in Feast), else
+    from the source's Parquet schema at apply.
     """
 
     name: str
     join_keys: Sequence[str] = ()
+    value_type: ValueType | None = None
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
@@ -138,7 +149,22 @@ class Entity:
         if len(set(keys)) != len(keys):
             raise DefinitionError(f"entity {self.name!r}: a join key is listed twice in {keys}")
         _freeze(self, "join_keys", keys)
+        if self.value_type is not None:
+            value_type_dtype(self.value_type, f"entity {self.name!r}")
+            if len(keys) > 1:
+                raise DefinitionError(
+                    f"entity {self.name!r}: value_type types one join key (as in Feast) and "
+                    f"this entity has {len(keys)}; declare each key's dtype with a Field in "
+                    "the views' schema instead"
+                )
         _check_documentation(self, f"entity {self.name!r}")
+
+    @property
+    def key_dtype(self) -> DType | None:
+        """The dtype ``value_type`` declares for the join key (None when unspecified)."""
+        if self.value_type is None:
+            return None
+        return value_type_dtype(self.value_type, f"entity {self.name!r}")
 
     __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
@@ -467,11 +493,19 @@ class FeatureView:
                     f"feature view {self.name!r}: ttl must be a timedelta or None, got {self.ttl!r}"
                 )
             check_ttl(self.ttl, f"feature view {self.name!r}")
+        typed = {e.join_keys[0]: e for e in entities if e.key_dtype is not None}
         for f in schema:
             if f.name in keys and not is_key_dtype(f.dtype):
                 raise DefinitionError(
                     f"feature view {self.name!r}: join key {f.name!r} is declared {f.dtype}; "
                     f"a join key must be one of {key_dtype_names()}"
+                )
+            entity = typed.get(f.name)
+            if entity is not None and entity.key_dtype != f.dtype:
+                raise DefinitionError(
+                    f"feature view {self.name!r}: join key {f.name!r} is declared {f.dtype} "
+                    f"but entity {entity.name!r} has value_type {entity.value_type} "
+                    f"({entity.key_dtype}); make them agree"
                 )
         reserved = {self.source.timestamp_field, self.source.created_timestamp_column}
         for f in schema:
@@ -605,9 +639,15 @@ class FeatureView:
 
     @property
     def declared_key_dtypes(self) -> dict[str, DType]:
-        """Key dtypes declared by schema fields named like a join key."""
+        """Key dtypes declared by schema fields named like a join key, else by the
+        entity's ``value_type``."""
         keys = set(self.join_keys)
-        return {f.name: f.dtype for f in self.schema if f.name in keys}
+        declared = {f.name: f.dtype for f in self.schema if f.name in keys}
+        for entity in self.entities:
+            dtype = entity.key_dtype
+            if dtype is not None:
+                declared.setdefault(entity.join_keys[0], dtype)
+        return declared
 
     @property
     def ttl_microseconds(self) -> int | None:

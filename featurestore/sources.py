@@ -285,6 +285,8 @@ def check_view_columns(
     else:
         where = f"feature view {view.name!r} (BigQuery source {source.table or 'query'!r})"
     key_dtypes = dict(view.declared_key_dtypes)
+    fields = {f.name for f in view.schema}
+    typed_keys = [(k, d) for k, d in key_dtypes.items() if k not in fields]  # value_type
     key_dtypes.update(
         check_columns(
             where,
@@ -294,7 +296,7 @@ def check_view_columns(
                 (source.timestamp_field, "timestamp"),
                 (source.created_timestamp_column, "created timestamp"),
             ],
-            declared=[(f.name, f.dtype) for f in view.schema],
+            declared=[(f.name, f.dtype) for f in view.schema] + typed_keys,
             inferred_keys=[k for k in view.join_keys if k not in key_dtypes],
             inferred_values=undeclared_columns(view),
         )

@@ -7,6 +7,7 @@ Heavy libraries are imported inside functions so ``import featurestore`` stays f
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,88 @@ def shared_key_dtype(a: DType, b: DType) -> DType | None:
 def key_dtype_names() -> str:
     """``"Int32, Int64, String"``: the valid key dtypes, for messages."""
     return ", ".join(d.name for d in KEY_DTYPES)
+
+
+class ValueType(enum.Enum):
+    """Feast's ``ValueType`` (its members and numbers), for ``Entity(value_type=...)``.
+
+    As in Feast, an entity's value type declares its join key's dtype when no view's schema
+    declares it with a ``Field``; ``UNKNOWN`` means unspecified. Only the members mapping to a
+    key dtype (``value_type_dtype``) are accepted; the others are importable so a Feast file
+    imports, and refused by the ``Entity`` that uses them.
+    """
+
+    UNKNOWN = 0
+    BYTES = 1
+    STRING = 2
+    INT32 = 3
+    INT64 = 4
+    DOUBLE = 5
+    FLOAT = 6
+    BOOL = 7
+    UNIX_TIMESTAMP = 8
+    BYTES_LIST = 11
+    STRING_LIST = 12
+    INT32_LIST = 13
+    INT64_LIST = 14
+    DOUBLE_LIST = 15
+    FLOAT_LIST = 16
+    BOOL_LIST = 17
+    UNIX_TIMESTAMP_LIST = 18
+    NULL = 19
+    MAP = 20
+    MAP_LIST = 21
+    BYTES_SET = 22
+    STRING_SET = 23
+    INT32_SET = 24
+    INT64_SET = 25
+    DOUBLE_SET = 26
+    FLOAT_SET = 27
+    BOOL_SET = 28
+    UNIX_TIMESTAMP_SET = 29
+    PDF_BYTES = 30
+    IMAGE_BYTES = 31
+    JSON = 32
+    JSON_LIST = 33
+    STRUCT = 34
+    STRUCT_LIST = 35
+    UUID = 36
+    TIME_UUID = 37
+    UUID_LIST = 38
+    TIME_UUID_LIST = 39
+    UUID_SET = 40
+    TIME_UUID_SET = 41
+    VALUE_LIST = 42
+
+
+_VALUE_TYPE_DTYPES = {
+    ValueType.STRING: String,
+    ValueType.INT32: Int32,
+    ValueType.INT64: Int64,
+    ValueType.DOUBLE: Float64,
+    ValueType.FLOAT: Float32,
+    ValueType.BOOL: Bool,
+    ValueType.UNIX_TIMESTAMP: UnixTimestamp,
+}
+
+
+def value_type_dtype(value_type: ValueType, what: str) -> DType | None:
+    """The join-key dtype Feast's ``value_type`` declares (None for ``UNKNOWN``: unspecified);
+    a value type a join key cannot have is a ``DefinitionError`` naming ``what``."""
+    if not isinstance(value_type, ValueType):
+        raise DefinitionError(f"{what}: value_type must be a ValueType, got {value_type!r}")
+    if value_type is ValueType.UNKNOWN:
+        return None
+    dtype = _VALUE_TYPE_DTYPES.get(value_type)
+    if dtype is None or not is_key_dtype(dtype):
+        raise DefinitionError(
+            f"{what}: value_type {value_type} cannot type a join key; use one of "
+            + ", ".join(
+                f"ValueType.{v.name}" for v, d in _VALUE_TYPE_DTYPES.items() if is_key_dtype(d)
+            )
+            + f" (dtypes {key_dtype_names()})"
+        )
+    return dtype
 
 
 # --- time: naive means UTC, and one accepted range ---------------------------------------

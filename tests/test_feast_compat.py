@@ -169,3 +169,48 @@ def test_feasts_direct_writes_are_refused_naming_the_push_to_use(tmp_path: Any) 
     with pytest.raises(fs.UnknownFeatureError, match="did you mean 'stats'"):
         store.write_to_online_store("stat", {})
     store.close()
+
+
+def test_an_entitys_value_type_declares_its_keys_dtype_as_in_feast() -> None:
+    """Feast's ``Entity(value_type=ValueType.INT64)``: the join key's dtype when no schema
+    ``Field`` declares it; a ``Field`` that disagrees, a value type no key can have, or one
+    value type for several keys is refused naming it."""
+    typed = fs.Entity(name="user", join_keys=["user_id"], value_type=fs.ValueType.INT64)
+    plain = fs.FeatureView(name="v", entities=[typed], schema=FIELDS, source=SOURCE)
+    assert plain.declared_key_dtypes == {"user_id": Int64}
+    unknown = fs.Entity(name="user", join_keys=["user_id"], value_type=fs.ValueType.UNKNOWN)
+    assert fs.FeatureView(name="v", entities=[unknown], schema=FIELDS, source=SOURCE)
+    with pytest.raises(DefinitionError, match=r"'user_id' is declared String but entity 'user'"):
+        fs.FeatureView(
+            name="v",
+            entities=[typed],
+            schema=[*FIELDS, fs.Field(name="user_id", dtype=String)],
+            source=SOURCE,
+        )
+    with pytest.raises(DefinitionError, match=r"ValueType.DOUBLE cannot type a join key"):
+        fs.Entity(name="e", value_type=fs.ValueType.DOUBLE)
+    with pytest.raises(DefinitionError, match=r"value_type types one join key"):
+        fs.Entity(name="e", join_keys=["a", "b"], value_type=fs.ValueType.STRING)
+    with pytest.raises(DefinitionError, match=r"value_type must be a ValueType, got 'INT64'"):
+        fs.Entity(name="e", value_type="INT64")  # type: ignore[arg-type]
+
+
+def test_apply_checks_a_value_type_against_the_source_and_keeps_it(tmp_path: Any) -> None:
+    from tests.transform_repo import BASE, ODFV, SERVICE, write_repo
+
+    def definitions(value_type: str) -> str:
+        return "from featurestore import ValueType\n" + BASE.replace(
+            'join_keys=["user_id"])', f'join_keys=["user_id"], value_type=ValueType.{value_type})'
+        )
+
+    store = write_repo(tmp_path)
+    (tmp_path / "definitions.py").write_text(definitions("STRING") + ODFV + SERVICE)
+    with pytest.raises(fs.SchemaMismatchError, match=r"user_id"):
+        store.apply()
+    (tmp_path / "definitions.py").write_text(definitions("INT64") + ODFV + SERVICE)
+    store.apply()
+    store.close()
+    again = fs.FeatureStore(tmp_path)  # read back from the registry
+    assert again.get_entity("user").value_type is fs.ValueType.INT64
+    assert again.state.views["stats"].key_dtypes == {"user_id": Int64}
+    again.close()
