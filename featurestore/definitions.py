@@ -191,6 +191,12 @@ class Field:
     __hash__ = None  # type: ignore[assignment]  # unhashable: holds dicts and lists (as Feast's)
 
 
+def _no_created_column_when_empty(source: Any) -> None:
+    """``created_timestamp_column=""`` is Feast's default, meaning no created column: None."""
+    if source.created_timestamp_column == "":
+        _freeze(source, "created_timestamp_column", None)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FileSource:
     """Parquet files (a file, a folder or a glob) with an event time and maybe a created time.
@@ -213,6 +219,7 @@ class FileSource:
         if not isinstance(self.path, str) or not self.path:
             raise DefinitionError(f"FileSource {self.name or ''}: path must be a non-empty string")
         check_name(self.timestamp_field, f"source {self.path!r}: timestamp_field")
+        _no_created_column_when_empty(self)
         if self.created_timestamp_column is not None:
             check_name(self.created_timestamp_column, f"source {self.path!r}: created column")
         _check_documentation(self, f"source {self.path!r}")
@@ -253,6 +260,7 @@ class BigQuerySource:
                 "project.dataset.table or dataset.table"
             )
         check_name(self.timestamp_field, "BigQuerySource: timestamp_field")
+        _no_created_column_when_empty(self)
         if self.created_timestamp_column is not None:
             check_name(self.created_timestamp_column, "BigQuerySource: created column")
         _check_documentation(self, f"BigQuerySource {self.table or self.name or ''}".rstrip())

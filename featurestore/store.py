@@ -114,8 +114,26 @@ class FeatureStore:
         """What ``apply`` would change, without writing anything."""
         return self.registry.plan(self.load_definitions(), self.repo_path)
 
-    def apply(self) -> Plan:
+    @property
+    def project(self) -> str:
+        """The project's name (``project:`` in featurestore.yaml), as Feast's ``store.project``."""
+        return self.config.project
+
+    def refresh_registry(self) -> None:
+        """Feast's registry-cache refresh: nothing to do here, every read already reads the
+        registry as last applied (re-read when its file changes)."""
+
+    def apply(
+        self,
+        objects: Any = None,
+        objects_to_delete: Any = None,
+        partial: bool = True,
+    ) -> Plan:
         """Register the repo's definitions; returns what changed.
+
+        The definitions are the repo's Python files, always: Feast's ``apply(objects)``,
+        which registers objects built in a notebook, is refused naming what to do instead
+        (``objects_to_delete`` and ``partial`` exist only for that refusal).
 
         Views removed, or whose fingerprint or online row layout (field order, dtypes)
         changed, lose their online data and watermarks first (``Plan.views_to_reset``): they
@@ -124,6 +142,15 @@ class FeatureStore:
         applied and a re-run repeats the (idempotent) drop. A malformed registry is replaced,
         and every applied view is reset (see registry.py).
         """
+        if objects is not None or objects_to_delete is not None:
+            from featurestore.errors import DefinitionError
+
+            raise DefinitionError(
+                "apply(objects) is not supported: featurestore applies the repo's Python "
+                "files, so every definition lives in a file the repo keeps; put these "
+                f"definitions in a .py file in {str(self.repo_path)!r} and call store.apply() "
+                "(or 'featurestore apply'); to remove one, delete it from the files"
+            )
         result = self.registry.apply(
             self.load_definitions(), self.repo_path, before_write=self._drop_online_data
         )
@@ -158,8 +185,8 @@ class FeatureStore:
         self,
         start: datetime | None = None,
         end: datetime | None = None,
-        *,
         views: Sequence[str] | None = None,
+        *,
         progress: Progress | None = None,
         start_date: datetime | None = None,
         end_date: datetime | None = None,
@@ -196,8 +223,8 @@ class FeatureStore:
     def materialize_incremental(
         self,
         end: datetime | None = None,
-        *,
         views: Sequence[str] | None = None,
+        *,
         progress: Progress | None = None,
         end_date: datetime | None = None,
         feature_views: Sequence[str] | None = None,

@@ -214,3 +214,37 @@ def test_apply_checks_a_value_type_against_the_source_and_keeps_it(tmp_path: Any
     assert again.get_entity("user").value_type is fs.ValueType.INT64
     assert again.state.views["stats"].key_dtypes == {"user_id": Int64}
     again.close()
+
+
+def test_an_empty_created_timestamp_column_means_none_as_in_feast() -> None:
+    """Feast's default ``created_timestamp_column=""``: no created column (it was refused as
+    an invalid column name); the same source and fingerprint as leaving it out."""
+    from featurestore.fingerprint import view_fingerprint
+
+    empty = fs.FileSource(path="data/x.parquet", timestamp_field="ts", created_timestamp_column="")
+    assert empty.created_timestamp_column is None and empty == SOURCE
+    bigquery = fs.BigQuerySource(table="p.d.t", timestamp_field="ts", created_timestamp_column="")
+    assert bigquery.created_timestamp_column is None
+    with_empty = fs.FeatureView(name="v", entities=[USER], schema=FIELDS, source=empty)
+    dtypes = {"user_id": Int64}
+    assert view_fingerprint(with_empty, dtypes) == view_fingerprint(view(), dtypes)
+
+
+def test_feasts_store_habits_in_a_notebook(tmp_path: Any) -> None:
+    """``store.project``, ``store.refresh_registry()``, ``materialize(start, end, views)``
+    positionally as Feast's ``(start_date, end_date, feature_views)``; ``apply(objects)``
+    is refused naming the repo's files (it raised TypeError)."""
+    from tests.transform_repo import T0, write_repo
+
+    store = write_repo(tmp_path)
+    store.apply()
+    assert store.project == "transforms"
+    assert store.refresh_registry() is None
+    report = store.materialize(datetime(2000, 1, 1, tzinfo=UTC), T0, ["stats"])
+    assert [r.view for r in report.runs] == ["stats"]
+    assert store.materialize_incremental(T0, ["stats"]).runs[0].rows_read == 0
+    with pytest.raises(DefinitionError, match=r"apply\(objects\) is not supported.*\.py file"):
+        store.apply([USER])
+    with pytest.raises(DefinitionError, match=r"delete it from the files"):
+        store.apply(objects_to_delete=[USER], partial=False)
+    store.close()
