@@ -242,3 +242,25 @@ def test_in_process_logs_go_to_the_commands_stderr_and_logging_is_restored(
     assert "INFO" not in result.stdout
     assert (root.handlers, root.level) == before
     assert "INFO" not in run("plan", "--repo", str(tmp_path / "repo")).stderr  # no -v: quiet
+
+
+def test_feasts_command_line_habits(tmp_path: Path) -> None:
+    """``feast -c DIR apply``, ``feast materialize-incremental -v VIEW $(date ...)`` and
+    ``feast materialize -v VIEW START END`` work with the same words; Feast's commands that
+    have no namesake here say what to run instead (they were "No such command")."""
+    run("init", str(tmp_path / "repo"))
+    applied = run_cli("-c", tmp_path / "repo", "apply", cwd=tmp_path)
+    assert applied.returncode == 0 and "(added)" in applied.stdout, applied.stderr
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # $(date -u +%Y-%m-%dT%H:%M:%S)
+    for args in (
+        ["materialize-incremental", "-v", "driver_hourly_stats", now],
+        ["materialize", "-v", "driver_hourly_stats", "2020-01-01T00:00:00", now],
+    ):
+        result = run_cli("--chdir", tmp_path / "repo", *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "driver_hourly_stats" in result.stdout
+    listed = run_cli("-c", tmp_path / "repo", "feature-views", "list", cwd=tmp_path)
+    assert listed.returncode == 2
+    assert "'feature-views' is a Feast command, not a featurestore one: 'featurestore list'" in (
+        listed.stderr
+    )

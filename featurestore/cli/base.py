@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,10 +59,48 @@ def console() -> Console:
     return Console()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_LISTED = (
+    "'featurestore list' lists every applied definition; 'featurestore describe NAME' shows one"
+)
+FEAST_COMMANDS = {
+    "entities": _LISTED,
+    "feature-views": _LISTED,
+    "on-demand-feature-views": _LISTED,
+    "feature-services": _LISTED,
+    "data-sources": _LISTED,
+    "registry-dump": _LISTED + " (the registry itself is the JSON file 'registry:' names)",
+    "version": "'featurestore --version' prints the version",
+    "teardown": "there is nothing to tear down: remove a view from the repo's files and run "
+    "'featurestore apply' (it drops the view's online data)",
+}
+"""Feast's commands featurestore has no command of that name for, and what to run instead."""
+
+
+class _Commands(click.Group):
+    """The ``featurestore`` group: a Feast command name is answered with what to run here."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and self.get_command(ctx, args[0]) is None and args[0] in FEAST_COMMANDS:
+            raise click.UsageError(
+                f"'{args[0]}' is a Feast command, not a featurestore one: "
+                f"{FEAST_COMMANDS[args[0]]}",
+                ctx,
+            )
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens, step by step.")
+@click.option(
+    "-c",
+    "--chdir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Switch to this folder first (as Feast's -c): the default --repo of every command.",
+)
 @click.version_option(package_name="featurestore")
-def main(verbose: bool) -> None:
+def main(verbose: bool, chdir: Path | None) -> None:
     """Feature store with train/serve parity: define features in Python, build
     point-in-time-correct training sets, materialize them online and serve them.
 
@@ -71,6 +110,8 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if chdir is not None:
+        os.chdir(chdir)
 
 
 class TimeParam(click.ParamType):
@@ -99,6 +140,7 @@ class TimeParam(click.ParamType):
 
 VIEWS_OPTION = click.option(
     "--views",
+    "-v",
     multiple=True,
     help="Only these feature views (comma-separated or repeated; default: every online view).",
 )
