@@ -351,10 +351,19 @@ def _check_timestamp_column(entity_schema: pa.Schema, views: Sequence[ViewJoin])
     import pyarrow.types as pt
 
     if ENTITY_TIMESTAMP not in entity_schema.names:
+        times = [f.name for f in entity_schema if is_timestamp(f.type)]
+        # Feast takes a lone timestamp column of another name as the rows' time; here the
+        # time is always named, so another time column (a label's) is never taken for it.
+        rename = (
+            f"; rename {times[0]!r} to {ENTITY_TIMESTAMP!r} if it holds the rows' times (Feast "
+            "would take the only timestamp column; featurestore reads only that name)"
+            if len(times) == 1
+            else ""
+        )
         raise RetrievalError(
             f"entity_df has no {ENTITY_TIMESTAMP!r} column, which views "
             f"{', '.join(v.name for v in views)} need for the point-in-time join; "
-            f"it has {list(entity_schema.names)}"
+            f"it has {list(entity_schema.names)}{rename}"
         )
     arrow_type = entity_schema.field(ENTITY_TIMESTAMP).type
     if not (is_timestamp(arrow_type) or pt.is_string(arrow_type) or pt.is_null(arrow_type)):

@@ -256,6 +256,21 @@ def test_missing_columns_name_the_view(store: FeatureStore) -> None:
         store.get_historical_features(entities.drop_columns(["event_timestamp"]), REFS)
 
 
+def test_a_lone_time_column_of_another_name_is_named_in_the_error(store: FeatureStore) -> None:
+    """Feast takes an entity_df's only timestamp column as the rows' time whatever its name;
+    here the time is read only from 'event_timestamp', and the error names the rename."""
+    entities = _entities((1, "12", 5)).rename_columns(
+        ["user_id", "merchant", "region", "ts", "extra"]
+    )
+    with pytest.raises(RetrievalError, match=r"; rename 'ts' to 'event_timestamp' if it holds"):
+        store.get_historical_features(entities, REFS)
+    no_time = entities.drop_columns(["ts"])
+    with pytest.raises(
+        RetrievalError, match=r"it has \['user_id', 'merchant', 'region', 'extra'\]$"
+    ):
+        store.get_historical_features(no_time, REFS)
+
+
 def test_wrong_key_type_names_view_key_and_both_types(store: FeatureStore) -> None:
     entities = _entities((1, "12", 5)).set_column(0, "user_id", pa.array(["1"]))
     with pytest.raises(RetrievalError, match=r"user_stats.*'user_id' is Int64.*string"):
