@@ -212,10 +212,14 @@ class FileSource:
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    field_mapping: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name is not None and not isinstance(self.name, str):
             raise DefinitionError(f"FileSource: name must be a string, got {self.name!r}")
+        _refuse_feast_options(
+            f"FileSource {self.name or self.path!r}", {"field_mapping": self.field_mapping}
+        )
         if not isinstance(self.path, str) or not self.path:
             raise DefinitionError(f"FileSource {self.name or ''}: path must be a non-empty string")
         check_name(self.timestamp_field, f"source {self.path!r}: timestamp_field")
@@ -239,10 +243,15 @@ class BigQuerySource:
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     owner: str = ""
+    field_mapping: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name is not None and not isinstance(self.name, str):
             raise DefinitionError(f"BigQuerySource: name must be a string, got {self.name!r}")
+        _refuse_feast_options(
+            f"BigQuerySource {self.name or self.table or 'query'!r}",
+            {"field_mapping": self.field_mapping},
+        )
         if (self.table is None) == (self.query is None):
             raise DefinitionError(
                 f"BigQuerySource {self.name or ''}: give exactly one of table= or query="
@@ -323,9 +332,11 @@ def _refuse_feast_options(what: str, options: Mapping[str, object]) -> None:
         "'featurestore list' shows the versions)",
         "logging_config": "logging_config= (logging destinations: the prediction service "
         "logs what it serves to feature_log.path in featurestore.yaml)",
+        "field_mapping": "field_mapping= (renaming source columns: name each Field as its "
+        "source column is named, or rename the column where the source is written)",
     }
     for option, value in options.items():
-        if value is not None:
+        if value is not None and not (option == "field_mapping" and value == {}):
             raise DefinitionError(f"{what}: {why[option]} is not supported; remove {option}=")
 
 

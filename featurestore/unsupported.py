@@ -16,7 +16,8 @@ Feast                             here
 ``Struct(...)`` field types       String, Bool, UnixTimestamp (featurestore/types.py)
 ``FeatureView(enable_validation=,  refused by the definitions (featurestore/definitions.py)
 version=)``, ``FeatureService(
-logging_config=)``
+logging_config=)``, a source's
+``field_mapping=``
 ================================  ==========================================================
 """
 

@@ -45,6 +45,14 @@ def view(**kwargs: Any) -> fs.FeatureView:
         (lambda: view(enable_validation=False), r"'v': enable_validation= .* is not supported"),
         (lambda: view(version="latest"), r"'v': version= \(the registry versions"),
         (
+            lambda: fs.FileSource(path="d.parquet", timestamp_field="t", field_mapping={"a": "b"}),
+            r"FileSource 'd.parquet': field_mapping= \(renaming source columns: name each Field",
+        ),
+        (
+            lambda: fs.BigQuerySource(table="p.d.t", timestamp_field="t", field_mapping={"a": "b"}),
+            r"BigQuerySource 'p.d.t': field_mapping= .* is not supported; remove field_mapping=",
+        ),
+        (
             lambda: fs.FeatureService(name="s", features=[view()], logging_config=object()),
             r"'s': logging_config= \(logging destinations",
         ),
@@ -90,6 +98,7 @@ def test_feasts_defaults_are_accepted() -> None:
         sources=[view()], schema=FIELDS, write_to_online_store=False, singleton=False
     )
     assert decorate(_identity).name == "_identity"
+    assert fs.FileSource(path="data/x.parquet", timestamp_field="ts", field_mapping={}) == SOURCE
     assert fs.ConflictPolicy.LAST_WRITE_WINS.value == "last_write_wins"  # importable only
 
 
