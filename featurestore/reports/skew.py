@@ -136,7 +136,9 @@ def skew_report(
         read_window(config.feature_log_path, window), state, window, left_out
     )
     if training_set is not None:
-        report = _against_training_set(Path(training_set), log, window, thresholds, excluded, say)
+        report = _against_training_set(
+            Path(training_set), log, window, thresholds, excluded, say, state
+        )
         return replace(report, notes=(*left_out, *report.notes))
     assert baseline is not None  # one of the two, checked above
     reference = read_window(config.feature_log_path, baseline)
@@ -268,6 +270,7 @@ def _against_training_set(
     thresholds: Thresholds,
     excluded: set[str],
     say: Progress,
+    state: RegistryState,
 ) -> SkewReport:
     import pyarrow.parquet as pq
 
@@ -312,7 +315,9 @@ def _against_training_set(
         features.append(
             feature_skew(spec.ref, column, training[spec.column], _served(log, column), thresholds)
         )
-    trained = {log_column(f.ref) for f in manifest.features}
+    trained = {log_column(f.ref) for f in manifest.features} | _transformation_inputs(
+        manifest, state
+    )
     for column in sorted(served_columns - trained):
         if log[f"{column}__status"].null_count < len(log):
             ref = column.replace("__", ":", 1)
@@ -336,6 +341,19 @@ def _against_training_set(
         thresholds=thresholds,
         notes=tuple(notes),
     )
+
+
+def _transformation_inputs(manifest: TrainingSetManifest, state: RegistryState) -> set[str]:
+    """The log columns of what the training set's on-demand views read: the log holds them
+    beside the outputs (so a consistency check can tell which input made a value differ),
+    and they are not features the model lacks."""
+    views = {f.ref.split(":", 1)[0] for f in manifest.features}
+    return {
+        log_column(ref)
+        for name in views & state.on_demand.keys()
+        for projection in state.on_demand[name].view.source_projections
+        for ref in projection.refs
+    }
 
 
 def _select_rows(

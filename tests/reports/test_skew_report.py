@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,7 +16,7 @@ import pytest
 from class_repo import T0, build, served_request, write_log
 
 from featurestore import FeatureStore
-from featurestore.feature_log import log_table
+from featurestore.feature_log import log_columns, log_table
 from featurestore.reports import Level, Window, skew_report
 
 USERS = [1, 2, 3, 4, 6, 7, 8, 11, 12]
@@ -118,3 +119,35 @@ def test_a_baseline_that_overlaps_the_window_says_so(built: Path, tmp_path: Path
     assert any("the baseline overlaps the window" in note for note in report.notes)
     apart = skew_report(config, window=Window(since=T0 + DAY), baseline=Window(until=T0 + DAY))
     assert not any("overlaps" in note for note in apart.notes)
+
+
+def test_inputs_of_a_trained_on_demand_view_are_not_extra_features(tmp_path: Path) -> None:
+    """The log holds what an on-demand view read beside its outputs (``stats:avg`` for
+    ``scored``, outside the service ``svc``): logged for the consistency report, never a
+    feature the model lacks, so no "extra" alert (test_bad_input: a real one still is)."""
+    from featurestore.feature_log import PREDICT, ServedRequest
+    from featurestore.online.codec import timestamp_us
+    from featurestore.online.read import read_online
+    from tests.transform_repo import T0 as AT
+    from tests.transform_repo import write_repo
+
+    store = write_repo(tmp_path / "repo")
+    store.apply()
+    store.materialize(AT - 7 * DAY, AT + DAY)
+    rows: dict[str, list[Any]] = {"user_id": [1, 2], "amount": [3.0, 4.0]}
+    train = tmp_path / "train.parquet"
+    entities = pa.table({**rows, "event_timestamp": [AT + DAY] * 2}).to_pandas()
+    store.get_historical_features(entities, "svc").to_parquet(train)
+    reader = store._online_reader()
+    plan, _ = reader.plan("svc", False)
+    request = ServedRequest(
+        request_id="r1",
+        request_us=timestamp_us(AT + DAY),
+        endpoint=PREDICT,
+        response=read_online(reader.store, plan, rows, AT + DAY),
+        columns=log_columns(plan),
+        service="svc",
+    )
+    assert "stats__avg" in log_table([request]).column_names  # logged, not in the service
+    write_log(tmp_path / "repo", log_table([request]), "p")
+    assert [s for s in skew_report(store.config, train).schema if s.kind == "extra"] == []
