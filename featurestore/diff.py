@@ -128,7 +128,8 @@ def _aggregation_changes(
     for name in compared:
         if name in after and before[name] != after[name]:
             parts = [
-                f"{k} {_value(k, before[name][k])} -> {_value(k, after[name][k])}"
+                f"{k.removesuffix('_us')} {_value(k, before[name][k])} -> "
+                f"{_value(k, after[name][k])}"
                 for k in ("function", "column", "time_window_us", "slide_interval_us")
                 if before[name][k] != after[name][k]
             ]

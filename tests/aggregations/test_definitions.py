@@ -143,3 +143,29 @@ def test_the_fingerprint_covers_the_aggregations(tmp_path: Path) -> None:
         )
     }
     assert len(fingerprints) == 4
+
+
+def test_plan_names_a_redefined_aggregation_by_its_parameters() -> None:
+    """``plan`` (and serving's refusal of a model) say what changed in the constructor's words:
+    ``slide_interval 5m -> 10m``, never the stored ``slide_interval_us``."""
+    from featurestore.diff import view_diff
+
+    declared = [Field(name="amount", dtype=Float64)]
+    before = view(
+        Aggregation(column="amount", function="sum", time_window=timedelta(hours=1)),
+        schema=declared,
+    )
+    after = view(
+        Aggregation(
+            column="amount",
+            function="sum",
+            time_window=timedelta(hours=2),
+            slide_interval=timedelta(minutes=10),
+            name="sum_amount_1h",
+        ),
+        schema=declared,
+    )
+    keys = {"user_id": "Int64"}
+    assert view_diff(view_to_dict(before), view_to_dict(after), keys, keys) == (
+        "aggregations: sum_amount_1h time_window 1h -> 2h, slide_interval 5m -> 10m",
+    )
