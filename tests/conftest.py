@@ -165,6 +165,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 @pytest.fixture
 def cluster_url(redis_cluster: RedisClusterNodes) -> str:
     """The session's cluster, healthy and flushed: every test starts from an empty store."""
+    redis_cluster.revive()
     redis_cluster.wait_healthy()
     redis_cluster.flush()
     return redis_cluster.url

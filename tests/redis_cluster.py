@@ -250,13 +250,36 @@ class RedisClusterNodes:
         return promoted
 
     def wait_taken_over(self, node: Node, slots: list[str], timeout: float = 30.0) -> Node:
-        """Wait until another live master serves ``slots`` (those of ``node``)."""
+        """Wait until another live master serves ``slots`` (those of ``node``) and every live
+        node says cluster_state:ok again (a node that has not yet heard of the promotion
+        still answers "the cluster is down" for a moment)."""
 
         def promoted() -> int | None:
             masters = self.topology()["masters"]
             return next((p for p, s in masters.items() if s == slots and p != node.port), None)
 
-        return self.node(until(f"a replica taking over {node.name}", promoted, timeout))
+        new_master = self.node(until(f"a replica taking over {node.name}", promoted, timeout))
+        until("every live node saying cluster_state:ok", self._states_ok, timeout)
+        return new_master
+
+    def _states_ok(self) -> bool:
+        for node in self.alive():
+            client = self.client(node)
+            try:
+                info = client.execute_command("CLUSTER", "INFO")
+            finally:
+                client.close()
+            if "cluster_state:ok" not in (info.decode() if isinstance(info, bytes) else str(info)):
+                return False
+        return True
+
+    def revive(self) -> None:
+        """Start every node a test killed and left down (it failed before restarting it):
+        each rejoins as a replica, so one failing test does not leave the next ones a
+        cluster that can never be healthy."""
+        for node in self.nodes:
+            if node.process is None:
+                self.start(node)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Every node is up, says cluster_state:ok and agrees on the slot map; every master
